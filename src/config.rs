@@ -1,0 +1,639 @@
+//! The configuration contract: environment variables, their parsing and
+//! validation into typed values.
+//!
+//! Configuration is read once, at init. Any missing or invalid value fails
+//! init with a message naming the variable and the form it expects, so that
+//! a bad deployment never reaches a route table.
+
+use std::fmt;
+
+use ipnet::IpNet;
+
+use crate::model::{Filter, ManagedCidrs};
+
+/// The VPC to work in. Every table read or written belongs to it.
+pub const VPC_ID: &str = "VPC_ID";
+/// The cluster whose tagged route table is the source.
+pub const KUBE_CLUSTER_NAME: &str = "KUBE_CLUSTER_NAME";
+/// Use this table as the source instead of the tag lookup.
+pub const SOURCE_ROUTE_TABLE_ID: &str = "SOURCE_ROUTE_TABLE_ID";
+/// Comma-separated CIDRs (or legacy dotted prefixes) whose routes are managed.
+pub const KUBE_ROUTE_CIDRS: &str = "KUBE_ROUTE_CIDRS";
+/// JSON array of `DescribeRouteTables` filters selecting the target tables.
+pub const PRIVATE_RT_FILTERS: &str = "PRIVATE_RT_FILTERS";
+/// Plan and report, change nothing.
+pub const DRY_RUN: &str = "DRY_RUN";
+/// Client-side pace of route writes per second; `0` disables the limiter.
+pub const MAX_WRITES_PER_SECOND: &str = "MAX_WRITES_PER_SECOND";
+/// Burst size of the write limiter.
+pub const WRITE_BURST: &str = "WRITE_BURST";
+/// Allow deletes when the source has no managed route at all.
+pub const ALLOW_EMPTY_SOURCE: &str = "ALLOW_EMPTY_SOURCE";
+/// Routes a table may hold before a plan is refused for it.
+pub const ROUTE_TABLE_LIMIT: &str = "ROUTE_TABLE_LIMIT";
+/// How many tables are written to at the same time.
+pub const APPLY_CONCURRENCY: &str = "APPLY_CONCURRENCY";
+
+pub const DEFAULT_ROUTE_CIDRS: &str = "100.96.0.0/11";
+pub const DEFAULT_PRIVATE_RT_FILTERS: &str = r#"[{"Name":"tag:Name","Values":["private_*"]}]"#;
+pub const DEFAULT_MAX_WRITES_PER_SECOND: f64 = 4.0;
+pub const DEFAULT_WRITE_BURST: u32 = 20;
+pub const DEFAULT_ROUTE_TABLE_LIMIT: usize = 50;
+pub const DEFAULT_APPLY_CONCURRENCY: usize = 8;
+
+/// How the source (the cluster's) route table is found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SourceSelector {
+    /// The one table tagged `KubernetesCluster=<name>` or carrying the tag
+    /// key `kubernetes.io/cluster/<name>`.
+    ClusterTag(String),
+    /// An explicit table id (`SOURCE_ROUTE_TABLE_ID`).
+    RouteTableId(String),
+}
+
+impl fmt::Display for SourceSelector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SourceSelector::ClusterTag(name) => write!(
+                f,
+                "the table tagged KubernetesCluster={name} or kubernetes.io/cluster/{name}"
+            ),
+            SourceSelector::RouteTableId(id) => write!(f, "route table {id}"),
+        }
+    }
+}
+
+/// Client-side pacing of route writes (a token bucket).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct WriteRate {
+    /// Tokens added per second; `0` disables the limiter.
+    pub per_second: f64,
+    /// Bucket size.
+    pub burst: u32,
+}
+
+/// Validated configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub vpc_id: String,
+    pub cluster_name: Option<String>,
+    pub source: SourceSelector,
+    pub managed: ManagedCidrs,
+    pub target_filters: Vec<Filter>,
+    pub dry_run: bool,
+    pub write_rate: WriteRate,
+    pub allow_empty_source: bool,
+    pub route_table_limit: usize,
+    pub apply_concurrency: usize,
+}
+
+/// A configuration value that is missing or malformed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{variable}: {problem}; expected {expected}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub problem: String,
+    pub expected: &'static str,
+}
+
+impl ConfigError {
+    fn new(variable: &'static str, problem: impl Into<String>, expected: &'static str) -> Self {
+        ConfigError {
+            variable,
+            problem: problem.into(),
+            expected,
+        }
+    }
+}
+
+const VPC_ID_FORM: &str = "a VPC id such as vpc-0a1b2c3d4e5f67890";
+const RTB_ID_FORM: &str = "a route table id such as rtb-0a1b2c3d4e5f67890";
+const CLUSTER_FORM: &str =
+    "the cluster name, e.g. k8s.example.com (required unless SOURCE_ROUTE_TABLE_ID is set)";
+const CIDRS_FORM: &str = "comma-separated CIDRs such as 100.96.0.0/11,fd00:100:96::/48, or a dotted prefix such as 100.96";
+const FILTERS_FORM: &str =
+    r#"a non-empty JSON array of EC2 filters such as [{"Name":"tag:Name","Values":["private_*"]}]"#;
+const BOOL_FORM: &str = "true or false";
+const RATE_FORM: &str = "a number of writes per second >= 0 (0 disables the limiter), e.g. 4";
+const BURST_FORM: &str = "a whole number >= 1, e.g. 20";
+const LIMIT_FORM: &str = "a whole number of routes >= 1, e.g. 50";
+const CONCURRENCY_FORM: &str = "a whole number of tables from 1 to 64, e.g. 8";
+
+impl Config {
+    /// Reads the configuration from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `lookup` (a name to its value, if set).
+    /// Empty values count as unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+
+        let vpc_id =
+            get(VPC_ID).ok_or_else(|| ConfigError::new(VPC_ID, "is not set", VPC_ID_FORM))?;
+        if !is_aws_id(&vpc_id, "vpc-") {
+            return Err(ConfigError::new(
+                VPC_ID,
+                format!("{vpc_id:?} is not a VPC id"),
+                VPC_ID_FORM,
+            ));
+        }
+
+        let cluster_name = get(KUBE_CLUSTER_NAME);
+        if let Some(name) = &cluster_name
+            && name.chars().any(|c| c.is_whitespace() || c == ',')
+        {
+            return Err(ConfigError::new(
+                KUBE_CLUSTER_NAME,
+                format!("{name:?} contains white space or a comma"),
+                CLUSTER_FORM,
+            ));
+        }
+        let source = match (get(SOURCE_ROUTE_TABLE_ID), &cluster_name) {
+            (Some(id), _) => {
+                if !is_aws_id(&id, "rtb-") {
+                    return Err(ConfigError::new(
+                        SOURCE_ROUTE_TABLE_ID,
+                        format!("{id:?} is not a route table id"),
+                        RTB_ID_FORM,
+                    ));
+                }
+                SourceSelector::RouteTableId(id)
+            }
+            (None, Some(name)) => SourceSelector::ClusterTag(name.clone()),
+            (None, None) => {
+                return Err(ConfigError::new(
+                    KUBE_CLUSTER_NAME,
+                    "is not set",
+                    CLUSTER_FORM,
+                ));
+            }
+        };
+
+        let managed = parse_route_cidrs(
+            &get(KUBE_ROUTE_CIDRS).unwrap_or_else(|| DEFAULT_ROUTE_CIDRS.into()),
+        )?;
+        let target_filters = parse_filters(
+            &get(PRIVATE_RT_FILTERS).unwrap_or_else(|| DEFAULT_PRIVATE_RT_FILTERS.into()),
+        )?;
+        let dry_run = parse_bool(DRY_RUN, get(DRY_RUN))?;
+        let allow_empty_source = parse_bool(ALLOW_EMPTY_SOURCE, get(ALLOW_EMPTY_SOURCE))?;
+
+        let per_second = match get(MAX_WRITES_PER_SECOND) {
+            None => DEFAULT_MAX_WRITES_PER_SECOND,
+            Some(v) => match v.parse::<f64>() {
+                Ok(rate) if rate.is_finite() && rate >= 0.0 => rate,
+                _ => {
+                    return Err(ConfigError::new(
+                        MAX_WRITES_PER_SECOND,
+                        format!("{v:?} is not a rate"),
+                        RATE_FORM,
+                    ));
+                }
+            },
+        };
+        let burst = parse_whole(
+            WRITE_BURST,
+            get(WRITE_BURST),
+            DEFAULT_WRITE_BURST as usize,
+            1,
+            u32::MAX as usize,
+            BURST_FORM,
+        )? as u32;
+        let route_table_limit = parse_whole(
+            ROUTE_TABLE_LIMIT,
+            get(ROUTE_TABLE_LIMIT),
+            DEFAULT_ROUTE_TABLE_LIMIT,
+            1,
+            100_000,
+            LIMIT_FORM,
+        )?;
+        let apply_concurrency = parse_whole(
+            APPLY_CONCURRENCY,
+            get(APPLY_CONCURRENCY),
+            DEFAULT_APPLY_CONCURRENCY,
+            1,
+            64,
+            CONCURRENCY_FORM,
+        )?;
+
+        Ok(Config {
+            vpc_id,
+            cluster_name,
+            source,
+            managed,
+            target_filters,
+            dry_run,
+            write_rate: WriteRate { per_second, burst },
+            allow_empty_source,
+            route_table_limit,
+            apply_concurrency,
+        })
+    }
+}
+
+/// `prefix` followed by at least 8 lowercase hex digits, as EC2 ids are.
+fn is_aws_id(value: &str, prefix: &str) -> bool {
+    value.strip_prefix(prefix).is_some_and(|hex| {
+        hex.len() >= 8
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
+fn parse_bool(variable: &'static str, value: Option<String>) -> Result<bool, ConfigError> {
+    match value.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None | Some("false" | "0" | "no") => Ok(false),
+        Some("true" | "1" | "yes") => Ok(true),
+        Some(_) => Err(ConfigError::new(
+            variable,
+            format!("{:?} is not a boolean", value.unwrap_or_default()),
+            BOOL_FORM,
+        )),
+    }
+}
+
+fn parse_whole(
+    variable: &'static str,
+    value: Option<String>,
+    default: usize,
+    min: usize,
+    max: usize,
+    expected: &'static str,
+) -> Result<usize, ConfigError> {
+    let Some(v) = value else { return Ok(default) };
+    match v.parse::<usize>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(ConfigError::new(
+            variable,
+            format!("{v:?} is out of range or not a whole number"),
+            expected,
+        )),
+    }
+}
+
+/// Parses `KUBE_ROUTE_CIDRS`.
+pub fn parse_route_cidrs(value: &str) -> Result<ManagedCidrs, ConfigError> {
+    let mut cidrs = Vec::new();
+    for item in value.split(',').map(str::trim) {
+        if item.is_empty() {
+            return Err(ConfigError::new(
+                KUBE_ROUTE_CIDRS,
+                format!("{value:?} has an empty entry"),
+                CIDRS_FORM,
+            ));
+        }
+        let net = match item.parse::<IpNet>() {
+            Ok(net) => net,
+            Err(_) => legacy_prefix(item).ok_or_else(|| {
+                ConfigError::new(
+                    KUBE_ROUTE_CIDRS,
+                    format!("{item:?} is neither a CIDR nor a dotted prefix"),
+                    CIDRS_FORM,
+                )
+            })?,
+        };
+        if net.trunc() != net {
+            return Err(ConfigError::new(
+                KUBE_ROUTE_CIDRS,
+                format!("{item:?} has host bits set (did you mean {}?)", net.trunc()),
+                CIDRS_FORM,
+            ));
+        }
+        if net.prefix_len() == 0 {
+            return Err(ConfigError::new(
+                KUBE_ROUTE_CIDRS,
+                format!(
+                    "{item:?} would manage the default route (and the NAT gateway route with it)"
+                ),
+                CIDRS_FORM,
+            ));
+        }
+        if !cidrs.contains(&net) {
+            cidrs.push(net);
+        }
+    }
+    Ok(ManagedCidrs::new(cidrs))
+}
+
+/// The original Python tool matched routes by a dotted text prefix such as
+/// `100.96`. Read it as the CIDR it denotes: one to three whole octets.
+fn legacy_prefix(item: &str) -> Option<IpNet> {
+    let octets: Vec<&str> = item.trim_end_matches('.').split('.').collect();
+    if octets.is_empty() || octets.len() > 3 {
+        return None;
+    }
+    let mut bytes = [0u8; 4];
+    for (i, octet) in octets.iter().enumerate() {
+        if octet.is_empty() || octet.len() > 3 || !octet.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        bytes[i] = octet.parse().ok()?;
+    }
+    let prefix_len = 8 * octets.len() as u8;
+    IpNet::new(std::net::Ipv4Addr::from(bytes).into(), prefix_len).ok()
+}
+
+/// Parses `PRIVATE_RT_FILTERS`.
+pub fn parse_filters(value: &str) -> Result<Vec<Filter>, ConfigError> {
+    let filters: Vec<Filter> = serde_json::from_str(value).map_err(|e| {
+        ConfigError::new(
+            PRIVATE_RT_FILTERS,
+            format!("is not a JSON array of filters ({e})"),
+            FILTERS_FORM,
+        )
+    })?;
+    if filters.is_empty() {
+        return Err(ConfigError::new(
+            PRIVATE_RT_FILTERS,
+            "selects no filter at all",
+            FILTERS_FORM,
+        ));
+    }
+    for filter in &filters {
+        if filter.name.trim().is_empty() {
+            return Err(ConfigError::new(
+                PRIVATE_RT_FILTERS,
+                "has a filter with an empty Name",
+                FILTERS_FORM,
+            ));
+        }
+        if filter.values.is_empty() {
+            return Err(ConfigError::new(
+                PRIVATE_RT_FILTERS,
+                format!("filter {:?} has no Values", filter.name),
+                FILTERS_FORM,
+            ));
+        }
+    }
+    Ok(filters)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    const VPC: &str = "vpc-0123456789abcdef0";
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    fn minimal() -> Vec<(&'static str, &'static str)> {
+        vec![(VPC_ID, VPC), (KUBE_CLUSTER_NAME, "k8s.example.com")]
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let c = config(&minimal()).unwrap();
+        assert_eq!(c.vpc_id, VPC);
+        assert_eq!(
+            c.source,
+            SourceSelector::ClusterTag("k8s.example.com".into())
+        );
+        assert_eq!(
+            c.managed.cidrs(),
+            &["100.96.0.0/11".parse::<IpNet>().unwrap()]
+        );
+        assert_eq!(
+            c.target_filters,
+            vec![Filter::new("tag:Name", ["private_*"])]
+        );
+        assert!(!c.dry_run);
+        assert!(!c.allow_empty_source);
+        assert_eq!(
+            c.write_rate,
+            WriteRate {
+                per_second: 4.0,
+                burst: 20
+            }
+        );
+        assert_eq!(c.route_table_limit, 50);
+        assert_eq!(c.apply_concurrency, 8);
+    }
+
+    #[test]
+    fn source_table_id_replaces_the_cluster_name() {
+        let c = config(&[
+            (VPC_ID, VPC),
+            (SOURCE_ROUTE_TABLE_ID, "rtb-0123456789abcdef0"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.source,
+            SourceSelector::RouteTableId("rtb-0123456789abcdef0".into())
+        );
+        assert_eq!(c.cluster_name, None);
+    }
+
+    #[test]
+    fn every_listed_form_is_accepted() {
+        let mut vars = minimal();
+        vars.extend([
+            (KUBE_ROUTE_CIDRS, " 100.96.0.0/11 , fd00:100:96::/48,10.1.0.0/16 "),
+            (PRIVATE_RT_FILTERS, r#"[{"Name":"tag:kubernetes.io/role","Values":["private"]},{"Name":"route-table-id","Values":["rtb-1","rtb-2"]}]"#),
+            (DRY_RUN, "TRUE"),
+            (ALLOW_EMPTY_SOURCE, "1"),
+            (MAX_WRITES_PER_SECOND, "0"),
+            (WRITE_BURST, "50"),
+            (ROUTE_TABLE_LIMIT, "500"),
+            (APPLY_CONCURRENCY, "4"),
+        ]);
+        let c = config(&vars).unwrap();
+        assert_eq!(
+            c.managed.to_string(),
+            "100.96.0.0/11,fd00:100:96::/48,10.1.0.0/16"
+        );
+        assert_eq!(c.target_filters.len(), 2);
+        assert_eq!(c.target_filters[1].values, vec!["rtb-1", "rtb-2"]);
+        assert!(c.dry_run && c.allow_empty_source);
+        assert_eq!(
+            c.write_rate,
+            WriteRate {
+                per_second: 0.0,
+                burst: 50
+            }
+        );
+        assert_eq!(c.route_table_limit, 500);
+        assert_eq!(c.apply_concurrency, 4);
+    }
+
+    #[test]
+    fn legacy_dotted_prefixes_denote_whole_octets() {
+        let cases = [
+            ("100.96", "100.96.0.0/16"),
+            ("100.96.", "100.96.0.0/16"),
+            ("10", "10.0.0.0/8"),
+            ("100.96.3", "100.96.3.0/24"),
+            ("100.96,100.97", "100.96.0.0/16,100.97.0.0/16"),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(
+                parse_route_cidrs(input).unwrap().to_string(),
+                expected,
+                "{input}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_bad_form_names_its_variable() {
+        let cases: Vec<(Vec<(&str, &str)>, &str, &str)> = vec![
+            (vec![], VPC_ID, "is not set"),
+            (vec![(VPC_ID, "  ")], VPC_ID, "is not set"),
+            (vec![(VPC_ID, "vpc-xyz")], VPC_ID, "not a VPC id"),
+            (
+                vec![(VPC_ID, "rtb-0123456789abcdef0")],
+                VPC_ID,
+                "not a VPC id",
+            ),
+            (vec![(VPC_ID, VPC)], KUBE_CLUSTER_NAME, "is not set"),
+            (
+                vec![(VPC_ID, VPC), (KUBE_CLUSTER_NAME, "a b")],
+                KUBE_CLUSTER_NAME,
+                "white space",
+            ),
+            (
+                vec![(VPC_ID, VPC), (SOURCE_ROUTE_TABLE_ID, "rt-1234")],
+                SOURCE_ROUTE_TABLE_ID,
+                "not a route table id",
+            ),
+            (
+                vec![(KUBE_ROUTE_CIDRS, "100.96.0.0/33")],
+                KUBE_ROUTE_CIDRS,
+                "neither a CIDR",
+            ),
+            (
+                vec![(KUBE_ROUTE_CIDRS, "100.96.0.1/11")],
+                KUBE_ROUTE_CIDRS,
+                "did you mean 100.96.0.0/11",
+            ),
+            (
+                vec![(KUBE_ROUTE_CIDRS, "0.0.0.0/0")],
+                KUBE_ROUTE_CIDRS,
+                "default route",
+            ),
+            (
+                vec![(KUBE_ROUTE_CIDRS, "::/0")],
+                KUBE_ROUTE_CIDRS,
+                "default route",
+            ),
+            (
+                vec![(KUBE_ROUTE_CIDRS, "100.96.0.0/11,,10.0.0.0/8")],
+                KUBE_ROUTE_CIDRS,
+                "empty entry",
+            ),
+            (
+                vec![(KUBE_ROUTE_CIDRS, "100.256")],
+                KUBE_ROUTE_CIDRS,
+                "neither a CIDR",
+            ),
+            (
+                vec![(KUBE_ROUTE_CIDRS, "1.2.3.4.5")],
+                KUBE_ROUTE_CIDRS,
+                "neither a CIDR",
+            ),
+            (
+                vec![(KUBE_ROUTE_CIDRS, "pods")],
+                KUBE_ROUTE_CIDRS,
+                "neither a CIDR",
+            ),
+            (
+                vec![(PRIVATE_RT_FILTERS, "private_*")],
+                PRIVATE_RT_FILTERS,
+                "not a JSON array",
+            ),
+            (
+                vec![(PRIVATE_RT_FILTERS, r#"{"Name":"tag:Name","Values":["x"]}"#)],
+                PRIVATE_RT_FILTERS,
+                "not a JSON array",
+            ),
+            (
+                vec![(
+                    PRIVATE_RT_FILTERS,
+                    r#"[{"name":"tag:Name","values":["x"]}]"#,
+                )],
+                PRIVATE_RT_FILTERS,
+                "not a JSON array",
+            ),
+            (
+                vec![(PRIVATE_RT_FILTERS, "[]")],
+                PRIVATE_RT_FILTERS,
+                "no filter",
+            ),
+            (
+                vec![(PRIVATE_RT_FILTERS, r#"[{"Name":"","Values":["x"]}]"#)],
+                PRIVATE_RT_FILTERS,
+                "empty Name",
+            ),
+            (
+                vec![(PRIVATE_RT_FILTERS, r#"[{"Name":"tag:Name","Values":[]}]"#)],
+                PRIVATE_RT_FILTERS,
+                "no Values",
+            ),
+            (vec![(DRY_RUN, "maybe")], DRY_RUN, "not a boolean"),
+            (
+                vec![(ALLOW_EMPTY_SOURCE, "2")],
+                ALLOW_EMPTY_SOURCE,
+                "not a boolean",
+            ),
+            (
+                vec![(MAX_WRITES_PER_SECOND, "-1")],
+                MAX_WRITES_PER_SECOND,
+                "not a rate",
+            ),
+            (
+                vec![(MAX_WRITES_PER_SECOND, "NaN")],
+                MAX_WRITES_PER_SECOND,
+                "not a rate",
+            ),
+            (vec![(WRITE_BURST, "0")], WRITE_BURST, "out of range"),
+            (
+                vec![(WRITE_BURST, "1.5")],
+                WRITE_BURST,
+                "not a whole number",
+            ),
+            (
+                vec![(ROUTE_TABLE_LIMIT, "0")],
+                ROUTE_TABLE_LIMIT,
+                "out of range",
+            ),
+            (
+                vec![(APPLY_CONCURRENCY, "65")],
+                APPLY_CONCURRENCY,
+                "out of range",
+            ),
+        ];
+        for (vars, variable, needle) in cases {
+            let mut all = if vars.iter().any(|(k, _)| *k == VPC_ID) || vars.is_empty() {
+                vec![]
+            } else {
+                minimal()
+            };
+            all.extend(vars.iter().copied());
+            let err = config(&all).expect_err(&format!("{all:?} should be rejected"));
+            assert_eq!(err.variable, variable, "{all:?}: {err}");
+            let text = err.to_string();
+            assert!(
+                text.contains(needle),
+                "{all:?}: {text:?} should contain {needle:?}"
+            );
+            assert!(
+                text.starts_with(variable) && text.contains("expected"),
+                "{text}"
+            );
+        }
+    }
+}

@@ -1,0 +1,513 @@
+//! The narrow EC2 port kube-rtsync needs, and its `aws-sdk-ec2` adapter.
+//!
+//! The trait speaks domain types only. The adapter maps SDK shapes into
+//! them and keeps the AWS error code of every failure, which is how a
+//! harmless race (`RouteAlreadyExists`) is told from a real fault.
+
+use std::future::Future;
+
+use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_ec2::types as sdk;
+use ipnet::IpNet;
+
+use crate::model::{Destination, Filter, Route, RouteOrigin, RouteState, RouteTable, Target};
+
+/// `CreateRoute` found the destination already routed.
+pub const ROUTE_ALREADY_EXISTS: &str = "RouteAlreadyExists";
+/// `DeleteRoute` (and, on AWS, `ReplaceRoute`) found no such route.
+pub const ROUTE_NOT_FOUND: &str = "InvalidRoute.NotFound";
+/// The route table does not exist.
+pub const ROUTE_TABLE_NOT_FOUND: &str = "InvalidRouteTableID.NotFound";
+/// `ReplaceRoute` of a destination the table does not route answers this
+/// code, with a message saying there is no route.
+pub const INVALID_PARAMETER_VALUE: &str = "InvalidParameterValue";
+/// The table is at its route quota.
+pub const ROUTE_LIMIT_EXCEEDED: &str = "RouteLimitExceeded";
+
+/// Page size asked of `DescribeRouteTables` (its maximum).
+pub const DESCRIBE_PAGE_SIZE: i32 = 100;
+
+/// One page of `DescribeRouteTables`.
+#[derive(Clone, Debug, Default)]
+pub struct RouteTablePage {
+    pub route_tables: Vec<RouteTable>,
+    pub next_token: Option<String>,
+}
+
+/// What kind of failure an EC2 call met.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// EC2 answered with an error code.
+    Service,
+    /// The call (or one of its attempts) ran out of time.
+    Timeout,
+    /// The request could not be sent or the answer not read.
+    Network,
+    /// Anything else (for example no credentials).
+    Other,
+}
+
+/// A failed EC2 call, with the AWS error code when EC2 gave one.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{operation} failed{}: {message}", .code.as_deref().map(|c| format!(" with {c}")).unwrap_or_default())]
+pub struct Ec2Error {
+    pub operation: &'static str,
+    pub kind: FailureKind,
+    pub code: Option<String>,
+    pub message: String,
+}
+
+impl Ec2Error {
+    pub fn service(
+        operation: &'static str,
+        code: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Ec2Error {
+            operation,
+            kind: FailureKind::Service,
+            code: Some(code.into()),
+            message: message.into(),
+        }
+    }
+
+    pub fn code(&self) -> Option<&str> {
+        self.code.as_deref()
+    }
+
+    pub fn is_code(&self, code: &str) -> bool {
+        self.code() == Some(code)
+    }
+
+    /// EC2 refused the call for its request rate.
+    pub fn is_throttling(&self) -> bool {
+        matches!(
+            self.code(),
+            Some(
+                "RequestLimitExceeded" | "Throttling" | "ThrottlingException" | "RequestThrottled"
+            )
+        )
+    }
+
+    /// `ReplaceRoute` found no route to replace (the route vanished).
+    pub fn is_missing_route(&self) -> bool {
+        self.is_code(ROUTE_NOT_FOUND)
+            || (self.is_code(INVALID_PARAMETER_VALUE)
+                && self.message.to_ascii_lowercase().contains("no route"))
+    }
+
+    /// What an operator should do about it, for the error message.
+    pub fn hint(&self) -> &'static str {
+        match self.code() {
+            Some(c)
+                if c.starts_with("UnauthorizedOperation")
+                    || c == "AccessDenied"
+                    || c == "AuthFailure" =>
+            {
+                "check the function's IAM policy (policies/kube-rtsync.json) and its ec2:Vpc condition"
+            }
+            Some(ROUTE_TABLE_NOT_FOUND) => "check the route table id and that it is in VPC_ID",
+            Some(ROUTE_LIMIT_EXCEEDED) => {
+                "raise the route table quota or narrow PRIVATE_RT_FILTERS / KUBE_ROUTE_CIDRS"
+            }
+            _ if self.is_throttling() => {
+                "lower MAX_WRITES_PER_SECOND; the next invocation continues the work"
+            }
+            _ => match self.kind {
+                FailureKind::Timeout | FailureKind::Network => {
+                    "transient; the next invocation retries"
+                }
+                _ => "see the AWS error code",
+            },
+        }
+    }
+}
+
+/// The EC2 calls kube-rtsync makes. Implemented by [`AwsEc2`] and by
+/// [`crate::fake::FakeEc2`].
+pub trait Ec2: Send + Sync {
+    /// One page of `DescribeRouteTables` with these filters.
+    fn describe_route_tables(
+        &self,
+        filters: &[Filter],
+        next_token: Option<String>,
+    ) -> impl Future<Output = Result<RouteTablePage, Ec2Error>> + Send;
+
+    fn create_route(
+        &self,
+        route_table_id: &str,
+        destination: &Destination,
+        target: &Target,
+    ) -> impl Future<Output = Result<(), Ec2Error>> + Send;
+
+    fn replace_route(
+        &self,
+        route_table_id: &str,
+        destination: &Destination,
+        target: &Target,
+    ) -> impl Future<Output = Result<(), Ec2Error>> + Send;
+
+    fn delete_route(
+        &self,
+        route_table_id: &str,
+        destination: &Destination,
+    ) -> impl Future<Output = Result<(), Ec2Error>> + Send;
+}
+
+/// Every route table matching `filters`, following `NextToken` to the end.
+pub async fn describe_all<E: Ec2>(
+    ec2: &E,
+    filters: &[Filter],
+) -> Result<Vec<RouteTable>, Ec2Error> {
+    let mut tables = Vec::new();
+    let mut token = None;
+    loop {
+        let page = ec2.describe_route_tables(filters, token).await?;
+        tables.extend(page.route_tables);
+        match page.next_token {
+            Some(next) if !next.is_empty() => token = Some(next),
+            _ => return Ok(tables),
+        }
+    }
+}
+
+/// The [`Ec2`] port over `aws-sdk-ec2`.
+#[derive(Clone, Debug)]
+pub struct AwsEc2 {
+    client: aws_sdk_ec2::Client,
+}
+
+impl AwsEc2 {
+    pub fn new(client: aws_sdk_ec2::Client) -> Self {
+        AwsEc2 { client }
+    }
+}
+
+/// Keeps the AWS error code and message of a failed SDK call.
+fn sdk_error<E, R>(operation: &'static str, err: SdkError<E, R>) -> Ec2Error
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let kind = match &err {
+        SdkError::ServiceError(_) => FailureKind::Service,
+        SdkError::TimeoutError(_) => FailureKind::Timeout,
+        SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => FailureKind::Network,
+        _ => FailureKind::Other,
+    };
+    let code = err.code().map(str::to_owned);
+    let message = match (kind, err.message()) {
+        (FailureKind::Service, Some(message)) => message.to_owned(),
+        _ => DisplayErrorContext(&err).to_string(),
+    };
+    Ec2Error {
+        operation,
+        kind,
+        code,
+        message,
+    }
+}
+
+macro_rules! with_destination {
+    ($builder:expr, $destination:expr) => {
+        match $destination {
+            Destination::Cidr(IpNet::V4(net)) => $builder.destination_cidr_block(net.to_string()),
+            Destination::Cidr(IpNet::V6(net)) => {
+                $builder.destination_ipv6_cidr_block(net.to_string())
+            }
+            Destination::PrefixList(id) => $builder.destination_prefix_list_id(id),
+        }
+    };
+}
+
+macro_rules! with_target {
+    ($builder:expr, $target:expr) => {
+        match $target {
+            Target::NetworkInterface(id) => $builder.network_interface_id(id),
+            Target::Instance(id) => $builder.instance_id(id),
+            Target::NatGateway(id) => $builder.nat_gateway_id(id),
+            Target::Gateway(id) if id.starts_with("vpce-") => $builder.vpc_endpoint_id(id),
+            Target::Gateway(id) => $builder.gateway_id(id),
+            Target::TransitGateway(id) => $builder.transit_gateway_id(id),
+            Target::VpcPeeringConnection(id) => $builder.vpc_peering_connection_id(id),
+            Target::EgressOnlyInternetGateway(id) => $builder.egress_only_internet_gateway_id(id),
+            Target::LocalGateway(id) => $builder.local_gateway_id(id),
+            Target::CarrierGateway(id) => $builder.carrier_gateway_id(id),
+            Target::CoreNetwork(arn) => $builder.core_network_arn(arn),
+            Target::Unknown => $builder,
+        }
+    };
+}
+
+impl Ec2 for AwsEc2 {
+    async fn describe_route_tables(
+        &self,
+        filters: &[Filter],
+        next_token: Option<String>,
+    ) -> Result<RouteTablePage, Ec2Error> {
+        let sdk_filters = filters
+            .iter()
+            .map(|f| {
+                sdk::Filter::builder()
+                    .name(&f.name)
+                    .set_values(Some(f.values.clone()))
+                    .build()
+            })
+            .collect();
+        let out = self
+            .client
+            .describe_route_tables()
+            .set_filters(Some(sdk_filters))
+            .max_results(DESCRIBE_PAGE_SIZE)
+            .set_next_token(next_token)
+            .send()
+            .await
+            .map_err(|e| sdk_error("DescribeRouteTables", e))?;
+        Ok(RouteTablePage {
+            route_tables: out
+                .route_tables()
+                .iter()
+                .map(route_table_from_sdk)
+                .collect(),
+            next_token: out.next_token().map(str::to_owned),
+        })
+    }
+
+    async fn create_route(
+        &self,
+        route_table_id: &str,
+        destination: &Destination,
+        target: &Target,
+    ) -> Result<(), Ec2Error> {
+        let req = self.client.create_route().route_table_id(route_table_id);
+        let req = with_destination!(req, destination);
+        let req = with_target!(req, target);
+        req.send().await.map_err(|e| sdk_error("CreateRoute", e))?;
+        Ok(())
+    }
+
+    async fn replace_route(
+        &self,
+        route_table_id: &str,
+        destination: &Destination,
+        target: &Target,
+    ) -> Result<(), Ec2Error> {
+        let req = self.client.replace_route().route_table_id(route_table_id);
+        let req = with_destination!(req, destination);
+        let req = with_target!(req, target);
+        req.send().await.map_err(|e| sdk_error("ReplaceRoute", e))?;
+        Ok(())
+    }
+
+    async fn delete_route(
+        &self,
+        route_table_id: &str,
+        destination: &Destination,
+    ) -> Result<(), Ec2Error> {
+        let req = self.client.delete_route().route_table_id(route_table_id);
+        let req = with_destination!(req, destination);
+        req.send().await.map_err(|e| sdk_error("DeleteRoute", e))?;
+        Ok(())
+    }
+}
+
+/// Maps an SDK route table into the domain. Missing lists become empty.
+pub fn route_table_from_sdk(table: &sdk::RouteTable) -> RouteTable {
+    RouteTable {
+        id: table.route_table_id().unwrap_or_default().to_owned(),
+        vpc_id: table.vpc_id().unwrap_or_default().to_owned(),
+        tags: table
+            .tags()
+            .iter()
+            .filter_map(|t| {
+                Some((
+                    t.key()?.to_owned(),
+                    t.value().unwrap_or_default().to_owned(),
+                ))
+            })
+            .collect(),
+        routes: table.routes().iter().filter_map(route_from_sdk).collect(),
+    }
+}
+
+/// Maps an SDK route into the domain; `None` for a route with no
+/// destination we can read (such a route is never touched).
+pub fn route_from_sdk(route: &sdk::Route) -> Option<Route> {
+    let destination = if let Some(v4) = route.destination_cidr_block() {
+        Destination::Cidr(v4.parse().ok()?)
+    } else if let Some(v6) = route.destination_ipv6_cidr_block() {
+        Destination::Cidr(v6.parse().ok()?)
+    } else {
+        Destination::PrefixList(route.destination_prefix_list_id()?.to_owned())
+    };
+    // EC2 lists both the instance and its interface for routes made by
+    // instance id; the interface is what CreateRoute accepts for every node.
+    let target = [
+        route
+            .network_interface_id()
+            .map(|id| Target::NetworkInterface(id.into())),
+        route.instance_id().map(|id| Target::Instance(id.into())),
+        route
+            .nat_gateway_id()
+            .map(|id| Target::NatGateway(id.into())),
+        route
+            .transit_gateway_id()
+            .map(|id| Target::TransitGateway(id.into())),
+        route
+            .vpc_peering_connection_id()
+            .map(|id| Target::VpcPeeringConnection(id.into())),
+        route
+            .egress_only_internet_gateway_id()
+            .map(|id| Target::EgressOnlyInternetGateway(id.into())),
+        route
+            .local_gateway_id()
+            .map(|id| Target::LocalGateway(id.into())),
+        route
+            .carrier_gateway_id()
+            .map(|id| Target::CarrierGateway(id.into())),
+        route
+            .core_network_arn()
+            .map(|arn| Target::CoreNetwork(arn.into())),
+        route.gateway_id().map(|id| Target::Gateway(id.into())),
+    ]
+    .into_iter()
+    .flatten()
+    .next()
+    .unwrap_or(Target::Unknown);
+    let state = match route.state() {
+        None | Some(sdk::RouteState::Active) => RouteState::Active,
+        Some(_) => RouteState::Blackhole,
+    };
+    let origin = match route.origin() {
+        Some(sdk::RouteOrigin::CreateRoute) => RouteOrigin::CreateRoute,
+        Some(sdk::RouteOrigin::CreateRouteTable) => RouteOrigin::CreateRouteTable,
+        Some(sdk::RouteOrigin::EnableVgwRoutePropagation) => RouteOrigin::EnableVgwRoutePropagation,
+        Some(other) => RouteOrigin::Other(other.as_str().to_owned()),
+        None => RouteOrigin::Other("unknown".into()),
+    };
+    Some(Route {
+        destination,
+        target,
+        state,
+        origin,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instance_routes_map_to_their_interface() {
+        let route = sdk::Route::builder()
+            .destination_cidr_block("100.96.3.0/24")
+            .instance_id("i-0abc")
+            .instance_owner_id("123456789012")
+            .network_interface_id("eni-0abc")
+            .origin(sdk::RouteOrigin::CreateRoute)
+            .state(sdk::RouteState::Active)
+            .build();
+        let mapped = route_from_sdk(&route).unwrap();
+        assert_eq!(mapped.target, Target::NetworkInterface("eni-0abc".into()));
+        assert_eq!(
+            mapped.destination,
+            Destination::Cidr("100.96.3.0/24".parse().unwrap())
+        );
+        assert_eq!(mapped.origin, RouteOrigin::CreateRoute);
+    }
+
+    #[test]
+    fn sdk_routes_map_destination_target_state_and_origin() {
+        let cases = [
+            (
+                sdk::Route::builder()
+                    .destination_cidr_block("10.0.0.0/16")
+                    .gateway_id("local")
+                    .origin(sdk::RouteOrigin::CreateRouteTable),
+                Destination::Cidr("10.0.0.0/16".parse().unwrap()),
+                Target::Gateway("local".into()),
+                RouteOrigin::CreateRouteTable,
+            ),
+            (
+                sdk::Route::builder()
+                    .destination_ipv6_cidr_block("::/0")
+                    .egress_only_internet_gateway_id("eigw-1")
+                    .origin(sdk::RouteOrigin::CreateRoute),
+                Destination::Cidr("::/0".parse().unwrap()),
+                Target::EgressOnlyInternetGateway("eigw-1".into()),
+                RouteOrigin::CreateRoute,
+            ),
+            (
+                sdk::Route::builder()
+                    .destination_prefix_list_id("pl-1")
+                    .gateway_id("vgw-1")
+                    .origin(sdk::RouteOrigin::EnableVgwRoutePropagation),
+                Destination::PrefixList("pl-1".into()),
+                Target::Gateway("vgw-1".into()),
+                RouteOrigin::EnableVgwRoutePropagation,
+            ),
+            (
+                sdk::Route::builder()
+                    .destination_cidr_block("0.0.0.0/0")
+                    .nat_gateway_id("nat-1")
+                    .origin(sdk::RouteOrigin::CreateRoute),
+                Destination::Cidr("0.0.0.0/0".parse().unwrap()),
+                Target::NatGateway("nat-1".into()),
+                RouteOrigin::CreateRoute,
+            ),
+        ];
+        for (builder, destination, target, origin) in cases {
+            let r = route_from_sdk(&builder.build()).unwrap();
+            assert_eq!(
+                (r.destination, r.target, r.origin, r.state),
+                (destination, target, origin, RouteState::Active)
+            );
+        }
+        let hole = sdk::Route::builder()
+            .destination_cidr_block("100.96.1.0/24")
+            .origin(sdk::RouteOrigin::CreateRoute)
+            .state(sdk::RouteState::Blackhole)
+            .build();
+        let r = route_from_sdk(&hole).unwrap();
+        assert_eq!(
+            (r.target, r.state),
+            (Target::Unknown, RouteState::Blackhole)
+        );
+        assert_eq!(route_from_sdk(&sdk::Route::builder().build()), None);
+    }
+
+    #[test]
+    fn error_codes_are_classified() {
+        let missing = Ec2Error::service(
+            "ReplaceRoute",
+            INVALID_PARAMETER_VALUE,
+            "There is no route defined for '100.96.1.0/24' in the route table",
+        );
+        assert!(missing.is_missing_route());
+        assert!(
+            !Ec2Error::service(
+                "ReplaceRoute",
+                INVALID_PARAMETER_VALUE,
+                "Value (x) for parameter instanceId is invalid"
+            )
+            .is_missing_route()
+        );
+        assert!(Ec2Error::service("DeleteRoute", ROUTE_NOT_FOUND, "gone").is_missing_route());
+        let throttled = Ec2Error::service(
+            "CreateRoute",
+            "RequestLimitExceeded",
+            "Request limit exceeded.",
+        );
+        assert!(throttled.is_throttling());
+        assert_eq!(
+            throttled.to_string(),
+            "CreateRoute failed with RequestLimitExceeded: Request limit exceeded."
+        );
+        assert!(
+            Ec2Error::service("CreateRoute", "UnauthorizedOperation", "no")
+                .hint()
+                .contains("IAM")
+        );
+    }
+}

@@ -1,0 +1,570 @@
+//! An in-memory [`Ec2`] that behaves like EC2 where kube-rtsync depends on
+//! it: filters with wildcards, pagination, the error codes of route writes,
+//! blackholes, and injected faults. Public (not `cfg(test)`) so that the
+//! integration tests in `tests/` and the benchmarks can use it.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard};
+
+use crate::ec2::{
+    Ec2, Ec2Error, FailureKind, INVALID_PARAMETER_VALUE, ROUTE_ALREADY_EXISTS, ROUTE_NOT_FOUND,
+    ROUTE_TABLE_NOT_FOUND, RouteTablePage,
+};
+use crate::model::{Destination, Filter, Route, RouteState, RouteTable, Target};
+
+/// The EC2 operations the fake serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Operation {
+    DescribeRouteTables,
+    CreateRoute,
+    ReplaceRoute,
+    DeleteRoute,
+}
+
+impl Operation {
+    fn name(self) -> &'static str {
+        match self {
+            Operation::DescribeRouteTables => "DescribeRouteTables",
+            Operation::CreateRoute => "CreateRoute",
+            Operation::ReplaceRoute => "ReplaceRoute",
+            Operation::DeleteRoute => "DeleteRoute",
+        }
+    }
+}
+
+/// A successful route write, as the fake recorded it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Write {
+    pub operation: Operation,
+    pub route_table_id: String,
+    pub destination: Destination,
+    pub target: Option<Target>,
+}
+
+/// Calls made, successful or not.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CallCounts {
+    pub describe: usize,
+    pub create: usize,
+    pub replace: usize,
+    pub delete: usize,
+}
+
+impl CallCounts {
+    pub fn writes(&self) -> usize {
+        self.create + self.replace + self.delete
+    }
+}
+
+/// An injected failure.
+#[derive(Clone, Debug)]
+pub struct Fault {
+    /// Only this operation (any, if `None`).
+    pub operation: Option<Operation>,
+    /// Only writes to this table (any, if `None`).
+    pub route_table_id: Option<String>,
+    /// The error to answer.
+    pub kind: FailureKind,
+    pub code: Option<String>,
+    /// Fail only this many matching calls (every one, if `None`).
+    pub times: Option<usize>,
+    /// Fail only every n-th matching call (1 = every call).
+    pub every: usize,
+    seen: usize,
+}
+
+impl Fault {
+    /// Every matching call fails with this AWS error code.
+    pub fn code(code: &str) -> Self {
+        Fault {
+            operation: None,
+            route_table_id: None,
+            kind: FailureKind::Service,
+            code: Some(code.to_owned()),
+            times: None,
+            every: 1,
+            seen: 0,
+        }
+    }
+
+    /// Every matching call times out.
+    pub fn timeout() -> Self {
+        Fault {
+            kind: FailureKind::Timeout,
+            code: None,
+            ..Fault::code("")
+        }
+    }
+
+    pub fn on(mut self, operation: Operation) -> Self {
+        self.operation = Some(operation);
+        self
+    }
+
+    pub fn on_table(mut self, route_table_id: &str) -> Self {
+        self.route_table_id = Some(route_table_id.to_owned());
+        self
+    }
+
+    pub fn times(mut self, times: usize) -> Self {
+        self.times = Some(times);
+        self
+    }
+
+    pub fn every(mut self, n: usize) -> Self {
+        self.every = n.max(1);
+        self
+    }
+
+    fn matches(&self, operation: Operation, table: Option<&str>) -> bool {
+        self.operation.is_none_or(|op| op == operation)
+            && self
+                .route_table_id
+                .as_deref()
+                .is_none_or(|t| Some(t) == table)
+            && self.times != Some(0)
+    }
+}
+
+#[derive(Default)]
+struct State {
+    tables: BTreeMap<String, RouteTable>,
+    page_size: Option<usize>,
+    calls: CallCounts,
+    writes: Vec<Write>,
+    faults: Vec<Fault>,
+}
+
+/// An in-memory EC2 holding route tables.
+#[derive(Default)]
+pub struct FakeEc2 {
+    state: Mutex<State>,
+}
+
+impl FakeEc2 {
+    pub fn new(tables: impl IntoIterator<Item = RouteTable>) -> Self {
+        let fake = FakeEc2::default();
+        for table in tables {
+            fake.insert(table);
+        }
+        fake
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Adds or replaces a table.
+    pub fn insert(&self, table: RouteTable) {
+        self.lock().tables.insert(table.id.clone(), table);
+    }
+
+    /// Answers `DescribeRouteTables` in pages of this size (default: all in one).
+    pub fn with_page_size(self, size: usize) -> Self {
+        self.lock().page_size = Some(size.max(1));
+        self
+    }
+
+    pub fn inject(&self, fault: Fault) {
+        self.lock().faults.push(fault);
+    }
+
+    pub fn clear_faults(&self) {
+        self.lock().faults.clear();
+    }
+
+    pub fn table(&self, id: &str) -> Option<RouteTable> {
+        self.lock().tables.get(id).cloned()
+    }
+
+    pub fn tables(&self) -> Vec<RouteTable> {
+        self.lock().tables.values().cloned().collect()
+    }
+
+    pub fn calls(&self) -> CallCounts {
+        self.lock().calls
+    }
+
+    /// Successful writes, in the order they happened.
+    pub fn writes(&self) -> Vec<Write> {
+        self.lock().writes.clone()
+    }
+
+    /// Forgets the call counts and the write log.
+    pub fn reset_counters(&self) {
+        let mut state = self.lock();
+        state.calls = CallCounts::default();
+        state.writes.clear();
+    }
+
+    /// Turns every route pointing at `target` into a blackhole, as EC2
+    /// does when an instance or interface goes away.
+    pub fn blackhole(&self, target: &Target) {
+        for table in self.lock().tables.values_mut() {
+            for route in table.routes.iter_mut().filter(|r| &r.target == target) {
+                route.state = RouteState::Blackhole;
+            }
+        }
+    }
+
+    /// Runs `f` on the stored table (to add or change routes behind
+    /// kube-rtsync's back, as the cluster's controller would).
+    pub fn edit(&self, id: &str, f: impl FnOnce(&mut RouteTable)) {
+        if let Some(table) = self.lock().tables.get_mut(id) {
+            f(table);
+        }
+    }
+
+    fn check_faults(
+        state: &mut State,
+        operation: Operation,
+        table: Option<&str>,
+    ) -> Result<(), Ec2Error> {
+        for fault in state
+            .faults
+            .iter_mut()
+            .filter(|f| f.matches(operation, table))
+        {
+            fault.seen += 1;
+            if fault.seen % fault.every != 0 {
+                continue;
+            }
+            if let Some(times) = fault.times.as_mut() {
+                *times -= 1;
+            }
+            return Err(Ec2Error {
+                operation: operation.name(),
+                kind: fault.kind,
+                code: fault.code.clone(),
+                message: format!("injected {}", fault.code.as_deref().unwrap_or("timeout")),
+            });
+        }
+        Ok(())
+    }
+
+    fn write(
+        &self,
+        operation: Operation,
+        route_table_id: &str,
+        destination: &Destination,
+        target: Option<&Target>,
+    ) -> Result<(), Ec2Error> {
+        let mut state = self.lock();
+        match operation {
+            Operation::CreateRoute => state.calls.create += 1,
+            Operation::ReplaceRoute => state.calls.replace += 1,
+            Operation::DeleteRoute => state.calls.delete += 1,
+            Operation::DescribeRouteTables => state.calls.describe += 1,
+        }
+        Self::check_faults(&mut state, operation, Some(route_table_id))?;
+        let name = operation.name();
+        let table = state.tables.get_mut(route_table_id).ok_or_else(|| {
+            Ec2Error::service(
+                name,
+                ROUTE_TABLE_NOT_FOUND,
+                format!("The routeTable ID '{route_table_id}' does not exist"),
+            )
+        })?;
+        let existing = table
+            .routes
+            .iter()
+            .position(|r| &r.destination == destination);
+        match (operation, existing, target) {
+            (_, _, Some(t)) if !t.is_copyable() => {
+                return Err(Ec2Error::service(
+                    name,
+                    INVALID_PARAMETER_VALUE,
+                    format!("invalid target {t:?}"),
+                ));
+            }
+            (Operation::CreateRoute, Some(_), _) => {
+                return Err(Ec2Error::service(
+                    name,
+                    ROUTE_ALREADY_EXISTS,
+                    format!("The route identified by {destination} already exists."),
+                ));
+            }
+            (Operation::CreateRoute, None, Some(t)) => table
+                .routes
+                .push(Route::active(destination.clone(), t.clone())),
+            (Operation::ReplaceRoute, None, _) => {
+                return Err(Ec2Error::service(
+                    name,
+                    INVALID_PARAMETER_VALUE,
+                    format!(
+                        "There is no route defined for '{destination}' in the route table. Use CreateRoute instead."
+                    ),
+                ));
+            }
+            (Operation::ReplaceRoute, Some(i), Some(t)) => {
+                table.routes[i].target = t.clone();
+                table.routes[i].state = RouteState::Active;
+            }
+            (Operation::DeleteRoute, None, _) => {
+                return Err(Ec2Error::service(
+                    name,
+                    ROUTE_NOT_FOUND,
+                    format!(
+                        "no route with destination-cidr-block {destination} in route table {route_table_id}"
+                    ),
+                ));
+            }
+            (Operation::DeleteRoute, Some(i), _) => {
+                table.routes.remove(i);
+            }
+            _ => {
+                return Err(Ec2Error::service(
+                    name,
+                    INVALID_PARAMETER_VALUE,
+                    "missing target",
+                ));
+            }
+        }
+        state.writes.push(Write {
+            operation,
+            route_table_id: route_table_id.to_owned(),
+            destination: destination.clone(),
+            target: target.cloned(),
+        });
+        Ok(())
+    }
+}
+
+impl Ec2 for FakeEc2 {
+    async fn describe_route_tables(
+        &self,
+        filters: &[Filter],
+        next_token: Option<String>,
+    ) -> Result<RouteTablePage, Ec2Error> {
+        let mut state = self.lock();
+        state.calls.describe += 1;
+        Self::check_faults(&mut state, Operation::DescribeRouteTables, None)?;
+        let mut matching = Vec::new();
+        for table in state.tables.values() {
+            if table_matches(table, filters)? {
+                matching.push(table.clone());
+            }
+        }
+        let start = match next_token {
+            None => 0,
+            Some(token) => token.parse::<usize>().map_err(|_| {
+                Ec2Error::service(
+                    "DescribeRouteTables",
+                    "InvalidPaginationToken",
+                    format!("bad token {token:?}"),
+                )
+            })?,
+        };
+        let size = state.page_size.unwrap_or(usize::MAX);
+        let end = start.saturating_add(size).min(matching.len());
+        Ok(RouteTablePage {
+            route_tables: matching
+                .get(start..end)
+                .map(<[_]>::to_vec)
+                .unwrap_or_default(),
+            next_token: (end < matching.len()).then(|| end.to_string()),
+        })
+    }
+
+    async fn create_route(
+        &self,
+        route_table_id: &str,
+        destination: &Destination,
+        target: &Target,
+    ) -> Result<(), Ec2Error> {
+        self.write(
+            Operation::CreateRoute,
+            route_table_id,
+            destination,
+            Some(target),
+        )
+    }
+
+    async fn replace_route(
+        &self,
+        route_table_id: &str,
+        destination: &Destination,
+        target: &Target,
+    ) -> Result<(), Ec2Error> {
+        self.write(
+            Operation::ReplaceRoute,
+            route_table_id,
+            destination,
+            Some(target),
+        )
+    }
+
+    async fn delete_route(
+        &self,
+        route_table_id: &str,
+        destination: &Destination,
+    ) -> Result<(), Ec2Error> {
+        self.write(Operation::DeleteRoute, route_table_id, destination, None)
+    }
+}
+
+/// EC2 filter semantics: every filter must match; within a filter, any value.
+fn table_matches(table: &RouteTable, filters: &[Filter]) -> Result<bool, Ec2Error> {
+    for filter in filters {
+        let any = |mut candidates: Box<dyn Iterator<Item = &str> + '_>| {
+            candidates.any(|c| filter.values.iter().any(|pattern| glob(pattern, c)))
+        };
+        let matched = match filter.name.as_str() {
+            "vpc-id" => any(Box::new(std::iter::once(table.vpc_id.as_str()))),
+            "route-table-id" => any(Box::new(std::iter::once(table.id.as_str()))),
+            "tag-key" => any(Box::new(table.tags.keys().map(String::as_str))),
+            "tag-value" => any(Box::new(table.tags.values().map(String::as_str))),
+            name => match name.strip_prefix("tag:") {
+                Some(key) => any(Box::new(
+                    table.tags.get(key).map(String::as_str).into_iter(),
+                )),
+                None => {
+                    return Err(Ec2Error::service(
+                        "DescribeRouteTables",
+                        "InvalidParameterValue",
+                        format!("The filter '{name}' is invalid"),
+                    ));
+                }
+            },
+        };
+        if !matched {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// EC2 filter wildcards: `*` is any run of characters, `?` any one.
+pub fn glob(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    let (mut pi, mut ti) = (0, 0);
+    let mut backtrack: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            backtrack = Some((pi, ti));
+            pi += 1;
+        } else if let Some((star, matched)) = backtrack {
+            pi = star + 1;
+            ti = matched + 1;
+            backtrack = Some((star, matched + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob_follows_ec2_wildcards() {
+        let cases = [
+            ("private_*", "private_us-east-1a", true),
+            ("private_*", "private_", true),
+            ("private_*", "public_us-east-1a", false),
+            ("*private*", "k8s-private-b", true),
+            ("rtb-?", "rtb-1", true),
+            ("rtb-?", "rtb-12", false),
+            ("exact", "exact", true),
+            ("exact", "exactly", false),
+            ("a*b*c", "aXXbYYc", true),
+            ("a*b*c", "aXXbYY", false),
+        ];
+        for (pattern, text, expected) in cases {
+            assert_eq!(glob(pattern, text), expected, "{pattern} ~ {text}");
+        }
+    }
+
+    #[tokio::test]
+    async fn writes_answer_with_ec2_error_codes() {
+        let dest = Destination::Cidr("100.96.1.0/24".parse().unwrap());
+        let target = Target::Instance("i-1".into());
+        let fake = FakeEc2::new([RouteTable::new("rtb-1", "vpc-1")]);
+        fake.create_route("rtb-1", &dest, &target).await.unwrap();
+        let dup = fake
+            .create_route("rtb-1", &dest, &target)
+            .await
+            .unwrap_err();
+        assert!(dup.is_code(ROUTE_ALREADY_EXISTS));
+        fake.delete_route("rtb-1", &dest).await.unwrap();
+        assert!(
+            fake.delete_route("rtb-1", &dest)
+                .await
+                .unwrap_err()
+                .is_code(ROUTE_NOT_FOUND)
+        );
+        assert!(
+            fake.replace_route("rtb-1", &dest, &target)
+                .await
+                .unwrap_err()
+                .is_missing_route()
+        );
+        assert!(
+            fake.create_route("rtb-x", &dest, &target)
+                .await
+                .unwrap_err()
+                .is_code(ROUTE_TABLE_NOT_FOUND)
+        );
+        assert_eq!(fake.writes().len(), 2);
+        assert_eq!(fake.calls().writes(), 6);
+    }
+
+    #[tokio::test]
+    async fn faults_fire_as_configured() {
+        let dest = Destination::Cidr("100.96.1.0/24".parse().unwrap());
+        let fake = FakeEc2::new([RouteTable::new("rtb-1", "vpc-1")]);
+        fake.inject(
+            Fault::code("RequestLimitExceeded")
+                .on(Operation::DeleteRoute)
+                .every(2)
+                .times(1),
+        );
+        assert!(
+            fake.delete_route("rtb-1", &dest)
+                .await
+                .unwrap_err()
+                .is_code(ROUTE_NOT_FOUND)
+        );
+        assert!(
+            fake.delete_route("rtb-1", &dest)
+                .await
+                .unwrap_err()
+                .is_throttling()
+        );
+        assert!(
+            fake.delete_route("rtb-1", &dest)
+                .await
+                .unwrap_err()
+                .is_code(ROUTE_NOT_FOUND)
+        );
+        assert!(
+            fake.delete_route("rtb-1", &dest)
+                .await
+                .unwrap_err()
+                .is_code(ROUTE_NOT_FOUND)
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_filters_are_rejected_and_pages_follow_tokens() {
+        let fake = FakeEc2::new((0..5).map(|n| RouteTable::new(format!("rtb-{n}"), "vpc-1")))
+            .with_page_size(2);
+        assert!(
+            fake.describe_route_tables(&[Filter::new("route.state", ["active"])], None)
+                .await
+                .is_err()
+        );
+        let all = crate::ec2::describe_all(&fake, &[Filter::new("vpc-id", ["vpc-1"])])
+            .await
+            .unwrap();
+        assert_eq!(all.len(), 5);
+        assert_eq!(fake.calls().describe, 1 + 3);
+    }
+}

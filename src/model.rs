@@ -1,0 +1,308 @@
+//! Domain types for route tables and routes, free of any AWS SDK type.
+//!
+//! Everything the planner reasons about lives here: destinations, targets,
+//! route state and origin, and the set of CIDRs that kube-rtsync manages.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+/// Where a route sends traffic from: a CIDR block or a managed prefix list.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(untagged)]
+pub enum Destination {
+    /// An IPv4 or IPv6 CIDR block (`DestinationCidrBlock` / `DestinationIpv6CidrBlock`).
+    Cidr(IpNet),
+    /// A managed prefix list (`DestinationPrefixListId`); never managed by kube-rtsync.
+    PrefixList(String),
+}
+
+impl Destination {
+    /// The CIDR of this destination, if it is one.
+    pub fn cidr(&self) -> Option<IpNet> {
+        match self {
+            Destination::Cidr(net) => Some(*net),
+            Destination::PrefixList(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for Destination {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Destination::Cidr(net) => write!(f, "{net}"),
+            Destination::PrefixList(id) => f.write_str(id),
+        }
+    }
+}
+
+impl From<IpNet> for Destination {
+    fn from(net: IpNet) -> Self {
+        Destination::Cidr(net)
+    }
+}
+
+/// Where a route sends traffic to.
+///
+/// The variants follow the target fields of EC2's `Route` shape. When EC2
+/// reports both an instance and a network interface for a route (it does for
+/// routes created by instance id), the network interface wins: nodes with
+/// several interfaces reject `InstanceId` on `CreateRoute`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "id", rename_all = "snake_case")]
+pub enum Target {
+    NetworkInterface(String),
+    Instance(String),
+    NatGateway(String),
+    /// Internet or virtual private gateway, or `local`.
+    Gateway(String),
+    TransitGateway(String),
+    VpcPeeringConnection(String),
+    EgressOnlyInternetGateway(String),
+    LocalGateway(String),
+    CarrierGateway(String),
+    CoreNetwork(String),
+    /// EC2 reported no target we know of (for example a blackhole whose
+    /// target is gone and no longer listed).
+    Unknown,
+}
+
+impl Target {
+    /// The id of the target as EC2 prints it (`eni-…`, `i-…`, …).
+    pub fn id(&self) -> &str {
+        match self {
+            Target::NetworkInterface(id)
+            | Target::Instance(id)
+            | Target::NatGateway(id)
+            | Target::Gateway(id)
+            | Target::TransitGateway(id)
+            | Target::VpcPeeringConnection(id)
+            | Target::EgressOnlyInternetGateway(id)
+            | Target::LocalGateway(id)
+            | Target::CarrierGateway(id)
+            | Target::CoreNetwork(id) => id,
+            Target::Unknown => "-",
+        }
+    }
+
+    /// Whether `CreateRoute` / `ReplaceRoute` can point a route at this
+    /// target. The `local` gateway and unknown targets cannot be copied.
+    pub fn is_copyable(&self) -> bool {
+        match self {
+            Target::Unknown => false,
+            Target::Gateway(id) => id != "local",
+            _ => true,
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.id())
+    }
+}
+
+/// `Route.State`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RouteState {
+    Active,
+    /// The target is gone (for example the node was terminated).
+    Blackhole,
+}
+
+/// `Route.Origin`: who made the route.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RouteOrigin {
+    /// A static route made with `CreateRoute`: the only kind kube-rtsync touches.
+    CreateRoute,
+    /// The `local` route EC2 makes with the table.
+    CreateRouteTable,
+    /// A route propagated from a virtual private gateway.
+    EnableVgwRoutePropagation,
+    /// Anything else EC2 may report.
+    Other(String),
+}
+
+/// One route of a route table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    pub destination: Destination,
+    pub target: Target,
+    pub state: RouteState,
+    pub origin: RouteOrigin,
+}
+
+impl Route {
+    /// An active static route, the shape kubenet writes and kube-rtsync mirrors.
+    pub fn active(destination: impl Into<Destination>, target: Target) -> Self {
+        Route {
+            destination: destination.into(),
+            target,
+            state: RouteState::Active,
+            origin: RouteOrigin::CreateRoute,
+        }
+    }
+}
+
+/// A VPC route table as `DescribeRouteTables` reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteTable {
+    pub id: String,
+    pub vpc_id: String,
+    pub tags: BTreeMap<String, String>,
+    pub routes: Vec<Route>,
+}
+
+impl RouteTable {
+    pub fn new(id: impl Into<String>, vpc_id: impl Into<String>) -> Self {
+        RouteTable {
+            id: id.into(),
+            vpc_id: vpc_id.into(),
+            tags: BTreeMap::new(),
+            routes: Vec::new(),
+        }
+    }
+
+    pub fn with_tag(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.tags.insert(key.into(), value.into());
+        self
+    }
+
+    pub fn with_route(mut self, route: Route) -> Self {
+        self.routes.push(route);
+        self
+    }
+
+    /// The route for `destination`, if the table has one.
+    pub fn route(&self, destination: &Destination) -> Option<&Route> {
+        self.routes.iter().find(|r| &r.destination == destination)
+    }
+}
+
+/// An EC2 `DescribeRouteTables` filter (`Name` / `Values`), as given in
+/// `PRIVATE_RT_FILTERS`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Filter {
+    #[serde(rename = "Name")]
+    pub name: String,
+    #[serde(rename = "Values")]
+    pub values: Vec<String>,
+}
+
+impl Filter {
+    pub fn new<S: Into<String>>(
+        name: impl Into<String>,
+        values: impl IntoIterator<Item = S>,
+    ) -> Self {
+        Filter {
+            name: name.into(),
+            values: values.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+/// The CIDRs whose routes kube-rtsync manages (`KUBE_ROUTE_CIDRS`).
+///
+/// A destination is managed when it is a CIDR that lies wholly inside one of
+/// them: `10.1.0.0/16` manages `10.1.7.0/24` but neither `10.10.0.0/24` nor
+/// `10.100.5.0/24` (containment is by address arithmetic, never by text).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManagedCidrs(Vec<IpNet>);
+
+impl ManagedCidrs {
+    pub fn new(cidrs: Vec<IpNet>) -> Self {
+        ManagedCidrs(cidrs)
+    }
+
+    pub fn cidrs(&self) -> &[IpNet] {
+        &self.0
+    }
+
+    pub fn contains(&self, destination: &Destination) -> bool {
+        match destination {
+            Destination::Cidr(net) => self.0.iter().any(|m| m.contains(net)),
+            Destination::PrefixList(_) => false,
+        }
+    }
+
+    /// A route kube-rtsync may change or delete in a target table: inside
+    /// the managed CIDRs and made with `CreateRoute`, whatever its state.
+    pub fn manages(&self, route: &Route) -> bool {
+        route.origin == RouteOrigin::CreateRoute && self.contains(&route.destination)
+    }
+}
+
+impl fmt::Display for ManagedCidrs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, net) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{net}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(s: &str) -> Destination {
+        Destination::Cidr(s.parse().unwrap())
+    }
+
+    #[test]
+    fn containment_is_by_address_not_by_text() {
+        let managed = ManagedCidrs::new(vec!["10.1.0.0/16".parse().unwrap()]);
+        let cases = [
+            ("10.1.0.0/16", true),
+            ("10.1.7.0/24", true),
+            ("10.1.255.255/32", true),
+            ("10.10.0.0/24", false),
+            ("10.100.5.0/24", false),
+            ("10.0.0.0/8", false),
+            ("0.0.0.0/0", false),
+            ("fd00::/64", false),
+        ];
+        for (dest, expected) in cases {
+            assert_eq!(managed.contains(&net(dest)), expected, "{dest}");
+        }
+        assert!(!managed.contains(&Destination::PrefixList("pl-1234".into())));
+    }
+
+    #[test]
+    fn ipv6_containment() {
+        let managed = ManagedCidrs::new(vec!["fd00:10:96::/48".parse().unwrap()]);
+        assert!(managed.contains(&net("fd00:10:96:3::/64")));
+        assert!(!managed.contains(&net("fd00:10:97::/64")));
+        assert!(!managed.contains(&net("100.96.0.0/24")));
+    }
+
+    #[test]
+    fn only_create_route_origin_is_managed() {
+        let managed = ManagedCidrs::new(vec!["100.96.0.0/11".parse().unwrap()]);
+        let mut route = Route::active(
+            "100.96.1.0/24".parse::<IpNet>().unwrap(),
+            Target::Instance("i-1".into()),
+        );
+        assert!(managed.manages(&route));
+        route.origin = RouteOrigin::EnableVgwRoutePropagation;
+        assert!(!managed.manages(&route));
+        route.origin = RouteOrigin::CreateRouteTable;
+        assert!(!managed.manages(&route));
+    }
+
+    #[test]
+    fn local_and_unknown_targets_cannot_be_copied() {
+        assert!(!Target::Gateway("local".into()).is_copyable());
+        assert!(!Target::Unknown.is_copyable());
+        assert!(Target::Gateway("igw-1".into()).is_copyable());
+        assert!(Target::NetworkInterface("eni-1".into()).is_copyable());
+    }
+}

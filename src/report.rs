@@ -1,0 +1,227 @@
+//! The report an invocation returns (and logs): what was planned, what was
+//! done, what failed and why.
+
+use serde::Serialize;
+
+use crate::ec2::{Ec2Error, FailureKind};
+use crate::event::Trigger;
+use crate::model::{Destination, Target};
+use crate::plan::{RouteAction, SkippedRoute, WithheldAction};
+
+/// Why an invocation ended the way it did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The event asked for no reconcile (a test notification).
+    NothingToDo,
+    /// Every target already mirrored the source.
+    InSync,
+    /// Changes were made, all of them successfully.
+    Synced,
+    /// `DRY_RUN`: changes were planned and not made.
+    DryRun,
+    /// Some changes failed, were withheld, or were not started.
+    Incomplete,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CreatedRoute {
+    pub destination: Destination,
+    pub target: Target,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ReplacedRoute {
+    pub destination: Destination,
+    pub from: Target,
+    pub to: Target,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DeletedRoute {
+    pub destination: Destination,
+    pub target: Target,
+}
+
+/// An action that failed, with the AWS error code.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Failure {
+    #[serde(flatten)]
+    pub action: RouteAction,
+    pub operation: &'static str,
+    pub kind: FailureKind,
+    pub code: Option<String>,
+    pub message: String,
+    pub hint: &'static str,
+}
+
+impl Failure {
+    pub fn new(action: RouteAction, error: &Ec2Error) -> Self {
+        Failure {
+            action,
+            operation: error.operation,
+            kind: error.kind,
+            code: error.code.clone(),
+            message: error.message.clone(),
+            hint: error.hint(),
+        }
+    }
+}
+
+/// Why an action was not started.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct NotStarted {
+    #[serde(flatten)]
+    pub action: RouteAction,
+    pub reason: String,
+}
+
+/// What happened to one target table.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct TableReport {
+    pub route_table_id: String,
+    pub created: Vec<CreatedRoute>,
+    pub replaced: Vec<ReplacedRoute>,
+    pub deleted: Vec<DeletedRoute>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<Failure>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub not_started: Vec<NotStarted>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub withheld: Vec<WithheldAction>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<SkippedRoute>,
+}
+
+impl TableReport {
+    pub fn new(route_table_id: &str) -> Self {
+        TableReport {
+            route_table_id: route_table_id.to_owned(),
+            ..TableReport::default()
+        }
+    }
+
+    /// Records an action as done (or, in a dry run, as planned).
+    pub fn record(&mut self, action: &RouteAction) {
+        match action.clone() {
+            RouteAction::Create {
+                destination,
+                target,
+            } => self.created.push(CreatedRoute {
+                destination,
+                target,
+            }),
+            RouteAction::Replace {
+                destination,
+                from,
+                to,
+            } => self.replaced.push(ReplacedRoute {
+                destination,
+                from,
+                to,
+            }),
+            RouteAction::Delete {
+                destination,
+                target,
+            } => self.deleted.push(DeletedRoute {
+                destination,
+                target,
+            }),
+        }
+    }
+
+    pub fn is_complete(&self) -> bool {
+        self.failures.is_empty() && self.not_started.is_empty() && self.withheld.is_empty()
+    }
+
+    pub fn changes(&self) -> usize {
+        self.created.len() + self.replaced.len() + self.deleted.len()
+    }
+}
+
+/// Counts over every table.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Totals {
+    pub tables: usize,
+    pub tables_changed: usize,
+    pub tables_failed: usize,
+    pub created: usize,
+    pub replaced: usize,
+    pub deleted: usize,
+    pub failed: usize,
+    pub not_started: usize,
+    pub withheld: usize,
+    pub skipped: usize,
+}
+
+/// The invocation's report: the JSON response and the last log line.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Report {
+    pub outcome: Outcome,
+    pub triggers: Vec<Trigger>,
+    pub vpc_id: String,
+    pub source_route_table_id: Option<String>,
+    pub dry_run: bool,
+    /// Managed routes in the source (copyable or not).
+    pub managed_routes: usize,
+    pub tables: Vec<TableReport>,
+    /// Source routes that could not be mirrored.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<SkippedRoute>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    pub totals: Totals,
+}
+
+impl Report {
+    /// A report for an invocation that had nothing to reconcile.
+    pub fn nothing_to_do(triggers: Vec<Trigger>, vpc_id: &str, dry_run: bool) -> Self {
+        Report {
+            outcome: Outcome::NothingToDo,
+            triggers,
+            vpc_id: vpc_id.to_owned(),
+            source_route_table_id: None,
+            dry_run,
+            managed_routes: 0,
+            tables: Vec::new(),
+            skipped: Vec::new(),
+            warnings: Vec::new(),
+            totals: Totals::default(),
+        }
+    }
+
+    /// Fills in the totals and the outcome from the tables.
+    pub fn finish(mut self) -> Self {
+        let mut t = Totals {
+            tables: self.tables.len(),
+            skipped: self.skipped.len(),
+            ..Totals::default()
+        };
+        for table in &self.tables {
+            t.created += table.created.len();
+            t.replaced += table.replaced.len();
+            t.deleted += table.deleted.len();
+            t.failed += table.failures.len();
+            t.not_started += table.not_started.len();
+            t.withheld += table.withheld.len();
+            t.skipped += table.skipped.len();
+            t.tables_changed += usize::from(table.changes() > 0);
+            t.tables_failed += usize::from(!table.is_complete());
+        }
+        self.totals = t;
+        self.outcome = if t.tables_failed > 0 {
+            Outcome::Incomplete
+        } else if t.created + t.replaced + t.deleted == 0 {
+            Outcome::InSync
+        } else if self.dry_run {
+            Outcome::DryRun
+        } else {
+            Outcome::Synced
+        };
+        self
+    }
+
+    pub fn is_complete(&self) -> bool {
+        self.outcome != Outcome::Incomplete
+    }
+}

@@ -1,0 +1,340 @@
+//! One reconcile: observe -> plan -> apply -> report.
+//!
+//! Every invocation reconciles the whole state from what EC2 reports; the
+//! event only says why it runs. A lost, duplicated or out-of-order event
+//! therefore leaves the tables wrong for no longer than the next run.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde_json::Value;
+use tokio::time::Instant;
+use tracing::{Instrument, error, info, info_span, warn};
+
+use crate::config::{Config, SourceSelector};
+use crate::ec2::{Ec2, Ec2Error, FailureKind, ROUTE_TABLE_NOT_FOUND, describe_all};
+use crate::event::{self, Trigger};
+use crate::limiter::WriteLimiter;
+use crate::model::{Filter, RouteTable};
+use crate::plan::{self, Guards, RouteAction, RoutePlan, TablePlan};
+use crate::report::{Failure, NotStarted, Report, TableReport};
+use crate::{Error, Result};
+
+/// Tag of the cluster's route table, legacy form (`KubernetesCluster=<name>`).
+pub const LEGACY_CLUSTER_TAG: &str = "KubernetesCluster";
+/// Tag key prefix of the cluster's route table (`kubernetes.io/cluster/<name>`).
+pub const CLUSTER_TAG_PREFIX: &str = "kubernetes.io/cluster/";
+
+/// No write is started with less than this left before the deadline: one
+/// write with its retries must still fit, and the report must get out.
+pub const DEADLINE_MARGIN: Duration = Duration::from_secs(3);
+
+/// What a reconcile needs besides EC2: the configuration, the write pace,
+/// and the time by which it must be done.
+pub struct Reconciler<'a, E> {
+    pub ec2: &'a E,
+    pub config: &'a Config,
+    pub limiter: &'a WriteLimiter,
+    pub deadline: Option<Instant>,
+}
+
+/// The observed state: the source table and the target tables.
+#[derive(Clone, Debug)]
+pub struct Observed {
+    pub source: RouteTable,
+    pub targets: Vec<RouteTable>,
+}
+
+/// Handles one invocation event: decode, then reconcile unless the event
+/// asks for nothing. An error means Lambda should retry.
+pub async fn handle_event<E: Ec2>(reconciler: &Reconciler<'_, E>, event: &Value) -> Result<Report> {
+    let triggers = event::decode(event)?;
+    if !triggers.iter().any(Trigger::wants_reconcile) {
+        info!(triggers = ?triggers, "test notification: nothing to do");
+        return Ok(Report::nothing_to_do(
+            triggers,
+            &reconciler.config.vpc_id,
+            reconciler.config.dry_run,
+        ));
+    }
+    let report = reconciler.reconcile(triggers).await?;
+    match report.is_complete() {
+        true => Ok(report),
+        false => Err(Error::Incomplete(Box::new(report))),
+    }
+}
+
+impl<E: Ec2> Reconciler<'_, E> {
+    /// Observes, plans and applies; returns the report. Failures of single
+    /// writes are in the report (`Outcome::Incomplete`); failures that stop
+    /// the reconcile before any write are errors.
+    pub async fn reconcile(&self, triggers: Vec<Trigger>) -> Result<Report> {
+        let span =
+            info_span!("reconcile", vpc_id = %self.config.vpc_id, dry_run = self.config.dry_run);
+        async move {
+            let observed = self.observe().await?;
+            let (plan, desired) = self.plan(&observed);
+            let mut report = Report {
+                source_route_table_id: Some(observed.source.id.clone()),
+                managed_routes: desired.managed_count(),
+                skipped: desired.skipped.clone(),
+                ..Report::nothing_to_do(triggers, &self.config.vpc_id, self.config.dry_run)
+            };
+            if observed.targets.is_empty() {
+                let msg = format!("no route table in {} matches PRIVATE_RT_FILTERS", self.config.vpc_id);
+                warn!(filters = ?self.config.target_filters, "{msg}");
+                report.warnings.push(msg);
+            }
+            for skipped in &desired.skipped {
+                warn!(route_table_id = %skipped.route_table_id, destination = %skipped.destination,
+                      target = %skipped.target, reason = %skipped.reason, "source route not mirrored");
+            }
+            if plan.is_empty() && plan.withheld_count() == 0 {
+                info!(tables = plan.tables.len(), managed_routes = report.managed_routes, "no changes");
+            } else {
+                info!(actions = plan.action_count(), withheld = plan.withheld_count(), "plan:\n{plan}");
+            }
+            report.tables = self.apply(plan).await;
+            Ok(report.finish())
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Reads the source and the target tables: two `DescribeRouteTables`
+    /// (each paginated), concurrently, both restricted to `VPC_ID`.
+    pub async fn observe(&self) -> Result<Observed> {
+        let config = self.config;
+        let vpc = Filter::new("vpc-id", [config.vpc_id.as_str()]);
+        let source_filters = vec![
+            vpc.clone(),
+            match &config.source {
+                SourceSelector::ClusterTag(name) => Filter::new(
+                    "tag-key",
+                    [
+                        LEGACY_CLUSTER_TAG.to_owned(),
+                        format!("{CLUSTER_TAG_PREFIX}{name}"),
+                    ],
+                ),
+                SourceSelector::RouteTableId(id) => Filter::new("route-table-id", [id.as_str()]),
+            },
+        ];
+        let mut target_filters = vec![vpc];
+        target_filters.extend(config.target_filters.iter().cloned());
+
+        let (sources, targets) = futures::try_join!(
+            describe_all(self.ec2, &source_filters),
+            describe_all(self.ec2, &target_filters),
+        )
+        .map_err(Error::Describe)?;
+
+        // The filters already say so; checking again costs nothing and
+        // keeps a table of another VPC out even if a filter were ignored.
+        let in_vpc = |t: &RouteTable| t.vpc_id == config.vpc_id;
+        let mut sources: Vec<RouteTable> = sources
+            .into_iter()
+            .filter(in_vpc)
+            .filter(|t| is_source(t, &config.source))
+            .collect();
+        let source = match sources.len() {
+            1 => sources.remove(0),
+            0 => {
+                return Err(Error::SourceNotFound {
+                    selector: config.source.to_string(),
+                    vpc_id: config.vpc_id.clone(),
+                });
+            }
+            _ => {
+                return Err(Error::AmbiguousSource {
+                    selector: config.source.to_string(),
+                    vpc_id: config.vpc_id.clone(),
+                    ids: sources.into_iter().map(|t| t.id).collect(),
+                });
+            }
+        };
+        let targets = targets
+            .into_iter()
+            .filter(in_vpc)
+            .filter(|t| t.id != source.id)
+            .collect();
+        Ok(Observed { source, targets })
+    }
+
+    /// The guarded plan for the observed state.
+    pub fn plan(&self, observed: &Observed) -> (RoutePlan, plan::DesiredRoutes) {
+        let desired = plan::desired_routes(&observed.source, &self.config.managed);
+        let plan = plan::plan(&desired, &observed.targets, &self.config.managed).guard(
+            &desired,
+            Guards {
+                allow_empty_source: self.config.allow_empty_source,
+                route_table_limit: self.config.route_table_limit,
+            },
+        );
+        (plan, desired)
+    }
+
+    /// Applies the plan, several tables at a time; a table's failure does
+    /// not stop the others. Reports come back ordered by table id.
+    pub async fn apply(&self, plan: RoutePlan) -> Vec<TableReport> {
+        let mut reports: Vec<TableReport> = futures::stream::iter(plan.tables)
+            .map(|table| self.apply_table(table))
+            .buffer_unordered(self.config.apply_concurrency)
+            .collect()
+            .await;
+        reports.sort_by(|a, b| a.route_table_id.cmp(&b.route_table_id));
+        reports
+    }
+
+    async fn apply_table(&self, table: TablePlan) -> TableReport {
+        let mut report = TableReport::new(&table.route_table_id);
+        report.withheld = table.withheld;
+        report.skipped = table.skipped;
+        for withheld in &report.withheld {
+            warn!(route_table_id = %table.route_table_id, action = withheld.action.verb(),
+                  destination = %withheld.action.destination(), reason = %withheld.reason, "route change withheld");
+        }
+        if self.config.dry_run {
+            for action in &table.actions {
+                log_action(&table.route_table_id, action, true);
+                report.record(action);
+            }
+            return report;
+        }
+        let mut actions = table.actions.into_iter();
+        while let Some(action) = actions.next() {
+            if let Some(reason) = self.stop_reason().await {
+                report.not_started = std::iter::once(action)
+                    .chain(actions)
+                    .map(|action| NotStarted {
+                        action,
+                        reason: reason.clone(),
+                    })
+                    .collect();
+                warn!(route_table_id = %table.route_table_id, not_started = report.not_started.len(), %reason,
+                      "stopping before the deadline; the next invocation continues");
+                break;
+            }
+            match self.apply_action(&table.route_table_id, &action).await {
+                Ok(()) => {
+                    log_action(&table.route_table_id, &action, false);
+                    report.record(&action);
+                }
+                Err(err) => {
+                    error!(route_table_id = %table.route_table_id, action = action.verb(),
+                           destination = %action.destination(), code = err.code().unwrap_or("-"),
+                           error = %err, hint = err.hint(), "route change failed");
+                    let stop_table = stops_table(&err);
+                    report.failures.push(Failure::new(action, &err));
+                    if stop_table {
+                        let reason = format!(
+                            "an earlier write to this table failed with {}",
+                            err.code().unwrap_or("an error")
+                        );
+                        report.not_started = actions
+                            .map(|action| NotStarted {
+                                action,
+                                reason: reason.clone(),
+                            })
+                            .collect();
+                        break;
+                    }
+                }
+            }
+        }
+        report
+    }
+
+    /// Why no further write may start now, if one may not: too little time
+    /// left before the deadline once the limiter's wait is paid.
+    async fn stop_reason(&self) -> Option<String> {
+        let deadline = self.deadline?;
+        let wait = self.limiter.delay().await;
+        let left = deadline.saturating_duration_since(Instant::now());
+        (left < wait + DEADLINE_MARGIN).then(|| {
+            format!(
+                "{} ms left before the invocation deadline",
+                left.as_millis()
+            )
+        })
+    }
+
+    /// One planned action, made idempotent under races and redeliveries:
+    /// a create that finds the route replaces it, a replace that finds none
+    /// creates it, a delete that finds none is done.
+    async fn apply_action(
+        &self,
+        table: &str,
+        action: &RouteAction,
+    ) -> std::result::Result<(), Ec2Error> {
+        self.limiter.acquire().await;
+        match action {
+            RouteAction::Create {
+                destination,
+                target,
+            } => match self.ec2.create_route(table, destination, target).await {
+                Err(e) if e.is_code(crate::ec2::ROUTE_ALREADY_EXISTS) => {
+                    info!(route_table_id = table, %destination, "route appeared since the describe; replacing it");
+                    self.limiter.acquire().await;
+                    self.ec2.replace_route(table, destination, target).await
+                }
+                other => other,
+            },
+            RouteAction::Replace {
+                destination, to, ..
+            } => match self.ec2.replace_route(table, destination, to).await {
+                Err(e) if e.is_missing_route() => {
+                    info!(route_table_id = table, %destination, "route vanished since the describe; creating it");
+                    self.limiter.acquire().await;
+                    self.ec2.create_route(table, destination, to).await
+                }
+                other => other,
+            },
+            RouteAction::Delete { destination, .. } => {
+                match self.ec2.delete_route(table, destination).await {
+                    Err(e) if e.is_code(crate::ec2::ROUTE_NOT_FOUND) => {
+                        info!(route_table_id = table, %destination, "route already gone");
+                        Ok(())
+                    }
+                    other => other,
+                }
+            }
+        }
+    }
+}
+
+/// Errors after which further writes to the same table are pointless or
+/// impolite: the table is gone, we may not write it, or EC2 is throttling.
+fn stops_table(err: &Ec2Error) -> bool {
+    err.is_code(ROUTE_TABLE_NOT_FOUND)
+        || err.is_throttling()
+        || matches!(err.code(), Some(c) if c.starts_with("UnauthorizedOperation") || c == "AuthFailure")
+        || matches!(err.kind, FailureKind::Other)
+}
+
+fn is_source(table: &RouteTable, selector: &SourceSelector) -> bool {
+    match selector {
+        SourceSelector::RouteTableId(id) => &table.id == id,
+        SourceSelector::ClusterTag(name) => {
+            table.tags.get(LEGACY_CLUSTER_TAG) == Some(name)
+                || table
+                    .tags
+                    .contains_key(&format!("{CLUSTER_TAG_PREFIX}{name}"))
+        }
+    }
+}
+
+/// Every mutation gets one structured log line: table, destination, old and new target.
+fn log_action(table: &str, action: &RouteAction, dry_run: bool) {
+    let (old, new) = match action {
+        RouteAction::Create { target, .. } => ("-".to_owned(), target.to_string()),
+        RouteAction::Replace { from, to, .. } => (from.to_string(), to.to_string()),
+        RouteAction::Delete { target, .. } => (target.to_string(), "-".to_owned()),
+    };
+    let verb = action.verb();
+    let destination = action.destination();
+    if dry_run {
+        info!(route_table_id = table, action = verb, %destination, old_target = %old, new_target = %new, dry_run, "route change planned (dry run)");
+    } else {
+        info!(route_table_id = table, action = verb, %destination, old_target = %old, new_target = %new, "route changed");
+    }
+}
