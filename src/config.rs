@@ -490,7 +490,8 @@ mod tests {
 
     #[test]
     fn every_bad_form_names_its_variable() {
-        let cases: Vec<(Vec<(&str, &str)>, &str, &str)> = vec![
+        type Case = (Vec<(&'static str, &'static str)>, &'static str, &'static str);
+        let cases: Vec<Case> = vec![
             (vec![], VPC_ID, "is not set"),
             (vec![(VPC_ID, "  ")], VPC_ID, "is not set"),
             (vec![(VPC_ID, "vpc-xyz")], VPC_ID, "not a VPC id"),

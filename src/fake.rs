@@ -126,6 +126,9 @@ impl Fault {
     }
 }
 
+/// A change made by "someone else" just before the next write.
+type Interleaved = Box<dyn FnOnce(&mut BTreeMap<String, RouteTable>) + Send>;
+
 #[derive(Default)]
 struct State {
     tables: BTreeMap<String, RouteTable>,
@@ -133,6 +136,7 @@ struct State {
     calls: CallCounts,
     writes: Vec<Write>,
     faults: Vec<Fault>,
+    interleaved: Option<Interleaved>,
 }
 
 /// An in-memory EC2 holding route tables.
@@ -199,6 +203,15 @@ impl FakeEc2 {
         state.writes.clear();
     }
 
+    /// Runs `change` on the tables right before the next write is served:
+    /// another writer racing kube-rtsync between its describe and its writes.
+    pub fn interleave(
+        &self,
+        change: impl FnOnce(&mut BTreeMap<String, RouteTable>) + Send + 'static,
+    ) {
+        self.lock().interleaved = Some(Box::new(change));
+    }
+
     /// Turns every route pointing at `target` into a blackhole, as EC2
     /// does when an instance or interface goes away.
     pub fn blackhole(&self, target: &Target) {
@@ -257,6 +270,9 @@ impl FakeEc2 {
             Operation::ReplaceRoute => state.calls.replace += 1,
             Operation::DeleteRoute => state.calls.delete += 1,
             Operation::DescribeRouteTables => state.calls.describe += 1,
+        }
+        if let Some(change) = state.interleaved.take() {
+            change(&mut state.tables);
         }
         Self::check_faults(&mut state, operation, Some(route_table_id))?;
         let name = operation.name();

@@ -1,0 +1,148 @@
+//! Builders shared by the integration tests.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+
+use kube_rtsync::config::Config;
+use kube_rtsync::model::{Destination, Route, RouteOrigin, RouteState, RouteTable, Target};
+
+pub const VPC: &str = "vpc-0a00000000000001";
+pub const OTHER_VPC: &str = "vpc-0b00000000000002";
+pub const CLUSTER: &str = "k8s.example.com";
+
+pub const LAUNCH: &str = include_str!("../../events/sns-launch.json");
+pub const TERMINATE: &str = include_str!("../../events/sns-terminate.json");
+pub const TEST_NOTIFICATION: &str = include_str!("../../events/sns-test-notification.json");
+
+pub fn event(json: &str) -> serde_json::Value {
+    serde_json::from_str(json).expect("sample event is JSON")
+}
+
+pub fn cidr(s: &str) -> Destination {
+    Destination::Cidr(s.parse().expect("test CIDR"))
+}
+
+pub fn i(id: &str) -> Target {
+    Target::Instance(id.into())
+}
+
+pub fn eni(id: &str) -> Target {
+    Target::NetworkInterface(id.into())
+}
+
+pub fn route(dest: &str, target: Target) -> Route {
+    Route::active(cidr(dest), target)
+}
+
+pub fn blackhole(dest: &str, target: Target) -> Route {
+    Route {
+        state: RouteState::Blackhole,
+        ..route(dest, target)
+    }
+}
+
+pub fn local(vpc_cidr: &str) -> Route {
+    Route {
+        origin: RouteOrigin::CreateRouteTable,
+        ..route(vpc_cidr, Target::Gateway("local".into()))
+    }
+}
+
+pub fn propagated(dest: &str, vgw: &str) -> Route {
+    Route {
+        origin: RouteOrigin::EnableVgwRoutePropagation,
+        ..route(dest, Target::Gateway(vgw.into()))
+    }
+}
+
+pub fn table(id: &str, name: &str, routes: Vec<Route>) -> RouteTable {
+    RouteTable {
+        routes,
+        ..RouteTable::new(id, VPC).with_tag("Name", name)
+    }
+}
+
+/// Configuration from the given variables on top of a minimal valid set.
+pub fn config(extra: &[(&str, &str)]) -> Config {
+    let mut vars: HashMap<String, String> = [("VPC_ID", VPC), ("KUBE_CLUSTER_NAME", CLUSTER)]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    for (k, v) in extra {
+        vars.insert(k.to_string(), v.to_string());
+    }
+    Config::from_lookup(|name| vars.get(name).cloned()).expect("valid test configuration")
+}
+
+/// The routes every private table has and kube-rtsync must never touch.
+pub fn untouchable(nat: &str) -> Vec<Route> {
+    vec![
+        local("10.0.0.0/16"),
+        route("0.0.0.0/0", Target::NatGateway(nat.into())),
+        propagated("192.168.0.0/16", "vgw-0a1"),
+        route(
+            "172.16.0.0/12",
+            Target::VpcPeeringConnection("pcx-0a1".into()),
+        ),
+        Route::active(
+            Destination::PrefixList("pl-0a1".into()),
+            Target::Gateway("vgw-0a1".into()),
+        ),
+        route(
+            "fd00:ec2::/64",
+            Target::EgressOnlyInternetGateway("eigw-0a1".into()),
+        ),
+    ]
+}
+
+/// The pod routes the cluster's table holds (by instance and by ENI).
+pub fn pod_routes() -> Vec<Route> {
+    vec![
+        route("100.96.1.0/24", i("i-0100000000000001")),
+        route("100.96.2.0/24", eni("eni-0200000000000002")),
+        route("100.96.3.0/24", i("i-0300000000000003")),
+    ]
+}
+
+/// A VPC out of sync: a cluster table, three private tables (one with a
+/// stale and a wrong route, one empty, one half done), a public table,
+/// and a private-looking table in another VPC.
+pub fn vpc() -> Vec<RouteTable> {
+    let mut source = vec![
+        local("10.0.0.0/16"),
+        route("0.0.0.0/0", Target::Gateway("igw-0a1".into())),
+    ];
+    source.extend(pod_routes());
+    let mut a = untouchable("nat-0a");
+    a.extend([
+        route("100.96.2.0/24", i("i-0old0000000000002")),
+        route("100.96.9.0/24", i("i-0900000000000009")),
+    ]);
+    let b = untouchable("nat-0b");
+    let mut c = untouchable("nat-0c");
+    c.push(route("100.96.1.0/24", i("i-0100000000000001")));
+    vec![
+        table("rtb-0c0000000000000c", "cluster", source).with_tag("KubernetesCluster", CLUSTER),
+        table("rtb-0a0000000000000a", "private_us-east-1a", a),
+        table("rtb-0b0000000000000b", "private_us-east-1b", b),
+        table("rtb-0d0000000000000d", "private_us-east-1c", c),
+        table(
+            "rtb-0e0000000000000e",
+            "public",
+            vec![
+                local("10.0.0.0/16"),
+                route("0.0.0.0/0", Target::Gateway("igw-0a1".into())),
+            ],
+        ),
+        RouteTable {
+            routes: vec![route("100.96.7.0/24", i("i-0700000000000007"))],
+            ..RouteTable::new("rtb-0f0000000000000f", OTHER_VPC).with_tag("Name", "private_other")
+        },
+    ]
+}
+
+pub const PRIVATE: [&str; 3] = [
+    "rtb-0a0000000000000a",
+    "rtb-0b0000000000000b",
+    "rtb-0d0000000000000d",
+];
