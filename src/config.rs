@@ -490,7 +490,11 @@ mod tests {
 
     #[test]
     fn every_bad_form_names_its_variable() {
-        type Case = (Vec<(&'static str, &'static str)>, &'static str, &'static str);
+        type Case = (
+            Vec<(&'static str, &'static str)>,
+            &'static str,
+            &'static str,
+        );
         let cases: Vec<Case> = vec![
             (vec![], VPC_ID, "is not set"),
             (vec![(VPC_ID, "  ")], VPC_ID, "is not set"),

@@ -103,22 +103,17 @@ impl<E: Ec2> Reconciler<'_, E> {
 
     /// Reads the source and the target tables: two `DescribeRouteTables`
     /// (each paginated), concurrently, both restricted to `VPC_ID`.
+    ///
+    /// The source is picked from the VPC's tables by its tags here rather
+    /// than by a two-valued `tag-key` filter: such a filter is an OR on EC2
+    /// but not on every EC2-compatible API, and a VPC holds few tables.
     pub async fn observe(&self) -> Result<Observed> {
         let config = self.config;
         let vpc = Filter::new("vpc-id", [config.vpc_id.as_str()]);
-        let source_filters = vec![
-            vpc.clone(),
-            match &config.source {
-                SourceSelector::ClusterTag(name) => Filter::new(
-                    "tag-key",
-                    [
-                        LEGACY_CLUSTER_TAG.to_owned(),
-                        format!("{CLUSTER_TAG_PREFIX}{name}"),
-                    ],
-                ),
-                SourceSelector::RouteTableId(id) => Filter::new("route-table-id", [id.as_str()]),
-            },
-        ];
+        let mut source_filters = vec![vpc.clone()];
+        if let SourceSelector::RouteTableId(id) = &config.source {
+            source_filters.push(Filter::new("route-table-id", [id.as_str()]));
+        }
         let mut target_filters = vec![vpc];
         target_filters.extend(config.target_filters.iter().cloned());
 

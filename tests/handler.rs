@@ -363,8 +363,8 @@ async fn more_than_a_hundred_tables_are_read_page_by_page() {
     let report = run(&fake, &config(&[]), &event(LAUNCH)).await.unwrap();
     assert_eq!(report.tables.len(), 150);
     assert_eq!(report.totals.created, 450);
-    // One page for the source, two for the targets.
-    assert_eq!(fake.calls().describe, 3);
+    // 151 tables in the VPC: two pages for the source lookup, two for the targets.
+    assert_eq!(fake.calls().describe, 4);
     assert_eq!(fake.calls().create, 450);
 }
 

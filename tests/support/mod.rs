@@ -146,3 +146,120 @@ pub const PRIVATE: [&str; 3] = [
     "rtb-0b0000000000000b",
     "rtb-0d0000000000000d",
 ];
+
+pub mod emulator;
+pub mod runtime_api;
+pub mod seed;
+
+/// The compiled `kube-rtsync` binary, run as Lambda runs it: against a
+/// Runtime API at `runtime_api`, with the function's environment.
+pub struct LambdaProcess {
+    child: std::process::Child,
+}
+
+impl LambdaProcess {
+    pub fn spawn(
+        binary: &std::path::Path,
+        runtime_api: &str,
+        env: &[(&str, String)],
+        log: std::process::Stdio,
+    ) -> LambdaProcess {
+        let child = std::process::Command::new(binary)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("AWS_LAMBDA_RUNTIME_API", runtime_api)
+            .env("AWS_LAMBDA_FUNCTION_NAME", "kube-rtsync")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/kube-rtsync")
+            .env(
+                "AWS_LAMBDA_LOG_STREAM_NAME",
+                "2026/11/25/[$LATEST]0123456789abcdef",
+            )
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdin(std::process::Stdio::null())
+            .stdout(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+        LambdaProcess { child }
+    }
+
+    /// The exit status, if the process has ended.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+}
+
+impl Drop for LambdaProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An [`Ec2`](kube_rtsync::ec2::Ec2) that counts the calls passing through
+/// to another one.
+pub struct Counting<E> {
+    pub inner: E,
+    pub describes: std::sync::atomic::AtomicUsize,
+    pub writes: std::sync::atomic::AtomicUsize,
+}
+
+impl<E> Counting<E> {
+    pub fn new(inner: E) -> Self {
+        Counting {
+            inner,
+            describes: Default::default(),
+            writes: Default::default(),
+        }
+    }
+
+    pub fn counts(&self) -> (usize, usize) {
+        use std::sync::atomic::Ordering::SeqCst;
+        (self.describes.load(SeqCst), self.writes.load(SeqCst))
+    }
+}
+
+impl<E: kube_rtsync::ec2::Ec2> kube_rtsync::ec2::Ec2 for Counting<E> {
+    async fn describe_route_tables(
+        &self,
+        filters: &[kube_rtsync::model::Filter],
+        next_token: Option<String>,
+    ) -> Result<kube_rtsync::ec2::RouteTablePage, kube_rtsync::ec2::Ec2Error> {
+        self.describes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.describe_route_tables(filters, next_token).await
+    }
+
+    async fn create_route(
+        &self,
+        table: &str,
+        destination: &Destination,
+        target: &Target,
+    ) -> Result<(), kube_rtsync::ec2::Ec2Error> {
+        self.writes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.create_route(table, destination, target).await
+    }
+
+    async fn replace_route(
+        &self,
+        table: &str,
+        destination: &Destination,
+        target: &Target,
+    ) -> Result<(), kube_rtsync::ec2::Ec2Error> {
+        self.writes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.replace_route(table, destination, target).await
+    }
+
+    async fn delete_route(
+        &self,
+        table: &str,
+        destination: &Destination,
+    ) -> Result<(), kube_rtsync::ec2::Ec2Error> {
+        self.writes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.delete_route(table, destination).await
+    }
+}

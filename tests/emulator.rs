@@ -1,0 +1,446 @@
+//! kube-rtsync against a real EC2 API: the moto emulator in server mode,
+//! started per test on a free loopback port. Each test seeds a VPC through
+//! the plain SDK, runs a sync through the real adapter (or the compiled
+//! binary), and checks the result with independent describes.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use kube_rtsync::Error;
+use kube_rtsync::config::{Config, WriteRate};
+use kube_rtsync::ec2::AwsEc2;
+use kube_rtsync::limiter::WriteLimiter;
+use kube_rtsync::report::{Outcome, Report};
+use kube_rtsync::sync::{Reconciler, handle_event};
+use support::emulator::Emulator;
+use support::runtime_api::{Answer, RuntimeApi};
+use support::seed::{self, CLUSTER, ClusterTag, RouteRow, SampleVpc, To};
+use support::{Counting, LAUNCH, LambdaProcess, TEST_NOTIFICATION, event};
+
+type Snapshot = BTreeMap<String, BTreeSet<RouteRow>>;
+
+struct World {
+    // Declared first so that it is dropped (stopped) last.
+    emulator: Emulator,
+    client: aws_sdk_ec2::Client,
+    vpc: SampleVpc,
+}
+
+impl World {
+    async fn new(tag: ClusterTag) -> World {
+        let emulator = Emulator::start();
+        let client = emulator.client();
+        let vpc = seed::seed(&client, tag).await;
+        World {
+            emulator,
+            client,
+            vpc,
+        }
+    }
+
+    fn config(&self, extra: &[(&str, &str)]) -> Config {
+        let mut vars: BTreeMap<String, String> = BTreeMap::new();
+        vars.insert("VPC_ID".into(), self.vpc.vpc_id.clone());
+        vars.insert("KUBE_CLUSTER_NAME".into(), CLUSTER.into());
+        for (k, v) in extra {
+            vars.insert(k.to_string(), v.to_string());
+        }
+        Config::from_lookup(|name| vars.get(name).cloned()).expect("valid configuration")
+    }
+
+    async fn snapshot(&self) -> Snapshot {
+        seed::snapshot(&self.client, &[&self.vpc.vpc_id, &self.vpc.other_vpc_id]).await
+    }
+
+    /// One invocation through the real adapter; returns the result and the
+    /// (describe, write) calls it made.
+    async fn sync(
+        &self,
+        config: &Config,
+        event_json: &str,
+    ) -> (Result<Report, Error>, (usize, usize)) {
+        let ec2 = Counting::new(AwsEc2::new(self.client.clone()));
+        let limiter = WriteLimiter::new(WriteRate {
+            per_second: 0.0,
+            burst: 1,
+        });
+        let reconciler = Reconciler {
+            ec2: &ec2,
+            config,
+            limiter: &limiter,
+            deadline: None,
+        };
+        let result = handle_event(&reconciler, &event(event_json)).await;
+        (result, ec2.counts())
+    }
+}
+
+fn within(route: &RouteRow, managed: &[IpNet]) -> bool {
+    route.2 == "CreateRoute"
+        && route
+            .0
+            .parse::<IpNet>()
+            .is_ok_and(|net| managed.iter().any(|m| m.contains(&net)))
+}
+
+fn split(
+    routes: &BTreeSet<RouteRow>,
+    managed: &[IpNet],
+) -> (BTreeSet<RouteRow>, BTreeSet<RouteRow>) {
+    routes.iter().cloned().partition(|r| within(r, managed))
+}
+
+/// The private tables hold exactly the source's managed routes; their
+/// other routes, and every other table, are as they were.
+fn assert_mirror(
+    vpc: &SampleVpc,
+    before: &Snapshot,
+    after: &Snapshot,
+    managed: &[&str],
+    targets: &[&str],
+) {
+    let managed: Vec<IpNet> = managed.iter().map(|m| m.parse().unwrap()).collect();
+    let (wanted, _) = split(&after[&vpc.source], &managed);
+    assert!(
+        !wanted.is_empty(),
+        "the source has no managed route: the test proves nothing"
+    );
+    for id in targets {
+        let (mirrored, others_after) = split(&after[*id], &managed);
+        let (_, others_before) = split(&before[*id], &managed);
+        assert_eq!(mirrored, wanted, "{id} does not mirror the source");
+        assert_eq!(
+            others_after, others_before,
+            "{id}: an unmanaged route changed"
+        );
+    }
+    for (id, routes) in after {
+        if !targets.contains(&id.as_str()) {
+            assert_eq!(
+                Some(routes),
+                before.get(id),
+                "{id} is not a target but changed"
+            );
+        }
+    }
+    assert_eq!(after.len(), before.len());
+}
+
+fn privates(vpc: &SampleVpc) -> Vec<&str> {
+    vpc.private.iter().map(String::as_str).collect()
+}
+
+#[tokio::test]
+async fn a_launch_event_mirrors_the_pod_routes_with_the_minimal_writes() {
+    let world = World::new(ClusterTag::Legacy).await;
+    let before = world.snapshot().await;
+    let (result, (describes, writes)) = world.sync(&world.config(&[]), LAUNCH).await;
+    let report = result.unwrap();
+    let after = world.snapshot().await;
+
+    assert_mirror(
+        &world.vpc,
+        &before,
+        &after,
+        &["100.96.0.0/11"],
+        &privates(&world.vpc),
+    );
+    // By hand, from the seed: a replaces .2, deletes .9, creates .1 .3 .4;
+    // b creates .2 .3 .4; c replaces .3, creates .1 .2 .4.
+    assert_eq!(writes, 12);
+    assert_eq!(
+        (
+            report.totals.created,
+            report.totals.replaced,
+            report.totals.deleted
+        ),
+        (9, 2, 1)
+    );
+    assert_eq!(describes, 2);
+    assert_eq!(report.outcome, Outcome::Synced);
+    assert_eq!(
+        report.source_route_table_id.as_deref(),
+        Some(world.vpc.source.as_str())
+    );
+    // The ENI target is copied as an ENI.
+    let b = &after[&world.vpc.private[1]];
+    assert!(
+        b.iter()
+            .any(|r| r.0 == "100.96.4.0/24" && r.1 == world.vpc.extra_eni),
+        "{b:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_duplicate_event_makes_zero_writes() {
+    let world = World::new(ClusterTag::Legacy).await;
+    let config = world.config(&[]);
+    world.sync(&config, LAUNCH).await.0.unwrap();
+    let settled = world.snapshot().await;
+    let (again, (describes, writes)) = world.sync(&config, LAUNCH).await;
+    assert_eq!(writes, 0);
+    assert_eq!(describes, 2);
+    assert_eq!(again.unwrap().outcome, Outcome::InSync);
+    assert_eq!(world.snapshot().await, settled);
+}
+
+#[tokio::test]
+async fn a_test_notification_changes_nothing() {
+    let world = World::new(ClusterTag::Legacy).await;
+    let before = world.snapshot().await;
+    let (result, calls) = world.sync(&world.config(&[]), TEST_NOTIFICATION).await;
+    assert_eq!(result.unwrap().outcome, Outcome::NothingToDo);
+    assert_eq!(calls, (0, 0));
+    assert_eq!(world.snapshot().await, before);
+}
+
+#[tokio::test]
+async fn the_new_style_cluster_tag_finds_the_source() {
+    let world = World::new(ClusterTag::Owned).await;
+    let before = world.snapshot().await;
+    let (result, (_, writes)) = world.sync(&world.config(&[]), LAUNCH).await;
+    result.unwrap();
+    assert_eq!(writes, 12);
+    assert_mirror(
+        &world.vpc,
+        &before,
+        &world.snapshot().await,
+        &["100.96.0.0/11"],
+        &privates(&world.vpc),
+    );
+}
+
+#[tokio::test]
+async fn custom_filters_select_only_the_tables_they_match() {
+    let world = World::new(ClusterTag::Legacy).await;
+    let before = world.snapshot().await;
+    let filters = format!(
+        r#"[{{"Name":"route-table-id","Values":["{}"]}}]"#,
+        world.vpc.private[1]
+    );
+    let (result, (_, writes)) = world
+        .sync(&world.config(&[("PRIVATE_RT_FILTERS", &filters)]), LAUNCH)
+        .await;
+    let report = result.unwrap();
+    assert_eq!(report.tables.len(), 1);
+    assert_eq!(writes, 3);
+    assert_mirror(
+        &world.vpc,
+        &before,
+        &world.snapshot().await,
+        &["100.96.0.0/11"],
+        &[world.vpc.private[1].as_str()],
+    );
+}
+
+#[tokio::test]
+async fn dry_run_reports_the_plan_and_changes_nothing() {
+    let world = World::new(ClusterTag::Legacy).await;
+    let before = world.snapshot().await;
+    let (result, (_, writes)) = world
+        .sync(&world.config(&[("DRY_RUN", "true")]), LAUNCH)
+        .await;
+    let report = result.unwrap();
+    assert_eq!(writes, 0);
+    assert_eq!(report.outcome, Outcome::DryRun);
+    assert_eq!(
+        (
+            report.totals.created,
+            report.totals.replaced,
+            report.totals.deleted
+        ),
+        (9, 2, 1)
+    );
+    assert_eq!(world.snapshot().await, before);
+}
+
+#[tokio::test]
+async fn containment_is_by_cidr_not_by_text() {
+    let world = World::new(ClusterTag::Legacy).await;
+    let (c, vpc) = (&world.client, &world.vpc);
+    let node = |n: usize| To::Instance(&vpc.nodes[n].instance_id);
+    seed::route(c, &vpc.source, "10.1.5.0/24", node(0)).await;
+    seed::route(c, &vpc.source, "10.10.0.0/24", node(0)).await;
+    seed::route(c, &vpc.source, "10.100.5.0/24", node(0)).await;
+    seed::route(c, &vpc.private[0], "10.10.0.0/24", node(3)).await;
+    seed::route(c, &vpc.private[0], "10.100.5.0/24", node(3)).await;
+    seed::route(c, &vpc.private[0], "10.1.9.0/24", node(3)).await;
+    let before = world.snapshot().await;
+
+    let (result, (_, writes)) = world
+        .sync(
+            &world.config(&[("KUBE_ROUTE_CIDRS", "10.1.0.0/16")]),
+            LAUNCH,
+        )
+        .await;
+    result.unwrap();
+    let after = world.snapshot().await;
+    // 10.1.5.0/24 created in three tables, 10.1.9.0/24 deleted; the
+    // 10.10.x and 10.100.x routes (and the pod routes) are not managed.
+    assert_eq!(writes, 4);
+    assert_mirror(vpc, &before, &after, &["10.1.0.0/16"], &privates(vpc));
+    let a = &after[&vpc.private[0]];
+    assert!(
+        a.iter()
+            .any(|r| r.0 == "10.10.0.0/24" && r.1 == vpc.nodes[3].instance_id)
+    );
+    assert!(
+        a.iter()
+            .any(|r| r.0 == "10.100.5.0/24" && r.1 == vpc.nodes[3].instance_id)
+    );
+    assert!(
+        !after[&vpc.private[1]]
+            .iter()
+            .any(|r| r.0 == "10.10.0.0/24" || r.0 == "10.100.5.0/24")
+    );
+}
+
+#[tokio::test]
+async fn the_legacy_dotted_prefix_is_read_as_its_cidr() {
+    let world = World::new(ClusterTag::Legacy).await;
+    let before = world.snapshot().await;
+    let (result, (_, writes)) = world
+        .sync(&world.config(&[("KUBE_ROUTE_CIDRS", "100.96")]), LAUNCH)
+        .await;
+    result.unwrap();
+    assert_eq!(writes, 12);
+    assert_mirror(
+        &world.vpc,
+        &before,
+        &world.snapshot().await,
+        &["100.96.0.0/16"],
+        &privates(&world.vpc),
+    );
+}
+
+#[tokio::test]
+async fn a_missing_source_is_an_error_and_changes_nothing() {
+    let world = World::new(ClusterTag::Legacy).await;
+    let before = world.snapshot().await;
+    let cases = [
+        ("KUBE_CLUSTER_NAME", "other.example.com".to_owned()),
+        // A real table, but in another VPC.
+        ("SOURCE_ROUTE_TABLE_ID", world.vpc.other.clone()),
+        ("SOURCE_ROUTE_TABLE_ID", "rtb-00000000000000000".to_owned()),
+    ];
+    for (variable, value) in cases {
+        let (result, (_, writes)) = world
+            .sync(&world.config(&[(variable, &value)]), LAUNCH)
+            .await;
+        let err = result.unwrap_err();
+        assert!(
+            matches!(err, Error::SourceNotFound { .. }),
+            "{variable}={value}: {err}"
+        );
+        assert_eq!(writes, 0);
+    }
+    assert_eq!(world.snapshot().await, before);
+}
+
+#[tokio::test]
+async fn the_binary_serves_events_through_the_lambda_runtime_api() {
+    let world = World::new(ClusterTag::Legacy).await;
+    let before = world.snapshot().await;
+    let mut bad = event(LAUNCH);
+    bad["Records"][0]["Sns"]["Message"] =
+        serde_json::Value::String(r#"{"Event":"nope","AutoScalingGroupName":"nodes"}"#.into());
+    let api = RuntimeApi::start(vec![
+        LAUNCH.to_owned(),
+        LAUNCH.to_owned(),
+        TEST_NOTIFICATION.to_owned(),
+        bad.to_string(),
+    ]);
+    let mut env = world.emulator.env();
+    env.push(("VPC_ID", world.vpc.vpc_id.clone()));
+    env.push(("KUBE_CLUSTER_NAME", CLUSTER.to_owned()));
+    env.push(("AWS_LAMBDA_LOG_FORMAT", "JSON".to_owned()));
+    let mut lambda = LambdaProcess::spawn(
+        Path::new(env!("CARGO_BIN_EXE_kube-rtsync")),
+        &api.address,
+        &env,
+        std::process::Stdio::null(),
+    );
+
+    let wait = Duration::from_secs(60);
+    let (_, first) = api.answer(wait);
+    let Answer::Response(report) = first else {
+        panic!("expected a report, got {first:?}")
+    };
+    assert_eq!(report["outcome"], "synced");
+    assert_eq!(report["totals"]["created"], 9);
+    assert_eq!(report["totals"]["replaced"], 2);
+    assert_eq!(report["totals"]["deleted"], 1);
+    assert_eq!(report["triggers"][0]["event"], "launch");
+    assert_eq!(report["triggers"][0]["instance_id"], "i-0b7f3c2a9d4e5f601");
+    assert_mirror(
+        &world.vpc,
+        &before,
+        &world.snapshot().await,
+        &["100.96.0.0/11"],
+        &privates(&world.vpc),
+    );
+
+    let (_, second) = api.answer(wait);
+    let Answer::Response(report) = second else {
+        panic!("expected a report, got {second:?}")
+    };
+    assert_eq!(report["outcome"], "in_sync");
+
+    let (_, third) = api.answer(wait);
+    let Answer::Response(report) = third else {
+        panic!("expected a report, got {third:?}")
+    };
+    assert_eq!(report["outcome"], "nothing_to_do");
+
+    let (_, fourth) = api.answer(wait);
+    let Answer::Error(error) = fourth else {
+        panic!("expected an error, got {fourth:?}")
+    };
+    assert_eq!(error["errorType"], "InvalidEvent");
+    assert!(
+        error["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("unsupported Auto Scaling event \"nope\""),
+        "{error}"
+    );
+    assert!(
+        lambda.exited().is_none(),
+        "the function must keep serving after a bad event"
+    );
+}
+
+#[tokio::test]
+async fn invalid_configuration_fails_init_naming_the_variable() {
+    let api = RuntimeApi::start(vec![LAUNCH.to_owned()]);
+    let env = vec![
+        ("VPC_ID", "vpc-0123456789abcdef0".to_owned()),
+        ("KUBE_CLUSTER_NAME", CLUSTER.to_owned()),
+        ("KUBE_ROUTE_CIDRS", "100.96.0.0/33".to_owned()),
+    ];
+    let log_path =
+        std::env::temp_dir().join(format!("kube-rtsync-init-{}.log", std::process::id()));
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut lambda = LambdaProcess::spawn(
+        Path::new(env!("CARGO_BIN_EXE_kube-rtsync")),
+        &api.address,
+        &env,
+        log.into(),
+    );
+    let start = std::time::Instant::now();
+    while lambda.exited().is_none() && start.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = lambda.exited().expect("init must fail and exit");
+    assert!(!status.success());
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let _ = std::fs::remove_file(&log_path);
+    assert!(
+        log.contains("KUBE_ROUTE_CIDRS") && log.contains("expected comma-separated CIDRs"),
+        "{log}"
+    );
+}

@@ -1,0 +1,105 @@
+//! The local EC2 emulator (moto in server mode) for the emulator tests and
+//! the demo: started on a free loopback port, stopped when dropped, even
+//! when a test fails.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_ec2::config::{BehaviorVersion, Credentials, Region};
+
+pub const REGION: &str = "us-east-1";
+
+pub struct Emulator {
+    child: Child,
+    port: u16,
+}
+
+/// Where `make venv` installs the emulator, unless `MOTO_SERVER` says otherwise.
+fn moto_server() -> PathBuf {
+    if let Some(path) = std::env::var_os("MOTO_SERVER") {
+        return path.into();
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server")
+}
+
+impl Emulator {
+    /// Starts a fresh emulator and waits until it answers.
+    pub fn start() -> Emulator {
+        let bin = moto_server();
+        assert!(
+            bin.exists(),
+            "the EC2 emulator is not installed at {}: run `make venv` (or `make test`, which installs it)",
+            bin.display()
+        );
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free loopback port")
+            .port();
+        let child = Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        let mut emulator = Emulator { child, port };
+        emulator.wait_ready();
+        emulator
+    }
+
+    fn wait_ready(&mut self) {
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(60) {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("the EC2 emulator exited during start-up with {status}");
+            }
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the EC2 emulator did not answer on {addr} within 60 s");
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// An SDK client for the emulator, with dummy credentials.
+    pub fn client(&self) -> aws_sdk_ec2::Client {
+        let config = aws_sdk_ec2::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(REGION))
+            .endpoint_url(self.endpoint())
+            .credentials_provider(Credentials::new(
+                "test",
+                "test",
+                None,
+                None,
+                "kube-rtsync-tests",
+            ))
+            .build();
+        aws_sdk_ec2::Client::from_conf(config)
+    }
+
+    /// The environment a kube-rtsync process needs to talk to the emulator.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.endpoint()),
+            ("AWS_REGION", REGION.to_owned()),
+            ("AWS_ACCESS_KEY_ID", "test".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
+            ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
+        ]
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,181 @@
+//! A small stand-in for the Lambda Runtime API, so that the compiled
+//! `kube-rtsync` binary can be driven exactly as Lambda drives it: the
+//! binary polls `/invocation/next`, gets an event, and posts a response or
+//! an error. Serves loopback only.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// What the function answered to one event.
+#[derive(Debug)]
+pub enum Answer {
+    Response(serde_json::Value),
+    Error(serde_json::Value),
+    InitError(serde_json::Value),
+}
+
+pub struct RuntimeApi {
+    pub address: String,
+    answers: Receiver<(String, Answer)>,
+}
+
+struct Shared {
+    events: Mutex<Vec<(String, String)>>,
+    answers: Mutex<Sender<(String, Answer)>>,
+}
+
+impl RuntimeApi {
+    /// Serves `events` (JSON texts) in order, one per `/invocation/next`.
+    /// Once they are used up, further polls wait forever, as on Lambda.
+    pub fn start(events: Vec<String>) -> RuntimeApi {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+        let address = listener.local_addr().unwrap().to_string();
+        let (tx, rx) = channel();
+        let shared = Arc::new(Shared {
+            events: Mutex::new(
+                events
+                    .into_iter()
+                    .enumerate()
+                    .map(|(n, e)| (format!("8f5d3c2e-0000-4000-8000-{n:012}"), e))
+                    .rev()
+                    .collect(),
+            ),
+            answers: Mutex::new(tx),
+        });
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let shared = Arc::clone(&shared);
+                std::thread::spawn(move || serve(stream, &shared));
+            }
+        });
+        RuntimeApi {
+            address,
+            answers: rx,
+        }
+    }
+
+    /// The next answer, with its request id.
+    pub fn answer(&self, timeout: Duration) -> (String, Answer) {
+        self.answers
+            .recv_timeout(timeout)
+            .expect("the function answered in time")
+    }
+}
+
+fn serve(stream: TcpStream, shared: &Shared) {
+    let mut reader = BufReader::new(stream.try_clone().expect("clone stream"));
+    let mut writer = stream;
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut parts = request_line.split_whitespace();
+        let (method, path) = (
+            parts.next().unwrap_or("").to_owned(),
+            parts.next().unwrap_or("").to_owned(),
+        );
+        let mut length = 0usize;
+        let mut chunked = false;
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                match name.trim().to_ascii_lowercase().as_str() {
+                    "content-length" => length = value.trim().parse().unwrap_or(0),
+                    "transfer-encoding" => chunked = value.trim().eq_ignore_ascii_case("chunked"),
+                    _ => {}
+                }
+            }
+        }
+        let body = if chunked {
+            read_chunked(&mut reader)
+        } else {
+            read_exact(&mut reader, length)
+        };
+
+        if method == "GET" && path.ends_with("/runtime/invocation/next") {
+            let next = shared.events.lock().unwrap().pop();
+            let Some((request_id, event)) = next else {
+                // No more events: hold the poll open, as Lambda does while idle.
+                std::thread::sleep(Duration::from_secs(3600));
+                return;
+            };
+            let deadline = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_millis()
+                + 300_000;
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nLambda-Runtime-Aws-Request-Id: {request_id}\r\nLambda-Runtime-Deadline-Ms: {deadline}\r\nLambda-Runtime-Invoked-Function-Arn: arn:aws:lambda:us-east-1:123456789012:function:kube-rtsync\r\nLambda-Runtime-Trace-Id: Root=1-00000000-000000000000000000000000;Sampled=0\r\nContent-Length: {}\r\n\r\n",
+                event.len()
+            );
+            if writer
+                .write_all(head.as_bytes())
+                .and_then(|_| writer.write_all(event.as_bytes()))
+                .is_err()
+            {
+                return;
+            }
+            continue;
+        }
+        let json: serde_json::Value =
+            serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        let answer = match segments.as_slice() {
+            [_, "runtime", "invocation", id, "response"] => {
+                Some((id.to_string(), Answer::Response(json)))
+            }
+            [_, "runtime", "invocation", id, "error"] => {
+                Some((id.to_string(), Answer::Error(json)))
+            }
+            [_, "runtime", "init", "error"] => Some((String::new(), Answer::InitError(json))),
+            _ => None,
+        };
+        let status = if answer.is_some() {
+            "202 Accepted"
+        } else {
+            "404 Not Found"
+        };
+        let _ = writer
+            .write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 2\r\n\r\n{{}}").as_bytes());
+        if let Some(answer) = answer {
+            let _ = shared.answers.lock().unwrap().send(answer);
+        }
+    }
+}
+
+fn read_exact(reader: &mut impl Read, length: usize) -> Vec<u8> {
+    let mut body = vec![0; length];
+    let _ = reader.read_exact(&mut body);
+    body
+}
+
+fn read_chunked(reader: &mut BufReader<TcpStream>) -> Vec<u8> {
+    let mut body = Vec::new();
+    loop {
+        let mut size = String::new();
+        if reader.read_line(&mut size).unwrap_or(0) == 0 {
+            return body;
+        }
+        let size =
+            usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16).unwrap_or(0);
+        if size == 0 {
+            let mut end = String::new();
+            let _ = reader.read_line(&mut end);
+            return body;
+        }
+        body.extend(read_exact(reader, size));
+        let mut crlf = String::new();
+        let _ = reader.read_line(&mut crlf);
+    }
+}

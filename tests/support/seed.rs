@@ -1,0 +1,434 @@
+//! Seeds the EC2 emulator with a sample kubenet VPC, and reads tables back
+//! through the plain SDK (independently of kube-rtsync's adapter).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use aws_sdk_ec2::Client;
+use aws_sdk_ec2::types::{DomainType, Filter, ResourceType, Tag, TagSpecification};
+
+pub const CLUSTER: &str = "k8s.example.com";
+pub const AZS: [&str; 3] = ["us-east-1a", "us-east-1b", "us-east-1c"];
+
+/// How the cluster's table is tagged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClusterTag {
+    /// `KubernetesCluster=<name>`
+    Legacy,
+    /// `kubernetes.io/cluster/<name>=owned`
+    Owned,
+}
+
+#[derive(Clone, Debug)]
+pub struct Node {
+    pub instance_id: String,
+    pub eni_id: String,
+}
+
+/// What was seeded.
+#[derive(Clone, Debug)]
+pub struct SampleVpc {
+    pub vpc_id: String,
+    pub other_vpc_id: String,
+    pub source: String,
+    /// The private tables, one per AZ, tagged `Name=private_<az>`.
+    pub private: Vec<String>,
+    pub public: String,
+    /// A `Name=private_other` table in the other VPC.
+    pub other: String,
+    pub nodes: Vec<Node>,
+    /// A second interface of node 1 (a multi-ENI node).
+    pub extra_eni: String,
+    pub vgw: String,
+}
+
+impl SampleVpc {
+    /// Every table id with a readable name, for printing.
+    pub fn names(&self) -> BTreeMap<String, String> {
+        let mut names = BTreeMap::new();
+        names.insert(self.source.clone(), "cluster (source)".to_owned());
+        for (id, az) in self.private.iter().zip(AZS) {
+            names.insert(id.clone(), format!("private_{az}"));
+        }
+        names.insert(self.public.clone(), "public".to_owned());
+        names.insert(self.other.clone(), "private_other (other VPC)".to_owned());
+        names
+    }
+}
+
+fn tags(resource: ResourceType, pairs: &[(&str, &str)]) -> TagSpecification {
+    let mut spec = TagSpecification::builder().resource_type(resource);
+    for (k, v) in pairs {
+        spec = spec.tags(Tag::builder().key(*k).value(*v).build());
+    }
+    spec.build()
+}
+
+async fn table(client: &Client, vpc: &str, pairs: &[(&str, &str)]) -> String {
+    client
+        .create_route_table()
+        .vpc_id(vpc)
+        .tag_specifications(tags(ResourceType::RouteTable, pairs))
+        .send()
+        .await
+        .expect("CreateRouteTable")
+        .route_table()
+        .and_then(|t| t.route_table_id())
+        .expect("route table id")
+        .to_owned()
+}
+
+/// A route target for [`route`].
+pub enum To<'a> {
+    Instance(&'a str),
+    Eni(&'a str),
+    Gateway(&'a str),
+    Nat(&'a str),
+    Peering(&'a str),
+    EgressOnly(&'a str),
+}
+
+/// Creates a route (IPv6 when the destination has a colon).
+pub async fn route(client: &Client, table: &str, destination: &str, to: To<'_>) {
+    let mut req = client.create_route().route_table_id(table);
+    req = if destination.contains(':') {
+        req.destination_ipv6_cidr_block(destination)
+    } else {
+        req.destination_cidr_block(destination)
+    };
+    req = match to {
+        To::Instance(id) => req.instance_id(id),
+        To::Eni(id) => req.network_interface_id(id),
+        To::Gateway(id) => req.gateway_id(id),
+        To::Nat(id) => req.nat_gateway_id(id),
+        To::Peering(id) => req.vpc_peering_connection_id(id),
+        To::EgressOnly(id) => req.egress_only_internet_gateway_id(id),
+    };
+    req.send()
+        .await
+        .unwrap_or_else(|e| panic!("CreateRoute {destination} in {table}: {e:?}"));
+}
+
+/// Seeds: a VPC with three AZ subnets, four nodes, an internet gateway, a
+/// NAT gateway per AZ, a VPN gateway, an egress-only gateway and a peering;
+/// the cluster's table with pod routes by instance and by ENI; three
+/// private tables out of sync (stale, wrong, missing routes) beside their
+/// NAT, VPN, IPv6 and peering routes; a public table; and a table named
+/// like a private one in another VPC.
+pub async fn seed(client: &Client, tag: ClusterTag) -> SampleVpc {
+    let vpc = client
+        .create_vpc()
+        .cidr_block("10.0.0.0/16")
+        .send()
+        .await
+        .expect("CreateVpc");
+    let vpc_id = vpc.vpc().and_then(|v| v.vpc_id()).unwrap().to_owned();
+    let other = client
+        .create_vpc()
+        .cidr_block("10.200.0.0/16")
+        .send()
+        .await
+        .expect("CreateVpc");
+    let other_vpc_id = other.vpc().and_then(|v| v.vpc_id()).unwrap().to_owned();
+
+    let mut subnets = Vec::new();
+    for (n, az) in AZS.iter().enumerate() {
+        let s = client
+            .create_subnet()
+            .vpc_id(&vpc_id)
+            .cidr_block(format!("10.0.{}.0/24", n * 32))
+            .availability_zone(*az)
+            .send()
+            .await
+            .expect("CreateSubnet");
+        subnets.push(s.subnet().and_then(|s| s.subnet_id()).unwrap().to_owned());
+    }
+
+    let igw = client
+        .create_internet_gateway()
+        .send()
+        .await
+        .expect("CreateInternetGateway");
+    let igw = igw
+        .internet_gateway()
+        .and_then(|g| g.internet_gateway_id())
+        .unwrap()
+        .to_owned();
+    client
+        .attach_internet_gateway()
+        .internet_gateway_id(&igw)
+        .vpc_id(&vpc_id)
+        .send()
+        .await
+        .expect("AttachInternetGateway");
+
+    let mut nats = Vec::new();
+    for subnet in &subnets {
+        let eip = client
+            .allocate_address()
+            .domain(DomainType::Vpc)
+            .send()
+            .await
+            .expect("AllocateAddress");
+        let nat = client
+            .create_nat_gateway()
+            .subnet_id(subnet)
+            .allocation_id(eip.allocation_id().unwrap())
+            .send()
+            .await
+            .expect("CreateNatGateway");
+        nats.push(
+            nat.nat_gateway()
+                .and_then(|n| n.nat_gateway_id())
+                .unwrap()
+                .to_owned(),
+        );
+    }
+
+    let vgw = client
+        .create_vpn_gateway()
+        .r#type(aws_sdk_ec2::types::GatewayType::Ipsec1)
+        .send()
+        .await
+        .expect("CreateVpnGateway");
+    let vgw = vgw
+        .vpn_gateway()
+        .and_then(|g| g.vpn_gateway_id())
+        .unwrap()
+        .to_owned();
+    client
+        .attach_vpn_gateway()
+        .vpn_gateway_id(&vgw)
+        .vpc_id(&vpc_id)
+        .send()
+        .await
+        .expect("AttachVpnGateway");
+    let eigw = client
+        .create_egress_only_internet_gateway()
+        .vpc_id(&vpc_id)
+        .send()
+        .await
+        .expect("CreateEgressOnlyInternetGateway");
+    let eigw = eigw
+        .egress_only_internet_gateway()
+        .and_then(|g| g.egress_only_internet_gateway_id())
+        .unwrap()
+        .to_owned();
+    let pcx = client
+        .create_vpc_peering_connection()
+        .vpc_id(&vpc_id)
+        .peer_vpc_id(&other_vpc_id)
+        .send()
+        .await
+        .expect("CreateVpcPeeringConnection");
+    let pcx = pcx
+        .vpc_peering_connection()
+        .and_then(|p| p.vpc_peering_connection_id())
+        .unwrap()
+        .to_owned();
+
+    let mut nodes = Vec::new();
+    for n in 0..4 {
+        let run = client
+            .run_instances()
+            .image_id("ami-0abcdef1234567890")
+            .instance_type(aws_sdk_ec2::types::InstanceType::T3Medium)
+            .min_count(1)
+            .max_count(1)
+            .subnet_id(&subnets[n % subnets.len()])
+            .tag_specifications(tags(
+                ResourceType::Instance,
+                &[("Name", &format!("node-{n}.{CLUSTER}"))],
+            ))
+            .send()
+            .await
+            .expect("RunInstances");
+        let instance = &run.instances()[0];
+        nodes.push(Node {
+            instance_id: instance.instance_id().unwrap().to_owned(),
+            eni_id: instance.network_interfaces()[0]
+                .network_interface_id()
+                .unwrap_or_default()
+                .to_owned(),
+        });
+    }
+    let extra = client
+        .create_network_interface()
+        .subnet_id(&subnets[1])
+        .send()
+        .await
+        .expect("CreateNetworkInterface");
+    let extra_eni = extra
+        .network_interface()
+        .and_then(|e| e.network_interface_id())
+        .unwrap()
+        .to_owned();
+
+    let cluster_tag = match tag {
+        ClusterTag::Legacy => ("KubernetesCluster".to_owned(), CLUSTER.to_owned()),
+        ClusterTag::Owned => (
+            format!("kubernetes.io/cluster/{CLUSTER}"),
+            "owned".to_owned(),
+        ),
+    };
+    let source = table(
+        client,
+        &vpc_id,
+        &[("Name", CLUSTER), (&cluster_tag.0, &cluster_tag.1)],
+    )
+    .await;
+    route(client, &source, "0.0.0.0/0", To::Gateway(&igw)).await;
+    route(
+        client,
+        &source,
+        "100.96.1.0/24",
+        To::Instance(&nodes[0].instance_id),
+    )
+    .await;
+    route(client, &source, "100.96.2.0/24", To::Eni(&nodes[1].eni_id)).await;
+    route(
+        client,
+        &source,
+        "100.96.3.0/24",
+        To::Instance(&nodes[2].instance_id),
+    )
+    .await;
+    route(client, &source, "100.96.4.0/24", To::Eni(&extra_eni)).await;
+    route(client, &source, "10.200.0.0/16", To::Peering(&pcx)).await;
+
+    let mut private = Vec::new();
+    for (az, nat) in AZS.iter().zip(&nats) {
+        let id = table(client, &vpc_id, &[("Name", &format!("private_{az}"))]).await;
+        route(client, &id, "0.0.0.0/0", To::Nat(nat)).await;
+        route(client, &id, "192.168.0.0/16", To::Gateway(&vgw)).await;
+        route(client, &id, "::/0", To::EgressOnly(&eigw)).await;
+        route(client, &id, "10.200.0.0/16", To::Peering(&pcx)).await;
+        private.push(id);
+    }
+    // a: a wrong target and a stale route; b: one route already right;
+    // c: a wrong target. Everything else is missing.
+    route(
+        client,
+        &private[0],
+        "100.96.2.0/24",
+        To::Instance(&nodes[3].instance_id),
+    )
+    .await;
+    route(
+        client,
+        &private[0],
+        "100.96.9.0/24",
+        To::Instance(&nodes[3].instance_id),
+    )
+    .await;
+    route(
+        client,
+        &private[1],
+        "100.96.1.0/24",
+        To::Instance(&nodes[0].instance_id),
+    )
+    .await;
+    route(
+        client,
+        &private[2],
+        "100.96.3.0/24",
+        To::Instance(&nodes[1].instance_id),
+    )
+    .await;
+
+    let public = table(client, &vpc_id, &[("Name", "public")]).await;
+    route(client, &public, "0.0.0.0/0", To::Gateway(&igw)).await;
+    route(
+        client,
+        &public,
+        "100.96.9.0/24",
+        To::Instance(&nodes[3].instance_id),
+    )
+    .await;
+
+    let other_igw = client
+        .create_internet_gateway()
+        .send()
+        .await
+        .expect("CreateInternetGateway");
+    let other_igw = other_igw
+        .internet_gateway()
+        .and_then(|g| g.internet_gateway_id())
+        .unwrap()
+        .to_owned();
+    client
+        .attach_internet_gateway()
+        .internet_gateway_id(&other_igw)
+        .vpc_id(&other_vpc_id)
+        .send()
+        .await
+        .expect("AttachInternetGateway");
+    let other = table(client, &other_vpc_id, &[("Name", "private_other")]).await;
+    route(client, &other, "100.96.5.0/24", To::Gateway(&other_igw)).await;
+
+    SampleVpc {
+        vpc_id,
+        other_vpc_id,
+        source,
+        private,
+        public,
+        other,
+        nodes,
+        extra_eni,
+        vgw,
+    }
+}
+
+/// One route as the plain SDK reports it: (destination, target, origin, state).
+pub type RouteRow = (String, String, String, String);
+
+/// Every table of these VPCs, read with the plain SDK: id -> routes.
+pub async fn snapshot(client: &Client, vpc_ids: &[&str]) -> BTreeMap<String, BTreeSet<RouteRow>> {
+    let out = client
+        .describe_route_tables()
+        .filters(
+            Filter::builder()
+                .name("vpc-id")
+                .set_values(Some(vpc_ids.iter().map(|s| s.to_string()).collect()))
+                .build(),
+        )
+        .send()
+        .await
+        .expect("DescribeRouteTables");
+    out.route_tables()
+        .iter()
+        .map(|t| {
+            let routes = t
+                .routes()
+                .iter()
+                .map(|r| {
+                    let dest = r
+                        .destination_cidr_block()
+                        .or(r.destination_ipv6_cidr_block())
+                        .or(r.destination_prefix_list_id())
+                        .unwrap_or("?")
+                        .to_owned();
+                    let target = [
+                        r.network_interface_id(),
+                        r.instance_id(),
+                        r.nat_gateway_id(),
+                        r.gateway_id(),
+                        r.vpc_peering_connection_id(),
+                        r.egress_only_internet_gateway_id(),
+                        r.transit_gateway_id(),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join("+");
+                    let origin = r
+                        .origin()
+                        .map(|o| o.as_str().to_owned())
+                        .unwrap_or_default();
+                    let state = r.state().map(|s| s.as_str().to_owned()).unwrap_or_default();
+                    (dest, target, origin, state)
+                })
+                .collect();
+            (t.route_table_id().unwrap_or_default().to_owned(), routes)
+        })
+        .collect()
+}
