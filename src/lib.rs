@@ -10,6 +10,7 @@ pub mod ec2;
 pub mod event;
 pub mod fake;
 pub mod limiter;
+pub mod logging;
 pub mod model;
 pub mod plan;
 pub mod report;

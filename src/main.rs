@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    kube_rtsync::logging::init();
 
     let config = match Config::from_env() {
         Ok(config) => config,

@@ -1,0 +1,170 @@
+//! `make demo`: kube-rtsync end to end on a local EC2 emulator.
+//!
+//! Starts the emulator, seeds a sample kubenet VPC (a cluster table with
+//! node routes, three out-of-sync private tables, a public table, a table in
+//! another VPC), prints the tables, runs the compiled `kube-rtsync` binary
+//! once through the Lambda Runtime API with `events/sns-launch.json`, prints
+//! its report, its logs and the tables after, then stops everything.
+//!
+//! Usage: demo <path to the kube-rtsync binary>
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use support::emulator::Emulator;
+use support::runtime_api::{Answer, RuntimeApi};
+use support::seed::{self, CLUSTER, ClusterTag, RouteRow};
+
+use std::io::IsTerminal;
+
+/// (bold, green, red, dim, reset): ANSI codes on a terminal, nothing elsewhere.
+fn styles() -> (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+) {
+    if std::io::stdout().is_terminal() {
+        ("\x1b[1m", "\x1b[32m", "\x1b[31m", "\x1b[2m", "\x1b[0m")
+    } else {
+        ("", "", "", "", "")
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let (bold, green, red, dim, reset) = styles();
+    let binary: PathBuf = std::env::args_os()
+        .nth(1)
+        .map(Into::into)
+        .unwrap_or_else(|| "target/debug/kube-rtsync".into());
+    assert!(
+        binary.exists(),
+        "{} does not exist: build it first (make demo does)",
+        binary.display()
+    );
+
+    println!("{bold}Starting the local EC2 emulator and seeding a sample VPC...{reset}");
+    let emulator = Emulator::start();
+    let client = emulator.client();
+    let vpc = seed::seed(&client, ClusterTag::Legacy).await;
+    let names = vpc.names();
+    let vpcs = [vpc.vpc_id.as_str(), vpc.other_vpc_id.as_str()];
+    let before = seed::snapshot(&client, &vpcs).await;
+    println!(
+        "VPC {} (cluster {CLUSTER}), other VPC {}\n",
+        vpc.vpc_id, vpc.other_vpc_id
+    );
+    println!("{bold}Route tables before:{reset}");
+    print_tables(&names, &before, None);
+
+    let event = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/events/sns-launch.json"
+    ))
+    .expect("events/sns-launch.json");
+    let api = RuntimeApi::start(vec![event]);
+    let log_path =
+        std::env::temp_dir().join(format!("kube-rtsync-demo-{}.log", std::process::id()));
+    let log = std::fs::File::create(&log_path).expect("a log file");
+    let mut env = emulator.env();
+    env.push(("VPC_ID", vpc.vpc_id.clone()));
+    env.push(("KUBE_CLUSTER_NAME", CLUSTER.to_owned()));
+    env.push(("RUST_LOG", "info".to_owned()));
+    println!(
+        "{bold}Invoking kube-rtsync through the Lambda Runtime API with events/sns-launch.json...{reset}"
+    );
+    println!(
+        "{dim}  VPC_ID={} KUBE_CLUSTER_NAME={CLUSTER} (defaults: KUBE_ROUTE_CIDRS=100.96.0.0/11, PRIVATE_RT_FILTERS=tag:Name=private_*){reset}\n",
+        vpc.vpc_id
+    );
+    let lambda = support::LambdaProcess::spawn(&binary, &api.address, &env, log.into());
+    let (request_id, answer) = api.answer(Duration::from_secs(120));
+    drop(lambda);
+
+    println!("{bold}Function logs:{reset}");
+    for line in std::fs::read_to_string(&log_path)
+        .unwrap_or_default()
+        .lines()
+    {
+        println!("  {dim}{line}{reset}");
+    }
+    let _ = std::fs::remove_file(&log_path);
+    println!();
+    let ok = match &answer {
+        Answer::Response(report) => {
+            println!("{bold}Report (request {request_id}):{reset}");
+            println!("{}\n", serde_json::to_string_pretty(report).unwrap());
+            true
+        }
+        other => {
+            println!("{red}The function failed: {other:?}{reset}\n");
+            false
+        }
+    };
+
+    let after = seed::snapshot(&client, &vpcs).await;
+    println!(
+        "{bold}Route tables after ({green}+ added{reset}{bold}, {red}- removed{reset}{bold}):{reset}"
+    );
+    print_tables(&names, &after, Some(&before));
+    drop(emulator);
+    println!("Emulator stopped.");
+    if !ok {
+        std::process::exit(1);
+    }
+}
+
+fn print_tables(
+    names: &BTreeMap<String, String>,
+    tables: &BTreeMap<String, std::collections::BTreeSet<RouteRow>>,
+    before: Option<&BTreeMap<String, std::collections::BTreeSet<RouteRow>>>,
+) {
+    let (bold, green, red, dim, reset) = styles();
+    let order = |id: &String| names.get(id).cloned().unwrap_or_else(|| format!("~{id}"));
+    let mut ids: Vec<&String> = tables.keys().collect();
+    ids.sort_by_key(|id| order(id));
+    for id in ids {
+        let name = names.get(id).map(String::as_str).unwrap_or("main table");
+        println!("  {bold}{id}{reset}  {name}");
+        let old = before.and_then(|b| b.get(id));
+        let mut rows: Vec<(&RouteRow, &str)> = tables[id]
+            .iter()
+            .map(|r| {
+                (
+                    r,
+                    if old.is_some_and(|o| !o.contains(r)) {
+                        "+"
+                    } else {
+                        " "
+                    },
+                )
+            })
+            .collect();
+        if let Some(old) = old {
+            rows.extend(
+                old.iter()
+                    .filter(|r| !tables[id].contains(r))
+                    .map(|r| (r, "-")),
+            );
+        }
+        rows.sort_by(|a, b| a.0.0.cmp(&b.0.0).then(b.1.cmp(a.1)));
+        for (row, mark) in rows {
+            let colour = match mark {
+                "+" => green,
+                "-" => red,
+                _ => "",
+            };
+            println!(
+                "    {colour}{mark} {:<18} -> {:<24} {dim}{}{reset}",
+                row.0, row.1, row.2
+            );
+        }
+        println!();
+    }
+}

@@ -1,0 +1,33 @@
+//! Log set-up following Lambda's advanced logging controls:
+//! `AWS_LAMBDA_LOG_FORMAT=JSON` gives one JSON object per line (what the
+//! SAM template configures), `AWS_LAMBDA_LOG_LEVEL` or else `RUST_LOG` sets
+//! the level (default `info`). Text logs carry colour only on a terminal,
+//! so that CloudWatch never stores escape codes.
+
+use std::io::IsTerminal;
+
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::LevelFilter;
+
+pub fn init() {
+    let level = std::env::var("AWS_LAMBDA_LOG_LEVEL")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info".to_owned());
+    let filter = EnvFilter::builder()
+        .with_default_directive(LevelFilter::INFO.into())
+        .parse_lossy(level.to_ascii_lowercase());
+    let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .without_time();
+    if json {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init();
+    } else {
+        builder.with_ansi(std::io::stdout().is_terminal()).init();
+    }
+}
