@@ -13,6 +13,12 @@ EVENT ?= sns-launch
 INVOKE_PORT ?= 9000
 export PATH := $(BIN):$(PATH)
 
+SAM_VENV := $(CURDIR)/.venv-sam
+SAM := $(SAM_VENV)/bin/sam
+export SAM_CLI_TELEMETRY := 0
+AWS_REGION ?= us-east-1
+LAMBDA_ZIP := target/lambda/kube-rtsync/bootstrap.zip
+
 .PHONY: demo test lint build deploy invoke watch venv build-tools sam-tools clean
 
 # Python tools (the EC2 emulator, cfn-lint), pinned, in a project-local venv.
@@ -23,16 +29,53 @@ $(BIN)/.dev-installed: requirements-dev.txt
 
 venv: $(BIN)/.dev-installed
 
+# cargo-lambda and zig (for cross-compiling to arm64), in the same venv.
+$(BIN)/.build-installed: requirements-build.txt $(BIN)/.dev-installed
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-build.txt
+	@touch $@
+
+build-tools: $(BIN)/.build-installed
+
+# The SAM CLI pins its own boto3: it gets a venv of its own.
+$(SAM_VENV)/.installed: requirements-sam.txt
+	@test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-sam.txt
+	@touch $@
+
+sam-tools: $(SAM_VENV)/.installed
+
 demo: venv
 	cargo build --quiet --bin kube-rtsync --example demo
 	$(CURDIR)/target/debug/examples/demo $(CURDIR)/target/debug/kube-rtsync
 
-lint: venv
+lint: venv sam-tools
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
+	$(BIN)/cfn-lint template.yaml
+	$(BIN)/python scripts/check_policy.py
+	$(SAM) validate --lint --region $(AWS_REGION)
 
 test: lint
 	cargo test --all-targets
 
+# The Lambda artifact: arm64, release profile (LTO, stripped), zipped.
+build: build-tools
+	rustup target list --installed | grep -qx aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu
+	cargo lambda build --release --arm64 --bin kube-rtsync --output-format zip
+	@ls -l $(LAMBDA_ZIP) | awk '{printf "%s: %.1f MiB\n", $$NF, $$5/1048576}'
+
+# sam build runs cargo lambda itself; --guided on the first deploy writes samconfig.toml.
+deploy: build-tools sam-tools
+	$(SAM) build
+	@if grep -q '^parameter_overrides' samconfig.toml; then $(SAM) deploy; else $(SAM) deploy --guided; fi
+
+# Serve the function locally (against whatever AWS_ENDPOINT_URL / credentials
+# your shell has), then `make invoke EVENT=sns-test-notification` in another shell.
+watch: build-tools
+	cargo lambda watch --invoke-address 127.0.0.1 --invoke-port $(INVOKE_PORT)
+
+invoke: build-tools
+	cargo lambda invoke kube-rtsync --invoke-address 127.0.0.1 --invoke-port $(INVOKE_PORT) --data-file events/$(EVENT).json
+
 clean:
-	rm -rf $(VENV) .aws-sam
+	rm -rf $(VENV) $(SAM_VENV) .aws-sam
