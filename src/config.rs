@@ -33,6 +33,9 @@ pub const ALLOW_EMPTY_SOURCE: &str = "ALLOW_EMPTY_SOURCE";
 pub const ROUTE_TABLE_LIMIT: &str = "ROUTE_TABLE_LIMIT";
 /// How many tables are written to at the same time.
 pub const APPLY_CONCURRENCY: &str = "APPLY_CONCURRENCY";
+/// After a launch (or `running`) event, how long to wait for the new node's
+/// pod route to appear in the source; `0` disables the wait.
+pub const ROUTE_WAIT_SECONDS: &str = "ROUTE_WAIT_SECONDS";
 
 pub const DEFAULT_ROUTE_CIDRS: &str = "100.96.0.0/11";
 pub const DEFAULT_PRIVATE_RT_FILTERS: &str = r#"[{"Name":"tag:Name","Values":["private_*"]}]"#;
@@ -40,6 +43,7 @@ pub const DEFAULT_MAX_WRITES_PER_SECOND: f64 = 4.0;
 pub const DEFAULT_WRITE_BURST: u32 = 20;
 pub const DEFAULT_ROUTE_TABLE_LIMIT: usize = 50;
 pub const DEFAULT_APPLY_CONCURRENCY: usize = 8;
+pub const DEFAULT_ROUTE_WAIT_SECONDS: usize = 60;
 
 /// How the source (the cluster's) route table is found.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -85,6 +89,7 @@ pub struct Config {
     pub allow_empty_source: bool,
     pub route_table_limit: usize,
     pub apply_concurrency: usize,
+    pub route_wait: std::time::Duration,
 }
 
 /// A configuration value that is missing or malformed.
@@ -118,6 +123,7 @@ const RATE_FORM: &str = "a number of writes per second >= 0 (0 disables the limi
 const BURST_FORM: &str = "a whole number >= 1, e.g. 20";
 const LIMIT_FORM: &str = "a whole number of routes >= 1, e.g. 50";
 const CONCURRENCY_FORM: &str = "a whole number of tables from 1 to 64, e.g. 8";
+const WAIT_FORM: &str = "a whole number of seconds from 0 to 600 (0 disables the wait), e.g. 60";
 
 impl Config {
     /// Reads the configuration from the process environment.
@@ -222,6 +228,15 @@ impl Config {
             CONCURRENCY_FORM,
         )?;
 
+        let route_wait = parse_whole(
+            ROUTE_WAIT_SECONDS,
+            get(ROUTE_WAIT_SECONDS),
+            DEFAULT_ROUTE_WAIT_SECONDS,
+            0,
+            600,
+            WAIT_FORM,
+        )?;
+
         Ok(Config {
             vpc_id,
             cluster_name,
@@ -233,6 +248,7 @@ impl Config {
             allow_empty_source,
             route_table_limit,
             apply_concurrency,
+            route_wait: std::time::Duration::from_secs(route_wait as u64),
         })
     }
 }
@@ -422,6 +438,7 @@ mod tests {
         );
         assert_eq!(c.route_table_limit, 50);
         assert_eq!(c.apply_concurrency, 8);
+        assert_eq!(c.route_wait.as_secs(), 60);
     }
 
     #[test]
@@ -450,6 +467,7 @@ mod tests {
             (WRITE_BURST, "50"),
             (ROUTE_TABLE_LIMIT, "500"),
             (APPLY_CONCURRENCY, "4"),
+            (ROUTE_WAIT_SECONDS, "0"),
         ]);
         let c = config(&vars).unwrap();
         assert_eq!(
@@ -468,6 +486,7 @@ mod tests {
         );
         assert_eq!(c.route_table_limit, 500);
         assert_eq!(c.apply_concurrency, 4);
+        assert!(c.route_wait.is_zero());
     }
 
     #[test]

@@ -391,6 +391,7 @@ pub fn route_from_sdk(route: &sdk::Route) -> Option<Route> {
         target,
         state,
         origin,
+        instance_id: route.instance_id().map(str::to_owned),
     })
 }
 

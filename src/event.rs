@@ -1,4 +1,6 @@
-//! Trigger decoding: what woke the function up.
+//! Trigger decoding: what woke the function up: an Auto Scaling
+//! notification through SNS, an EventBridge EC2 instance state change
+//! (nodes outside Auto Scaling, such as Karpenter's), or a schedule.
 //!
 //! The event only says *why* a reconcile runs; what to do is always decided
 //! from the observed route tables. Decoding is strict all the same: a
@@ -16,19 +18,43 @@ const LAUNCH_ERROR: &str = "autoscaling:EC2_INSTANCE_LAUNCH_ERROR";
 const TERMINATE_ERROR: &str = "autoscaling:EC2_INSTANCE_TERMINATE_ERROR";
 const TEST_NOTIFICATION: &str = "autoscaling:TEST_NOTIFICATION";
 
+/// EC2 instance states whose change may add, move or remove a pod route.
+const RECONCILE_STATES: [&str; 5] = [
+    "running",
+    "stopping",
+    "stopped",
+    "shutting-down",
+    "terminated",
+];
+const STATE_CHANGE: &str = "EC2 Instance State-change Notification";
+const SCHEDULED: &str = "Scheduled Event";
+
 /// One reason to run, decoded from an invocation event.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "source", rename_all = "snake_case")]
 pub enum Trigger {
     /// An Auto Scaling notification delivered through SNS.
     AutoScaling(AutoScalingNotification),
+    /// An EventBridge `EC2 Instance State-change Notification`.
+    InstanceStateChange {
+        instance_id: String,
+        state: String,
+        event_id: String,
+    },
+    /// A scheduled EventBridge rule: the periodic full reconcile.
+    Schedule { event_id: String },
 }
 
 impl Trigger {
-    /// Whether this trigger asks for a reconcile (a test notification does not).
+    /// Whether this trigger asks for a reconcile (a test notification, or a
+    /// state such as `pending`, does not).
     pub fn wants_reconcile(&self) -> bool {
         match self {
             Trigger::AutoScaling(n) => n.event != AutoScalingEvent::TestNotification,
+            Trigger::InstanceStateChange { state, .. } => {
+                RECONCILE_STATES.contains(&state.as_str())
+            }
+            Trigger::Schedule { .. } => true,
         }
     }
 
@@ -36,6 +62,22 @@ impl Trigger {
     pub fn instance_id(&self) -> Option<&str> {
         match self {
             Trigger::AutoScaling(n) => n.instance_id.as_deref(),
+            Trigger::InstanceStateChange { instance_id, .. } => Some(instance_id),
+            Trigger::Schedule { .. } => None,
+        }
+    }
+
+    /// The instance that has just started and whose pod route Kubernetes
+    /// writes only once the node registers: worth waiting for.
+    pub fn new_node(&self) -> Option<&str> {
+        match self {
+            Trigger::AutoScaling(n) if n.event == AutoScalingEvent::Launch => {
+                n.instance_id.as_deref()
+            }
+            Trigger::InstanceStateChange {
+                instance_id, state, ..
+            } if state == "running" => Some(instance_id),
+            _ => None,
         }
     }
 }
@@ -90,15 +132,45 @@ struct RawAutoScalingMessage {
     instance_id: Option<String>,
 }
 
+/// The EventBridge envelope (`aws.ec2` state changes and `aws.events` schedules).
+#[derive(Deserialize)]
+struct RawEventBridge {
+    #[serde(default)]
+    id: String,
+    source: String,
+    #[serde(rename = "detail-type")]
+    detail_type: String,
+    #[serde(default)]
+    detail: Value,
+}
+
+#[derive(Deserialize)]
+struct RawStateChange {
+    #[serde(rename = "instance-id")]
+    instance_id: String,
+    state: String,
+}
+
 /// An invocation event that kube-rtsync cannot act on.
 #[derive(Debug, thiserror::Error)]
 pub enum EventError {
     #[error("the event is not JSON: {0}")]
     NotJson(#[source] serde_json::Error),
     #[error(
-        "unsupported event shape ({found}): expected an SNS event with Records[].Sns carrying an Auto Scaling notification"
+        "unsupported event shape ({found}): expected an SNS event carrying an Auto Scaling notification, an EventBridge EC2 instance state change, or a scheduled event"
     )]
     UnsupportedShape { found: String },
+    #[error("malformed EventBridge event: {0}")]
+    MalformedEventBridge(#[source] serde_json::Error),
+    #[error(
+        "unsupported EventBridge event (source {source_name:?}, detail-type {detail_type:?}): expected source aws.ec2 with detail-type \"{STATE_CHANGE}\", or source aws.events with detail-type \"{SCHEDULED}\""
+    )]
+    UnsupportedEventBridge {
+        source_name: String,
+        detail_type: String,
+    },
+    #[error("EventBridge event {event_id}: malformed instance state change detail ({error})")]
+    MalformedStateChange { event_id: String, error: String },
     #[error("malformed SNS event: {0}")]
     MalformedSns(#[source] serde_json::Error),
     #[error("the SNS event has no records")]
@@ -134,6 +206,9 @@ pub fn decode_bytes(bytes: &[u8]) -> Result<Vec<Trigger>, EventError> {
 pub fn decode(event: &Value) -> Result<Vec<Trigger>, EventError> {
     match event {
         Value::Object(map) if map.contains_key("Records") => decode_sns(event),
+        Value::Object(map) if map.contains_key("detail-type") => {
+            decode_eventbridge(event).map(|t| vec![t])
+        }
         other => Err(EventError::UnsupportedShape {
             found: describe_shape(other),
         }),
@@ -159,6 +234,30 @@ fn decode_sns(event: &Value) -> Result<Vec<Trigger>, EventError> {
                 .map(Trigger::AutoScaling)
         })
         .collect()
+}
+
+fn decode_eventbridge(event: &Value) -> Result<Trigger, EventError> {
+    let raw = RawEventBridge::deserialize(event).map_err(EventError::MalformedEventBridge)?;
+    match (raw.source.as_str(), raw.detail_type.as_str()) {
+        ("aws.ec2", STATE_CHANGE) => {
+            let detail = RawStateChange::deserialize(&raw.detail).map_err(|e| {
+                EventError::MalformedStateChange {
+                    event_id: raw.id.clone(),
+                    error: e.to_string(),
+                }
+            })?;
+            Ok(Trigger::InstanceStateChange {
+                instance_id: detail.instance_id,
+                state: detail.state,
+                event_id: raw.id,
+            })
+        }
+        ("aws.events", SCHEDULED) => Ok(Trigger::Schedule { event_id: raw.id }),
+        _ => Err(EventError::UnsupportedEventBridge {
+            source_name: raw.source,
+            detail_type: raw.detail_type,
+        }),
+    }
 }
 
 fn decode_autoscaling(
@@ -214,6 +313,9 @@ mod tests {
     const LAUNCH_EVENT: &str = include_str!("../events/sns-launch.json");
     const TERMINATE_EVENT: &str = include_str!("../events/sns-terminate.json");
     const TEST_EVENT: &str = include_str!("../events/sns-test-notification.json");
+    const RUNNING_EVENT: &str = include_str!("../events/eventbridge-instance-running.json");
+    const TERMINATED_EVENT: &str = include_str!("../events/eventbridge-instance-terminated.json");
+    const SCHEDULED_EVENT: &str = include_str!("../events/eventbridge-scheduled.json");
 
     /// The launch sample with its SNS `Message` replaced.
     fn with_message(message: &str) -> Value {
@@ -242,7 +344,9 @@ mod tests {
         for (sample, kind, instance, reconcile) in cases {
             let triggers = decode_bytes(sample.as_bytes()).unwrap();
             assert_eq!(triggers.len(), 1);
-            let Trigger::AutoScaling(n) = &triggers[0];
+            let Trigger::AutoScaling(n) = &triggers[0] else {
+                panic!("{triggers:?}")
+            };
             assert_eq!(n.event, kind);
             assert_eq!(n.group, "nodes.k8s.example.com");
             assert_eq!(n.instance_id.as_deref(), instance);
@@ -264,7 +368,9 @@ mod tests {
             let message =
                 format!(r#"{{"Event":"{name}","AutoScalingGroupName":"g","EC2InstanceId":"i-1"}}"#);
             let triggers = decode(&with_message(&message)).unwrap();
-            let Trigger::AutoScaling(n) = &triggers[0];
+            let Trigger::AutoScaling(n) = &triggers[0] else {
+                panic!("{triggers:?}")
+            };
             assert_eq!(n.event, kind, "{name}");
             assert_eq!(triggers[0].wants_reconcile(), reconcile, "{name}");
         }
@@ -307,7 +413,22 @@ mod tests {
             (no_records, "no records"),
             (no_sns, "malformed SNS event"),
             (serde_json::json!({}), "an empty object"),
-            (serde_json::json!({"detail-type": "x"}), "keys detail-type"),
+            (
+                serde_json::json!({"detail-type": "x"}),
+                "malformed EventBridge event",
+            ),
+            (
+                serde_json::json!({"source": "aws.s3", "detail-type": "Object Created", "detail": {}}),
+                "unsupported EventBridge event (source \"aws.s3\"",
+            ),
+            (
+                serde_json::json!({"source": "aws.ec2", "detail-type": "EC2 Instance State-change Notification", "detail": {"state": "running"}}),
+                "malformed instance state change",
+            ),
+            (
+                serde_json::json!({"version": "0", "detail": {}}),
+                "keys detail, version",
+            ),
             (serde_json::json!([1, 2]), "an array"),
             (serde_json::json!("launch"), "a string"),
             (Value::Null, "null"),
@@ -321,6 +442,53 @@ mod tests {
         }
         let err = decode_bytes(b"{not json").unwrap_err();
         assert!(matches!(err, EventError::NotJson(_)), "{err}");
+    }
+
+    #[test]
+    fn eventbridge_samples_decode_to_their_triggers() {
+        let running = decode_bytes(RUNNING_EVENT.as_bytes()).unwrap();
+        assert_eq!(
+            running,
+            vec![Trigger::InstanceStateChange {
+                instance_id: "i-0b7f3c2a9d4e5f601".into(),
+                state: "running".into(),
+                event_id: "7bf73129-1428-4cd3-a780-95db273d1602".into(),
+            }]
+        );
+        assert_eq!(running[0].new_node(), Some("i-0b7f3c2a9d4e5f601"));
+        let terminated = decode_bytes(TERMINATED_EVENT.as_bytes()).unwrap();
+        assert!(terminated[0].wants_reconcile());
+        assert_eq!(terminated[0].new_node(), None);
+        assert_eq!(terminated[0].instance_id(), Some("i-0c1d2e3f4a5b6c7d8"));
+        let scheduled = decode_bytes(SCHEDULED_EVENT.as_bytes()).unwrap();
+        assert_eq!(
+            scheduled,
+            vec![Trigger::Schedule {
+                event_id: "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa".into()
+            }]
+        );
+        assert!(scheduled[0].wants_reconcile());
+    }
+
+    #[test]
+    fn only_states_that_move_routes_reconcile() {
+        let cases = [
+            ("pending", false),
+            ("running", true),
+            ("stopping", true),
+            ("stopped", true),
+            ("shutting-down", true),
+            ("terminated", true),
+        ];
+        for (state, reconcile) in cases {
+            let mut event: Value = serde_json::from_str(RUNNING_EVENT).unwrap();
+            event["detail"]["state"] = Value::String(state.into());
+            assert_eq!(
+                decode(&event).unwrap()[0].wants_reconcile(),
+                reconcile,
+                "{state}"
+            );
+        }
     }
 
     #[test]

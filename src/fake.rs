@@ -137,6 +137,8 @@ struct State {
     writes: Vec<Write>,
     faults: Vec<Fault>,
     interleaved: Option<Interleaved>,
+    /// Changes to make when `DescribeRouteTables` is called for the n-th time.
+    on_describe: Vec<(usize, Interleaved)>,
 }
 
 /// An in-memory EC2 holding route tables.
@@ -210,6 +212,17 @@ impl FakeEc2 {
         change: impl FnOnce(&mut BTreeMap<String, RouteTable>) + Send + 'static,
     ) {
         self.lock().interleaved = Some(Box::new(change));
+    }
+
+    /// Runs `change` on the tables right before the `nth` call (counting
+    /// from 1) to `DescribeRouteTables` is served: the cluster's controller
+    /// writing a node's route while kube-rtsync waits for it.
+    pub fn on_describe(
+        &self,
+        nth: usize,
+        change: impl FnOnce(&mut BTreeMap<String, RouteTable>) + Send + 'static,
+    ) {
+        self.lock().on_describe.push((nth, Box::new(change)));
     }
 
     /// Turns every route pointing at `target` into a blackhole, as EC2
@@ -356,6 +369,11 @@ impl Ec2 for FakeEc2 {
     ) -> Result<RouteTablePage, Ec2Error> {
         let mut state = self.lock();
         state.calls.describe += 1;
+        let nth = state.calls.describe;
+        if let Some(i) = state.on_describe.iter().position(|(n, _)| *n == nth) {
+            let (_, change) = state.on_describe.remove(i);
+            change(&mut state.tables);
+        }
         Self::check_faults(&mut state, Operation::DescribeRouteTables, None)?;
         let mut matching = Vec::new();
         for table in state.tables.values() {

@@ -134,6 +134,10 @@ pub struct Route {
     pub target: Target,
     pub state: RouteState,
     pub origin: RouteOrigin,
+    /// The instance EC2 says the route reaches, when it says so (it does
+    /// for routes to an instance, even when `target` is its interface).
+    /// Informational: the planner compares `target` only.
+    pub instance_id: Option<String>,
 }
 
 impl Route {
@@ -144,7 +148,14 @@ impl Route {
             target,
             state: RouteState::Active,
             origin: RouteOrigin::CreateRoute,
+            instance_id: None,
         }
+    }
+
+    /// Whether the route leads to this instance.
+    pub fn reaches_instance(&self, instance_id: &str) -> bool {
+        self.instance_id.as_deref() == Some(instance_id)
+            || self.target == Target::Instance(instance_id.to_owned())
     }
 }
 

@@ -170,7 +170,20 @@ pub struct Report {
     pub skipped: Vec<SkippedRoute>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// The wait for a new node's route, when there was one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route_wait: Option<RouteWait>,
     pub totals: Totals,
+}
+
+/// How the wait for a new node's pod route went.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RouteWait {
+    pub instance_id: String,
+    /// Describes of the source made while waiting.
+    pub checks: usize,
+    pub found: bool,
+    pub waited_ms: u64,
 }
 
 impl Report {
@@ -186,6 +199,7 @@ impl Report {
             tables: Vec::new(),
             skipped: Vec::new(),
             warnings: Vec::new(),
+            route_wait: None,
             totals: Totals::default(),
         }
     }
@@ -223,5 +237,33 @@ impl Report {
 
     pub fn is_complete(&self) -> bool {
         self.outcome != Outcome::Incomplete
+    }
+
+    /// Adds what a later pass of the same invocation did, table by table.
+    pub fn absorb(mut self, later: Report) -> Self {
+        for table in later.tables {
+            match self
+                .tables
+                .iter_mut()
+                .find(|t| t.route_table_id == table.route_table_id)
+            {
+                Some(mine) => {
+                    mine.created.extend(table.created);
+                    mine.replaced.extend(table.replaced);
+                    mine.deleted.extend(table.deleted);
+                    mine.failures.extend(table.failures);
+                    mine.not_started = table.not_started;
+                    mine.withheld = table.withheld;
+                    mine.skipped = table.skipped;
+                }
+                None => self.tables.push(table),
+            }
+        }
+        self.tables
+            .sort_by(|a, b| a.route_table_id.cmp(&b.route_table_id));
+        self.managed_routes = later.managed_routes;
+        self.skipped = later.skipped;
+        self.warnings.extend(later.warnings);
+        self.finish()
     }
 }

@@ -17,7 +17,7 @@ use crate::event::{self, Trigger};
 use crate::limiter::WriteLimiter;
 use crate::model::{Filter, RouteTable};
 use crate::plan::{self, Guards, RouteAction, RoutePlan, TablePlan};
-use crate::report::{Failure, NotStarted, Report, TableReport};
+use crate::report::{Failure, NotStarted, Report, RouteWait, TableReport};
 use crate::{Error, Result};
 
 /// Tag of the cluster's route table, legacy form (`KubernetesCluster=<name>`).
@@ -57,7 +57,32 @@ pub async fn handle_event<E: Ec2>(reconciler: &Reconciler<'_, E>, event: &Value)
             reconciler.config.dry_run,
         ));
     }
-    let report = reconciler.reconcile(triggers).await?;
+    let new_node = triggers
+        .iter()
+        .find_map(Trigger::new_node)
+        .map(str::to_owned);
+    let (mut report, observed) = reconciler.reconcile_observed(triggers).await?;
+    if let Some(instance) = new_node
+        && report.is_complete()
+        && !reconciler.config.route_wait.is_zero()
+        && !observed
+            .source
+            .routes
+            .iter()
+            .any(|r| r.reaches_instance(&instance))
+    {
+        let wait = reconciler.wait_for_route(&instance).await?;
+        let found = wait.found;
+        report.route_wait = Some(wait);
+        if found {
+            let (later, _) = reconciler
+                .reconcile_observed(report.triggers.clone())
+                .await?;
+            let route_wait = report.route_wait.take();
+            report = report.absorb(later);
+            report.route_wait = route_wait;
+        }
+    }
     match report.is_complete() {
         true => Ok(report),
         false => Err(Error::Incomplete(Box::new(report))),
@@ -69,6 +94,13 @@ impl<E: Ec2> Reconciler<'_, E> {
     /// writes are in the report (`Outcome::Incomplete`); failures that stop
     /// the reconcile before any write are errors.
     pub async fn reconcile(&self, triggers: Vec<Trigger>) -> Result<Report> {
+        self.reconcile_observed(triggers)
+            .await
+            .map(|(report, _)| report)
+    }
+
+    /// [`Self::reconcile`], also returning what it observed.
+    pub async fn reconcile_observed(&self, triggers: Vec<Trigger>) -> Result<(Report, Observed)> {
         let span =
             info_span!("reconcile", vpc_id = %self.config.vpc_id, dry_run = self.config.dry_run);
         async move {
@@ -95,7 +127,7 @@ impl<E: Ec2> Reconciler<'_, E> {
                 info!(actions = plan.action_count(), withheld = plan.withheld_count(), "plan:\n{plan}");
             }
             report.tables = self.apply(plan).await;
-            Ok(report.finish())
+            Ok((report.finish(), observed))
         }
         .instrument(span)
         .await
@@ -109,50 +141,130 @@ impl<E: Ec2> Reconciler<'_, E> {
     /// but not on every EC2-compatible API, and a VPC holds few tables.
     pub async fn observe(&self) -> Result<Observed> {
         let config = self.config;
-        let vpc = Filter::new("vpc-id", [config.vpc_id.as_str()]);
-        let mut source_filters = vec![vpc.clone()];
-        if let SourceSelector::RouteTableId(id) = &config.source {
-            source_filters.push(Filter::new("route-table-id", [id.as_str()]));
-        }
-        let mut target_filters = vec![vpc];
+        let mut target_filters = vec![Filter::new("vpc-id", [config.vpc_id.as_str()])];
         target_filters.extend(config.target_filters.iter().cloned());
 
+        let source_filters = self.source_filters();
         let (sources, targets) = futures::try_join!(
             describe_all(self.ec2, &source_filters),
             describe_all(self.ec2, &target_filters),
         )
         .map_err(Error::Describe)?;
 
-        // The filters already say so; checking again costs nothing and
-        // keeps a table of another VPC out even if a filter were ignored.
-        let in_vpc = |t: &RouteTable| t.vpc_id == config.vpc_id;
-        let mut sources: Vec<RouteTable> = sources
-            .into_iter()
-            .filter(in_vpc)
-            .filter(|t| is_source(t, &config.source))
-            .collect();
-        let source = match sources.len() {
-            1 => sources.remove(0),
-            0 => {
-                return Err(Error::SourceNotFound {
-                    selector: config.source.to_string(),
-                    vpc_id: config.vpc_id.clone(),
-                });
-            }
-            _ => {
-                return Err(Error::AmbiguousSource {
-                    selector: config.source.to_string(),
-                    vpc_id: config.vpc_id.clone(),
-                    ids: sources.into_iter().map(|t| t.id).collect(),
-                });
-            }
-        };
+        let source = self.pick_source(sources)?;
+        // The filter already says so; checking again costs nothing and keeps
+        // a table of another VPC out even if a filter were ignored.
         let targets = targets
             .into_iter()
-            .filter(in_vpc)
-            .filter(|t| t.id != source.id)
+            .filter(|t| t.vpc_id == config.vpc_id && t.id != source.id)
             .collect();
         Ok(Observed { source, targets })
+    }
+
+    /// Kubernetes writes a node's pod route only once the node registers,
+    /// which is after its launch notification. Re-reads the source, with
+    /// backoff (2 s doubling to 15 s), until the instance has a route,
+    /// `ROUTE_WAIT_SECONDS` have passed, or the deadline draws near. The
+    /// schedule, if enabled, is the backstop for a route that comes later.
+    pub async fn wait_for_route(&self, instance_id: &str) -> Result<RouteWait> {
+        const FIRST: Duration = Duration::from_secs(2);
+        const MAX: Duration = Duration::from_secs(15);
+        // Room kept after the wait for the second reconcile.
+        const RECONCILE_ROOM: Duration = Duration::from_secs(10);
+        let start = Instant::now();
+        let budget_end = start + self.config.route_wait;
+        let mut delay = FIRST;
+        let mut checks = 0;
+        info!(
+            instance_id,
+            wait_s = self.config.route_wait.as_secs(),
+            "the new node has no route in the source yet; waiting for it"
+        );
+        loop {
+            let mut wake = (Instant::now() + delay).min(budget_end);
+            if let Some(deadline) = self.deadline {
+                wake = wake.min(
+                    deadline
+                        .checked_sub(DEADLINE_MARGIN + RECONCILE_ROOM)
+                        .unwrap_or(start),
+                );
+            }
+            if wake <= Instant::now() {
+                break;
+            }
+            tokio::time::sleep_until(wake).await;
+            checks += 1;
+            let source = self.observe_source().await?;
+            if source
+                .routes
+                .iter()
+                .any(|r| r.reaches_instance(instance_id))
+            {
+                let waited_ms = start.elapsed().as_millis() as u64;
+                info!(
+                    instance_id,
+                    checks, waited_ms, "the new node's route appeared in the source"
+                );
+                return Ok(RouteWait {
+                    instance_id: instance_id.to_owned(),
+                    checks,
+                    found: true,
+                    waited_ms,
+                });
+            }
+            delay = (delay * 2).min(MAX);
+        }
+        let waited_ms = start.elapsed().as_millis() as u64;
+        warn!(
+            instance_id,
+            checks,
+            waited_ms,
+            "the new node's route did not appear in the source; a later event or the schedule will mirror it"
+        );
+        Ok(RouteWait {
+            instance_id: instance_id.to_owned(),
+            checks,
+            found: false,
+            waited_ms,
+        })
+    }
+
+    /// The source table alone: one describe (paginated).
+    async fn observe_source(&self) -> Result<RouteTable> {
+        let filters = self.source_filters();
+        let tables = describe_all(self.ec2, &filters)
+            .await
+            .map_err(Error::Describe)?;
+        self.pick_source(tables)
+    }
+
+    fn source_filters(&self) -> Vec<Filter> {
+        let mut filters = vec![Filter::new("vpc-id", [self.config.vpc_id.as_str()])];
+        if let SourceSelector::RouteTableId(id) = &self.config.source {
+            filters.push(Filter::new("route-table-id", [id.as_str()]));
+        }
+        filters
+    }
+
+    /// The one source among the tables read, or why there is not one.
+    fn pick_source(&self, tables: Vec<RouteTable>) -> Result<RouteTable> {
+        let config = self.config;
+        let mut sources: Vec<RouteTable> = tables
+            .into_iter()
+            .filter(|t| t.vpc_id == config.vpc_id && is_source(t, &config.source))
+            .collect();
+        match sources.len() {
+            1 => Ok(sources.remove(0)),
+            0 => Err(Error::SourceNotFound {
+                selector: config.source.to_string(),
+                vpc_id: config.vpc_id.clone(),
+            }),
+            _ => Err(Error::AmbiguousSource {
+                selector: config.source.to_string(),
+                vpc_id: config.vpc_id.clone(),
+                ids: sources.into_iter().map(|t| t.id).collect(),
+            }),
+        }
     }
 
     /// The guarded plan for the observed state.

@@ -19,7 +19,7 @@ use kube_rtsync::sync::{Reconciler, handle_event};
 use support::emulator::Emulator;
 use support::runtime_api::{Answer, RuntimeApi};
 use support::seed::{self, CLUSTER, ClusterTag, RouteRow, SampleVpc, To};
-use support::{Counting, LAUNCH, LambdaProcess, TEST_NOTIFICATION, event};
+use support::{Counting, LAUNCH, LambdaProcess, SAMPLE_INSTANCE, TEST_NOTIFICATION, event};
 
 type Snapshot = BTreeMap<String, BTreeSet<RouteRow>>;
 
@@ -46,6 +46,7 @@ impl World {
         let mut vars: BTreeMap<String, String> = BTreeMap::new();
         vars.insert("VPC_ID".into(), self.vpc.vpc_id.clone());
         vars.insert("KUBE_CLUSTER_NAME".into(), CLUSTER.into());
+        vars.insert("ROUTE_WAIT_SECONDS".into(), "0".into());
         for (k, v) in extra {
             vars.insert(k.to_string(), v.to_string());
         }
@@ -348,9 +349,13 @@ async fn the_binary_serves_events_through_the_lambda_runtime_api() {
     let mut bad = event(LAUNCH);
     bad["Records"][0]["Sns"]["Message"] =
         serde_json::Value::String(r#"{"Event":"nope","AutoScalingGroupName":"nodes"}"#.into());
+    // The launch event names a seeded node that already has its route, so
+    // there is nothing to wait for.
+    let node = world.vpc.nodes[0].instance_id.clone();
+    let launch = LAUNCH.replace(SAMPLE_INSTANCE, &node);
     let api = RuntimeApi::start(vec![
-        LAUNCH.to_owned(),
-        LAUNCH.to_owned(),
+        launch.clone(),
+        launch,
         TEST_NOTIFICATION.to_owned(),
         bad.to_string(),
     ]);
@@ -375,7 +380,8 @@ async fn the_binary_serves_events_through_the_lambda_runtime_api() {
     assert_eq!(report["totals"]["replaced"], 2);
     assert_eq!(report["totals"]["deleted"], 1);
     assert_eq!(report["triggers"][0]["event"], "launch");
-    assert_eq!(report["triggers"][0]["instance_id"], "i-0b7f3c2a9d4e5f601");
+    assert_eq!(report["triggers"][0]["instance_id"], node.as_str());
+    assert!(report.get("route_wait").is_none(), "{report}");
     assert_mirror(
         &world.vpc,
         &before,

@@ -519,3 +519,134 @@ async fn an_empty_source_withholds_deletes_and_fails_loudly() {
     .unwrap();
     assert_eq!(report.totals.deleted, 3);
 }
+
+#[tokio::test]
+async fn eventbridge_state_changes_and_schedules_reconcile() {
+    let before = vpc();
+    for sample in [RUNNING, TERMINATED, SCHEDULED] {
+        let fake = FakeEc2::new(before.clone());
+        let report = run(&fake, &config(&[]), &event(sample)).await.unwrap();
+        assert_eq!(report.outcome, Outcome::Synced, "{sample}");
+        assert_mirrored(&fake, &before);
+    }
+    let mut pending = event(RUNNING);
+    pending["detail"]["state"] = Value::String("pending".into());
+    let fake = FakeEc2::new(before.clone());
+    assert_eq!(
+        run(&fake, &config(&[]), &pending).await.unwrap().outcome,
+        Outcome::NothingToDo
+    );
+    assert_eq!(fake.calls(), Default::default());
+
+    let unknown = serde_json::json!({"source": "aws.autoscaling", "detail-type": "EC2 Instance Launch Successful", "detail": {}});
+    let err = run(&fake, &config(&[]), &unknown).await.unwrap_err();
+    assert!(
+        err.to_string().contains("unsupported EventBridge event"),
+        "{err}"
+    );
+    assert_eq!(fake.calls(), Default::default());
+}
+
+/// The launch sample's instance gets its pod route.
+fn new_node_route(tables: &mut std::collections::BTreeMap<String, RouteTable>) {
+    let source = tables.get_mut("rtb-0c0000000000000c").unwrap();
+    source
+        .routes
+        .push(route("100.96.5.0/24", i(SAMPLE_INSTANCE)));
+}
+
+// Paused time: the waits are exact and cost no wall-clock time.
+#[tokio::test(start_paused = true)]
+async fn a_new_node_route_that_appears_while_waiting_is_mirrored() {
+    let fake = FakeEc2::new(vpc());
+    // Describes 1 and 2 are the first reconcile; 3, 4, 5 are the checks.
+    fake.on_describe(5, new_node_route);
+    let report = run(
+        &fake,
+        &config(&[("ROUTE_WAIT_SECONDS", "60")]),
+        &event(LAUNCH),
+    )
+    .await
+    .unwrap();
+    let wait = report.route_wait.clone().unwrap();
+    assert!(wait.found);
+    assert_eq!(wait.checks, 3);
+    // Checks after 2, 2+4 and 2+4+8 seconds.
+    assert_eq!(wait.waited_ms, 14_000);
+    for id in PRIVATE {
+        assert!(
+            fake.table(id)
+                .unwrap()
+                .route(&cidr("100.96.5.0/24"))
+                .is_some(),
+            "{id}"
+        );
+    }
+    assert_eq!(report.totals.created, 7 + 3);
+    assert_eq!(fake.calls().describe, 2 + 3 + 2);
+    assert_eq!(fake.calls().writes(), 9 + 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_node_route_that_never_appears_ends_the_wait_without_error() {
+    let fake = FakeEc2::new(vpc());
+    let report = run(
+        &fake,
+        &config(&[("ROUTE_WAIT_SECONDS", "60")]),
+        &event(RUNNING),
+    )
+    .await
+    .unwrap();
+    let wait = report.route_wait.clone().unwrap();
+    assert!(!wait.found);
+    // Checks at 2, 6, 14, 29, 44, 59 and 60 seconds.
+    assert_eq!((wait.checks, wait.waited_ms), (7, 60_000));
+    assert_eq!(report.outcome, Outcome::Synced);
+    assert_eq!(fake.calls().describe, 2 + 7);
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_wait_when_the_route_is_there_or_the_event_is_not_a_launch() {
+    let mut tables = vpc();
+    tables[0]
+        .routes
+        .push(route("100.96.5.0/24", i(SAMPLE_INSTANCE)));
+    let fake = FakeEc2::new(tables);
+    let report = run(
+        &fake,
+        &config(&[("ROUTE_WAIT_SECONDS", "60")]),
+        &event(LAUNCH),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.route_wait, None);
+    assert_eq!(fake.calls().describe, 2);
+
+    let fake = FakeEc2::new(vpc());
+    let report = run(
+        &fake,
+        &config(&[("ROUTE_WAIT_SECONDS", "60")]),
+        &event(TERMINATE),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.route_wait, None);
+    assert_eq!(fake.calls().describe, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_wait_stops_short_of_the_deadline() {
+    let fake = FakeEc2::new(vpc());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let report = run_with_deadline(
+        &fake,
+        &config(&[("ROUTE_WAIT_SECONDS", "600")]),
+        &event(LAUNCH),
+        Some(deadline),
+    )
+    .await
+    .unwrap();
+    let wait = report.route_wait.unwrap();
+    // 30 s - 3 s margin - 10 s kept for the second pass: checks at 2, 6, 14 and 17 s.
+    assert_eq!((wait.checks, wait.waited_ms), (4, 17_000));
+}

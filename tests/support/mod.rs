@@ -13,6 +13,11 @@ pub const CLUSTER: &str = "k8s.example.com";
 pub const LAUNCH: &str = include_str!("../../events/sns-launch.json");
 pub const TERMINATE: &str = include_str!("../../events/sns-terminate.json");
 pub const TEST_NOTIFICATION: &str = include_str!("../../events/sns-test-notification.json");
+pub const RUNNING: &str = include_str!("../../events/eventbridge-instance-running.json");
+pub const TERMINATED: &str = include_str!("../../events/eventbridge-instance-terminated.json");
+pub const SCHEDULED: &str = include_str!("../../events/eventbridge-scheduled.json");
+/// The instance the launch and running samples name.
+pub const SAMPLE_INSTANCE: &str = "i-0b7f3c2a9d4e5f601";
 
 pub fn event(json: &str) -> serde_json::Value {
     serde_json::from_str(json).expect("sample event is JSON")
@@ -63,11 +68,16 @@ pub fn table(id: &str, name: &str, routes: Vec<Route>) -> RouteTable {
 }
 
 /// Configuration from the given variables on top of a minimal valid set.
+/// The wait for a new node's route is off unless a test turns it on.
 pub fn config(extra: &[(&str, &str)]) -> Config {
-    let mut vars: HashMap<String, String> = [("VPC_ID", VPC), ("KUBE_CLUSTER_NAME", CLUSTER)]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let mut vars: HashMap<String, String> = [
+        ("VPC_ID", VPC),
+        ("KUBE_CLUSTER_NAME", CLUSTER),
+        ("ROUTE_WAIT_SECONDS", "0"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
     for (k, v) in extra {
         vars.insert(k.to_string(), v.to_string());
     }
