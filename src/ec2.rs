@@ -172,6 +172,37 @@ pub async fn describe_all<E: Ec2>(
     }
 }
 
+/// Counts SDK attempts that EC2 answered with a throttling status (HTTP
+/// 503 `RequestLimitExceeded`, or 429), retried or not.
+#[derive(Clone, Debug, Default)]
+pub struct ThrottleCounter(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl ThrottleCounter {
+    pub fn count(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl aws_sdk_ec2::config::Intercept for ThrottleCounter {
+    fn name(&self) -> &'static str {
+        "ThrottleCounter"
+    }
+
+    fn read_after_attempt(
+        &self,
+        context: &aws_sdk_ec2::config::interceptors::FinalizerInterceptorContextRef<'_>,
+        _runtime_components: &aws_sdk_ec2::config::RuntimeComponents,
+        _cfg: &mut aws_sdk_ec2::config::ConfigBag,
+    ) -> Result<(), aws_sdk_ec2::error::BoxError> {
+        if let Some(status) = context.response().map(|r| r.status().as_u16())
+            && (status == 503 || status == 429)
+        {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(())
+    }
+}
+
 /// The [`Ec2`] port over `aws-sdk-ec2`.
 #[derive(Clone, Debug)]
 pub struct AwsEc2 {

@@ -43,6 +43,8 @@ pub enum Trigger {
     },
     /// A scheduled EventBridge rule: the periodic full reconcile.
     Schedule { event_id: String },
+    /// A command line run (`kube-rtsync plan` / `sync`); never decoded from an event.
+    Manual { command: String },
 }
 
 impl Trigger {
@@ -54,7 +56,7 @@ impl Trigger {
             Trigger::InstanceStateChange { state, .. } => {
                 RECONCILE_STATES.contains(&state.as_str())
             }
-            Trigger::Schedule { .. } => true,
+            Trigger::Schedule { .. } | Trigger::Manual { .. } => true,
         }
     }
 
@@ -63,7 +65,7 @@ impl Trigger {
         match self {
             Trigger::AutoScaling(n) => n.instance_id.as_deref(),
             Trigger::InstanceStateChange { instance_id, .. } => Some(instance_id),
-            Trigger::Schedule { .. } => None,
+            Trigger::Schedule { .. } | Trigger::Manual { .. } => None,
         }
     }
 

@@ -5,12 +5,14 @@
 //! [`config`] and [`event`] decode inputs, [`plan`] computes the changes,
 //! [`ec2`] is the only door to AWS, and [`sync`] ties them together.
 
+pub mod cli;
 pub mod config;
 pub mod ec2;
 pub mod event;
 pub mod fake;
 pub mod limiter;
 pub mod logging;
+pub mod metrics;
 pub mod model;
 pub mod plan;
 pub mod report;

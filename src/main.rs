@@ -1,12 +1,18 @@
-//! The `kube-rtsync` Lambda function: wiring only.
+//! The `kube-rtsync` binary: wiring only. Under AWS Lambda (when
+//! `AWS_LAMBDA_RUNTIME_API` is set) it serves invocations; elsewhere it is
+//! the `plan` / `sync` command line.
 // The SDK and runtime futures nest deeply; the layout query needs room.
 #![recursion_limit = "256"]
 
+use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
 use kube_rtsync::config::Config;
-use kube_rtsync::ec2::AwsEc2;
+use kube_rtsync::ec2::{AwsEc2, ThrottleCounter};
 use kube_rtsync::limiter::WriteLimiter;
+use kube_rtsync::metrics::{self, emf_record};
 use kube_rtsync::sync::{Reconciler, handle_event};
 use kube_rtsync::{Error, report::Report};
 use lambda_runtime::{LambdaEvent, service_fn};
@@ -14,9 +20,22 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 #[tokio::main]
-async fn main() -> Result<(), lambda_runtime::Error> {
+async fn main() -> ExitCode {
+    if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_none() {
+        kube_rtsync::logging::init_cli();
+        return kube_rtsync::cli::run().await;
+    }
     kube_rtsync::logging::init();
+    match serve().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("kube-rtsync: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
 
+async fn serve() -> Result<(), lambda_runtime::Error> {
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(err) => {
@@ -26,10 +45,38 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     };
     tracing::info!(vpc_id = %config.vpc_id, source = %config.source, managed_cidrs = %config.managed,
                    dry_run = config.dry_run, "kube-rtsync starting");
+    let namespace = std::env::var(metrics::METRICS_NAMESPACE)
+        .unwrap_or_else(|_| metrics::DEFAULT_NAMESPACE.to_owned());
+    let cluster = config
+        .cluster_name
+        .clone()
+        .unwrap_or_else(|| config.source.to_string());
 
-    // One SDK client for the life of the execution environment.
-    let sdk_config = aws_config::load_from_env().await;
-    let ec2 = AwsEc2::new(aws_sdk_ec2::Client::new(&sdk_config));
+    // One SDK client for the life of the execution environment. Throttled
+    // calls are retried with backoff; every attempt and call is bounded so
+    // that a write started before the deadline margin ends inside it.
+    let sdk_config = aws_config::from_env()
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(4)
+                .with_max_backoff(Duration::from_secs(4)),
+        )
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(3))
+                .operation_attempt_timeout(Duration::from_secs(5))
+                .operation_timeout(Duration::from_secs(
+                    kube_rtsync::sync::DEADLINE_MARGIN.as_secs() - 2,
+                ))
+                .build(),
+        )
+        .load()
+        .await;
+    let throttled = ThrottleCounter::default();
+    let ec2_config = aws_sdk_ec2::config::Builder::from(&sdk_config)
+        .interceptor(throttled.clone())
+        .build();
+    let ec2 = AwsEc2::new(aws_sdk_ec2::Client::from_conf(ec2_config));
     let limiter = WriteLimiter::new(config.write_rate);
 
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
@@ -39,9 +86,30 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             limiter: &limiter,
             deadline: deadline_instant(event.context.deadline),
         };
+        let (namespace, cluster, throttled) = (&namespace, &cluster, &throttled);
         async move {
+            let started = Instant::now();
+            let throttled_before = throttled.count();
             let result = handle_event(&reconciler, &event.payload).await;
             log_result(&result);
+            let report = match &result {
+                Ok(report) => Some(report),
+                Err(Error::Incomplete(report)) => Some(&**report),
+                Err(_) => None,
+            };
+            if let Some(report) =
+                report.filter(|r| r.outcome != kube_rtsync::report::Outcome::NothingToDo)
+            {
+                let record = emf_record(
+                    namespace,
+                    cluster,
+                    report,
+                    throttled.count() - throttled_before,
+                    started.elapsed(),
+                );
+                // EMF records are plain JSON lines on stdout, beside the logs.
+                println!("{record}");
+            }
             result
         }
     }))

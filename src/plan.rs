@@ -119,6 +119,9 @@ impl RouteAction {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct TablePlan {
     pub route_table_id: String,
+    /// The table's `Name` tag, for people.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// Routes in the table before any change (for the route quota check).
     pub route_count: usize,
     pub actions: Vec<RouteAction>,
@@ -305,6 +308,7 @@ fn plan_table(desired: &DesiredRoutes, table: &RouteTable, managed: &ManagedCidr
 
     TablePlan {
         route_table_id: table.id.clone(),
+        name: table.tags.get("Name").cloned(),
         route_count: table.routes.len(),
         actions,
         skipped,

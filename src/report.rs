@@ -80,6 +80,9 @@ pub struct NotStarted {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct TableReport {
     pub route_table_id: String,
+    /// The table's `Name` tag.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     pub created: Vec<CreatedRoute>,
     pub replaced: Vec<ReplacedRoute>,
     pub deleted: Vec<DeletedRoute>,

@@ -26,8 +26,9 @@ pub const LEGACY_CLUSTER_TAG: &str = "KubernetesCluster";
 pub const CLUSTER_TAG_PREFIX: &str = "kubernetes.io/cluster/";
 
 /// No write is started with less than this left before the deadline: one
-/// write with its retries must still fit, and the report must get out.
-pub const DEADLINE_MARGIN: Duration = Duration::from_secs(3);
+/// write with all its retries (the SDK's operation timeout is 2 s less)
+/// must still fit, and the report must get out.
+pub const DEADLINE_MARGIN: Duration = Duration::from_secs(10);
 
 /// What a reconcile needs besides EC2: the configuration, the write pace,
 /// and the time by which it must be done.
@@ -294,6 +295,7 @@ impl<E: Ec2> Reconciler<'_, E> {
 
     async fn apply_table(&self, table: TablePlan) -> TableReport {
         let mut report = TableReport::new(&table.route_table_id);
+        report.name = table.name;
         report.withheld = table.withheld;
         report.skipped = table.skipped;
         for withheld in &report.withheld {

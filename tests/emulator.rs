@@ -19,7 +19,9 @@ use kube_rtsync::sync::{Reconciler, handle_event};
 use support::emulator::Emulator;
 use support::runtime_api::{Answer, RuntimeApi};
 use support::seed::{self, CLUSTER, ClusterTag, RouteRow, SampleVpc, To};
-use support::{Counting, LAUNCH, LambdaProcess, SAMPLE_INSTANCE, TEST_NOTIFICATION, event};
+use support::{
+    Counting, LAUNCH, LambdaProcess, RUNNING, SAMPLE_INSTANCE, SCHEDULED, TEST_NOTIFICATION, event,
+};
 
 type Snapshot = BTreeMap<String, BTreeSet<RouteRow>>;
 
@@ -448,5 +450,87 @@ async fn invalid_configuration_fails_init_naming_the_variable() {
     assert!(
         log.contains("KUBE_ROUTE_CIDRS") && log.contains("expected comma-separated CIDRs"),
         "{log}"
+    );
+}
+
+#[tokio::test]
+async fn state_change_and_scheduled_events_reconcile_an_out_of_sync_vpc() {
+    for sample in [RUNNING, SCHEDULED] {
+        let world = World::new(ClusterTag::Legacy).await;
+        let before = world.snapshot().await;
+        let (result, (_, writes)) = world.sync(&world.config(&[]), sample).await;
+        assert_eq!(result.unwrap().outcome, Outcome::Synced);
+        assert_eq!(writes, 12);
+        assert_mirror(
+            &world.vpc,
+            &before,
+            &world.snapshot().await,
+            &["100.96.0.0/11"],
+            &privates(&world.vpc),
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_event_shape_is_a_clear_error_and_changes_nothing() {
+    let world = World::new(ClusterTag::Legacy).await;
+    let before = world.snapshot().await;
+    let unknown = r#"{"version":"0","source":"aws.s3","detail-type":"Object Created","detail":{}}"#;
+    let (result, calls) = world.sync(&world.config(&[]), unknown).await;
+    let err = result.unwrap_err();
+    assert_eq!(err.kind(), "InvalidEvent");
+    assert!(
+        err.to_string().contains("unsupported EventBridge event"),
+        "{err}"
+    );
+    assert_eq!(calls, (0, 0));
+    assert_eq!(world.snapshot().await, before);
+}
+
+#[tokio::test]
+async fn a_new_node_route_written_after_the_launch_event_is_waited_for() {
+    let world = World::new(ClusterTag::Legacy).await;
+    let before = world.snapshot().await;
+    // A fifth node launches; the cluster's controller writes its route a
+    // few seconds after the notification.
+    let run = world
+        .client
+        .run_instances()
+        .image_id("ami-0abcdef1234567890")
+        .min_count(1)
+        .max_count(1)
+        .send()
+        .await
+        .unwrap();
+    let node = run.instances()[0].instance_id().unwrap().to_owned();
+    let (client, source, late_node) =
+        (world.client.clone(), world.vpc.source.clone(), node.clone());
+    let controller = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        seed::route(&client, &source, "100.96.5.0/24", To::Instance(&late_node)).await;
+    });
+    let launch = LAUNCH.replace(SAMPLE_INSTANCE, &node);
+    let (result, (_, writes)) = world
+        .sync(&world.config(&[("ROUTE_WAIT_SECONDS", "30")]), &launch)
+        .await;
+    controller.await.unwrap();
+    let report = result.unwrap();
+    let wait = report.route_wait.clone().expect("a wait");
+    assert!(wait.found, "{wait:?}");
+    // The first pass mirrors what is there (12 writes); the second, once the
+    // route appeared, creates it in the three private tables.
+    assert_eq!(writes, 12 + 3);
+    assert_eq!(report.totals.created, 9 + 3);
+    let mut expected = before.clone();
+    expected
+        .get_mut(&world.vpc.source)
+        .unwrap()
+        .extend(world.snapshot().await[&world.vpc.source].iter().cloned());
+    assert_mirror(
+        &world.vpc,
+        &expected,
+        &world.snapshot().await,
+        &["100.96.0.0/11"],
+        &privates(&world.vpc),
     );
 }
