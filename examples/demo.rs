@@ -22,13 +22,7 @@ use support::seed::{self, CLUSTER, ClusterTag, RouteRow};
 use std::io::IsTerminal;
 
 /// (bold, green, red, dim, reset): ANSI codes on a terminal, nothing elsewhere.
-fn styles() -> (
-    &'static str,
-    &'static str,
-    &'static str,
-    &'static str,
-    &'static str,
-) {
+fn styles() -> (&'static str, &'static str, &'static str, &'static str, &'static str) {
     if std::io::stdout().is_terminal() {
         ("\x1b[1m", "\x1b[32m", "\x1b[31m", "\x1b[2m", "\x1b[0m")
     } else {
@@ -39,15 +33,9 @@ fn styles() -> (
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let (bold, green, red, dim, reset) = styles();
-    let binary: PathBuf = std::env::args_os()
-        .nth(1)
-        .map(Into::into)
-        .unwrap_or_else(|| "target/debug/kube-rtsync".into());
-    assert!(
-        binary.exists(),
-        "{} does not exist: build it first (make demo does)",
-        binary.display()
-    );
+    let binary: PathBuf =
+        std::env::args_os().nth(1).map(Into::into).unwrap_or_else(|| "target/debug/kube-rtsync".into());
+    assert!(binary.exists(), "{} does not exist: build it first (make demo does)", binary.display());
 
     println!("{bold}Starting the local EC2 emulator and seeding a sample VPC...{reset}");
     let emulator = Emulator::start();
@@ -56,29 +44,36 @@ async fn main() {
     let names = vpc.names();
     let vpcs = [vpc.vpc_id.as_str(), vpc.other_vpc_id.as_str()];
     let before = seed::snapshot(&client, &vpcs).await;
-    println!(
-        "VPC {} (cluster {CLUSTER}), other VPC {}\n",
-        vpc.vpc_id, vpc.other_vpc_id
-    );
+    println!("VPC {} (cluster {CLUSTER}), other VPC {}\n", vpc.vpc_id, vpc.other_vpc_id);
     println!("{bold}Route tables before:{reset}");
     print_tables(&names, &before, None);
 
-    let event = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/events/sns-launch.json"
-    ))
-    .expect("events/sns-launch.json");
+    let event = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/events/sns-launch.json"))
+        .expect("events/sns-launch.json");
+    println!("{bold}What an operator sees first: kube-rtsync plan (changes nothing){reset}");
+    println!("{dim}  $ VPC_ID={} KUBE_CLUSTER_NAME={CLUSTER} kube-rtsync plan{reset}", vpc.vpc_id);
+    let plan = std::process::Command::new(&binary)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(emulator.env())
+        .env("VPC_ID", &vpc.vpc_id)
+        .env("KUBE_CLUSTER_NAME", CLUSTER)
+        .arg("plan")
+        .output()
+        .expect("run kube-rtsync plan");
+    for line in String::from_utf8_lossy(&plan.stdout).lines().chain(String::from_utf8_lossy(&plan.stderr).lines()) {
+        println!("  {line}");
+    }
+    println!();
+
     let api = RuntimeApi::start(vec![event]);
-    let log_path =
-        std::env::temp_dir().join(format!("kube-rtsync-demo-{}.log", std::process::id()));
+    let log_path = std::env::temp_dir().join(format!("kube-rtsync-demo-{}.log", std::process::id()));
     let log = std::fs::File::create(&log_path).expect("a log file");
     let mut env = emulator.env();
     env.push(("VPC_ID", vpc.vpc_id.clone()));
     env.push(("KUBE_CLUSTER_NAME", CLUSTER.to_owned()));
     env.push(("RUST_LOG", "info".to_owned()));
-    println!(
-        "{bold}Invoking kube-rtsync through the Lambda Runtime API with events/sns-launch.json...{reset}"
-    );
+    println!("{bold}Invoking kube-rtsync through the Lambda Runtime API with events/sns-launch.json...{reset}");
     println!(
         "{dim}  VPC_ID={} KUBE_CLUSTER_NAME={CLUSTER} (defaults: KUBE_ROUTE_CIDRS=100.96.0.0/11, PRIVATE_RT_FILTERS=tag:Name=private_*){reset}\n",
         vpc.vpc_id
@@ -88,10 +83,7 @@ async fn main() {
     drop(lambda);
 
     println!("{bold}Function logs:{reset}");
-    for line in std::fs::read_to_string(&log_path)
-        .unwrap_or_default()
-        .lines()
-    {
+    for line in std::fs::read_to_string(&log_path).unwrap_or_default().lines() {
         println!("  {dim}{line}{reset}");
     }
     let _ = std::fs::remove_file(&log_path);
@@ -109,9 +101,7 @@ async fn main() {
     };
 
     let after = seed::snapshot(&client, &vpcs).await;
-    println!(
-        "{bold}Route tables after ({green}+ added{reset}{bold}, {red}- removed{reset}{bold}):{reset}"
-    );
+    println!("{bold}Route tables after ({green}+ added{reset}{bold}, {red}- removed{reset}{bold}):{reset}");
     print_tables(&names, &after, Some(&before));
     drop(emulator);
     println!("Emulator stopped.");
@@ -133,25 +123,10 @@ fn print_tables(
         let name = names.get(id).map(String::as_str).unwrap_or("main table");
         println!("  {bold}{id}{reset}  {name}");
         let old = before.and_then(|b| b.get(id));
-        let mut rows: Vec<(&RouteRow, &str)> = tables[id]
-            .iter()
-            .map(|r| {
-                (
-                    r,
-                    if old.is_some_and(|o| !o.contains(r)) {
-                        "+"
-                    } else {
-                        " "
-                    },
-                )
-            })
-            .collect();
+        let mut rows: Vec<(&RouteRow, &str)> =
+            tables[id].iter().map(|r| (r, if old.is_some_and(|o| !o.contains(r)) { "+" } else { " " })).collect();
         if let Some(old) = old {
-            rows.extend(
-                old.iter()
-                    .filter(|r| !tables[id].contains(r))
-                    .map(|r| (r, "-")),
-            );
+            rows.extend(old.iter().filter(|r| !tables[id].contains(r)).map(|r| (r, "-")));
         }
         rows.sort_by(|a, b| a.0.0.cmp(&b.0.0).then(b.1.cmp(a.1)));
         for (row, mark) in rows {
@@ -160,10 +135,7 @@ fn print_tables(
                 "-" => red,
                 _ => "",
             };
-            println!(
-                "    {colour}{mark} {:<18} -> {:<24} {dim}{}{reset}",
-                row.0, row.1, row.2
-            );
+            println!("    {colour}{mark} {:<18} -> {:<24} {dim}{}{reset}", row.0, row.1, row.2);
         }
         println!();
     }

@@ -89,10 +89,7 @@ pub enum Output {
 
 impl Options {
     /// The configuration: flags first, then the environment.
-    pub fn config(
-        &self,
-        lookup: impl Fn(&str) -> Option<String>,
-    ) -> Result<Config, config::ConfigError> {
+    pub fn config(&self, lookup: impl Fn(&str) -> Option<String>) -> Result<Config, config::ConfigError> {
         let mut overrides: HashMap<&str, &str> = HashMap::new();
         let flags = [
             (config::VPC_ID, &self.vpc_id),
@@ -106,12 +103,7 @@ impl Options {
                 overrides.insert(name, value);
             }
         }
-        Config::from_lookup(|name| {
-            overrides
-                .get(name)
-                .map(|v| v.to_string())
-                .or_else(|| lookup(name))
-        })
+        Config::from_lookup(|name| overrides.get(name).map(|v| v.to_string()).or_else(|| lookup(name)))
     }
 }
 
@@ -147,17 +139,8 @@ pub async fn run() -> ExitCode {
     }
     let ec2 = AwsEc2::new(aws_sdk_ec2::Client::new(&loader.load().await));
     let limiter = WriteLimiter::new(config.write_rate);
-    let reconciler = Reconciler {
-        ec2: &ec2,
-        config: &config,
-        limiter: &limiter,
-        deadline: None,
-    };
-    let result = reconciler
-        .reconcile(vec![Trigger::Manual {
-            command: verb.to_owned(),
-        }])
-        .await;
+    let reconciler = Reconciler { ec2: &ec2, config: &config, limiter: &limiter, deadline: None };
+    let result = reconciler.reconcile(vec![Trigger::Manual { command: verb.to_owned() }]).await;
     finish(verb, detailed, cli.options.output, result)
 }
 
@@ -171,17 +154,11 @@ fn finish(verb: &str, detailed: bool, output: Output, result: Result<Report>) ->
         }
     };
     match output {
-        Output::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&report).unwrap_or_default()
-        ),
+        Output::Json => println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default()),
         Output::Human => print!("{}", render(&report, colour_wanted())),
     }
     if !report.is_complete() {
-        eprintln!(
-            "kube-rtsync {verb}: {}",
-            Error::Incomplete(Box::new(report))
-        );
+        eprintln!("kube-rtsync {verb}: {}", Error::Incomplete(Box::new(report)));
         return ExitCode::from(1);
     }
     let pending = report.totals.created + report.totals.replaced + report.totals.deleted > 0;
@@ -196,11 +173,7 @@ fn colour_wanted() -> bool {
 /// `~` replace (old -> new target), `-` delete, then totals.
 pub fn render(report: &Report, colour: bool) -> String {
     let paint = |code: &str, text: &str| {
-        if colour {
-            format!("\x1b[{code}m{text}\x1b[0m")
-        } else {
-            text.to_owned()
-        }
+        if colour { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_owned() }
     };
     let mut out = String::new();
     let planned = report.dry_run;
@@ -213,42 +186,19 @@ pub fn render(report: &Report, colour: bool) -> String {
         if report.managed_routes == 1 { "" } else { "s" }
     );
     for table in &report.tables {
-        let name = table
-            .name
-            .as_deref()
-            .map(|n| format!(" ({n})"))
-            .unwrap_or_default();
+        let name = table.name.as_deref().map(|n| format!(" ({n})")).unwrap_or_default();
         let _ = writeln!(out, "\n{}{name}", paint("1", &table.route_table_id));
         if table.changes() == 0 && table.is_complete() && table.skipped.is_empty() {
             let _ = writeln!(out, "    {}", paint("2", "in sync"));
         }
         for r in &table.deleted {
-            let _ = writeln!(
-                out,
-                "  {} {:<20} {}",
-                paint("31", "-"),
-                r.destination.to_string(),
-                r.target
-            );
+            let _ = writeln!(out, "  {} {:<20} {}", paint("31", "-"), r.destination.to_string(), r.target);
         }
         for r in &table.replaced {
-            let _ = writeln!(
-                out,
-                "  {} {:<20} {} -> {}",
-                paint("33", "~"),
-                r.destination.to_string(),
-                r.from,
-                r.to
-            );
+            let _ = writeln!(out, "  {} {:<20} {} -> {}", paint("33", "~"), r.destination.to_string(), r.from, r.to);
         }
         for r in &table.created {
-            let _ = writeln!(
-                out,
-                "  {} {:<20} -> {}",
-                paint("32", "+"),
-                r.destination.to_string(),
-                r.target
-            );
+            let _ = writeln!(out, "  {} {:<20} -> {}", paint("32", "+"), r.destination.to_string(), r.target);
         }
         for f in &table.failures {
             let code = f.code.as_deref().unwrap_or("-");
@@ -283,47 +233,26 @@ pub fn render(report: &Report, colour: bool) -> String {
             );
         }
         for s in &table.skipped {
-            let _ = writeln!(
-                out,
-                "  {} {:<20} skipped: {}",
-                paint("2", "."),
-                s.destination.to_string(),
-                s.reason
-            );
+            let _ = writeln!(out, "  {} {:<20} skipped: {}", paint("2", "."), s.destination.to_string(), s.reason);
         }
     }
     for s in &report.skipped {
-        let _ = writeln!(
-            out,
-            "\nsource route {} -> {} not mirrored: {}",
-            s.destination, s.target, s.reason
-        );
+        let _ = writeln!(out, "\nsource route {} -> {} not mirrored: {}", s.destination, s.target, s.reason);
     }
     for w in &report.warnings {
         let _ = writeln!(out, "\nwarning: {w}");
     }
     let t = &report.totals;
-    let changed = format!(
-        "{} of {} table{}",
-        t.tables_changed,
-        t.tables,
-        if t.tables == 1 { "" } else { "s" }
-    );
+    let changed = format!("{} of {} table{}", t.tables_changed, t.tables, if t.tables == 1 { "" } else { "s" });
     let _ = writeln!(out);
     let summary = match report.outcome {
-        Outcome::InSync | Outcome::NothingToDo => format!(
-            "No changes: {} table{} in sync.",
-            t.tables,
-            if t.tables == 1 { "" } else { "s" }
-        ),
-        _ if planned => format!(
-            "Plan: {} to create, {} to replace, {} to delete, in {changed}.",
-            t.created, t.replaced, t.deleted
-        ),
-        _ => format!(
-            "Applied: {} created, {} replaced, {} deleted, in {changed}.",
-            t.created, t.replaced, t.deleted
-        ),
+        Outcome::InSync | Outcome::NothingToDo => {
+            format!("No changes: {} table{} in sync.", t.tables, if t.tables == 1 { "" } else { "s" })
+        }
+        _ if planned => {
+            format!("Plan: {} to create, {} to replace, {} to delete, in {changed}.", t.created, t.replaced, t.deleted)
+        }
+        _ => format!("Applied: {} created, {} replaced, {} deleted, in {changed}.", t.created, t.replaced, t.deleted),
     };
     let _ = writeln!(out, "{}", paint("1", &summary));
     if t.failed + t.not_started + t.withheld > 0 {
@@ -332,10 +261,7 @@ pub fn render(report: &Report, colour: bool) -> String {
             "{}",
             paint(
                 "31",
-                &format!(
-                    "Incomplete: {} failed, {} not started, {} withheld.",
-                    t.failed, t.not_started, t.withheld
-                )
+                &format!("Incomplete: {} failed, {} not started, {} withheld.", t.failed, t.not_started, t.withheld)
             )
         );
     }
@@ -390,10 +316,7 @@ rtb-0b
 Plan: 1 to create, 1 to replace, 1 to delete, in 1 of 2 tables.
 ";
         assert_eq!(text, expected);
-        assert!(
-            render(&report(false), false)
-                .contains("Applied: 1 created, 1 replaced, 1 deleted, in 1 of 2 tables.")
-        );
+        assert!(render(&report(false), false).contains("Applied: 1 created, 1 replaced, 1 deleted, in 1 of 2 tables."));
         assert!(render(&report(true), true).contains("\x1b[32m+\x1b[0m"));
     }
 
@@ -409,24 +332,13 @@ Plan: 1 to create, 1 to replace, 1 to delete, in 1 of 2 tables.
             "--detailed-exitcode",
         ])
         .unwrap();
-        let env: HashMap<&str, &str> = [
-            ("VPC_ID", "vpc-0123456789abcdef0"),
-            ("KUBE_CLUSTER_NAME", "k8s.example.com"),
-        ]
-        .into();
-        let config = cli
-            .options
-            .config(|name| env.get(name).map(|v| v.to_string()))
-            .unwrap();
+        let env: HashMap<&str, &str> =
+            [("VPC_ID", "vpc-0123456789abcdef0"), ("KUBE_CLUSTER_NAME", "k8s.example.com")].into();
+        let config = cli.options.config(|name| env.get(name).map(|v| v.to_string())).unwrap();
         assert_eq!(config.vpc_id, "vpc-0123456789abcdef1");
         assert_eq!(config.managed.to_string(), "10.1.0.0/16");
         assert_eq!(config.cluster_name.as_deref(), Some("k8s.example.com"));
-        assert!(matches!(
-            cli.command,
-            Command::Plan {
-                detailed_exitcode: true
-            }
-        ));
+        assert!(matches!(cli.command, Command::Plan { detailed_exitcode: true }));
     }
 
     #[test]
@@ -437,10 +349,7 @@ Plan: 1 to create, 1 to replace, 1 to delete, in 1 of 2 tables.
         let mut in_sync = Report::nothing_to_do(vec![], "vpc-0123456789abcdef0", true);
         in_sync.tables = vec![TableReport::new("rtb-0b")];
         assert_eq!(code(true, Ok(in_sync.finish())), ExitCode::from(0));
-        let err = Error::SourceNotFound {
-            selector: "x".into(),
-            vpc_id: "vpc-1".into(),
-        };
+        let err = Error::SourceNotFound { selector: "x".into(), vpc_id: "vpc-1".into() };
         assert_eq!(code(true, Err(err)), ExitCode::from(1));
     }
 }

@@ -58,10 +58,9 @@ pub enum SourceSelector {
 impl fmt::Display for SourceSelector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SourceSelector::ClusterTag(name) => write!(
-                f,
-                "the table tagged KubernetesCluster={name} or kubernetes.io/cluster/{name}"
-            ),
+            SourceSelector::ClusterTag(name) => {
+                write!(f, "the table tagged KubernetesCluster={name} or kubernetes.io/cluster/{name}")
+            }
             SourceSelector::RouteTableId(id) => write!(f, "route table {id}"),
         }
     }
@@ -103,19 +102,15 @@ pub struct ConfigError {
 
 impl ConfigError {
     fn new(variable: &'static str, problem: impl Into<String>, expected: &'static str) -> Self {
-        ConfigError {
-            variable,
-            problem: problem.into(),
-            expected,
-        }
+        ConfigError { variable, problem: problem.into(), expected }
     }
 }
 
 const VPC_ID_FORM: &str = "a VPC id such as vpc-0a1b2c3d4e5f67890";
 const RTB_ID_FORM: &str = "a route table id such as rtb-0a1b2c3d4e5f67890";
-const CLUSTER_FORM: &str =
-    "the cluster name, e.g. k8s.example.com (required unless SOURCE_ROUTE_TABLE_ID is set)";
-const CIDRS_FORM: &str = "comma-separated CIDRs such as 100.96.0.0/11,fd00:100:96::/48, or a dotted prefix such as 100.96";
+const CLUSTER_FORM: &str = "the cluster name, e.g. k8s.example.com (required unless SOURCE_ROUTE_TABLE_ID is set)";
+const CIDRS_FORM: &str =
+    "comma-separated CIDRs such as 100.96.0.0/11,fd00:100:96::/48, or a dotted prefix such as 100.96";
 const FILTERS_FORM: &str =
     r#"a non-empty JSON array of EC2 filters such as [{"Name":"tag:Name","Values":["private_*"]}]"#;
 const BOOL_FORM: &str = "true or false";
@@ -134,20 +129,11 @@ impl Config {
     /// Reads the configuration through `lookup` (a name to its value, if set).
     /// Empty values count as unset.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |name: &str| {
-            lookup(name)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
+        let get = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
 
-        let vpc_id =
-            get(VPC_ID).ok_or_else(|| ConfigError::new(VPC_ID, "is not set", VPC_ID_FORM))?;
+        let vpc_id = get(VPC_ID).ok_or_else(|| ConfigError::new(VPC_ID, "is not set", VPC_ID_FORM))?;
         if !is_aws_id(&vpc_id, "vpc-") {
-            return Err(ConfigError::new(
-                VPC_ID,
-                format!("{vpc_id:?} is not a VPC id"),
-                VPC_ID_FORM,
-            ));
+            return Err(ConfigError::new(VPC_ID, format!("{vpc_id:?} is not a VPC id"), VPC_ID_FORM));
         }
 
         let cluster_name = get(KUBE_CLUSTER_NAME);
@@ -173,20 +159,13 @@ impl Config {
             }
             (None, Some(name)) => SourceSelector::ClusterTag(name.clone()),
             (None, None) => {
-                return Err(ConfigError::new(
-                    KUBE_CLUSTER_NAME,
-                    "is not set",
-                    CLUSTER_FORM,
-                ));
+                return Err(ConfigError::new(KUBE_CLUSTER_NAME, "is not set", CLUSTER_FORM));
             }
         };
 
-        let managed = parse_route_cidrs(
-            &get(KUBE_ROUTE_CIDRS).unwrap_or_else(|| DEFAULT_ROUTE_CIDRS.into()),
-        )?;
-        let target_filters = parse_filters(
-            &get(PRIVATE_RT_FILTERS).unwrap_or_else(|| DEFAULT_PRIVATE_RT_FILTERS.into()),
-        )?;
+        let managed = parse_route_cidrs(&get(KUBE_ROUTE_CIDRS).unwrap_or_else(|| DEFAULT_ROUTE_CIDRS.into()))?;
+        let target_filters =
+            parse_filters(&get(PRIVATE_RT_FILTERS).unwrap_or_else(|| DEFAULT_PRIVATE_RT_FILTERS.into()))?;
         let dry_run = parse_bool(DRY_RUN, get(DRY_RUN))?;
         let allow_empty_source = parse_bool(ALLOW_EMPTY_SOURCE, get(ALLOW_EMPTY_SOURCE))?;
 
@@ -195,47 +174,20 @@ impl Config {
             Some(v) => match v.parse::<f64>() {
                 Ok(rate) if rate.is_finite() && rate >= 0.0 => rate,
                 _ => {
-                    return Err(ConfigError::new(
-                        MAX_WRITES_PER_SECOND,
-                        format!("{v:?} is not a rate"),
-                        RATE_FORM,
-                    ));
+                    return Err(ConfigError::new(MAX_WRITES_PER_SECOND, format!("{v:?} is not a rate"), RATE_FORM));
                 }
             },
         };
-        let burst = parse_whole(
-            WRITE_BURST,
-            get(WRITE_BURST),
-            DEFAULT_WRITE_BURST as usize,
-            1,
-            u32::MAX as usize,
-            BURST_FORM,
-        )? as u32;
-        let route_table_limit = parse_whole(
-            ROUTE_TABLE_LIMIT,
-            get(ROUTE_TABLE_LIMIT),
-            DEFAULT_ROUTE_TABLE_LIMIT,
-            1,
-            100_000,
-            LIMIT_FORM,
-        )?;
-        let apply_concurrency = parse_whole(
-            APPLY_CONCURRENCY,
-            get(APPLY_CONCURRENCY),
-            DEFAULT_APPLY_CONCURRENCY,
-            1,
-            64,
-            CONCURRENCY_FORM,
-        )?;
+        let burst =
+            parse_whole(WRITE_BURST, get(WRITE_BURST), DEFAULT_WRITE_BURST as usize, 1, u32::MAX as usize, BURST_FORM)?
+                as u32;
+        let route_table_limit =
+            parse_whole(ROUTE_TABLE_LIMIT, get(ROUTE_TABLE_LIMIT), DEFAULT_ROUTE_TABLE_LIMIT, 1, 100_000, LIMIT_FORM)?;
+        let apply_concurrency =
+            parse_whole(APPLY_CONCURRENCY, get(APPLY_CONCURRENCY), DEFAULT_APPLY_CONCURRENCY, 1, 64, CONCURRENCY_FORM)?;
 
-        let route_wait = parse_whole(
-            ROUTE_WAIT_SECONDS,
-            get(ROUTE_WAIT_SECONDS),
-            DEFAULT_ROUTE_WAIT_SECONDS,
-            0,
-            600,
-            WAIT_FORM,
-        )?;
+        let route_wait =
+            parse_whole(ROUTE_WAIT_SECONDS, get(ROUTE_WAIT_SECONDS), DEFAULT_ROUTE_WAIT_SECONDS, 0, 600, WAIT_FORM)?;
 
         Ok(Config {
             vpc_id,
@@ -255,23 +207,18 @@ impl Config {
 
 /// `prefix` followed by at least 8 lowercase hex digits, as EC2 ids are.
 fn is_aws_id(value: &str, prefix: &str) -> bool {
-    value.strip_prefix(prefix).is_some_and(|hex| {
-        hex.len() >= 8
-            && hex
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    })
+    value
+        .strip_prefix(prefix)
+        .is_some_and(|hex| hex.len() >= 8 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
 }
 
 fn parse_bool(variable: &'static str, value: Option<String>) -> Result<bool, ConfigError> {
     match value.as_deref().map(str::to_ascii_lowercase).as_deref() {
         None | Some("false" | "0" | "no") => Ok(false),
         Some("true" | "1" | "yes") => Ok(true),
-        Some(_) => Err(ConfigError::new(
-            variable,
-            format!("{:?} is not a boolean", value.unwrap_or_default()),
-            BOOL_FORM,
-        )),
+        Some(_) => {
+            Err(ConfigError::new(variable, format!("{:?} is not a boolean", value.unwrap_or_default()), BOOL_FORM))
+        }
     }
 }
 
@@ -286,11 +233,7 @@ fn parse_whole(
     let Some(v) = value else { return Ok(default) };
     match v.parse::<usize>() {
         Ok(n) if (min..=max).contains(&n) => Ok(n),
-        _ => Err(ConfigError::new(
-            variable,
-            format!("{v:?} is out of range or not a whole number"),
-            expected,
-        )),
+        _ => Err(ConfigError::new(variable, format!("{v:?} is out of range or not a whole number"), expected)),
     }
 }
 
@@ -299,11 +242,7 @@ pub fn parse_route_cidrs(value: &str) -> Result<ManagedCidrs, ConfigError> {
     let mut cidrs = Vec::new();
     for item in value.split(',').map(str::trim) {
         if item.is_empty() {
-            return Err(ConfigError::new(
-                KUBE_ROUTE_CIDRS,
-                format!("{value:?} has an empty entry"),
-                CIDRS_FORM,
-            ));
+            return Err(ConfigError::new(KUBE_ROUTE_CIDRS, format!("{value:?} has an empty entry"), CIDRS_FORM));
         }
         let net = match item.parse::<IpNet>() {
             Ok(net) => net,
@@ -325,9 +264,7 @@ pub fn parse_route_cidrs(value: &str) -> Result<ManagedCidrs, ConfigError> {
         if net.prefix_len() == 0 {
             return Err(ConfigError::new(
                 KUBE_ROUTE_CIDRS,
-                format!(
-                    "{item:?} would manage the default route (and the NAT gateway route with it)"
-                ),
+                format!("{item:?} would manage the default route (and the NAT gateway route with it)"),
                 CIDRS_FORM,
             ));
         }
@@ -359,26 +296,14 @@ fn legacy_prefix(item: &str) -> Option<IpNet> {
 /// Parses `PRIVATE_RT_FILTERS`.
 pub fn parse_filters(value: &str) -> Result<Vec<Filter>, ConfigError> {
     let filters: Vec<Filter> = serde_json::from_str(value).map_err(|e| {
-        ConfigError::new(
-            PRIVATE_RT_FILTERS,
-            format!("is not a JSON array of filters ({e})"),
-            FILTERS_FORM,
-        )
+        ConfigError::new(PRIVATE_RT_FILTERS, format!("is not a JSON array of filters ({e})"), FILTERS_FORM)
     })?;
     if filters.is_empty() {
-        return Err(ConfigError::new(
-            PRIVATE_RT_FILTERS,
-            "selects no filter at all",
-            FILTERS_FORM,
-        ));
+        return Err(ConfigError::new(PRIVATE_RT_FILTERS, "selects no filter at all", FILTERS_FORM));
     }
     for filter in &filters {
         if filter.name.trim().is_empty() {
-            return Err(ConfigError::new(
-                PRIVATE_RT_FILTERS,
-                "has a filter with an empty Name",
-                FILTERS_FORM,
-            ));
+            return Err(ConfigError::new(PRIVATE_RT_FILTERS, "has a filter with an empty Name", FILTERS_FORM));
         }
         if filter.values.is_empty() {
             return Err(ConfigError::new(
@@ -400,10 +325,7 @@ mod tests {
     const VPC: &str = "vpc-0123456789abcdef0";
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Config::from_lookup(|name| map.get(name).cloned())
     }
 
@@ -415,27 +337,12 @@ mod tests {
     fn defaults_follow_the_contract() {
         let c = config(&minimal()).unwrap();
         assert_eq!(c.vpc_id, VPC);
-        assert_eq!(
-            c.source,
-            SourceSelector::ClusterTag("k8s.example.com".into())
-        );
-        assert_eq!(
-            c.managed.cidrs(),
-            &["100.96.0.0/11".parse::<IpNet>().unwrap()]
-        );
-        assert_eq!(
-            c.target_filters,
-            vec![Filter::new("tag:Name", ["private_*"])]
-        );
+        assert_eq!(c.source, SourceSelector::ClusterTag("k8s.example.com".into()));
+        assert_eq!(c.managed.cidrs(), &["100.96.0.0/11".parse::<IpNet>().unwrap()]);
+        assert_eq!(c.target_filters, vec![Filter::new("tag:Name", ["private_*"])]);
         assert!(!c.dry_run);
         assert!(!c.allow_empty_source);
-        assert_eq!(
-            c.write_rate,
-            WriteRate {
-                per_second: 4.0,
-                burst: 20
-            }
-        );
+        assert_eq!(c.write_rate, WriteRate { per_second: 4.0, burst: 20 });
         assert_eq!(c.route_table_limit, 50);
         assert_eq!(c.apply_concurrency, 8);
         assert_eq!(c.route_wait.as_secs(), 60);
@@ -443,15 +350,8 @@ mod tests {
 
     #[test]
     fn source_table_id_replaces_the_cluster_name() {
-        let c = config(&[
-            (VPC_ID, VPC),
-            (SOURCE_ROUTE_TABLE_ID, "rtb-0123456789abcdef0"),
-        ])
-        .unwrap();
-        assert_eq!(
-            c.source,
-            SourceSelector::RouteTableId("rtb-0123456789abcdef0".into())
-        );
+        let c = config(&[(VPC_ID, VPC), (SOURCE_ROUTE_TABLE_ID, "rtb-0123456789abcdef0")]).unwrap();
+        assert_eq!(c.source, SourceSelector::RouteTableId("rtb-0123456789abcdef0".into()));
         assert_eq!(c.cluster_name, None);
     }
 
@@ -470,20 +370,11 @@ mod tests {
             (ROUTE_WAIT_SECONDS, "0"),
         ]);
         let c = config(&vars).unwrap();
-        assert_eq!(
-            c.managed.to_string(),
-            "100.96.0.0/11,fd00:100:96::/48,10.1.0.0/16"
-        );
+        assert_eq!(c.managed.to_string(), "100.96.0.0/11,fd00:100:96::/48,10.1.0.0/16");
         assert_eq!(c.target_filters.len(), 2);
         assert_eq!(c.target_filters[1].values, vec!["rtb-1", "rtb-2"]);
         assert!(c.dry_run && c.allow_empty_source);
-        assert_eq!(
-            c.write_rate,
-            WriteRate {
-                per_second: 0.0,
-                burst: 50
-            }
-        );
+        assert_eq!(c.write_rate, WriteRate { per_second: 0.0, burst: 50 });
         assert_eq!(c.route_table_limit, 500);
         assert_eq!(c.apply_concurrency, 4);
         assert!(c.route_wait.is_zero());
@@ -499,165 +390,60 @@ mod tests {
             ("100.96,100.97", "100.96.0.0/16,100.97.0.0/16"),
         ];
         for (input, expected) in cases {
-            assert_eq!(
-                parse_route_cidrs(input).unwrap().to_string(),
-                expected,
-                "{input}"
-            );
+            assert_eq!(parse_route_cidrs(input).unwrap().to_string(), expected, "{input}");
         }
     }
 
     #[test]
     fn every_bad_form_names_its_variable() {
-        type Case = (
-            Vec<(&'static str, &'static str)>,
-            &'static str,
-            &'static str,
-        );
+        type Case = (Vec<(&'static str, &'static str)>, &'static str, &'static str);
         let cases: Vec<Case> = vec![
             (vec![], VPC_ID, "is not set"),
             (vec![(VPC_ID, "  ")], VPC_ID, "is not set"),
             (vec![(VPC_ID, "vpc-xyz")], VPC_ID, "not a VPC id"),
-            (
-                vec![(VPC_ID, "rtb-0123456789abcdef0")],
-                VPC_ID,
-                "not a VPC id",
-            ),
+            (vec![(VPC_ID, "rtb-0123456789abcdef0")], VPC_ID, "not a VPC id"),
             (vec![(VPC_ID, VPC)], KUBE_CLUSTER_NAME, "is not set"),
-            (
-                vec![(VPC_ID, VPC), (KUBE_CLUSTER_NAME, "a b")],
-                KUBE_CLUSTER_NAME,
-                "white space",
-            ),
-            (
-                vec![(VPC_ID, VPC), (SOURCE_ROUTE_TABLE_ID, "rt-1234")],
-                SOURCE_ROUTE_TABLE_ID,
-                "not a route table id",
-            ),
-            (
-                vec![(KUBE_ROUTE_CIDRS, "100.96.0.0/33")],
-                KUBE_ROUTE_CIDRS,
-                "neither a CIDR",
-            ),
-            (
-                vec![(KUBE_ROUTE_CIDRS, "100.96.0.1/11")],
-                KUBE_ROUTE_CIDRS,
-                "did you mean 100.96.0.0/11",
-            ),
-            (
-                vec![(KUBE_ROUTE_CIDRS, "0.0.0.0/0")],
-                KUBE_ROUTE_CIDRS,
-                "default route",
-            ),
-            (
-                vec![(KUBE_ROUTE_CIDRS, "::/0")],
-                KUBE_ROUTE_CIDRS,
-                "default route",
-            ),
-            (
-                vec![(KUBE_ROUTE_CIDRS, "100.96.0.0/11,,10.0.0.0/8")],
-                KUBE_ROUTE_CIDRS,
-                "empty entry",
-            ),
-            (
-                vec![(KUBE_ROUTE_CIDRS, "100.256")],
-                KUBE_ROUTE_CIDRS,
-                "neither a CIDR",
-            ),
-            (
-                vec![(KUBE_ROUTE_CIDRS, "1.2.3.4.5")],
-                KUBE_ROUTE_CIDRS,
-                "neither a CIDR",
-            ),
-            (
-                vec![(KUBE_ROUTE_CIDRS, "pods")],
-                KUBE_ROUTE_CIDRS,
-                "neither a CIDR",
-            ),
-            (
-                vec![(PRIVATE_RT_FILTERS, "private_*")],
-                PRIVATE_RT_FILTERS,
-                "not a JSON array",
-            ),
+            (vec![(VPC_ID, VPC), (KUBE_CLUSTER_NAME, "a b")], KUBE_CLUSTER_NAME, "white space"),
+            (vec![(VPC_ID, VPC), (SOURCE_ROUTE_TABLE_ID, "rt-1234")], SOURCE_ROUTE_TABLE_ID, "not a route table id"),
+            (vec![(KUBE_ROUTE_CIDRS, "100.96.0.0/33")], KUBE_ROUTE_CIDRS, "neither a CIDR"),
+            (vec![(KUBE_ROUTE_CIDRS, "100.96.0.1/11")], KUBE_ROUTE_CIDRS, "did you mean 100.96.0.0/11"),
+            (vec![(KUBE_ROUTE_CIDRS, "0.0.0.0/0")], KUBE_ROUTE_CIDRS, "default route"),
+            (vec![(KUBE_ROUTE_CIDRS, "::/0")], KUBE_ROUTE_CIDRS, "default route"),
+            (vec![(KUBE_ROUTE_CIDRS, "100.96.0.0/11,,10.0.0.0/8")], KUBE_ROUTE_CIDRS, "empty entry"),
+            (vec![(KUBE_ROUTE_CIDRS, "100.256")], KUBE_ROUTE_CIDRS, "neither a CIDR"),
+            (vec![(KUBE_ROUTE_CIDRS, "1.2.3.4.5")], KUBE_ROUTE_CIDRS, "neither a CIDR"),
+            (vec![(KUBE_ROUTE_CIDRS, "pods")], KUBE_ROUTE_CIDRS, "neither a CIDR"),
+            (vec![(PRIVATE_RT_FILTERS, "private_*")], PRIVATE_RT_FILTERS, "not a JSON array"),
             (
                 vec![(PRIVATE_RT_FILTERS, r#"{"Name":"tag:Name","Values":["x"]}"#)],
                 PRIVATE_RT_FILTERS,
                 "not a JSON array",
             ),
             (
-                vec![(
-                    PRIVATE_RT_FILTERS,
-                    r#"[{"name":"tag:Name","values":["x"]}]"#,
-                )],
+                vec![(PRIVATE_RT_FILTERS, r#"[{"name":"tag:Name","values":["x"]}]"#)],
                 PRIVATE_RT_FILTERS,
                 "not a JSON array",
             ),
-            (
-                vec![(PRIVATE_RT_FILTERS, "[]")],
-                PRIVATE_RT_FILTERS,
-                "no filter",
-            ),
-            (
-                vec![(PRIVATE_RT_FILTERS, r#"[{"Name":"","Values":["x"]}]"#)],
-                PRIVATE_RT_FILTERS,
-                "empty Name",
-            ),
-            (
-                vec![(PRIVATE_RT_FILTERS, r#"[{"Name":"tag:Name","Values":[]}]"#)],
-                PRIVATE_RT_FILTERS,
-                "no Values",
-            ),
+            (vec![(PRIVATE_RT_FILTERS, "[]")], PRIVATE_RT_FILTERS, "no filter"),
+            (vec![(PRIVATE_RT_FILTERS, r#"[{"Name":"","Values":["x"]}]"#)], PRIVATE_RT_FILTERS, "empty Name"),
+            (vec![(PRIVATE_RT_FILTERS, r#"[{"Name":"tag:Name","Values":[]}]"#)], PRIVATE_RT_FILTERS, "no Values"),
             (vec![(DRY_RUN, "maybe")], DRY_RUN, "not a boolean"),
-            (
-                vec![(ALLOW_EMPTY_SOURCE, "2")],
-                ALLOW_EMPTY_SOURCE,
-                "not a boolean",
-            ),
-            (
-                vec![(MAX_WRITES_PER_SECOND, "-1")],
-                MAX_WRITES_PER_SECOND,
-                "not a rate",
-            ),
-            (
-                vec![(MAX_WRITES_PER_SECOND, "NaN")],
-                MAX_WRITES_PER_SECOND,
-                "not a rate",
-            ),
+            (vec![(ALLOW_EMPTY_SOURCE, "2")], ALLOW_EMPTY_SOURCE, "not a boolean"),
+            (vec![(MAX_WRITES_PER_SECOND, "-1")], MAX_WRITES_PER_SECOND, "not a rate"),
+            (vec![(MAX_WRITES_PER_SECOND, "NaN")], MAX_WRITES_PER_SECOND, "not a rate"),
             (vec![(WRITE_BURST, "0")], WRITE_BURST, "out of range"),
-            (
-                vec![(WRITE_BURST, "1.5")],
-                WRITE_BURST,
-                "not a whole number",
-            ),
-            (
-                vec![(ROUTE_TABLE_LIMIT, "0")],
-                ROUTE_TABLE_LIMIT,
-                "out of range",
-            ),
-            (
-                vec![(APPLY_CONCURRENCY, "65")],
-                APPLY_CONCURRENCY,
-                "out of range",
-            ),
+            (vec![(WRITE_BURST, "1.5")], WRITE_BURST, "not a whole number"),
+            (vec![(ROUTE_TABLE_LIMIT, "0")], ROUTE_TABLE_LIMIT, "out of range"),
+            (vec![(APPLY_CONCURRENCY, "65")], APPLY_CONCURRENCY, "out of range"),
         ];
         for (vars, variable, needle) in cases {
-            let mut all = if vars.iter().any(|(k, _)| *k == VPC_ID) || vars.is_empty() {
-                vec![]
-            } else {
-                minimal()
-            };
+            let mut all = if vars.iter().any(|(k, _)| *k == VPC_ID) || vars.is_empty() { vec![] } else { minimal() };
             all.extend(vars.iter().copied());
             let err = config(&all).expect_err(&format!("{all:?} should be rejected"));
             assert_eq!(err.variable, variable, "{all:?}: {err}");
             let text = err.to_string();
-            assert!(
-                text.contains(needle),
-                "{all:?}: {text:?} should contain {needle:?}"
-            );
-            assert!(
-                text.starts_with(variable) && text.contains("expected"),
-                "{text}"
-            );
+            assert!(text.contains(needle), "{all:?}: {text:?} should contain {needle:?}");
+            assert!(text.starts_with(variable) && text.contains("expected"), "{text}");
         }
     }
 }

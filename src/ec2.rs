@@ -59,17 +59,8 @@ pub struct Ec2Error {
 }
 
 impl Ec2Error {
-    pub fn service(
-        operation: &'static str,
-        code: impl Into<String>,
-        message: impl Into<String>,
-    ) -> Self {
-        Ec2Error {
-            operation,
-            kind: FailureKind::Service,
-            code: Some(code.into()),
-            message: message.into(),
-        }
+    pub fn service(operation: &'static str, code: impl Into<String>, message: impl Into<String>) -> Self {
+        Ec2Error { operation, kind: FailureKind::Service, code: Some(code.into()), message: message.into() }
     }
 
     pub fn code(&self) -> Option<&str> {
@@ -82,42 +73,26 @@ impl Ec2Error {
 
     /// EC2 refused the call for its request rate.
     pub fn is_throttling(&self) -> bool {
-        matches!(
-            self.code(),
-            Some(
-                "RequestLimitExceeded" | "Throttling" | "ThrottlingException" | "RequestThrottled"
-            )
-        )
+        matches!(self.code(), Some("RequestLimitExceeded" | "Throttling" | "ThrottlingException" | "RequestThrottled"))
     }
 
     /// `ReplaceRoute` found no route to replace (the route vanished).
     pub fn is_missing_route(&self) -> bool {
         self.is_code(ROUTE_NOT_FOUND)
-            || (self.is_code(INVALID_PARAMETER_VALUE)
-                && self.message.to_ascii_lowercase().contains("no route"))
+            || (self.is_code(INVALID_PARAMETER_VALUE) && self.message.to_ascii_lowercase().contains("no route"))
     }
 
     /// What an operator should do about it, for the error message.
     pub fn hint(&self) -> &'static str {
         match self.code() {
-            Some(c)
-                if c.starts_with("UnauthorizedOperation")
-                    || c == "AccessDenied"
-                    || c == "AuthFailure" =>
-            {
+            Some(c) if c.starts_with("UnauthorizedOperation") || c == "AccessDenied" || c == "AuthFailure" => {
                 "check the function's IAM policy (policies/kube-rtsync.json) and its ec2:Vpc condition"
             }
             Some(ROUTE_TABLE_NOT_FOUND) => "check the route table id and that it is in VPC_ID",
-            Some(ROUTE_LIMIT_EXCEEDED) => {
-                "raise the route table quota or narrow PRIVATE_RT_FILTERS / KUBE_ROUTE_CIDRS"
-            }
-            _ if self.is_throttling() => {
-                "lower MAX_WRITES_PER_SECOND; the next invocation continues the work"
-            }
+            Some(ROUTE_LIMIT_EXCEEDED) => "raise the route table quota or narrow PRIVATE_RT_FILTERS / KUBE_ROUTE_CIDRS",
+            _ if self.is_throttling() => "lower MAX_WRITES_PER_SECOND; the next invocation continues the work",
             _ => match self.kind {
-                FailureKind::Timeout | FailureKind::Network => {
-                    "transient; the next invocation retries"
-                }
+                FailureKind::Timeout | FailureKind::Network => "transient; the next invocation retries",
                 _ => "see the AWS error code",
             },
         }
@@ -156,10 +131,7 @@ pub trait Ec2: Send + Sync {
 }
 
 /// Every route table matching `filters`, following `NextToken` to the end.
-pub async fn describe_all<E: Ec2>(
-    ec2: &E,
-    filters: &[Filter],
-) -> Result<Vec<RouteTable>, Ec2Error> {
+pub async fn describe_all<E: Ec2>(ec2: &E, filters: &[Filter]) -> Result<Vec<RouteTable>, Ec2Error> {
     let mut tables = Vec::new();
     let mut token = None;
     loop {
@@ -232,21 +204,14 @@ where
         (FailureKind::Service, Some(message)) => message.to_owned(),
         _ => DisplayErrorContext(&err).to_string(),
     };
-    Ec2Error {
-        operation,
-        kind,
-        code,
-        message,
-    }
+    Ec2Error { operation, kind, code, message }
 }
 
 macro_rules! with_destination {
     ($builder:expr, $destination:expr) => {
         match $destination {
             Destination::Cidr(IpNet::V4(net)) => $builder.destination_cidr_block(net.to_string()),
-            Destination::Cidr(IpNet::V6(net)) => {
-                $builder.destination_ipv6_cidr_block(net.to_string())
-            }
+            Destination::Cidr(IpNet::V6(net)) => $builder.destination_ipv6_cidr_block(net.to_string()),
             Destination::PrefixList(id) => $builder.destination_prefix_list_id(id),
         }
     };
@@ -279,12 +244,7 @@ impl Ec2 for AwsEc2 {
     ) -> Result<RouteTablePage, Ec2Error> {
         let sdk_filters = filters
             .iter()
-            .map(|f| {
-                sdk::Filter::builder()
-                    .name(&f.name)
-                    .set_values(Some(f.values.clone()))
-                    .build()
-            })
+            .map(|f| sdk::Filter::builder().name(&f.name).set_values(Some(f.values.clone())).build())
             .collect();
         let out = self
             .client
@@ -296,11 +256,7 @@ impl Ec2 for AwsEc2 {
             .await
             .map_err(|e| sdk_error("DescribeRouteTables", e))?;
         Ok(RouteTablePage {
-            route_tables: out
-                .route_tables()
-                .iter()
-                .map(route_table_from_sdk)
-                .collect(),
+            route_tables: out.route_tables().iter().map(route_table_from_sdk).collect(),
             next_token: out.next_token().map(str::to_owned),
         })
     }
@@ -331,11 +287,7 @@ impl Ec2 for AwsEc2 {
         Ok(())
     }
 
-    async fn delete_route(
-        &self,
-        route_table_id: &str,
-        destination: &Destination,
-    ) -> Result<(), Ec2Error> {
+    async fn delete_route(&self, route_table_id: &str, destination: &Destination) -> Result<(), Ec2Error> {
         let req = self.client.delete_route().route_table_id(route_table_id);
         let req = with_destination!(req, destination);
         req.send().await.map_err(|e| sdk_error("DeleteRoute", e))?;
@@ -351,12 +303,7 @@ pub fn route_table_from_sdk(table: &sdk::RouteTable) -> RouteTable {
         tags: table
             .tags()
             .iter()
-            .filter_map(|t| {
-                Some((
-                    t.key()?.to_owned(),
-                    t.value().unwrap_or_default().to_owned(),
-                ))
-            })
+            .filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or_default().to_owned())))
             .collect(),
         routes: table.routes().iter().filter_map(route_from_sdk).collect(),
     }
@@ -375,31 +322,15 @@ pub fn route_from_sdk(route: &sdk::Route) -> Option<Route> {
     // EC2 lists both the instance and its interface for routes made by
     // instance id; the interface is what CreateRoute accepts for every node.
     let target = [
-        route
-            .network_interface_id()
-            .map(|id| Target::NetworkInterface(id.into())),
+        route.network_interface_id().map(|id| Target::NetworkInterface(id.into())),
         route.instance_id().map(|id| Target::Instance(id.into())),
-        route
-            .nat_gateway_id()
-            .map(|id| Target::NatGateway(id.into())),
-        route
-            .transit_gateway_id()
-            .map(|id| Target::TransitGateway(id.into())),
-        route
-            .vpc_peering_connection_id()
-            .map(|id| Target::VpcPeeringConnection(id.into())),
-        route
-            .egress_only_internet_gateway_id()
-            .map(|id| Target::EgressOnlyInternetGateway(id.into())),
-        route
-            .local_gateway_id()
-            .map(|id| Target::LocalGateway(id.into())),
-        route
-            .carrier_gateway_id()
-            .map(|id| Target::CarrierGateway(id.into())),
-        route
-            .core_network_arn()
-            .map(|arn| Target::CoreNetwork(arn.into())),
+        route.nat_gateway_id().map(|id| Target::NatGateway(id.into())),
+        route.transit_gateway_id().map(|id| Target::TransitGateway(id.into())),
+        route.vpc_peering_connection_id().map(|id| Target::VpcPeeringConnection(id.into())),
+        route.egress_only_internet_gateway_id().map(|id| Target::EgressOnlyInternetGateway(id.into())),
+        route.local_gateway_id().map(|id| Target::LocalGateway(id.into())),
+        route.carrier_gateway_id().map(|id| Target::CarrierGateway(id.into())),
+        route.core_network_arn().map(|arn| Target::CoreNetwork(arn.into())),
         route.gateway_id().map(|id| Target::Gateway(id.into())),
     ]
     .into_iter()
@@ -417,13 +348,7 @@ pub fn route_from_sdk(route: &sdk::Route) -> Option<Route> {
         Some(other) => RouteOrigin::Other(other.as_str().to_owned()),
         None => RouteOrigin::Other("unknown".into()),
     };
-    Some(Route {
-        destination,
-        target,
-        state,
-        origin,
-        instance_id: route.instance_id().map(str::to_owned),
-    })
+    Some(Route { destination, target, state, origin, instance_id: route.instance_id().map(str::to_owned) })
 }
 
 #[cfg(test)]
@@ -442,10 +367,7 @@ mod tests {
             .build();
         let mapped = route_from_sdk(&route).unwrap();
         assert_eq!(mapped.target, Target::NetworkInterface("eni-0abc".into()));
-        assert_eq!(
-            mapped.destination,
-            Destination::Cidr("100.96.3.0/24".parse().unwrap())
-        );
+        assert_eq!(mapped.destination, Destination::Cidr("100.96.3.0/24".parse().unwrap()));
         assert_eq!(mapped.origin, RouteOrigin::CreateRoute);
     }
 
@@ -491,10 +413,7 @@ mod tests {
         ];
         for (builder, destination, target, origin) in cases {
             let r = route_from_sdk(&builder.build()).unwrap();
-            assert_eq!(
-                (r.destination, r.target, r.origin, r.state),
-                (destination, target, origin, RouteState::Active)
-            );
+            assert_eq!((r.destination, r.target, r.origin, r.state), (destination, target, origin, RouteState::Active));
         }
         let hole = sdk::Route::builder()
             .destination_cidr_block("100.96.1.0/24")
@@ -502,10 +421,7 @@ mod tests {
             .state(sdk::RouteState::Blackhole)
             .build();
         let r = route_from_sdk(&hole).unwrap();
-        assert_eq!(
-            (r.target, r.state),
-            (Target::Unknown, RouteState::Blackhole)
-        );
+        assert_eq!((r.target, r.state), (Target::Unknown, RouteState::Blackhole));
         assert_eq!(route_from_sdk(&sdk::Route::builder().build()), None);
     }
 
@@ -526,20 +442,9 @@ mod tests {
             .is_missing_route()
         );
         assert!(Ec2Error::service("DeleteRoute", ROUTE_NOT_FOUND, "gone").is_missing_route());
-        let throttled = Ec2Error::service(
-            "CreateRoute",
-            "RequestLimitExceeded",
-            "Request limit exceeded.",
-        );
+        let throttled = Ec2Error::service("CreateRoute", "RequestLimitExceeded", "Request limit exceeded.");
         assert!(throttled.is_throttling());
-        assert_eq!(
-            throttled.to_string(),
-            "CreateRoute failed with RequestLimitExceeded: Request limit exceeded."
-        );
-        assert!(
-            Ec2Error::service("CreateRoute", "UnauthorizedOperation", "no")
-                .hint()
-                .contains("IAM")
-        );
+        assert_eq!(throttled.to_string(), "CreateRoute failed with RequestLimitExceeded: Request limit exceeded.");
+        assert!(Ec2Error::service("CreateRoute", "UnauthorizedOperation", "no").hint().contains("IAM"));
     }
 }

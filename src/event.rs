@@ -19,13 +19,7 @@ const TERMINATE_ERROR: &str = "autoscaling:EC2_INSTANCE_TERMINATE_ERROR";
 const TEST_NOTIFICATION: &str = "autoscaling:TEST_NOTIFICATION";
 
 /// EC2 instance states whose change may add, move or remove a pod route.
-const RECONCILE_STATES: [&str; 5] = [
-    "running",
-    "stopping",
-    "stopped",
-    "shutting-down",
-    "terminated",
-];
+const RECONCILE_STATES: [&str; 5] = ["running", "stopping", "stopped", "shutting-down", "terminated"];
 const STATE_CHANGE: &str = "EC2 Instance State-change Notification";
 const SCHEDULED: &str = "Scheduled Event";
 
@@ -36,11 +30,7 @@ pub enum Trigger {
     /// An Auto Scaling notification delivered through SNS.
     AutoScaling(AutoScalingNotification),
     /// An EventBridge `EC2 Instance State-change Notification`.
-    InstanceStateChange {
-        instance_id: String,
-        state: String,
-        event_id: String,
-    },
+    InstanceStateChange { instance_id: String, state: String, event_id: String },
     /// A scheduled EventBridge rule: the periodic full reconcile.
     Schedule { event_id: String },
     /// A command line run (`kube-rtsync plan` / `sync`); never decoded from an event.
@@ -53,9 +43,7 @@ impl Trigger {
     pub fn wants_reconcile(&self) -> bool {
         match self {
             Trigger::AutoScaling(n) => n.event != AutoScalingEvent::TestNotification,
-            Trigger::InstanceStateChange { state, .. } => {
-                RECONCILE_STATES.contains(&state.as_str())
-            }
+            Trigger::InstanceStateChange { state, .. } => RECONCILE_STATES.contains(&state.as_str()),
             Trigger::Schedule { .. } | Trigger::Manual { .. } => true,
         }
     }
@@ -73,12 +61,8 @@ impl Trigger {
     /// writes only once the node registers: worth waiting for.
     pub fn new_node(&self) -> Option<&str> {
         match self {
-            Trigger::AutoScaling(n) if n.event == AutoScalingEvent::Launch => {
-                n.instance_id.as_deref()
-            }
-            Trigger::InstanceStateChange {
-                instance_id, state, ..
-            } if state == "running" => Some(instance_id),
+            Trigger::AutoScaling(n) if n.event == AutoScalingEvent::Launch => n.instance_id.as_deref(),
+            Trigger::InstanceStateChange { instance_id, state, .. } if state == "running" => Some(instance_id),
             _ => None,
         }
     }
@@ -167,10 +151,7 @@ pub enum EventError {
     #[error(
         "unsupported EventBridge event (source {source_name:?}, detail-type {detail_type:?}): expected source aws.ec2 with detail-type \"{STATE_CHANGE}\", or source aws.events with detail-type \"{SCHEDULED}\""
     )]
-    UnsupportedEventBridge {
-        source_name: String,
-        detail_type: String,
-    },
+    UnsupportedEventBridge { source_name: String, detail_type: String },
     #[error("EventBridge event {event_id}: malformed instance state change detail ({error})")]
     MalformedStateChange { event_id: String, error: String },
     #[error("malformed SNS event: {0}")]
@@ -179,14 +160,8 @@ pub enum EventError {
     NoRecords,
     #[error("record {index} comes from {event_source:?}, not from aws:sns")]
     NotSns { index: usize, event_source: String },
-    #[error(
-        "SNS message {message_id}: the message is not JSON ({error}); it starts with {excerpt:?}"
-    )]
-    MessageNotJson {
-        message_id: String,
-        error: String,
-        excerpt: String,
-    },
+    #[error("SNS message {message_id}: the message is not JSON ({error}); it starts with {excerpt:?}")]
+    MessageNotJson { message_id: String, error: String, excerpt: String },
     #[error(
         "SNS message {message_id} is not an Auto Scaling notification ({error}); subscribe the function only to the topic named in the Auto Scaling group's notification configuration"
     )]
@@ -208,12 +183,8 @@ pub fn decode_bytes(bytes: &[u8]) -> Result<Vec<Trigger>, EventError> {
 pub fn decode(event: &Value) -> Result<Vec<Trigger>, EventError> {
     match event {
         Value::Object(map) if map.contains_key("Records") => decode_sns(event),
-        Value::Object(map) if map.contains_key("detail-type") => {
-            decode_eventbridge(event).map(|t| vec![t])
-        }
-        other => Err(EventError::UnsupportedShape {
-            found: describe_shape(other),
-        }),
+        Value::Object(map) if map.contains_key("detail-type") => decode_eventbridge(event).map(|t| vec![t]),
+        other => Err(EventError::UnsupportedShape { found: describe_shape(other) }),
     }
 }
 
@@ -227,13 +198,9 @@ fn decode_sns(event: &Value) -> Result<Vec<Trigger>, EventError> {
         .enumerate()
         .map(|(index, record)| {
             if record.event_source != "aws:sns" {
-                return Err(EventError::NotSns {
-                    index,
-                    event_source: record.event_source.clone(),
-                });
+                return Err(EventError::NotSns { index, event_source: record.event_source.clone() });
             }
-            decode_autoscaling(&record.sns.message_id, &record.sns.message)
-                .map(Trigger::AutoScaling)
+            decode_autoscaling(&record.sns.message_id, &record.sns.message).map(Trigger::AutoScaling)
         })
         .collect()
 }
@@ -242,45 +209,27 @@ fn decode_eventbridge(event: &Value) -> Result<Trigger, EventError> {
     let raw = RawEventBridge::deserialize(event).map_err(EventError::MalformedEventBridge)?;
     match (raw.source.as_str(), raw.detail_type.as_str()) {
         ("aws.ec2", STATE_CHANGE) => {
-            let detail = RawStateChange::deserialize(&raw.detail).map_err(|e| {
-                EventError::MalformedStateChange {
-                    event_id: raw.id.clone(),
-                    error: e.to_string(),
-                }
-            })?;
-            Ok(Trigger::InstanceStateChange {
-                instance_id: detail.instance_id,
-                state: detail.state,
-                event_id: raw.id,
-            })
+            let detail = RawStateChange::deserialize(&raw.detail)
+                .map_err(|e| EventError::MalformedStateChange { event_id: raw.id.clone(), error: e.to_string() })?;
+            Ok(Trigger::InstanceStateChange { instance_id: detail.instance_id, state: detail.state, event_id: raw.id })
         }
         ("aws.events", SCHEDULED) => Ok(Trigger::Schedule { event_id: raw.id }),
-        _ => Err(EventError::UnsupportedEventBridge {
-            source_name: raw.source,
-            detail_type: raw.detail_type,
-        }),
+        _ => Err(EventError::UnsupportedEventBridge { source_name: raw.source, detail_type: raw.detail_type }),
     }
 }
 
-fn decode_autoscaling(
-    message_id: &str,
-    message: &str,
-) -> Result<AutoScalingNotification, EventError> {
+fn decode_autoscaling(message_id: &str, message: &str) -> Result<AutoScalingNotification, EventError> {
     let value: Value = serde_json::from_str(message).map_err(|e| EventError::MessageNotJson {
         message_id: message_id.to_owned(),
         error: e.to_string(),
         excerpt: message.chars().take(40).collect(),
     })?;
-    let raw =
-        RawAutoScalingMessage::deserialize(&value).map_err(|e| EventError::NotAutoScaling {
-            message_id: message_id.to_owned(),
-            error: e.to_string(),
-        })?;
-    let event =
-        AutoScalingEvent::parse(&raw.event).ok_or_else(|| EventError::UnknownAutoScalingEvent {
-            message_id: message_id.to_owned(),
-            event: raw.event.clone(),
-        })?;
+    let raw = RawAutoScalingMessage::deserialize(&value)
+        .map_err(|e| EventError::NotAutoScaling { message_id: message_id.to_owned(), error: e.to_string() })?;
+    let event = AutoScalingEvent::parse(&raw.event).ok_or_else(|| EventError::UnknownAutoScalingEvent {
+        message_id: message_id.to_owned(),
+        event: raw.event.clone(),
+    })?;
     Ok(AutoScalingNotification {
         event,
         group: raw.group,
@@ -294,11 +243,7 @@ fn describe_shape(value: &Value) -> String {
     match value {
         Value::Object(map) => {
             let keys: Vec<&str> = map.keys().map(String::as_str).take(8).collect();
-            if keys.is_empty() {
-                "an empty object".into()
-            } else {
-                format!("an object with keys {}", keys.join(", "))
-            }
+            if keys.is_empty() { "an empty object".into() } else { format!("an object with keys {}", keys.join(", ")) }
         }
         Value::Array(_) => "an array".into(),
         Value::String(_) => "a string".into(),
@@ -329,26 +274,14 @@ mod tests {
     #[test]
     fn samples_decode_to_their_triggers() {
         let cases = [
-            (
-                LAUNCH_EVENT,
-                AutoScalingEvent::Launch,
-                Some("i-0b7f3c2a9d4e5f601"),
-                true,
-            ),
-            (
-                TERMINATE_EVENT,
-                AutoScalingEvent::Terminate,
-                Some("i-0c1d2e3f4a5b6c7d8"),
-                true,
-            ),
+            (LAUNCH_EVENT, AutoScalingEvent::Launch, Some("i-0b7f3c2a9d4e5f601"), true),
+            (TERMINATE_EVENT, AutoScalingEvent::Terminate, Some("i-0c1d2e3f4a5b6c7d8"), true),
             (TEST_EVENT, AutoScalingEvent::TestNotification, None, false),
         ];
         for (sample, kind, instance, reconcile) in cases {
             let triggers = decode_bytes(sample.as_bytes()).unwrap();
             assert_eq!(triggers.len(), 1);
-            let Trigger::AutoScaling(n) = &triggers[0] else {
-                panic!("{triggers:?}")
-            };
+            let Trigger::AutoScaling(n) = &triggers[0] else { panic!("{triggers:?}") };
             assert_eq!(n.event, kind);
             assert_eq!(n.group, "nodes.k8s.example.com");
             assert_eq!(n.instance_id.as_deref(), instance);
@@ -367,12 +300,9 @@ mod tests {
             (TEST_NOTIFICATION, AutoScalingEvent::TestNotification, false),
         ];
         for (name, kind, reconcile) in cases {
-            let message =
-                format!(r#"{{"Event":"{name}","AutoScalingGroupName":"g","EC2InstanceId":"i-1"}}"#);
+            let message = format!(r#"{{"Event":"{name}","AutoScalingGroupName":"g","EC2InstanceId":"i-1"}}"#);
             let triggers = decode(&with_message(&message)).unwrap();
-            let Trigger::AutoScaling(n) = &triggers[0] else {
-                panic!("{triggers:?}")
-            };
+            let Trigger::AutoScaling(n) = &triggers[0] else { panic!("{triggers:?}") };
             assert_eq!(n.event, kind, "{name}");
             assert_eq!(triggers[0].wants_reconcile(), reconcile, "{name}");
         }
@@ -389,36 +319,19 @@ mod tests {
 
         let cases: Vec<(Value, &str)> = vec![
             (with_message("not json at all"), "message is not JSON"),
+            (with_message(r#"{"Event":"autoscaling:EC2_INSTANCE_LAUNCH"#), "message is not JSON"),
+            (with_message(r#"{"hello":"world"}"#), "not an Auto Scaling notification"),
+            (with_message(r#"["autoscaling:EC2_INSTANCE_LAUNCH"]"#), "not an Auto Scaling notification"),
+            (with_message(r#"{"Event":42,"AutoScalingGroupName":"g"}"#), "not an Auto Scaling notification"),
             (
-                with_message(r#"{"Event":"autoscaling:EC2_INSTANCE_LAUNCH"#),
-                "message is not JSON",
-            ),
-            (
-                with_message(r#"{"hello":"world"}"#),
-                "not an Auto Scaling notification",
-            ),
-            (
-                with_message(r#"["autoscaling:EC2_INSTANCE_LAUNCH"]"#),
-                "not an Auto Scaling notification",
-            ),
-            (
-                with_message(r#"{"Event":42,"AutoScalingGroupName":"g"}"#),
-                "not an Auto Scaling notification",
-            ),
-            (
-                with_message(
-                    r#"{"Event":"autoscaling:EC2_INSTANCE_LAUNCHING","AutoScalingGroupName":"g"}"#,
-                ),
+                with_message(r#"{"Event":"autoscaling:EC2_INSTANCE_LAUNCHING","AutoScalingGroupName":"g"}"#),
                 "unsupported Auto Scaling event \"autoscaling:EC2_INSTANCE_LAUNCHING\"",
             ),
             (other_source, "not from aws:sns"),
             (no_records, "no records"),
             (no_sns, "malformed SNS event"),
             (serde_json::json!({}), "an empty object"),
-            (
-                serde_json::json!({"detail-type": "x"}),
-                "malformed EventBridge event",
-            ),
+            (serde_json::json!({"detail-type": "x"}), "malformed EventBridge event"),
             (
                 serde_json::json!({"source": "aws.s3", "detail-type": "Object Created", "detail": {}}),
                 "unsupported EventBridge event (source \"aws.s3\"",
@@ -427,20 +340,14 @@ mod tests {
                 serde_json::json!({"source": "aws.ec2", "detail-type": "EC2 Instance State-change Notification", "detail": {"state": "running"}}),
                 "malformed instance state change",
             ),
-            (
-                serde_json::json!({"version": "0", "detail": {}}),
-                "keys detail, version",
-            ),
+            (serde_json::json!({"version": "0", "detail": {}}), "keys detail, version"),
             (serde_json::json!([1, 2]), "an array"),
             (serde_json::json!("launch"), "a string"),
             (Value::Null, "null"),
         ];
         for (event, needle) in cases {
             let err = decode(&event).expect_err(needle);
-            assert!(
-                err.to_string().contains(needle),
-                "{err} should contain {needle:?}"
-            );
+            assert!(err.to_string().contains(needle), "{err} should contain {needle:?}");
         }
         let err = decode_bytes(b"{not json").unwrap_err();
         assert!(matches!(err, EventError::NotJson(_)), "{err}");
@@ -463,12 +370,7 @@ mod tests {
         assert_eq!(terminated[0].new_node(), None);
         assert_eq!(terminated[0].instance_id(), Some("i-0c1d2e3f4a5b6c7d8"));
         let scheduled = decode_bytes(SCHEDULED_EVENT.as_bytes()).unwrap();
-        assert_eq!(
-            scheduled,
-            vec![Trigger::Schedule {
-                event_id: "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa".into()
-            }]
-        );
+        assert_eq!(scheduled, vec![Trigger::Schedule { event_id: "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa".into() }]);
         assert!(scheduled[0].wants_reconcile());
     }
 
@@ -485,11 +387,7 @@ mod tests {
         for (state, reconcile) in cases {
             let mut event: Value = serde_json::from_str(RUNNING_EVENT).unwrap();
             event["detail"]["state"] = Value::String(state.into());
-            assert_eq!(
-                decode(&event).unwrap()[0].wants_reconcile(),
-                reconcile,
-                "{state}"
-            );
+            assert_eq!(decode(&event).unwrap()[0].wants_reconcile(), reconcile, "{state}");
         }
     }
 
@@ -499,9 +397,6 @@ mod tests {
         let mut bad = event["Records"][0].clone();
         bad["Sns"]["Message"] = Value::String("garbage".into());
         event["Records"].as_array_mut().unwrap().push(bad);
-        assert!(matches!(
-            decode(&event),
-            Err(EventError::MessageNotJson { .. })
-        ));
+        assert!(matches!(decode(&event), Err(EventError::MessageNotJson { .. })));
     }
 }

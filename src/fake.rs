@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 
 use crate::ec2::{
-    Ec2, Ec2Error, FailureKind, INVALID_PARAMETER_VALUE, ROUTE_ALREADY_EXISTS, ROUTE_NOT_FOUND,
-    ROUTE_TABLE_NOT_FOUND, RouteTablePage,
+    Ec2, Ec2Error, FailureKind, INVALID_PARAMETER_VALUE, ROUTE_ALREADY_EXISTS, ROUTE_NOT_FOUND, ROUTE_TABLE_NOT_FOUND,
+    RouteTablePage,
 };
 use crate::model::{Destination, Filter, Route, RouteState, RouteTable, Target};
 
@@ -89,11 +89,7 @@ impl Fault {
 
     /// Every matching call times out.
     pub fn timeout() -> Self {
-        Fault {
-            kind: FailureKind::Timeout,
-            code: None,
-            ..Fault::code("")
-        }
+        Fault { kind: FailureKind::Timeout, code: None, ..Fault::code("") }
     }
 
     pub fn on(mut self, operation: Operation) -> Self {
@@ -118,10 +114,7 @@ impl Fault {
 
     fn matches(&self, operation: Operation, table: Option<&str>) -> bool {
         self.operation.is_none_or(|op| op == operation)
-            && self
-                .route_table_id
-                .as_deref()
-                .is_none_or(|t| Some(t) == table)
+            && self.route_table_id.as_deref().is_none_or(|t| Some(t) == table)
             && self.times != Some(0)
     }
 }
@@ -157,9 +150,7 @@ impl FakeEc2 {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Adds or replaces a table.
@@ -207,21 +198,14 @@ impl FakeEc2 {
 
     /// Runs `change` on the tables right before the next write is served:
     /// another writer racing kube-rtsync between its describe and its writes.
-    pub fn interleave(
-        &self,
-        change: impl FnOnce(&mut BTreeMap<String, RouteTable>) + Send + 'static,
-    ) {
+    pub fn interleave(&self, change: impl FnOnce(&mut BTreeMap<String, RouteTable>) + Send + 'static) {
         self.lock().interleaved = Some(Box::new(change));
     }
 
     /// Runs `change` on the tables right before the `nth` call (counting
     /// from 1) to `DescribeRouteTables` is served: the cluster's controller
     /// writing a node's route while kube-rtsync waits for it.
-    pub fn on_describe(
-        &self,
-        nth: usize,
-        change: impl FnOnce(&mut BTreeMap<String, RouteTable>) + Send + 'static,
-    ) {
+    pub fn on_describe(&self, nth: usize, change: impl FnOnce(&mut BTreeMap<String, RouteTable>) + Send + 'static) {
         self.lock().on_describe.push((nth, Box::new(change)));
     }
 
@@ -243,16 +227,8 @@ impl FakeEc2 {
         }
     }
 
-    fn check_faults(
-        state: &mut State,
-        operation: Operation,
-        table: Option<&str>,
-    ) -> Result<(), Ec2Error> {
-        for fault in state
-            .faults
-            .iter_mut()
-            .filter(|f| f.matches(operation, table))
-        {
+    fn check_faults(state: &mut State, operation: Operation, table: Option<&str>) -> Result<(), Ec2Error> {
+        for fault in state.faults.iter_mut().filter(|f| f.matches(operation, table)) {
             fault.seen += 1;
             if fault.seen % fault.every != 0 {
                 continue;
@@ -296,17 +272,10 @@ impl FakeEc2 {
                 format!("The routeTable ID '{route_table_id}' does not exist"),
             )
         })?;
-        let existing = table
-            .routes
-            .iter()
-            .position(|r| &r.destination == destination);
+        let existing = table.routes.iter().position(|r| &r.destination == destination);
         match (operation, existing, target) {
             (_, _, Some(t)) if !t.is_copyable() => {
-                return Err(Ec2Error::service(
-                    name,
-                    INVALID_PARAMETER_VALUE,
-                    format!("invalid target {t:?}"),
-                ));
+                return Err(Ec2Error::service(name, INVALID_PARAMETER_VALUE, format!("invalid target {t:?}")));
             }
             (Operation::CreateRoute, Some(_), _) => {
                 return Err(Ec2Error::service(
@@ -315,9 +284,7 @@ impl FakeEc2 {
                     format!("The route identified by {destination} already exists."),
                 ));
             }
-            (Operation::CreateRoute, None, Some(t)) => table
-                .routes
-                .push(Route::active(destination.clone(), t.clone())),
+            (Operation::CreateRoute, None, Some(t)) => table.routes.push(Route::active(destination.clone(), t.clone())),
             (Operation::ReplaceRoute, None, _) => {
                 return Err(Ec2Error::service(
                     name,
@@ -335,20 +302,14 @@ impl FakeEc2 {
                 return Err(Ec2Error::service(
                     name,
                     ROUTE_NOT_FOUND,
-                    format!(
-                        "no route with destination-cidr-block {destination} in route table {route_table_id}"
-                    ),
+                    format!("no route with destination-cidr-block {destination} in route table {route_table_id}"),
                 ));
             }
             (Operation::DeleteRoute, Some(i), _) => {
                 table.routes.remove(i);
             }
             _ => {
-                return Err(Ec2Error::service(
-                    name,
-                    INVALID_PARAMETER_VALUE,
-                    "missing target",
-                ));
+                return Err(Ec2Error::service(name, INVALID_PARAMETER_VALUE, "missing target"));
             }
         }
         state.writes.push(Write {
@@ -384,20 +345,13 @@ impl Ec2 for FakeEc2 {
         let start = match next_token {
             None => 0,
             Some(token) => token.parse::<usize>().map_err(|_| {
-                Ec2Error::service(
-                    "DescribeRouteTables",
-                    "InvalidPaginationToken",
-                    format!("bad token {token:?}"),
-                )
+                Ec2Error::service("DescribeRouteTables", "InvalidPaginationToken", format!("bad token {token:?}"))
             })?,
         };
         let size = state.page_size.unwrap_or(usize::MAX);
         let end = start.saturating_add(size).min(matching.len());
         Ok(RouteTablePage {
-            route_tables: matching
-                .get(start..end)
-                .map(<[_]>::to_vec)
-                .unwrap_or_default(),
+            route_tables: matching.get(start..end).map(<[_]>::to_vec).unwrap_or_default(),
             next_token: (end < matching.len()).then(|| end.to_string()),
         })
     }
@@ -408,12 +362,7 @@ impl Ec2 for FakeEc2 {
         destination: &Destination,
         target: &Target,
     ) -> Result<(), Ec2Error> {
-        self.write(
-            Operation::CreateRoute,
-            route_table_id,
-            destination,
-            Some(target),
-        )
+        self.write(Operation::CreateRoute, route_table_id, destination, Some(target))
     }
 
     async fn replace_route(
@@ -422,19 +371,10 @@ impl Ec2 for FakeEc2 {
         destination: &Destination,
         target: &Target,
     ) -> Result<(), Ec2Error> {
-        self.write(
-            Operation::ReplaceRoute,
-            route_table_id,
-            destination,
-            Some(target),
-        )
+        self.write(Operation::ReplaceRoute, route_table_id, destination, Some(target))
     }
 
-    async fn delete_route(
-        &self,
-        route_table_id: &str,
-        destination: &Destination,
-    ) -> Result<(), Ec2Error> {
+    async fn delete_route(&self, route_table_id: &str, destination: &Destination) -> Result<(), Ec2Error> {
         self.write(Operation::DeleteRoute, route_table_id, destination, None)
     }
 }
@@ -451,9 +391,7 @@ fn table_matches(table: &RouteTable, filters: &[Filter]) -> Result<bool, Ec2Erro
             "tag-key" => any(Box::new(table.tags.keys().map(String::as_str))),
             "tag-value" => any(Box::new(table.tags.values().map(String::as_str))),
             name => match name.strip_prefix("tag:") {
-                Some(key) => any(Box::new(
-                    table.tags.get(key).map(String::as_str).into_iter(),
-                )),
+                Some(key) => any(Box::new(table.tags.get(key).map(String::as_str).into_iter())),
                 None => {
                     return Err(Ec2Error::service(
                         "DescribeRouteTables",
@@ -522,30 +460,12 @@ mod tests {
         let target = Target::Instance("i-1".into());
         let fake = FakeEc2::new([RouteTable::new("rtb-1", "vpc-1")]);
         fake.create_route("rtb-1", &dest, &target).await.unwrap();
-        let dup = fake
-            .create_route("rtb-1", &dest, &target)
-            .await
-            .unwrap_err();
+        let dup = fake.create_route("rtb-1", &dest, &target).await.unwrap_err();
         assert!(dup.is_code(ROUTE_ALREADY_EXISTS));
         fake.delete_route("rtb-1", &dest).await.unwrap();
-        assert!(
-            fake.delete_route("rtb-1", &dest)
-                .await
-                .unwrap_err()
-                .is_code(ROUTE_NOT_FOUND)
-        );
-        assert!(
-            fake.replace_route("rtb-1", &dest, &target)
-                .await
-                .unwrap_err()
-                .is_missing_route()
-        );
-        assert!(
-            fake.create_route("rtb-x", &dest, &target)
-                .await
-                .unwrap_err()
-                .is_code(ROUTE_TABLE_NOT_FOUND)
-        );
+        assert!(fake.delete_route("rtb-1", &dest).await.unwrap_err().is_code(ROUTE_NOT_FOUND));
+        assert!(fake.replace_route("rtb-1", &dest, &target).await.unwrap_err().is_missing_route());
+        assert!(fake.create_route("rtb-x", &dest, &target).await.unwrap_err().is_code(ROUTE_TABLE_NOT_FOUND));
         assert_eq!(fake.writes().len(), 2);
         assert_eq!(fake.calls().writes(), 6);
     }
@@ -554,50 +474,18 @@ mod tests {
     async fn faults_fire_as_configured() {
         let dest = Destination::Cidr("100.96.1.0/24".parse().unwrap());
         let fake = FakeEc2::new([RouteTable::new("rtb-1", "vpc-1")]);
-        fake.inject(
-            Fault::code("RequestLimitExceeded")
-                .on(Operation::DeleteRoute)
-                .every(2)
-                .times(1),
-        );
-        assert!(
-            fake.delete_route("rtb-1", &dest)
-                .await
-                .unwrap_err()
-                .is_code(ROUTE_NOT_FOUND)
-        );
-        assert!(
-            fake.delete_route("rtb-1", &dest)
-                .await
-                .unwrap_err()
-                .is_throttling()
-        );
-        assert!(
-            fake.delete_route("rtb-1", &dest)
-                .await
-                .unwrap_err()
-                .is_code(ROUTE_NOT_FOUND)
-        );
-        assert!(
-            fake.delete_route("rtb-1", &dest)
-                .await
-                .unwrap_err()
-                .is_code(ROUTE_NOT_FOUND)
-        );
+        fake.inject(Fault::code("RequestLimitExceeded").on(Operation::DeleteRoute).every(2).times(1));
+        assert!(fake.delete_route("rtb-1", &dest).await.unwrap_err().is_code(ROUTE_NOT_FOUND));
+        assert!(fake.delete_route("rtb-1", &dest).await.unwrap_err().is_throttling());
+        assert!(fake.delete_route("rtb-1", &dest).await.unwrap_err().is_code(ROUTE_NOT_FOUND));
+        assert!(fake.delete_route("rtb-1", &dest).await.unwrap_err().is_code(ROUTE_NOT_FOUND));
     }
 
     #[tokio::test]
     async fn unknown_filters_are_rejected_and_pages_follow_tokens() {
-        let fake = FakeEc2::new((0..5).map(|n| RouteTable::new(format!("rtb-{n}"), "vpc-1")))
-            .with_page_size(2);
-        assert!(
-            fake.describe_route_tables(&[Filter::new("route.state", ["active"])], None)
-                .await
-                .is_err()
-        );
-        let all = crate::ec2::describe_all(&fake, &[Filter::new("vpc-id", ["vpc-1"])])
-            .await
-            .unwrap();
+        let fake = FakeEc2::new((0..5).map(|n| RouteTable::new(format!("rtb-{n}"), "vpc-1"))).with_page_size(2);
+        assert!(fake.describe_route_tables(&[Filter::new("route.state", ["active"])], None).await.is_err());
+        let all = crate::ec2::describe_all(&fake, &[Filter::new("vpc-id", ["vpc-1"])]).await.unwrap();
         assert_eq!(all.len(), 5);
         assert_eq!(fake.calls().describe, 1 + 3);
     }

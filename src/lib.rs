@@ -42,11 +42,7 @@ pub enum Error {
         "ambiguous source route table, nothing changed: {} tables in {vpc_id} are {selector} ({}); set SOURCE_ROUTE_TABLE_ID to the cluster's table",
         .ids.len(), .ids.join(", ")
     )]
-    AmbiguousSource {
-        selector: String,
-        vpc_id: String,
-        ids: Vec<String>,
-    },
+    AmbiguousSource { selector: String, vpc_id: String, ids: Vec<String> },
 
     #[error("{}", incomplete_message(.0))]
     Incomplete(Box<Report>),
@@ -68,20 +64,12 @@ impl Error {
 
 fn incomplete_message(report: &Report) -> String {
     let t = &report.totals;
-    let tables: Vec<&str> = report
-        .tables
-        .iter()
-        .filter(|t| !t.is_complete())
-        .map(|t| t.route_table_id.as_str())
-        .collect();
+    let tables: Vec<&str> =
+        report.tables.iter().filter(|t| !t.is_complete()).map(|t| t.route_table_id.as_str()).collect();
     let codes: std::collections::BTreeSet<&str> = report
         .tables
         .iter()
-        .flat_map(|t| {
-            t.failures
-                .iter()
-                .map(|f| f.code.as_deref().unwrap_or(f.operation))
-        })
+        .flat_map(|t| t.failures.iter().map(|f| f.code.as_deref().unwrap_or(f.operation)))
         .collect();
     let codes: Vec<&str> = codes.into_iter().collect();
     format!(
@@ -90,11 +78,7 @@ fn incomplete_message(report: &Report) -> String {
         t.tables,
         tables.join(", "),
         t.failed,
-        if codes.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", codes.join(", "))
-        },
+        if codes.is_empty() { String::new() } else { format!(" ({})", codes.join(", ")) },
         t.not_started,
         t.withheld,
         t.created,
@@ -105,10 +89,7 @@ fn incomplete_message(report: &Report) -> String {
 
 impl From<Error> for lambda_runtime::Diagnostic {
     fn from(err: Error) -> Self {
-        lambda_runtime::Diagnostic {
-            error_type: err.kind().to_owned(),
-            error_message: err.to_string(),
-        }
+        lambda_runtime::Diagnostic { error_type: err.kind().to_owned(), error_message: err.to_string() }
     }
 }
 

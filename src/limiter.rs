@@ -27,13 +27,7 @@ struct Bucket {
 
 impl WriteLimiter {
     pub fn new(rate: WriteRate) -> Self {
-        WriteLimiter {
-            rate,
-            bucket: Mutex::new(Bucket {
-                tokens: f64::from(rate.burst),
-                refilled_at: Instant::now(),
-            }),
-        }
+        WriteLimiter { rate, bucket: Mutex::new(Bucket { tokens: f64::from(rate.burst), refilled_at: Instant::now() }) }
     }
 
     pub fn is_enabled(&self) -> bool {
@@ -75,11 +69,7 @@ impl WriteLimiter {
     }
 
     fn wait_for(&self, tokens_after: f64) -> Duration {
-        if tokens_after >= 0.0 {
-            Duration::ZERO
-        } else {
-            Duration::from_secs_f64(-tokens_after / self.rate.per_second)
-        }
+        if tokens_after >= 0.0 { Duration::ZERO } else { Duration::from_secs_f64(-tokens_after / self.rate.per_second) }
     }
 }
 
@@ -91,10 +81,7 @@ mod tests {
     // these check the schedule exactly, not the machine's speed.
     #[tokio::test(start_paused = true)]
     async fn burst_then_steady_rate() {
-        let limiter = WriteLimiter::new(WriteRate {
-            per_second: 5.0,
-            burst: 3,
-        });
+        let limiter = WriteLimiter::new(WriteRate { per_second: 5.0, burst: 3 });
         let start = Instant::now();
         for _ in 0..3 {
             limiter.acquire().await;
@@ -109,10 +96,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn disabled_never_waits() {
-        let limiter = WriteLimiter::new(WriteRate {
-            per_second: 0.0,
-            burst: 1,
-        });
+        let limiter = WriteLimiter::new(WriteRate { per_second: 0.0, burst: 1 });
         let start = Instant::now();
         for _ in 0..100 {
             limiter.acquire().await;

@@ -28,20 +28,12 @@ pub fn init() {
     let level = std::env::var("AWS_LAMBDA_LOG_LEVEL")
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| "info".to_owned());
-    let filter = EnvFilter::builder()
-        .with_default_directive(LevelFilter::INFO.into())
-        .parse_lossy(level.to_ascii_lowercase());
+    let filter =
+        EnvFilter::builder().with_default_directive(LevelFilter::INFO.into()).parse_lossy(level.to_ascii_lowercase());
     let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .without_time();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).without_time();
     if json {
-        builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .init();
+        builder.json().flatten_event(true).with_current_span(false).init();
     } else {
         builder.with_ansi(std::io::stdout().is_terminal()).init();
     }

@@ -45,37 +45,25 @@ async fn serve() -> Result<(), lambda_runtime::Error> {
     };
     tracing::info!(vpc_id = %config.vpc_id, source = %config.source, managed_cidrs = %config.managed,
                    dry_run = config.dry_run, "kube-rtsync starting");
-    let namespace = std::env::var(metrics::METRICS_NAMESPACE)
-        .unwrap_or_else(|_| metrics::DEFAULT_NAMESPACE.to_owned());
-    let cluster = config
-        .cluster_name
-        .clone()
-        .unwrap_or_else(|| config.source.to_string());
+    let namespace = std::env::var(metrics::METRICS_NAMESPACE).unwrap_or_else(|_| metrics::DEFAULT_NAMESPACE.to_owned());
+    let cluster = config.cluster_name.clone().unwrap_or_else(|| config.source.to_string());
 
     // One SDK client for the life of the execution environment. Throttled
     // calls are retried with backoff; every attempt and call is bounded so
     // that a write started before the deadline margin ends inside it.
     let sdk_config = aws_config::from_env()
-        .retry_config(
-            RetryConfig::standard()
-                .with_max_attempts(4)
-                .with_max_backoff(Duration::from_secs(4)),
-        )
+        .retry_config(RetryConfig::standard().with_max_attempts(4).with_max_backoff(Duration::from_secs(4)))
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(Duration::from_secs(3))
                 .operation_attempt_timeout(Duration::from_secs(5))
-                .operation_timeout(Duration::from_secs(
-                    kube_rtsync::sync::DEADLINE_MARGIN.as_secs() - 2,
-                ))
+                .operation_timeout(Duration::from_secs(kube_rtsync::sync::DEADLINE_MARGIN.as_secs() - 2))
                 .build(),
         )
         .load()
         .await;
     let throttled = ThrottleCounter::default();
-    let ec2_config = aws_sdk_ec2::config::Builder::from(&sdk_config)
-        .interceptor(throttled.clone())
-        .build();
+    let ec2_config = aws_sdk_ec2::config::Builder::from(&sdk_config).interceptor(throttled.clone()).build();
     let ec2 = AwsEc2::new(aws_sdk_ec2::Client::from_conf(ec2_config));
     let limiter = WriteLimiter::new(config.write_rate);
 
@@ -97,16 +85,9 @@ async fn serve() -> Result<(), lambda_runtime::Error> {
                 Err(Error::Incomplete(report)) => Some(&**report),
                 Err(_) => None,
             };
-            if let Some(report) =
-                report.filter(|r| r.outcome != kube_rtsync::report::Outcome::NothingToDo)
-            {
-                let record = emf_record(
-                    namespace,
-                    cluster,
-                    report,
-                    throttled.count() - throttled_before,
-                    started.elapsed(),
-                );
+            if let Some(report) = report.filter(|r| r.outcome != kube_rtsync::report::Outcome::NothingToDo) {
+                let record =
+                    emf_record(namespace, cluster, report, throttled.count() - throttled_before, started.elapsed());
                 // EMF records are plain JSON lines on stdout, beside the logs.
                 println!("{record}");
             }
@@ -118,10 +99,7 @@ async fn serve() -> Result<(), lambda_runtime::Error> {
 
 /// Lambda gives the deadline as milliseconds since the epoch.
 fn deadline_instant(deadline_ms: u64) -> Option<Instant> {
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .ok()?
-        .as_millis() as u64;
+    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_millis() as u64;
     Some(Instant::now() + Duration::from_millis(deadline_ms.checked_sub(now_ms)?))
 }
 

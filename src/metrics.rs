@@ -14,13 +14,7 @@ pub const DEFAULT_NAMESPACE: &str = "KubeRtsync";
 
 /// The record for one invocation. Dimensions: the cluster (or, with
 /// `SOURCE_ROUTE_TABLE_ID` and no cluster name, the source table) and the VPC.
-pub fn emf_record(
-    namespace: &str,
-    cluster: &str,
-    report: &Report,
-    throttled: usize,
-    duration: Duration,
-) -> Value {
+pub fn emf_record(namespace: &str, cluster: &str, report: &Report, throttled: usize, duration: Duration) -> Value {
     let t = &report.totals;
     let metric = |name: &str, unit: &str| json!({"Name": name, "Unit": unit});
     json!({
@@ -66,21 +60,9 @@ mod tests {
         let mut report = Report::nothing_to_do(vec![], "vpc-0123456789abcdef0", false);
         report.managed_routes = 4;
         report.tables = vec![TableReport::new("rtb-1")];
-        report.totals = Totals {
-            created: 3,
-            replaced: 1,
-            deleted: 2,
-            failed: 1,
-            tables_failed: 1,
-            ..Totals::default()
-        };
-        let record = emf_record(
-            "KubeRtsync",
-            "k8s.example.com",
-            &report,
-            5,
-            Duration::from_millis(1234),
-        );
+        report.totals =
+            Totals { created: 3, replaced: 1, deleted: 2, failed: 1, tables_failed: 1, ..Totals::default() };
+        let record = emf_record("KubeRtsync", "k8s.example.com", &report, 5, Duration::from_millis(1234));
         let directive = &record["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(directive["Namespace"], "KubeRtsync");
         assert_eq!(directive["Dimensions"], json!([["ClusterName", "VpcId"]]));
@@ -99,10 +81,7 @@ mod tests {
         let declared = directive["Metrics"].as_array().unwrap();
         assert_eq!(declared.len(), expected.len());
         for (name, value) in expected {
-            assert!(
-                declared.iter().any(|m| m["Name"] == name),
-                "{name} is not declared"
-            );
+            assert!(declared.iter().any(|m| m["Name"] == name), "{name} is not declared");
             assert_eq!(record[name], value, "{name}");
         }
         assert!(record["_aws"]["Timestamp"].as_u64().unwrap() > 0);
@@ -111,10 +90,7 @@ mod tests {
     #[test]
     fn a_dry_run_reports_no_changes_made() {
         let mut report = Report::nothing_to_do(vec![], "vpc-0123456789abcdef0", true);
-        report.totals = Totals {
-            created: 3,
-            ..Totals::default()
-        };
+        report.totals = Totals { created: 3, ..Totals::default() };
         let record = emf_record("X", "c", &report, 0, Duration::ZERO);
         assert_eq!(record["RoutesCreated"], 0);
         assert_eq!(record["DryRun"], true);

@@ -154,8 +154,7 @@ impl Route {
 
     /// Whether the route leads to this instance.
     pub fn reaches_instance(&self, instance_id: &str) -> bool {
-        self.instance_id.as_deref() == Some(instance_id)
-            || self.target == Target::Instance(instance_id.to_owned())
+        self.instance_id.as_deref() == Some(instance_id) || self.target == Target::Instance(instance_id.to_owned())
     }
 }
 
@@ -170,12 +169,7 @@ pub struct RouteTable {
 
 impl RouteTable {
     pub fn new(id: impl Into<String>, vpc_id: impl Into<String>) -> Self {
-        RouteTable {
-            id: id.into(),
-            vpc_id: vpc_id.into(),
-            tags: BTreeMap::new(),
-            routes: Vec::new(),
-        }
+        RouteTable { id: id.into(), vpc_id: vpc_id.into(), tags: BTreeMap::new(), routes: Vec::new() }
     }
 
     pub fn with_tag(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
@@ -206,14 +200,8 @@ pub struct Filter {
 }
 
 impl Filter {
-    pub fn new<S: Into<String>>(
-        name: impl Into<String>,
-        values: impl IntoIterator<Item = S>,
-    ) -> Self {
-        Filter {
-            name: name.into(),
-            values: values.into_iter().map(Into::into).collect(),
-        }
+    pub fn new<S: Into<String>>(name: impl Into<String>, values: impl IntoIterator<Item = S>) -> Self {
+        Filter { name: name.into(), values: values.into_iter().map(Into::into).collect() }
     }
 }
 
@@ -298,10 +286,7 @@ mod tests {
     #[test]
     fn only_create_route_origin_is_managed() {
         let managed = ManagedCidrs::new(vec!["100.96.0.0/11".parse().unwrap()]);
-        let mut route = Route::active(
-            "100.96.1.0/24".parse::<IpNet>().unwrap(),
-            Target::Instance("i-1".into()),
-        );
+        let mut route = Route::active("100.96.1.0/24".parse::<IpNet>().unwrap(), Target::Instance("i-1".into()));
         assert!(managed.manages(&route));
         route.origin = RouteOrigin::EnableVgwRoutePropagation;
         assert!(!managed.manages(&route));

@@ -48,9 +48,7 @@ pub fn desired_routes(source: &RouteTable, managed: &ManagedCidrs) -> DesiredRou
             continue;
         }
         if route.target.is_copyable() {
-            desired
-                .routes
-                .insert(route.destination.clone(), route.target.clone());
+            desired.routes.insert(route.destination.clone(), route.target.clone());
         } else {
             desired.skipped.push(SkippedRoute {
                 route_table_id: source.id.clone(),
@@ -68,21 +66,11 @@ pub fn desired_routes(source: &RouteTable, managed: &ManagedCidrs) -> DesiredRou
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum RouteAction {
     /// The table lacks the route: `CreateRoute`.
-    Create {
-        destination: Destination,
-        target: Target,
-    },
+    Create { destination: Destination, target: Target },
     /// The table routes the destination elsewhere (or into a blackhole): `ReplaceRoute`.
-    Replace {
-        destination: Destination,
-        from: Target,
-        to: Target,
-    },
+    Replace { destination: Destination, from: Target, to: Target },
     /// The source has no such route (or only a blackhole): `DeleteRoute`.
-    Delete {
-        destination: Destination,
-        target: Target,
-    },
+    Delete { destination: Destination, target: Target },
 }
 
 impl RouteAction {
@@ -138,16 +126,8 @@ impl TablePlan {
 
     /// The table's route count once every planned action is applied.
     pub fn route_count_after(&self) -> usize {
-        let created = self
-            .actions
-            .iter()
-            .filter(|a| matches!(a, RouteAction::Create { .. }))
-            .count();
-        let deleted = self
-            .actions
-            .iter()
-            .filter(|a| matches!(a, RouteAction::Delete { .. }))
-            .count();
+        let created = self.actions.iter().filter(|a| matches!(a, RouteAction::Create { .. })).count();
+        let deleted = self.actions.iter().filter(|a| matches!(a, RouteAction::Delete { .. })).count();
         self.route_count + created - deleted
     }
 }
@@ -217,14 +197,10 @@ impl RoutePlan {
         let empty_source = desired.managed_count() == 0 && !guards.allow_empty_source;
         for table in &mut self.tables {
             if empty_source {
-                hold_back(table, Guard::EmptySource, |a| {
-                    matches!(a, RouteAction::Delete { .. })
-                });
+                hold_back(table, Guard::EmptySource, |a| matches!(a, RouteAction::Delete { .. }));
             }
             if table.route_count_after() > guards.route_table_limit {
-                hold_back(table, Guard::RouteTableLimit, |a| {
-                    matches!(a, RouteAction::Create { .. })
-                });
+                hold_back(table, Guard::RouteTableLimit, |a| matches!(a, RouteAction::Create { .. }));
             }
         }
         self
@@ -234,27 +210,19 @@ impl RoutePlan {
 fn hold_back(table: &mut TablePlan, reason: Guard, held: impl Fn(&RouteAction) -> bool) {
     let (withheld, kept): (Vec<_>, Vec<_>) = table.actions.drain(..).partition(|a| held(a));
     table.actions = kept;
-    table.withheld.extend(
-        withheld
-            .into_iter()
-            .map(|action| WithheldAction { action, reason }),
-    );
+    table.withheld.extend(withheld.into_iter().map(|action| WithheldAction { action, reason }));
 }
 
 /// Plans every target table. Tables come out ordered by id, actions as
 /// [`RouteAction`] orders them, so equal inputs always give equal plans.
 pub fn plan(desired: &DesiredRoutes, targets: &[RouteTable], managed: &ManagedCidrs) -> RoutePlan {
-    let mut tables: Vec<TablePlan> = targets
-        .iter()
-        .map(|t| plan_table(desired, t, managed))
-        .collect();
+    let mut tables: Vec<TablePlan> = targets.iter().map(|t| plan_table(desired, t, managed)).collect();
     tables.sort_by(|a, b| a.route_table_id.cmp(&b.route_table_id));
     RoutePlan { tables }
 }
 
 fn plan_table(desired: &DesiredRoutes, table: &RouteTable, managed: &ManagedCidrs) -> TablePlan {
-    let left_alone: BTreeSet<&Destination> =
-        desired.skipped.iter().map(|s| &s.destination).collect();
+    let left_alone: BTreeSet<&Destination> = desired.skipped.iter().map(|s| &s.destination).collect();
     let mut actions = Vec::new();
     let mut skipped = Vec::new();
     // Destinations the table already routes, managed or not.
@@ -274,10 +242,7 @@ fn plan_table(desired: &DesiredRoutes, table: &RouteTable, managed: &ManagedCidr
                     route_table_id: table.id.clone(),
                     destination: route.destination.clone(),
                     target: target.clone(),
-                    reason: format!(
-                        "the table holds this destination with a route of origin {:?}",
-                        route.origin
-                    ),
+                    reason: format!("the table holds this destination with a route of origin {:?}", route.origin),
                 });
             }
             continue;
@@ -290,18 +255,13 @@ fn plan_table(desired: &DesiredRoutes, table: &RouteTable, managed: &ManagedCidr
                 to: target.clone(),
             }),
             None if left_alone.contains(&route.destination) => {}
-            None => actions.push(RouteAction::Delete {
-                destination: route.destination.clone(),
-                target: route.target.clone(),
-            }),
+            None => actions
+                .push(RouteAction::Delete { destination: route.destination.clone(), target: route.target.clone() }),
         }
     }
     for (destination, target) in &desired.routes {
         if !present.contains(destination) {
-            actions.push(RouteAction::Create {
-                destination: destination.clone(),
-                target: target.clone(),
-            });
+            actions.push(RouteAction::Create { destination: destination.clone(), target: target.clone() });
         }
     }
     actions.sort_by(|a, b| a.order().cmp(&b.order()));
@@ -319,15 +279,8 @@ fn plan_table(desired: &DesiredRoutes, table: &RouteTable, managed: &ManagedCidr
 impl fmt::Display for RouteAction {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            RouteAction::Create {
-                destination,
-                target,
-            } => write!(f, "+ {destination} -> {target}"),
-            RouteAction::Replace {
-                destination,
-                from,
-                to,
-            } => write!(f, "~ {destination} {from} -> {to}"),
+            RouteAction::Create { destination, target } => write!(f, "+ {destination} -> {target}"),
+            RouteAction::Replace { destination, from, to } => write!(f, "~ {destination} {from} -> {to}"),
             RouteAction::Delete { destination, .. } => write!(f, "- {destination}"),
         }
     }
@@ -371,48 +324,30 @@ mod tests {
         Route::active(cidr(dest), target)
     }
     fn blackhole(dest: &str, target: Target) -> Route {
-        Route {
-            state: RouteState::Blackhole,
-            ..route(dest, target)
-        }
+        Route { state: RouteState::Blackhole, ..route(dest, target) }
     }
     fn with_origin(mut r: Route, origin: RouteOrigin) -> Route {
         r.origin = origin;
         r
     }
     fn table(id: &str, routes: Vec<Route>) -> RouteTable {
-        RouteTable {
-            routes,
-            ..RouteTable::new(id, VPC)
-        }
+        RouteTable { routes, ..RouteTable::new(id, VPC) }
     }
     fn managed() -> ManagedCidrs {
-        ManagedCidrs::new(vec![
-            "100.96.0.0/11".parse().unwrap(),
-            "fd00:100:96::/48".parse().unwrap(),
-        ])
+        ManagedCidrs::new(vec!["100.96.0.0/11".parse().unwrap(), "fd00:100:96::/48".parse().unwrap()])
     }
     /// The routes every private table carries that kube-rtsync must never touch.
     fn unmanaged() -> Vec<Route> {
         vec![
-            with_origin(
-                route("10.0.0.0/16", Target::Gateway("local".into())),
-                RouteOrigin::CreateRouteTable,
-            ),
+            with_origin(route("10.0.0.0/16", Target::Gateway("local".into())), RouteOrigin::CreateRouteTable),
             route("0.0.0.0/0", Target::NatGateway("nat-0a".into())),
             route("::/0", Target::EgressOnlyInternetGateway("eigw-0a".into())),
-            route(
-                "172.16.0.0/12",
-                Target::VpcPeeringConnection("pcx-0a".into()),
-            ),
+            route("172.16.0.0/12", Target::VpcPeeringConnection("pcx-0a".into())),
             with_origin(
                 route("192.168.0.0/16", Target::Gateway("vgw-0a".into())),
                 RouteOrigin::EnableVgwRoutePropagation,
             ),
-            Route::active(
-                Destination::PrefixList("pl-0a".into()),
-                Target::Gateway("vgw-0a".into()),
-            ),
+            Route::active(Destination::PrefixList("pl-0a".into()), Target::Gateway("vgw-0a".into())),
         ]
     }
     fn private(id: &str, mut extra: Vec<Route>) -> RouteTable {
@@ -422,9 +357,7 @@ mod tests {
     }
     fn plan_one(source: &RouteTable, target: &RouteTable) -> TablePlan {
         let desired = desired_routes(source, &managed());
-        plan(&desired, std::slice::from_ref(target), &managed())
-            .tables
-            .remove(0)
+        plan(&desired, std::slice::from_ref(target), &managed()).tables.remove(0)
     }
 
     /// Applies a table's actions to a copy of it, as EC2 would.
@@ -432,26 +365,15 @@ mod tests {
         let mut out = table.clone();
         for action in actions {
             match action {
-                RouteAction::Create {
-                    destination,
-                    target,
-                } => out
-                    .routes
-                    .push(Route::active(destination.clone(), target.clone())),
-                RouteAction::Replace {
-                    destination, to, ..
-                } => {
-                    let r = out
-                        .routes
-                        .iter_mut()
-                        .find(|r| &r.destination == destination)
-                        .unwrap();
+                RouteAction::Create { destination, target } => {
+                    out.routes.push(Route::active(destination.clone(), target.clone()))
+                }
+                RouteAction::Replace { destination, to, .. } => {
+                    let r = out.routes.iter_mut().find(|r| &r.destination == destination).unwrap();
                     r.target = to.clone();
                     r.state = RouteState::Active;
                 }
-                RouteAction::Delete { destination, .. } => {
-                    out.routes.retain(|r| &r.destination != destination)
-                }
+                RouteAction::Delete { destination, .. } => out.routes.retain(|r| &r.destination != destination),
             }
         }
         out
@@ -489,10 +411,7 @@ mod tests {
 
     #[test]
     fn equal_tables_give_an_empty_plan() {
-        let pods = vec![
-            route("100.96.1.0/24", i("i-1")),
-            route("100.96.2.0/24", eni("eni-2")),
-        ];
+        let pods = vec![route("100.96.1.0/24", i("i-1")), route("100.96.2.0/24", eni("eni-2"))];
         let source = table(SRC, pods.clone());
         let target = private("rtb-a", pods);
         let p = plan_one(&source, &target);
@@ -522,69 +441,33 @@ mod tests {
         assert_eq!(
             p.actions,
             vec![
-                RouteAction::Delete {
-                    destination: cidr("100.96.9.0/24"),
-                    target: i("i-9")
-                },
-                RouteAction::Replace {
-                    destination: cidr("100.96.2.0/24"),
-                    from: i("i-old"),
-                    to: eni("eni-2")
-                },
-                RouteAction::Create {
-                    destination: cidr("100.96.1.0/24"),
-                    target: i("i-1")
-                },
+                RouteAction::Delete { destination: cidr("100.96.9.0/24"), target: i("i-9") },
+                RouteAction::Replace { destination: cidr("100.96.2.0/24"), from: i("i-old"), to: eni("eni-2") },
+                RouteAction::Create { destination: cidr("100.96.1.0/24"), target: i("i-1") },
             ]
         );
     }
 
     #[test]
     fn the_reverse_direction_undoes_the_difference() {
-        let a = vec![
-            route("100.96.1.0/24", i("i-1")),
-            route("100.96.2.0/24", i("i-2")),
-        ];
-        let b = vec![
-            route("100.96.2.0/24", i("i-x")),
-            route("100.96.3.0/24", i("i-3")),
-        ];
+        let a = vec![route("100.96.1.0/24", i("i-1")), route("100.96.2.0/24", i("i-2"))];
+        let b = vec![route("100.96.2.0/24", i("i-x")), route("100.96.3.0/24", i("i-3"))];
         let forward = plan_one(&table(SRC, a.clone()), &private("rtb-a", b.clone()));
         let backward = plan_one(&table(SRC, b), &private("rtb-a", a));
         assert_eq!(
             forward.actions,
             vec![
-                RouteAction::Delete {
-                    destination: cidr("100.96.3.0/24"),
-                    target: i("i-3")
-                },
-                RouteAction::Replace {
-                    destination: cidr("100.96.2.0/24"),
-                    from: i("i-x"),
-                    to: i("i-2")
-                },
-                RouteAction::Create {
-                    destination: cidr("100.96.1.0/24"),
-                    target: i("i-1")
-                },
+                RouteAction::Delete { destination: cidr("100.96.3.0/24"), target: i("i-3") },
+                RouteAction::Replace { destination: cidr("100.96.2.0/24"), from: i("i-x"), to: i("i-2") },
+                RouteAction::Create { destination: cidr("100.96.1.0/24"), target: i("i-1") },
             ]
         );
         assert_eq!(
             backward.actions,
             vec![
-                RouteAction::Delete {
-                    destination: cidr("100.96.1.0/24"),
-                    target: i("i-1")
-                },
-                RouteAction::Replace {
-                    destination: cidr("100.96.2.0/24"),
-                    from: i("i-2"),
-                    to: i("i-x")
-                },
-                RouteAction::Create {
-                    destination: cidr("100.96.3.0/24"),
-                    target: i("i-3")
-                },
+                RouteAction::Delete { destination: cidr("100.96.1.0/24"), target: i("i-1") },
+                RouteAction::Replace { destination: cidr("100.96.2.0/24"), from: i("i-2"), to: i("i-x") },
+                RouteAction::Create { destination: cidr("100.96.3.0/24"), target: i("i-3") },
             ]
         );
     }
@@ -592,13 +475,7 @@ mod tests {
     #[test]
     fn blackholes_are_deleted_or_repaired() {
         // In the source: the node is gone, so its mirrors go too.
-        let source = table(
-            SRC,
-            vec![
-                blackhole("100.96.4.0/24", i("i-4")),
-                route("100.96.5.0/24", i("i-5")),
-            ],
-        );
+        let source = table(SRC, vec![blackhole("100.96.4.0/24", i("i-4")), route("100.96.5.0/24", i("i-5"))]);
         let target = private(
             "rtb-a",
             vec![
@@ -613,19 +490,9 @@ mod tests {
         assert_eq!(
             p.actions,
             vec![
-                RouteAction::Delete {
-                    destination: cidr("100.96.4.0/24"),
-                    target: i("i-4")
-                },
-                RouteAction::Delete {
-                    destination: cidr("100.96.6.0/24"),
-                    target: i("i-6")
-                },
-                RouteAction::Replace {
-                    destination: cidr("100.96.5.0/24"),
-                    from: i("i-5"),
-                    to: i("i-5")
-                },
+                RouteAction::Delete { destination: cidr("100.96.4.0/24"), target: i("i-4") },
+                RouteAction::Delete { destination: cidr("100.96.6.0/24"), target: i("i-6") },
+                RouteAction::Replace { destination: cidr("100.96.5.0/24"), from: i("i-5"), to: i("i-5") },
             ]
         );
     }
@@ -637,14 +504,8 @@ mod tests {
         assert_eq!(
             plan_one(&source, &target).actions,
             vec![
-                RouteAction::Delete {
-                    destination: cidr("fd00:100:96:2::/64"),
-                    target: eni("eni-2")
-                },
-                RouteAction::Create {
-                    destination: cidr("fd00:100:96:1::/64"),
-                    target: eni("eni-1")
-                },
+                RouteAction::Delete { destination: cidr("fd00:100:96:2::/64"), target: eni("eni-2") },
+                RouteAction::Create { destination: cidr("fd00:100:96:1::/64"), target: eni("eni-1") },
             ]
         );
     }
@@ -653,17 +514,9 @@ mod tests {
     fn unmanaged_prefix_list_and_propagated_routes_are_never_touched() {
         // The source has none of the target's unmanaged routes, and the
         // target has none of the source's: neither side may matter.
-        let source = table(
-            SRC,
-            vec![
-                route("100.96.1.0/24", i("i-1")),
-                route("10.50.0.0/16", i("i-other")),
-            ],
-        );
+        let source = table(SRC, vec![route("100.96.1.0/24", i("i-1")), route("10.50.0.0/16", i("i-other"))]);
         let mut target = private("rtb-a", vec![route("100.96.1.0/24", i("i-1"))]);
-        target
-            .routes
-            .push(route("100.64.0.0/24", i("i-cgnat-outside")));
+        target.routes.push(route("100.64.0.0/24", i("i-cgnat-outside")));
         assert!(plan_one(&source, &target).is_empty());
     }
 
@@ -704,13 +557,7 @@ mod tests {
             ],
         );
         let targets = vec![
-            private(
-                "rtb-b",
-                vec![
-                    route("100.96.2.0/24", i("i-old")),
-                    blackhole("100.96.9.0/24", i("i-9")),
-                ],
-            ),
+            private("rtb-b", vec![route("100.96.2.0/24", i("i-old")), blackhole("100.96.9.0/24", i("i-9"))]),
             private("rtb-a", vec![]),
             table("rtb-c", vec![route("100.96.1.0/24", i("i-1"))]),
         ];
@@ -720,12 +567,7 @@ mod tests {
         let applied: Vec<RouteTable> = first
             .tables
             .iter()
-            .map(|tp| {
-                simulate(
-                    targets.iter().find(|t| t.id == tp.route_table_id).unwrap(),
-                    &tp.actions,
-                )
-            })
+            .map(|tp| simulate(targets.iter().find(|t| t.id == tp.route_table_id).unwrap(), &tp.actions))
             .collect();
         let second = plan(&desired, &applied, &managed());
         assert!(second.is_empty(), "{second}");
@@ -741,13 +583,7 @@ mod tests {
 
     #[test]
     fn tables_are_ordered_by_id_and_printed_one_line_per_action() {
-        let source = table(
-            SRC,
-            vec![
-                route("100.96.3.0/24", eni("eni-3")),
-                route("100.96.2.0/24", i("i-new")),
-            ],
-        );
+        let source = table(SRC, vec![route("100.96.3.0/24", eni("eni-3")), route("100.96.2.0/24", i("i-new"))]);
         let targets = vec![
             table(
                 "rtb-b",
@@ -771,65 +607,34 @@ mod tests {
         let source = table(SRC, unmanaged());
         let targets = vec![private("rtb-a", vec![route("100.96.1.0/24", i("i-1"))])];
         let desired = desired_routes(&source, &managed());
-        let guards = Guards {
-            allow_empty_source: false,
-            route_table_limit: 50,
-        };
+        let guards = Guards { allow_empty_source: false, route_table_limit: 50 };
         let held = plan(&desired, &targets, &managed()).guard(&desired, guards);
         assert!(held.is_empty());
         assert_eq!(held.withheld_count(), 1);
         assert_eq!(held.tables[0].withheld[0].reason, Guard::EmptySource);
 
-        let allowed = plan(&desired, &targets, &managed()).guard(
-            &desired,
-            Guards {
-                allow_empty_source: true,
-                ..guards
-            },
-        );
+        let allowed =
+            plan(&desired, &targets, &managed()).guard(&desired, Guards { allow_empty_source: true, ..guards });
         assert_eq!(allowed.action_count(), 1);
         assert_eq!(allowed.withheld_count(), 0);
     }
 
     #[test]
     fn creates_that_would_overflow_a_table_are_withheld() {
-        let source = table(
-            SRC,
-            (1..=4)
-                .map(|n| route(&format!("100.96.{n}.0/24"), i(&format!("i-{n}"))))
-                .collect(),
-        );
+        let source = table(SRC, (1..=4).map(|n| route(&format!("100.96.{n}.0/24"), i(&format!("i-{n}")))).collect());
         // 6 unmanaged + 1 stale = 7 routes; after the plan: 7 - 1 + 4 = 10.
         let targets = vec![private("rtb-a", vec![route("100.96.9.0/24", i("i-9"))])];
         let desired = desired_routes(&source, &managed());
-        let fits = plan(&desired, &targets, &managed()).guard(
-            &desired,
-            Guards {
-                allow_empty_source: false,
-                route_table_limit: 10,
-            },
-        );
+        let fits = plan(&desired, &targets, &managed())
+            .guard(&desired, Guards { allow_empty_source: false, route_table_limit: 10 });
         assert_eq!(fits.action_count(), 5);
-        let over = plan(&desired, &targets, &managed()).guard(
-            &desired,
-            Guards {
-                allow_empty_source: false,
-                route_table_limit: 9,
-            },
-        );
+        let over = plan(&desired, &targets, &managed())
+            .guard(&desired, Guards { allow_empty_source: false, route_table_limit: 9 });
         assert_eq!(
             over.tables[0].actions,
-            vec![RouteAction::Delete {
-                destination: cidr("100.96.9.0/24"),
-                target: i("i-9")
-            }]
+            vec![RouteAction::Delete { destination: cidr("100.96.9.0/24"), target: i("i-9") }]
         );
         assert_eq!(over.withheld_count(), 4);
-        assert!(
-            over.tables[0]
-                .withheld
-                .iter()
-                .all(|w| w.reason == Guard::RouteTableLimit)
-        );
+        assert!(over.tables[0].withheld.iter().all(|w| w.reason == Guard::RouteTableLimit));
     }
 }

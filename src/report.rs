@@ -98,38 +98,17 @@ pub struct TableReport {
 
 impl TableReport {
     pub fn new(route_table_id: &str) -> Self {
-        TableReport {
-            route_table_id: route_table_id.to_owned(),
-            ..TableReport::default()
-        }
+        TableReport { route_table_id: route_table_id.to_owned(), ..TableReport::default() }
     }
 
     /// Records an action as done (or, in a dry run, as planned).
     pub fn record(&mut self, action: &RouteAction) {
         match action.clone() {
-            RouteAction::Create {
-                destination,
-                target,
-            } => self.created.push(CreatedRoute {
-                destination,
-                target,
-            }),
-            RouteAction::Replace {
-                destination,
-                from,
-                to,
-            } => self.replaced.push(ReplacedRoute {
-                destination,
-                from,
-                to,
-            }),
-            RouteAction::Delete {
-                destination,
-                target,
-            } => self.deleted.push(DeletedRoute {
-                destination,
-                target,
-            }),
+            RouteAction::Create { destination, target } => self.created.push(CreatedRoute { destination, target }),
+            RouteAction::Replace { destination, from, to } => {
+                self.replaced.push(ReplacedRoute { destination, from, to })
+            }
+            RouteAction::Delete { destination, target } => self.deleted.push(DeletedRoute { destination, target }),
         }
     }
 
@@ -209,11 +188,7 @@ impl Report {
 
     /// Fills in the totals and the outcome from the tables.
     pub fn finish(mut self) -> Self {
-        let mut t = Totals {
-            tables: self.tables.len(),
-            skipped: self.skipped.len(),
-            ..Totals::default()
-        };
+        let mut t = Totals { tables: self.tables.len(), skipped: self.skipped.len(), ..Totals::default() };
         for table in &self.tables {
             t.created += table.created.len();
             t.replaced += table.replaced.len();
@@ -245,11 +220,7 @@ impl Report {
     /// Adds what a later pass of the same invocation did, table by table.
     pub fn absorb(mut self, later: Report) -> Self {
         for table in later.tables {
-            match self
-                .tables
-                .iter_mut()
-                .find(|t| t.route_table_id == table.route_table_id)
-            {
+            match self.tables.iter_mut().find(|t| t.route_table_id == table.route_table_id) {
                 Some(mine) => {
                     mine.created.extend(table.created);
                     mine.replaced.extend(table.replaced);
@@ -262,8 +233,7 @@ impl Report {
                 None => self.tables.push(table),
             }
         }
-        self.tables
-            .sort_by(|a, b| a.route_table_id.cmp(&b.route_table_id));
+        self.tables.sort_by(|a, b| a.route_table_id.cmp(&b.route_table_id));
         self.managed_routes = later.managed_routes;
         self.skipped = later.skipped;
         self.warnings.extend(later.warnings);

@@ -52,33 +52,20 @@ pub async fn handle_event<E: Ec2>(reconciler: &Reconciler<'_, E>, event: &Value)
     let triggers = event::decode(event)?;
     if !triggers.iter().any(Trigger::wants_reconcile) {
         info!(triggers = ?triggers, "test notification: nothing to do");
-        return Ok(Report::nothing_to_do(
-            triggers,
-            &reconciler.config.vpc_id,
-            reconciler.config.dry_run,
-        ));
+        return Ok(Report::nothing_to_do(triggers, &reconciler.config.vpc_id, reconciler.config.dry_run));
     }
-    let new_node = triggers
-        .iter()
-        .find_map(Trigger::new_node)
-        .map(str::to_owned);
+    let new_node = triggers.iter().find_map(Trigger::new_node).map(str::to_owned);
     let (mut report, observed) = reconciler.reconcile_observed(triggers).await?;
     if let Some(instance) = new_node
         && report.is_complete()
         && !reconciler.config.route_wait.is_zero()
-        && !observed
-            .source
-            .routes
-            .iter()
-            .any(|r| r.reaches_instance(&instance))
+        && !observed.source.routes.iter().any(|r| r.reaches_instance(&instance))
     {
         let wait = reconciler.wait_for_route(&instance).await?;
         let found = wait.found;
         report.route_wait = Some(wait);
         if found {
-            let (later, _) = reconciler
-                .reconcile_observed(report.triggers.clone())
-                .await?;
+            let (later, _) = reconciler.reconcile_observed(report.triggers.clone()).await?;
             let route_wait = report.route_wait.take();
             report = report.absorb(later);
             report.route_wait = route_wait;
@@ -95,15 +82,12 @@ impl<E: Ec2> Reconciler<'_, E> {
     /// writes are in the report (`Outcome::Incomplete`); failures that stop
     /// the reconcile before any write are errors.
     pub async fn reconcile(&self, triggers: Vec<Trigger>) -> Result<Report> {
-        self.reconcile_observed(triggers)
-            .await
-            .map(|(report, _)| report)
+        self.reconcile_observed(triggers).await.map(|(report, _)| report)
     }
 
     /// [`Self::reconcile`], also returning what it observed.
     pub async fn reconcile_observed(&self, triggers: Vec<Trigger>) -> Result<(Report, Observed)> {
-        let span =
-            info_span!("reconcile", vpc_id = %self.config.vpc_id, dry_run = self.config.dry_run);
+        let span = info_span!("reconcile", vpc_id = %self.config.vpc_id, dry_run = self.config.dry_run);
         async move {
             let observed = self.observe().await?;
             let (plan, desired) = self.plan(&observed);
@@ -146,19 +130,14 @@ impl<E: Ec2> Reconciler<'_, E> {
         target_filters.extend(config.target_filters.iter().cloned());
 
         let source_filters = self.source_filters();
-        let (sources, targets) = futures::try_join!(
-            describe_all(self.ec2, &source_filters),
-            describe_all(self.ec2, &target_filters),
-        )
-        .map_err(Error::Describe)?;
+        let (sources, targets) =
+            futures::try_join!(describe_all(self.ec2, &source_filters), describe_all(self.ec2, &target_filters),)
+                .map_err(Error::Describe)?;
 
         let source = self.pick_source(sources)?;
         // The filter already says so; checking again costs nothing and keeps
         // a table of another VPC out even if a filter were ignored.
-        let targets = targets
-            .into_iter()
-            .filter(|t| t.vpc_id == config.vpc_id && t.id != source.id)
-            .collect();
+        let targets = targets.into_iter().filter(|t| t.vpc_id == config.vpc_id && t.id != source.id).collect();
         Ok(Observed { source, targets })
     }
 
@@ -184,11 +163,7 @@ impl<E: Ec2> Reconciler<'_, E> {
         loop {
             let mut wake = (Instant::now() + delay).min(budget_end);
             if let Some(deadline) = self.deadline {
-                wake = wake.min(
-                    deadline
-                        .checked_sub(DEADLINE_MARGIN + RECONCILE_ROOM)
-                        .unwrap_or(start),
-                );
+                wake = wake.min(deadline.checked_sub(DEADLINE_MARGIN + RECONCILE_ROOM).unwrap_or(start));
             }
             if wake <= Instant::now() {
                 break;
@@ -196,22 +171,10 @@ impl<E: Ec2> Reconciler<'_, E> {
             tokio::time::sleep_until(wake).await;
             checks += 1;
             let source = self.observe_source().await?;
-            if source
-                .routes
-                .iter()
-                .any(|r| r.reaches_instance(instance_id))
-            {
+            if source.routes.iter().any(|r| r.reaches_instance(instance_id)) {
                 let waited_ms = start.elapsed().as_millis() as u64;
-                info!(
-                    instance_id,
-                    checks, waited_ms, "the new node's route appeared in the source"
-                );
-                return Ok(RouteWait {
-                    instance_id: instance_id.to_owned(),
-                    checks,
-                    found: true,
-                    waited_ms,
-                });
+                info!(instance_id, checks, waited_ms, "the new node's route appeared in the source");
+                return Ok(RouteWait { instance_id: instance_id.to_owned(), checks, found: true, waited_ms });
             }
             delay = (delay * 2).min(MAX);
         }
@@ -222,20 +185,13 @@ impl<E: Ec2> Reconciler<'_, E> {
             waited_ms,
             "the new node's route did not appear in the source; a later event or the schedule will mirror it"
         );
-        Ok(RouteWait {
-            instance_id: instance_id.to_owned(),
-            checks,
-            found: false,
-            waited_ms,
-        })
+        Ok(RouteWait { instance_id: instance_id.to_owned(), checks, found: false, waited_ms })
     }
 
     /// The source table alone: one describe (paginated).
     async fn observe_source(&self) -> Result<RouteTable> {
         let filters = self.source_filters();
-        let tables = describe_all(self.ec2, &filters)
-            .await
-            .map_err(Error::Describe)?;
+        let tables = describe_all(self.ec2, &filters).await.map_err(Error::Describe)?;
         self.pick_source(tables)
     }
 
@@ -250,16 +206,11 @@ impl<E: Ec2> Reconciler<'_, E> {
     /// The one source among the tables read, or why there is not one.
     fn pick_source(&self, tables: Vec<RouteTable>) -> Result<RouteTable> {
         let config = self.config;
-        let mut sources: Vec<RouteTable> = tables
-            .into_iter()
-            .filter(|t| t.vpc_id == config.vpc_id && is_source(t, &config.source))
-            .collect();
+        let mut sources: Vec<RouteTable> =
+            tables.into_iter().filter(|t| t.vpc_id == config.vpc_id && is_source(t, &config.source)).collect();
         match sources.len() {
             1 => Ok(sources.remove(0)),
-            0 => Err(Error::SourceNotFound {
-                selector: config.source.to_string(),
-                vpc_id: config.vpc_id.clone(),
-            }),
+            0 => Err(Error::SourceNotFound { selector: config.source.to_string(), vpc_id: config.vpc_id.clone() }),
             _ => Err(Error::AmbiguousSource {
                 selector: config.source.to_string(),
                 vpc_id: config.vpc_id.clone(),
@@ -314,10 +265,7 @@ impl<E: Ec2> Reconciler<'_, E> {
             if let Some(reason) = self.stop_reason().await {
                 report.not_started = std::iter::once(action)
                     .chain(actions)
-                    .map(|action| NotStarted {
-                        action,
-                        reason: reason.clone(),
-                    })
+                    .map(|action| NotStarted { action, reason: reason.clone() })
                     .collect();
                 warn!(route_table_id = %table.route_table_id, not_started = report.not_started.len(), %reason,
                       "stopping before the deadline; the next invocation continues");
@@ -335,16 +283,10 @@ impl<E: Ec2> Reconciler<'_, E> {
                     let stop_table = stops_table(&err);
                     report.failures.push(Failure::new(action, &err));
                     if stop_table {
-                        let reason = format!(
-                            "an earlier write to this table failed with {}",
-                            err.code().unwrap_or("an error")
-                        );
-                        report.not_started = actions
-                            .map(|action| NotStarted {
-                                action,
-                                reason: reason.clone(),
-                            })
-                            .collect();
+                        let reason =
+                            format!("an earlier write to this table failed with {}", err.code().unwrap_or("an error"));
+                        report.not_started =
+                            actions.map(|action| NotStarted { action, reason: reason.clone() }).collect();
                         break;
                     }
                 }
@@ -359,54 +301,42 @@ impl<E: Ec2> Reconciler<'_, E> {
         let deadline = self.deadline?;
         let wait = self.limiter.delay().await;
         let left = deadline.saturating_duration_since(Instant::now());
-        (left < wait + DEADLINE_MARGIN).then(|| {
-            format!(
-                "{} ms left before the invocation deadline",
-                left.as_millis()
-            )
-        })
+        (left < wait + DEADLINE_MARGIN).then(|| format!("{} ms left before the invocation deadline", left.as_millis()))
     }
 
     /// One planned action, made idempotent under races and redeliveries:
     /// a create that finds the route replaces it, a replace that finds none
     /// creates it, a delete that finds none is done.
-    async fn apply_action(
-        &self,
-        table: &str,
-        action: &RouteAction,
-    ) -> std::result::Result<(), Ec2Error> {
+    async fn apply_action(&self, table: &str, action: &RouteAction) -> std::result::Result<(), Ec2Error> {
         self.limiter.acquire().await;
         match action {
-            RouteAction::Create {
-                destination,
-                target,
-            } => match self.ec2.create_route(table, destination, target).await {
-                Err(e) if e.is_code(crate::ec2::ROUTE_ALREADY_EXISTS) => {
-                    info!(route_table_id = table, %destination, "route appeared since the describe; replacing it");
-                    self.limiter.acquire().await;
-                    self.ec2.replace_route(table, destination, target).await
-                }
-                other => other,
-            },
-            RouteAction::Replace {
-                destination, to, ..
-            } => match self.ec2.replace_route(table, destination, to).await {
-                Err(e) if e.is_missing_route() => {
-                    info!(route_table_id = table, %destination, "route vanished since the describe; creating it");
-                    self.limiter.acquire().await;
-                    self.ec2.create_route(table, destination, to).await
-                }
-                other => other,
-            },
-            RouteAction::Delete { destination, .. } => {
-                match self.ec2.delete_route(table, destination).await {
-                    Err(e) if e.is_code(crate::ec2::ROUTE_NOT_FOUND) => {
-                        info!(route_table_id = table, %destination, "route already gone");
-                        Ok(())
+            RouteAction::Create { destination, target } => {
+                match self.ec2.create_route(table, destination, target).await {
+                    Err(e) if e.is_code(crate::ec2::ROUTE_ALREADY_EXISTS) => {
+                        info!(route_table_id = table, %destination, "route appeared since the describe; replacing it");
+                        self.limiter.acquire().await;
+                        self.ec2.replace_route(table, destination, target).await
                     }
                     other => other,
                 }
             }
+            RouteAction::Replace { destination, to, .. } => {
+                match self.ec2.replace_route(table, destination, to).await {
+                    Err(e) if e.is_missing_route() => {
+                        info!(route_table_id = table, %destination, "route vanished since the describe; creating it");
+                        self.limiter.acquire().await;
+                        self.ec2.create_route(table, destination, to).await
+                    }
+                    other => other,
+                }
+            }
+            RouteAction::Delete { destination, .. } => match self.ec2.delete_route(table, destination).await {
+                Err(e) if e.is_code(crate::ec2::ROUTE_NOT_FOUND) => {
+                    info!(route_table_id = table, %destination, "route already gone");
+                    Ok(())
+                }
+                other => other,
+            },
         }
     }
 }
@@ -425,9 +355,7 @@ fn is_source(table: &RouteTable, selector: &SourceSelector) -> bool {
         SourceSelector::RouteTableId(id) => &table.id == id,
         SourceSelector::ClusterTag(name) => {
             table.tags.get(LEGACY_CLUSTER_TAG) == Some(name)
-                || table
-                    .tags
-                    .contains_key(&format!("{CLUSTER_TAG_PREFIX}{name}"))
+                || table.tags.contains_key(&format!("{CLUSTER_TAG_PREFIX}{name}"))
         }
     }
 }

@@ -19,9 +19,7 @@ use kube_rtsync::sync::{Reconciler, handle_event};
 use support::emulator::Emulator;
 use support::runtime_api::{Answer, RuntimeApi};
 use support::seed::{self, CLUSTER, ClusterTag, RouteRow, SampleVpc, To};
-use support::{
-    Counting, LAUNCH, LambdaProcess, RUNNING, SAMPLE_INSTANCE, SCHEDULED, TEST_NOTIFICATION, event,
-};
+use support::{Counting, LAUNCH, LambdaProcess, RUNNING, SAMPLE_INSTANCE, SCHEDULED, TEST_NOTIFICATION, event};
 
 type Snapshot = BTreeMap<String, BTreeSet<RouteRow>>;
 
@@ -37,11 +35,7 @@ impl World {
         let emulator = Emulator::start();
         let client = emulator.client();
         let vpc = seed::seed(&client, tag).await;
-        World {
-            emulator,
-            client,
-            vpc,
-        }
+        World { emulator, client, vpc }
     }
 
     fn config(&self, extra: &[(&str, &str)]) -> Config {
@@ -61,73 +55,38 @@ impl World {
 
     /// One invocation through the real adapter; returns the result and the
     /// (describe, write) calls it made.
-    async fn sync(
-        &self,
-        config: &Config,
-        event_json: &str,
-    ) -> (Result<Report, Error>, (usize, usize)) {
+    async fn sync(&self, config: &Config, event_json: &str) -> (Result<Report, Error>, (usize, usize)) {
         let ec2 = Counting::new(AwsEc2::new(self.client.clone()));
-        let limiter = WriteLimiter::new(WriteRate {
-            per_second: 0.0,
-            burst: 1,
-        });
-        let reconciler = Reconciler {
-            ec2: &ec2,
-            config,
-            limiter: &limiter,
-            deadline: None,
-        };
+        let limiter = WriteLimiter::new(WriteRate { per_second: 0.0, burst: 1 });
+        let reconciler = Reconciler { ec2: &ec2, config, limiter: &limiter, deadline: None };
         let result = handle_event(&reconciler, &event(event_json)).await;
         (result, ec2.counts())
     }
 }
 
 fn within(route: &RouteRow, managed: &[IpNet]) -> bool {
-    route.2 == "CreateRoute"
-        && route
-            .0
-            .parse::<IpNet>()
-            .is_ok_and(|net| managed.iter().any(|m| m.contains(&net)))
+    route.2 == "CreateRoute" && route.0.parse::<IpNet>().is_ok_and(|net| managed.iter().any(|m| m.contains(&net)))
 }
 
-fn split(
-    routes: &BTreeSet<RouteRow>,
-    managed: &[IpNet],
-) -> (BTreeSet<RouteRow>, BTreeSet<RouteRow>) {
+fn split(routes: &BTreeSet<RouteRow>, managed: &[IpNet]) -> (BTreeSet<RouteRow>, BTreeSet<RouteRow>) {
     routes.iter().cloned().partition(|r| within(r, managed))
 }
 
 /// The private tables hold exactly the source's managed routes; their
 /// other routes, and every other table, are as they were.
-fn assert_mirror(
-    vpc: &SampleVpc,
-    before: &Snapshot,
-    after: &Snapshot,
-    managed: &[&str],
-    targets: &[&str],
-) {
+fn assert_mirror(vpc: &SampleVpc, before: &Snapshot, after: &Snapshot, managed: &[&str], targets: &[&str]) {
     let managed: Vec<IpNet> = managed.iter().map(|m| m.parse().unwrap()).collect();
     let (wanted, _) = split(&after[&vpc.source], &managed);
-    assert!(
-        !wanted.is_empty(),
-        "the source has no managed route: the test proves nothing"
-    );
+    assert!(!wanted.is_empty(), "the source has no managed route: the test proves nothing");
     for id in targets {
         let (mirrored, others_after) = split(&after[*id], &managed);
         let (_, others_before) = split(&before[*id], &managed);
         assert_eq!(mirrored, wanted, "{id} does not mirror the source");
-        assert_eq!(
-            others_after, others_before,
-            "{id}: an unmanaged route changed"
-        );
+        assert_eq!(others_after, others_before, "{id}: an unmanaged route changed");
     }
     for (id, routes) in after {
         if !targets.contains(&id.as_str()) {
-            assert_eq!(
-                Some(routes),
-                before.get(id),
-                "{id} is not a target but changed"
-            );
+            assert_eq!(Some(routes), before.get(id), "{id} is not a target but changed");
         }
     }
     assert_eq!(after.len(), before.len());
@@ -145,37 +104,17 @@ async fn a_launch_event_mirrors_the_pod_routes_with_the_minimal_writes() {
     let report = result.unwrap();
     let after = world.snapshot().await;
 
-    assert_mirror(
-        &world.vpc,
-        &before,
-        &after,
-        &["100.96.0.0/11"],
-        &privates(&world.vpc),
-    );
+    assert_mirror(&world.vpc, &before, &after, &["100.96.0.0/11"], &privates(&world.vpc));
     // By hand, from the seed: a replaces .2, deletes .9, creates .1 .3 .4;
     // b creates .2 .3 .4; c replaces .3, creates .1 .2 .4.
     assert_eq!(writes, 12);
-    assert_eq!(
-        (
-            report.totals.created,
-            report.totals.replaced,
-            report.totals.deleted
-        ),
-        (9, 2, 1)
-    );
+    assert_eq!((report.totals.created, report.totals.replaced, report.totals.deleted), (9, 2, 1));
     assert_eq!(describes, 2);
     assert_eq!(report.outcome, Outcome::Synced);
-    assert_eq!(
-        report.source_route_table_id.as_deref(),
-        Some(world.vpc.source.as_str())
-    );
+    assert_eq!(report.source_route_table_id.as_deref(), Some(world.vpc.source.as_str()));
     // The ENI target is copied as an ENI.
     let b = &after[&world.vpc.private[1]];
-    assert!(
-        b.iter()
-            .any(|r| r.0 == "100.96.4.0/24" && r.1 == world.vpc.extra_eni),
-        "{b:?}"
-    );
+    assert!(b.iter().any(|r| r.0 == "100.96.4.0/24" && r.1 == world.vpc.extra_eni), "{b:?}");
 }
 
 #[tokio::test]
@@ -208,56 +147,30 @@ async fn the_new_style_cluster_tag_finds_the_source() {
     let (result, (_, writes)) = world.sync(&world.config(&[]), LAUNCH).await;
     result.unwrap();
     assert_eq!(writes, 12);
-    assert_mirror(
-        &world.vpc,
-        &before,
-        &world.snapshot().await,
-        &["100.96.0.0/11"],
-        &privates(&world.vpc),
-    );
+    assert_mirror(&world.vpc, &before, &world.snapshot().await, &["100.96.0.0/11"], &privates(&world.vpc));
 }
 
 #[tokio::test]
 async fn custom_filters_select_only_the_tables_they_match() {
     let world = World::new(ClusterTag::Legacy).await;
     let before = world.snapshot().await;
-    let filters = format!(
-        r#"[{{"Name":"route-table-id","Values":["{}"]}}]"#,
-        world.vpc.private[1]
-    );
-    let (result, (_, writes)) = world
-        .sync(&world.config(&[("PRIVATE_RT_FILTERS", &filters)]), LAUNCH)
-        .await;
+    let filters = format!(r#"[{{"Name":"route-table-id","Values":["{}"]}}]"#, world.vpc.private[1]);
+    let (result, (_, writes)) = world.sync(&world.config(&[("PRIVATE_RT_FILTERS", &filters)]), LAUNCH).await;
     let report = result.unwrap();
     assert_eq!(report.tables.len(), 1);
     assert_eq!(writes, 3);
-    assert_mirror(
-        &world.vpc,
-        &before,
-        &world.snapshot().await,
-        &["100.96.0.0/11"],
-        &[world.vpc.private[1].as_str()],
-    );
+    assert_mirror(&world.vpc, &before, &world.snapshot().await, &["100.96.0.0/11"], &[world.vpc.private[1].as_str()]);
 }
 
 #[tokio::test]
 async fn dry_run_reports_the_plan_and_changes_nothing() {
     let world = World::new(ClusterTag::Legacy).await;
     let before = world.snapshot().await;
-    let (result, (_, writes)) = world
-        .sync(&world.config(&[("DRY_RUN", "true")]), LAUNCH)
-        .await;
+    let (result, (_, writes)) = world.sync(&world.config(&[("DRY_RUN", "true")]), LAUNCH).await;
     let report = result.unwrap();
     assert_eq!(writes, 0);
     assert_eq!(report.outcome, Outcome::DryRun);
-    assert_eq!(
-        (
-            report.totals.created,
-            report.totals.replaced,
-            report.totals.deleted
-        ),
-        (9, 2, 1)
-    );
+    assert_eq!((report.totals.created, report.totals.replaced, report.totals.deleted), (9, 2, 1));
     assert_eq!(world.snapshot().await, before);
 }
 
@@ -274,12 +187,7 @@ async fn containment_is_by_cidr_not_by_text() {
     seed::route(c, &vpc.private[0], "10.1.9.0/24", node(3)).await;
     let before = world.snapshot().await;
 
-    let (result, (_, writes)) = world
-        .sync(
-            &world.config(&[("KUBE_ROUTE_CIDRS", "10.1.0.0/16")]),
-            LAUNCH,
-        )
-        .await;
+    let (result, (_, writes)) = world.sync(&world.config(&[("KUBE_ROUTE_CIDRS", "10.1.0.0/16")]), LAUNCH).await;
     result.unwrap();
     let after = world.snapshot().await;
     // 10.1.5.0/24 created in three tables, 10.1.9.0/24 deleted; the
@@ -287,37 +195,19 @@ async fn containment_is_by_cidr_not_by_text() {
     assert_eq!(writes, 4);
     assert_mirror(vpc, &before, &after, &["10.1.0.0/16"], &privates(vpc));
     let a = &after[&vpc.private[0]];
-    assert!(
-        a.iter()
-            .any(|r| r.0 == "10.10.0.0/24" && r.1 == vpc.nodes[3].instance_id)
-    );
-    assert!(
-        a.iter()
-            .any(|r| r.0 == "10.100.5.0/24" && r.1 == vpc.nodes[3].instance_id)
-    );
-    assert!(
-        !after[&vpc.private[1]]
-            .iter()
-            .any(|r| r.0 == "10.10.0.0/24" || r.0 == "10.100.5.0/24")
-    );
+    assert!(a.iter().any(|r| r.0 == "10.10.0.0/24" && r.1 == vpc.nodes[3].instance_id));
+    assert!(a.iter().any(|r| r.0 == "10.100.5.0/24" && r.1 == vpc.nodes[3].instance_id));
+    assert!(!after[&vpc.private[1]].iter().any(|r| r.0 == "10.10.0.0/24" || r.0 == "10.100.5.0/24"));
 }
 
 #[tokio::test]
 async fn the_legacy_dotted_prefix_is_read_as_its_cidr() {
     let world = World::new(ClusterTag::Legacy).await;
     let before = world.snapshot().await;
-    let (result, (_, writes)) = world
-        .sync(&world.config(&[("KUBE_ROUTE_CIDRS", "100.96")]), LAUNCH)
-        .await;
+    let (result, (_, writes)) = world.sync(&world.config(&[("KUBE_ROUTE_CIDRS", "100.96")]), LAUNCH).await;
     result.unwrap();
     assert_eq!(writes, 12);
-    assert_mirror(
-        &world.vpc,
-        &before,
-        &world.snapshot().await,
-        &["100.96.0.0/16"],
-        &privates(&world.vpc),
-    );
+    assert_mirror(&world.vpc, &before, &world.snapshot().await, &["100.96.0.0/16"], &privates(&world.vpc));
 }
 
 #[tokio::test]
@@ -331,14 +221,9 @@ async fn a_missing_source_is_an_error_and_changes_nothing() {
         ("SOURCE_ROUTE_TABLE_ID", "rtb-00000000000000000".to_owned()),
     ];
     for (variable, value) in cases {
-        let (result, (_, writes)) = world
-            .sync(&world.config(&[(variable, &value)]), LAUNCH)
-            .await;
+        let (result, (_, writes)) = world.sync(&world.config(&[(variable, &value)]), LAUNCH).await;
         let err = result.unwrap_err();
-        assert!(
-            matches!(err, Error::SourceNotFound { .. }),
-            "{variable}={value}: {err}"
-        );
+        assert!(matches!(err, Error::SourceNotFound { .. }), "{variable}={value}: {err}");
         assert_eq!(writes, 0);
     }
     assert_eq!(world.snapshot().await, before);
@@ -355,28 +240,18 @@ async fn the_binary_serves_events_through_the_lambda_runtime_api() {
     // there is nothing to wait for.
     let node = world.vpc.nodes[0].instance_id.clone();
     let launch = LAUNCH.replace(SAMPLE_INSTANCE, &node);
-    let api = RuntimeApi::start(vec![
-        launch.clone(),
-        launch,
-        TEST_NOTIFICATION.to_owned(),
-        bad.to_string(),
-    ]);
+    let api = RuntimeApi::start(vec![launch.clone(), launch, TEST_NOTIFICATION.to_owned(), bad.to_string()]);
     let mut env = world.emulator.env();
     env.push(("VPC_ID", world.vpc.vpc_id.clone()));
     env.push(("KUBE_CLUSTER_NAME", CLUSTER.to_owned()));
     env.push(("AWS_LAMBDA_LOG_FORMAT", "JSON".to_owned()));
-    let mut lambda = LambdaProcess::spawn(
-        Path::new(env!("CARGO_BIN_EXE_kube-rtsync")),
-        &api.address,
-        &env,
-        std::process::Stdio::null(),
-    );
+    let log_path = std::env::temp_dir().join(format!("kube-rtsync-binary-{}.log", std::process::id()));
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut lambda = LambdaProcess::spawn(Path::new(env!("CARGO_BIN_EXE_kube-rtsync")), &api.address, &env, log.into());
 
     let wait = Duration::from_secs(60);
     let (_, first) = api.answer(wait);
-    let Answer::Response(report) = first else {
-        panic!("expected a report, got {first:?}")
-    };
+    let Answer::Response(report) = first else { panic!("expected a report, got {first:?}") };
     assert_eq!(report["outcome"], "synced");
     assert_eq!(report["totals"]["created"], 9);
     assert_eq!(report["totals"]["replaced"], 2);
@@ -384,42 +259,51 @@ async fn the_binary_serves_events_through_the_lambda_runtime_api() {
     assert_eq!(report["triggers"][0]["event"], "launch");
     assert_eq!(report["triggers"][0]["instance_id"], node.as_str());
     assert!(report.get("route_wait").is_none(), "{report}");
-    assert_mirror(
-        &world.vpc,
-        &before,
-        &world.snapshot().await,
-        &["100.96.0.0/11"],
-        &privates(&world.vpc),
-    );
+    assert_mirror(&world.vpc, &before, &world.snapshot().await, &["100.96.0.0/11"], &privates(&world.vpc));
 
     let (_, second) = api.answer(wait);
-    let Answer::Response(report) = second else {
-        panic!("expected a report, got {second:?}")
-    };
+    let Answer::Response(report) = second else { panic!("expected a report, got {second:?}") };
     assert_eq!(report["outcome"], "in_sync");
 
     let (_, third) = api.answer(wait);
-    let Answer::Response(report) = third else {
-        panic!("expected a report, got {third:?}")
-    };
+    let Answer::Response(report) = third else { panic!("expected a report, got {third:?}") };
     assert_eq!(report["outcome"], "nothing_to_do");
 
     let (_, fourth) = api.answer(wait);
-    let Answer::Error(error) = fourth else {
-        panic!("expected an error, got {fourth:?}")
-    };
+    let Answer::Error(error) = fourth else { panic!("expected an error, got {fourth:?}") };
     assert_eq!(error["errorType"], "InvalidEvent");
-    assert!(
-        error["errorMessage"]
-            .as_str()
-            .unwrap()
-            .contains("unsupported Auto Scaling event \"nope\""),
-        "{error}"
-    );
-    assert!(
-        lambda.exited().is_none(),
-        "the function must keep serving after a bad event"
-    );
+    assert!(error["errorMessage"].as_str().unwrap().contains("unsupported Auto Scaling event \"nope\""), "{error}");
+    assert!(lambda.exited().is_none(), "the function must keep serving after a bad event");
+
+    // One EMF record per reconcile (none for the test notification), and
+    // every log line is JSON, as AWS_LAMBDA_LOG_FORMAT=JSON asks.
+    drop(lambda);
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let _ = std::fs::remove_file(&log_path);
+    let lines: Vec<serde_json::Value> =
+        log.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect();
+    let emf: Vec<&serde_json::Value> = lines.iter().filter(|l| l.get("_aws").is_some()).collect();
+    assert_eq!(emf.len(), 2, "{log}");
+    let directive = &emf[0]["_aws"]["CloudWatchMetrics"][0];
+    assert_eq!(directive["Namespace"], "KubeRtsync");
+    assert_eq!(directive["Dimensions"][0], serde_json::json!(["ClusterName", "VpcId"]));
+    assert_eq!(emf[0]["ClusterName"], CLUSTER);
+    assert_eq!(emf[0]["VpcId"], world.vpc.vpc_id.as_str());
+    let counts = |r: &serde_json::Value| {
+        (r["RoutesCreated"].as_u64(), r["RoutesReplaced"].as_u64(), r["RoutesDeleted"].as_u64())
+    };
+    assert_eq!(counts(emf[0]), (Some(9), Some(2), Some(1)));
+    assert_eq!(emf[0]["ManagedRoutes"], 4);
+    assert_eq!(emf[0]["TablesFailed"], 0);
+    assert_eq!(counts(emf[1]), (Some(0), Some(0), Some(0)));
+    // Every route change is logged with table, destination, old and new target.
+    let changes: Vec<&serde_json::Value> = lines.iter().filter(|l| l["message"] == "route changed").collect();
+    assert_eq!(changes.len(), 12, "{log}");
+    for change in changes {
+        for field in ["route_table_id", "action", "destination", "old_target", "new_target"] {
+            assert!(change.get(field).is_some(), "{field} missing in {change}");
+        }
+    }
 }
 
 #[tokio::test]
@@ -430,15 +314,9 @@ async fn invalid_configuration_fails_init_naming_the_variable() {
         ("KUBE_CLUSTER_NAME", CLUSTER.to_owned()),
         ("KUBE_ROUTE_CIDRS", "100.96.0.0/33".to_owned()),
     ];
-    let log_path =
-        std::env::temp_dir().join(format!("kube-rtsync-init-{}.log", std::process::id()));
+    let log_path = std::env::temp_dir().join(format!("kube-rtsync-init-{}.log", std::process::id()));
     let log = std::fs::File::create(&log_path).unwrap();
-    let mut lambda = LambdaProcess::spawn(
-        Path::new(env!("CARGO_BIN_EXE_kube-rtsync")),
-        &api.address,
-        &env,
-        log.into(),
-    );
+    let mut lambda = LambdaProcess::spawn(Path::new(env!("CARGO_BIN_EXE_kube-rtsync")), &api.address, &env, log.into());
     let start = std::time::Instant::now();
     while lambda.exited().is_none() && start.elapsed() < Duration::from_secs(30) {
         std::thread::sleep(Duration::from_millis(20));
@@ -447,10 +325,7 @@ async fn invalid_configuration_fails_init_naming_the_variable() {
     assert!(!status.success());
     let log = std::fs::read_to_string(&log_path).unwrap();
     let _ = std::fs::remove_file(&log_path);
-    assert!(
-        log.contains("KUBE_ROUTE_CIDRS") && log.contains("expected comma-separated CIDRs"),
-        "{log}"
-    );
+    assert!(log.contains("KUBE_ROUTE_CIDRS") && log.contains("expected comma-separated CIDRs"), "{log}");
 }
 
 #[tokio::test]
@@ -461,13 +336,7 @@ async fn state_change_and_scheduled_events_reconcile_an_out_of_sync_vpc() {
         let (result, (_, writes)) = world.sync(&world.config(&[]), sample).await;
         assert_eq!(result.unwrap().outcome, Outcome::Synced);
         assert_eq!(writes, 12);
-        assert_mirror(
-            &world.vpc,
-            &before,
-            &world.snapshot().await,
-            &["100.96.0.0/11"],
-            &privates(&world.vpc),
-        );
+        assert_mirror(&world.vpc, &before, &world.snapshot().await, &["100.96.0.0/11"], &privates(&world.vpc));
     }
 }
 
@@ -479,10 +348,7 @@ async fn an_unknown_event_shape_is_a_clear_error_and_changes_nothing() {
     let (result, calls) = world.sync(&world.config(&[]), unknown).await;
     let err = result.unwrap_err();
     assert_eq!(err.kind(), "InvalidEvent");
-    assert!(
-        err.to_string().contains("unsupported EventBridge event"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("unsupported EventBridge event"), "{err}");
     assert_eq!(calls, (0, 0));
     assert_eq!(world.snapshot().await, before);
 }
@@ -493,26 +359,16 @@ async fn a_new_node_route_written_after_the_launch_event_is_waited_for() {
     let before = world.snapshot().await;
     // A fifth node launches; the cluster's controller writes its route a
     // few seconds after the notification.
-    let run = world
-        .client
-        .run_instances()
-        .image_id("ami-0abcdef1234567890")
-        .min_count(1)
-        .max_count(1)
-        .send()
-        .await
-        .unwrap();
+    let run =
+        world.client.run_instances().image_id("ami-0abcdef1234567890").min_count(1).max_count(1).send().await.unwrap();
     let node = run.instances()[0].instance_id().unwrap().to_owned();
-    let (client, source, late_node) =
-        (world.client.clone(), world.vpc.source.clone(), node.clone());
+    let (client, source, late_node) = (world.client.clone(), world.vpc.source.clone(), node.clone());
     let controller = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_secs(3)).await;
         seed::route(&client, &source, "100.96.5.0/24", To::Instance(&late_node)).await;
     });
     let launch = LAUNCH.replace(SAMPLE_INSTANCE, &node);
-    let (result, (_, writes)) = world
-        .sync(&world.config(&[("ROUTE_WAIT_SECONDS", "30")]), &launch)
-        .await;
+    let (result, (_, writes)) = world.sync(&world.config(&[("ROUTE_WAIT_SECONDS", "30")]), &launch).await;
     controller.await.unwrap();
     let report = result.unwrap();
     let wait = report.route_wait.clone().expect("a wait");
@@ -522,15 +378,103 @@ async fn a_new_node_route_written_after_the_launch_event_is_waited_for() {
     assert_eq!(writes, 12 + 3);
     assert_eq!(report.totals.created, 9 + 3);
     let mut expected = before.clone();
-    expected
-        .get_mut(&world.vpc.source)
-        .unwrap()
-        .extend(world.snapshot().await[&world.vpc.source].iter().cloned());
-    assert_mirror(
-        &world.vpc,
-        &expected,
-        &world.snapshot().await,
-        &["100.96.0.0/11"],
-        &privates(&world.vpc),
-    );
+    expected.get_mut(&world.vpc.source).unwrap().extend(world.snapshot().await[&world.vpc.source].iter().cloned());
+    assert_mirror(&world.vpc, &expected, &world.snapshot().await, &["100.96.0.0/11"], &privates(&world.vpc));
+}
+
+/// Runs the binary as a command line against the emulator.
+fn cli(world: &World, args: &[&str], extra: &[(&str, &str)]) -> (i32, String, String) {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_kube-rtsync"));
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("VPC_ID", &world.vpc.vpc_id)
+        .env("KUBE_CLUSTER_NAME", CLUSTER)
+        .envs(world.emulator.env())
+        .envs(extra.iter().copied())
+        .args(args);
+    let out = command.output().expect("run kube-rtsync");
+    let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
+    (out.status.code().unwrap_or(-1), text(out.stdout), text(out.stderr))
+}
+
+#[tokio::test]
+async fn the_command_line_plans_syncs_and_plans_again() {
+    let world = World::new(ClusterTag::Legacy).await;
+    let before = world.snapshot().await;
+
+    let (code, out, err) = cli(&world, &["plan", "--detailed-exitcode"], &[]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(out.contains("Plan: 9 to create, 2 to replace, 1 to delete, in 3 of 3 tables."), "{out}");
+    assert!(out.contains("private_us-east-1a") && out.contains("  - 100.96.9.0/24"), "{out}");
+    assert_eq!(world.snapshot().await, before, "plan must change nothing");
+
+    let (code, out, _) = cli(&world, &["plan", "--output", "json"], &[]);
+    assert_eq!(code, 0);
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["outcome"], "dry_run");
+    assert_eq!(report["totals"]["created"], 9);
+    assert_eq!(report["triggers"][0], serde_json::json!({"source": "manual", "command": "plan"}));
+
+    let (code, out, err) = cli(&world, &["sync"], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("Applied: 9 created, 2 replaced, 1 deleted, in 3 of 3 tables."), "{out}");
+    assert_mirror(&world.vpc, &before, &world.snapshot().await, &["100.96.0.0/11"], &privates(&world.vpc));
+
+    let (code, out, _) = cli(&world, &["plan", "--detailed-exitcode"], &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("No changes: 3 tables in sync."), "{out}");
+    let (code, out, _) = cli(&world, &["sync", "--output", "json"], &[]);
+    assert_eq!(code, 0);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap()["outcome"], "in_sync");
+}
+
+#[tokio::test]
+async fn command_line_flags_override_the_environment_and_errors_exit_1() {
+    let world = World::new(ClusterTag::Legacy).await;
+    let before = world.snapshot().await;
+    // The flag narrows the targets to one table.
+    let filters = format!(r#"[{{"Name":"route-table-id","Values":["{}"]}}]"#, world.vpc.private[2]);
+    let (code, out, _) = cli(&world, &["plan", "--filters", &filters, "--detailed-exitcode"], &[]);
+    assert_eq!(code, 2);
+    assert!(out.contains("Plan: 3 to create, 1 to replace, 0 to delete, in 1 of 1 table."), "{out}");
+
+    let (code, _, err) = cli(&world, &["plan", "--cluster-name", "nope.example.com"], &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no source route table") && err.contains("nope.example.com"), "{err}");
+    let (code, _, err) = cli(&world, &["sync"], &[("KUBE_ROUTE_CIDRS", "100.96.0.0/33")]);
+    assert_eq!(code, 1);
+    assert!(err.contains("KUBE_ROUTE_CIDRS"), "{err}");
+    assert_eq!(world.snapshot().await, before);
+}
+
+#[test]
+fn the_command_line_documents_every_command_and_flag() {
+    let help = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_kube-rtsync"))
+            .env_remove("AWS_LAMBDA_RUNTIME_API")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let top = help(&["--help"]);
+    let flags = [
+        "plan",
+        "sync",
+        "--vpc-id",
+        "--cluster-name",
+        "--source-route-table-id",
+        "--route-cidrs",
+        "--filters",
+        "--output",
+        "--profile",
+        "--region",
+    ];
+    for needle in flags {
+        assert!(top.contains(needle), "--help lacks {needle}:\n{top}");
+    }
+    assert!(help(&["plan", "--help"]).contains("--detailed-exitcode"));
+    assert!(help(&["sync", "--help"]).contains("--dry-run"));
 }

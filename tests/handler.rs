@@ -28,16 +28,8 @@ async fn run_with_deadline(
     deadline: Option<Instant>,
 ) -> Result<Report, Error> {
     // The limiter is off: these tests are about what is written, not when.
-    let limiter = WriteLimiter::new(kube_rtsync::config::WriteRate {
-        per_second: 0.0,
-        burst: 1,
-    });
-    let reconciler = Reconciler {
-        ec2: fake,
-        config,
-        limiter: &limiter,
-        deadline,
-    };
+    let limiter = WriteLimiter::new(kube_rtsync::config::WriteRate { per_second: 0.0, burst: 1 });
+    let reconciler = Reconciler { ec2: fake, config, limiter: &limiter, deadline };
     handle_event(&reconciler, event).await
 }
 
@@ -49,14 +41,7 @@ fn sorted(mut routes: Vec<Route>) -> Vec<Route> {
 /// The table's routes inside 100.96.0.0/11.
 fn pod_routes_of(table: &RouteTable) -> Vec<Route> {
     let managed = kube_rtsync::config::parse_route_cidrs("100.96.0.0/11").unwrap();
-    sorted(
-        table
-            .routes
-            .iter()
-            .filter(|r| managed.contains(&r.destination))
-            .cloned()
-            .collect(),
-    )
+    sorted(table.routes.iter().filter(|r| managed.contains(&r.destination)).cloned().collect())
 }
 
 /// Every private table holds exactly the cluster's pod routes, and every
@@ -64,37 +49,17 @@ fn pod_routes_of(table: &RouteTable) -> Vec<Route> {
 fn assert_mirrored(fake: &FakeEc2, before: &[RouteTable]) {
     for id in PRIVATE {
         let table = fake.table(id).unwrap();
-        assert_eq!(
-            pod_routes_of(&table),
-            sorted(pod_routes()),
-            "{id} does not mirror the cluster"
-        );
+        assert_eq!(pod_routes_of(&table), sorted(pod_routes()), "{id} does not mirror the cluster");
         let original = before.iter().find(|t| t.id == id).unwrap();
-        for r in original
-            .routes
-            .iter()
-            .filter(|r| !pod_routes_of(original).contains(r))
-        {
+        for r in original.routes.iter().filter(|r| !pod_routes_of(original).contains(r)) {
             let kept = table.routes.contains(r);
-            let was_managed = r.destination.cidr().is_some_and(|n| {
-                "100.96.0.0/11"
-                    .parse::<ipnet::IpNet>()
-                    .unwrap()
-                    .contains(&n)
-            });
+            let was_managed =
+                r.destination.cidr().is_some_and(|n| "100.96.0.0/11".parse::<ipnet::IpNet>().unwrap().contains(&n));
             assert!(kept || was_managed, "{id} lost the unmanaged route {r:?}");
         }
     }
-    for untouched in [
-        "rtb-0c0000000000000c",
-        "rtb-0e0000000000000e",
-        "rtb-0f0000000000000f",
-    ] {
-        assert_eq!(
-            fake.table(untouched),
-            before.iter().find(|t| t.id == untouched).cloned(),
-            "{untouched} changed"
-        );
+    for untouched in ["rtb-0c0000000000000c", "rtb-0e0000000000000e", "rtb-0f0000000000000f"] {
+        assert_eq!(fake.table(untouched), before.iter().find(|t| t.id == untouched).cloned(), "{untouched} changed");
     }
 }
 
@@ -110,18 +75,8 @@ async fn a_launch_event_mirrors_the_cluster_routes_with_the_minimal_writes() {
     assert_eq!((calls.create, calls.replace, calls.delete), (7, 1, 1));
     assert_eq!(calls.describe, 2);
     assert_eq!(report.outcome, Outcome::Synced);
-    assert_eq!(
-        report.source_route_table_id.as_deref(),
-        Some("rtb-0c0000000000000c")
-    );
-    assert_eq!(
-        (
-            report.totals.created,
-            report.totals.replaced,
-            report.totals.deleted
-        ),
-        (7, 1, 1)
-    );
+    assert_eq!(report.source_route_table_id.as_deref(), Some("rtb-0c0000000000000c"));
+    assert_eq!((report.totals.created, report.totals.replaced, report.totals.deleted), (7, 1, 1));
     assert_eq!(report.totals.tables, 3);
     assert_eq!(report.managed_routes, 3);
     let a = &report.tables[0];
@@ -157,29 +112,16 @@ async fn a_terminated_node_blackhole_is_removed_everywhere() {
     assert_eq!(report.totals.deleted, 3);
     assert_eq!(fake.calls().writes(), 3);
     for id in PRIVATE {
-        assert!(
-            fake.table(id)
-                .unwrap()
-                .route(&cidr("100.96.3.0/24"))
-                .is_none(),
-            "{id}"
-        );
+        assert!(fake.table(id).unwrap().route(&cidr("100.96.3.0/24")).is_none(), "{id}");
     }
     // The cluster's own blackhole is the controller's business.
-    assert!(
-        fake.table("rtb-0c0000000000000c")
-            .unwrap()
-            .route(&cidr("100.96.3.0/24"))
-            .is_some()
-    );
+    assert!(fake.table("rtb-0c0000000000000c").unwrap().route(&cidr("100.96.3.0/24")).is_some());
 }
 
 #[tokio::test]
 async fn a_test_notification_reads_and_writes_nothing() {
     let fake = FakeEc2::new(vpc());
-    let report = run(&fake, &config(&[]), &event(TEST_NOTIFICATION))
-        .await
-        .unwrap();
+    let report = run(&fake, &config(&[]), &event(TEST_NOTIFICATION)).await.unwrap();
     assert_eq!(report.outcome, Outcome::NothingToDo);
     assert_eq!(fake.calls(), Default::default());
 }
@@ -203,31 +145,16 @@ async fn malformed_events_fail_before_any_call() {
 async fn a_missing_source_is_an_error_and_changes_nothing() {
     let before = vpc();
     let fake = FakeEc2::new(before.clone());
-    let err = run(
-        &fake,
-        &config(&[("KUBE_CLUSTER_NAME", "other.example.com")]),
-        &event(LAUNCH),
-    )
-    .await
-    .unwrap_err();
+    let err = run(&fake, &config(&[("KUBE_CLUSTER_NAME", "other.example.com")]), &event(LAUNCH)).await.unwrap_err();
     assert!(matches!(err, Error::SourceNotFound { .. }), "{err}");
-    assert!(
-        err.to_string()
-            .contains("KubernetesCluster=other.example.com"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("KubernetesCluster=other.example.com"), "{err}");
     assert_eq!(fake.calls().writes(), 0);
     assert_eq!(fake.tables(), sorted_tables(before));
 
     // An explicit table id in another VPC is not found either.
     let fake = FakeEc2::new(vpc());
-    let err = run(
-        &fake,
-        &config(&[("SOURCE_ROUTE_TABLE_ID", "rtb-0f0000000000000f")]),
-        &event(LAUNCH),
-    )
-    .await
-    .unwrap_err();
+    let err =
+        run(&fake, &config(&[("SOURCE_ROUTE_TABLE_ID", "rtb-0f0000000000000f")]), &event(LAUNCH)).await.unwrap_err();
     assert!(matches!(err, Error::SourceNotFound { .. }), "{err}");
     assert_eq!(fake.calls().writes(), 0);
 }
@@ -258,15 +185,9 @@ async fn an_ambiguous_source_is_an_error_and_changes_nothing() {
 async fn the_new_style_tag_and_an_explicit_id_both_find_the_source() {
     let mut tables = vpc();
     tables[0].tags.clear();
-    tables[0].tags.insert(
-        "kubernetes.io/cluster/k8s.example.com".into(),
-        "owned".into(),
-    );
+    tables[0].tags.insert("kubernetes.io/cluster/k8s.example.com".into(), "owned".into());
     // Another cluster's legacy tag in the same VPC is not ours.
-    tables.push(
-        table("rtb-0c2000000000000c", "other-cluster", vec![])
-            .with_tag("KubernetesCluster", "other"),
-    );
+    tables.push(table("rtb-0c2000000000000c", "other-cluster", vec![]).with_tag("KubernetesCluster", "other"));
     let before = tables.clone();
     let fake = FakeEc2::new(tables.clone());
     run(&fake, &config(&[]), &event(LAUNCH)).await.unwrap();
@@ -275,10 +196,7 @@ async fn the_new_style_tag_and_an_explicit_id_both_find_the_source() {
     let fake = FakeEc2::new(vpc());
     let by_id = config(&[("SOURCE_ROUTE_TABLE_ID", "rtb-0c0000000000000c")]);
     let report = run(&fake, &by_id, &event(LAUNCH)).await.unwrap();
-    assert_eq!(
-        report.source_route_table_id.as_deref(),
-        Some("rtb-0c0000000000000c")
-    );
+    assert_eq!(report.source_route_table_id.as_deref(), Some("rtb-0c0000000000000c"));
     assert_mirrored(&fake, &vpc());
 }
 
@@ -286,19 +204,10 @@ async fn the_new_style_tag_and_an_explicit_id_both_find_the_source() {
 async fn dry_run_reports_the_plan_and_writes_nothing() {
     let before = vpc();
     let fake = FakeEc2::new(before.clone());
-    let report = run(&fake, &config(&[("DRY_RUN", "true")]), &event(LAUNCH))
-        .await
-        .unwrap();
+    let report = run(&fake, &config(&[("DRY_RUN", "true")]), &event(LAUNCH)).await.unwrap();
     assert!(report.dry_run);
     assert_eq!(report.outcome, Outcome::DryRun);
-    assert_eq!(
-        (
-            report.totals.created,
-            report.totals.replaced,
-            report.totals.deleted
-        ),
-        (7, 1, 1)
-    );
+    assert_eq!((report.totals.created, report.totals.replaced, report.totals.deleted), (7, 1, 1));
     assert_eq!(fake.calls().writes(), 0);
     assert_eq!(fake.tables(), sorted_tables(before));
 }
@@ -306,59 +215,29 @@ async fn dry_run_reports_the_plan_and_writes_nothing() {
 #[tokio::test]
 async fn custom_filters_select_the_targets() {
     let fake = FakeEc2::new(vpc());
-    let only_b = config(&[(
-        "PRIVATE_RT_FILTERS",
-        r#"[{"Name":"tag:Name","Values":["*-1b"]}]"#,
-    )]);
+    let only_b = config(&[("PRIVATE_RT_FILTERS", r#"[{"Name":"tag:Name","Values":["*-1b"]}]"#)]);
     let report = run(&fake, &only_b, &event(LAUNCH)).await.unwrap();
     assert_eq!(report.tables.len(), 1);
     assert_eq!(report.tables[0].route_table_id, "rtb-0b0000000000000b");
     assert_eq!(fake.calls().writes(), 3);
-    assert_eq!(
-        fake.table("rtb-0a0000000000000a"),
-        vpc().into_iter().find(|t| t.id == "rtb-0a0000000000000a")
-    );
+    assert_eq!(fake.table("rtb-0a0000000000000a"), vpc().into_iter().find(|t| t.id == "rtb-0a0000000000000a"));
 }
 
 #[tokio::test]
 async fn a_filter_matching_the_source_never_writes_to_it() {
     let fake = FakeEc2::new(vpc());
-    let everything = config(&[(
-        "PRIVATE_RT_FILTERS",
-        r#"[{"Name":"tag-key","Values":["Name"]}]"#,
-    )]);
+    let everything = config(&[("PRIVATE_RT_FILTERS", r#"[{"Name":"tag-key","Values":["Name"]}]"#)]);
     let report = run(&fake, &everything, &event(LAUNCH)).await.unwrap();
-    assert!(
-        report
-            .tables
-            .iter()
-            .all(|t| t.route_table_id != "rtb-0c0000000000000c")
-    );
-    assert!(
-        fake.writes()
-            .iter()
-            .all(|w| w.route_table_id != "rtb-0c0000000000000c")
-    );
-    assert!(
-        fake.writes()
-            .iter()
-            .all(|w| w.route_table_id != "rtb-0f0000000000000f")
-    );
+    assert!(report.tables.iter().all(|t| t.route_table_id != "rtb-0c0000000000000c"));
+    assert!(fake.writes().iter().all(|w| w.route_table_id != "rtb-0c0000000000000c"));
+    assert!(fake.writes().iter().all(|w| w.route_table_id != "rtb-0f0000000000000f"));
 }
 
 #[tokio::test]
 async fn more_than_a_hundred_tables_are_read_page_by_page() {
-    let mut tables = vec![
-        table("rtb-0c0000000000000c", "cluster", pod_routes())
-            .with_tag("KubernetesCluster", CLUSTER),
-    ];
-    tables.extend((0..150).map(|n| {
-        table(
-            &format!("rtb-1{n:015x}"),
-            &format!("private_{n}"),
-            untouchable("nat-0a"),
-        )
-    }));
+    let mut tables =
+        vec![table("rtb-0c0000000000000c", "cluster", pod_routes()).with_tag("KubernetesCluster", CLUSTER)];
+    tables.extend((0..150).map(|n| table(&format!("rtb-1{n:015x}"), &format!("private_{n}"), untouchable("nat-0a"))));
     let fake = FakeEc2::new(tables).with_page_size(100);
     let report = run(&fake, &config(&[]), &event(LAUNCH)).await.unwrap();
     assert_eq!(report.tables.len(), 150);
@@ -373,31 +252,20 @@ async fn one_failing_table_does_not_stop_the_others() {
     let fake = FakeEc2::new(vpc());
     fake.inject(Fault::code("UnauthorizedOperation").on_table("rtb-0b0000000000000b"));
     let err = run(&fake, &config(&[]), &event(LAUNCH)).await.unwrap_err();
-    let Error::Incomplete(report) = &err else {
-        panic!("expected an incomplete sync, got {err}")
-    };
+    let Error::Incomplete(report) = &err else { panic!("expected an incomplete sync, got {err}") };
     assert_eq!(err.kind(), "SyncIncomplete");
     assert!(
-        err.to_string().contains("rtb-0b0000000000000b")
-            && err.to_string().contains("UnauthorizedOperation"),
+        err.to_string().contains("rtb-0b0000000000000b") && err.to_string().contains("UnauthorizedOperation"),
         "{err}"
     );
-    let b = report
-        .tables
-        .iter()
-        .find(|t| t.route_table_id == "rtb-0b0000000000000b")
-        .unwrap();
+    let b = report.tables.iter().find(|t| t.route_table_id == "rtb-0b0000000000000b").unwrap();
     assert_eq!(b.failures.len(), 1);
     assert_eq!(b.failures[0].code.as_deref(), Some("UnauthorizedOperation"));
     assert!(b.failures[0].hint.contains("IAM"));
     // The table's remaining writes are not attempted after an authorization error.
     assert_eq!(b.not_started.len(), 2);
     for id in ["rtb-0a0000000000000a", "rtb-0d0000000000000d"] {
-        assert_eq!(
-            pod_routes_of(&fake.table(id).unwrap()),
-            sorted(pod_routes()),
-            "{id}"
-        );
+        assert_eq!(pod_routes_of(&fake.table(id).unwrap()), sorted(pod_routes()), "{id}");
     }
     // The retry finishes the work.
     fake.clear_faults();
@@ -410,20 +278,11 @@ async fn one_failing_table_does_not_stop_the_others() {
 #[tokio::test]
 async fn a_failing_route_does_not_stop_the_rest_of_its_table() {
     let fake = FakeEc2::new(vpc());
-    fake.inject(
-        Fault::timeout()
-            .on(Operation::CreateRoute)
-            .on_table("rtb-0b0000000000000b")
-            .times(1),
-    );
+    fake.inject(Fault::timeout().on(Operation::CreateRoute).on_table("rtb-0b0000000000000b").times(1));
     let Err(Error::Incomplete(report)) = run(&fake, &config(&[]), &event(LAUNCH)).await else {
         panic!("expected an incomplete sync")
     };
-    let b = report
-        .tables
-        .iter()
-        .find(|t| t.route_table_id == "rtb-0b0000000000000b")
-        .unwrap();
+    let b = report.tables.iter().find(|t| t.route_table_id == "rtb-0b0000000000000b").unwrap();
     assert_eq!(b.failures.len(), 1);
     assert_eq!(b.failures[0].kind, FailureKind::Timeout);
     assert_eq!(b.created.len(), 2);
@@ -433,11 +292,7 @@ async fn a_failing_route_does_not_stop_the_rest_of_its_table() {
 #[tokio::test]
 async fn describe_failures_stop_before_any_write() {
     let fake = FakeEc2::new(vpc());
-    fake.inject(
-        Fault::code("RequestLimitExceeded")
-            .on(Operation::DescribeRouteTables)
-            .times(1),
-    );
+    fake.inject(Fault::code("RequestLimitExceeded").on(Operation::DescribeRouteTables).times(1));
     let err = run(&fake, &config(&[]), &event(LAUNCH)).await.unwrap_err();
     assert!(matches!(err, Error::Describe(_)), "{err}");
     assert!(err.to_string().contains("RequestLimitExceeded"));
@@ -452,34 +307,24 @@ async fn races_with_another_writer_are_absorbed() {
     // and removes the one we are about to replace.
     fake.interleave(|tables| {
         let b = tables.get_mut("rtb-0b0000000000000b").unwrap();
-        b.routes
-            .push(route("100.96.1.0/24", i("i-0stale00000000001")));
+        b.routes.push(route("100.96.1.0/24", i("i-0stale00000000001")));
         let a = tables.get_mut("rtb-0a0000000000000a").unwrap();
-        a.routes.retain(|r| {
-            r.destination != cidr("100.96.9.0/24") && r.destination != cidr("100.96.2.0/24")
-        });
+        a.routes.retain(|r| r.destination != cidr("100.96.9.0/24") && r.destination != cidr("100.96.2.0/24"));
     });
     let report = run(&fake, &config(&[]), &event(LAUNCH)).await.unwrap();
     assert_eq!(report.outcome, Outcome::Synced);
     assert_mirrored(&fake, &vpc());
     // Each race costs one extra call: create->replace, replace->create; the delete just succeeds.
     let calls = fake.calls();
-    assert_eq!(
-        (calls.create, calls.replace, calls.delete),
-        (7 + 1, 1 + 1, 1)
-    );
+    assert_eq!((calls.create, calls.replace, calls.delete), (7 + 1, 1 + 1, 1));
 }
 
 #[tokio::test]
 async fn nothing_starts_once_the_deadline_is_too_close() {
     let fake = FakeEc2::new(vpc());
     let deadline = Instant::now() + Duration::from_secs(1);
-    let err = run_with_deadline(&fake, &config(&[]), &event(LAUNCH), Some(deadline))
-        .await
-        .unwrap_err();
-    let Error::Incomplete(report) = err else {
-        panic!("expected an incomplete sync")
-    };
+    let err = run_with_deadline(&fake, &config(&[]), &event(LAUNCH), Some(deadline)).await.unwrap_err();
+    let Error::Incomplete(report) = err else { panic!("expected an incomplete sync") };
     assert_eq!(fake.calls().writes(), 0);
     assert_eq!(report.totals.not_started, 9);
     assert!(report.tables[0].not_started[0].reason.contains("deadline"));
@@ -488,14 +333,10 @@ async fn nothing_starts_once_the_deadline_is_too_close() {
 #[tokio::test]
 async fn an_empty_source_withholds_deletes_and_fails_loudly() {
     let mut tables = vpc();
-    tables[0]
-        .routes
-        .retain(|r| !r.destination.to_string().starts_with("100.96."));
+    tables[0].routes.retain(|r| !r.destination.to_string().starts_with("100.96."));
     let fake = FakeEc2::new(tables);
     let err = run(&fake, &config(&[]), &event(LAUNCH)).await.unwrap_err();
-    let Error::Incomplete(report) = err else {
-        panic!("expected the guard to stop the sync")
-    };
+    let Error::Incomplete(report) = err else { panic!("expected the guard to stop the sync") };
     assert_eq!(report.totals.withheld, 3);
     assert_eq!(fake.calls().writes(), 0);
 
@@ -510,13 +351,7 @@ async fn an_empty_source_withholds_deletes_and_fails_loudly() {
             })
             .collect::<Vec<_>>(),
     );
-    let report = run(
-        &fake,
-        &config(&[("ALLOW_EMPTY_SOURCE", "true")]),
-        &event(LAUNCH),
-    )
-    .await
-    .unwrap();
+    let report = run(&fake, &config(&[("ALLOW_EMPTY_SOURCE", "true")]), &event(LAUNCH)).await.unwrap();
     assert_eq!(report.totals.deleted, 3);
 }
 
@@ -532,27 +367,20 @@ async fn eventbridge_state_changes_and_schedules_reconcile() {
     let mut pending = event(RUNNING);
     pending["detail"]["state"] = Value::String("pending".into());
     let fake = FakeEc2::new(before.clone());
-    assert_eq!(
-        run(&fake, &config(&[]), &pending).await.unwrap().outcome,
-        Outcome::NothingToDo
-    );
+    assert_eq!(run(&fake, &config(&[]), &pending).await.unwrap().outcome, Outcome::NothingToDo);
     assert_eq!(fake.calls(), Default::default());
 
-    let unknown = serde_json::json!({"source": "aws.autoscaling", "detail-type": "EC2 Instance Launch Successful", "detail": {}});
+    let unknown =
+        serde_json::json!({"source": "aws.autoscaling", "detail-type": "EC2 Instance Launch Successful", "detail": {}});
     let err = run(&fake, &config(&[]), &unknown).await.unwrap_err();
-    assert!(
-        err.to_string().contains("unsupported EventBridge event"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("unsupported EventBridge event"), "{err}");
     assert_eq!(fake.calls(), Default::default());
 }
 
 /// The launch sample's instance gets its pod route.
 fn new_node_route(tables: &mut std::collections::BTreeMap<String, RouteTable>) {
     let source = tables.get_mut("rtb-0c0000000000000c").unwrap();
-    source
-        .routes
-        .push(route("100.96.5.0/24", i(SAMPLE_INSTANCE)));
+    source.routes.push(route("100.96.5.0/24", i(SAMPLE_INSTANCE)));
 }
 
 // Paused time: the waits are exact and cost no wall-clock time.
@@ -561,26 +389,14 @@ async fn a_new_node_route_that_appears_while_waiting_is_mirrored() {
     let fake = FakeEc2::new(vpc());
     // Describes 1 and 2 are the first reconcile; 3, 4, 5 are the checks.
     fake.on_describe(5, new_node_route);
-    let report = run(
-        &fake,
-        &config(&[("ROUTE_WAIT_SECONDS", "60")]),
-        &event(LAUNCH),
-    )
-    .await
-    .unwrap();
+    let report = run(&fake, &config(&[("ROUTE_WAIT_SECONDS", "60")]), &event(LAUNCH)).await.unwrap();
     let wait = report.route_wait.clone().unwrap();
     assert!(wait.found);
     assert_eq!(wait.checks, 3);
     // Checks after 2, 2+4 and 2+4+8 seconds.
     assert_eq!(wait.waited_ms, 14_000);
     for id in PRIVATE {
-        assert!(
-            fake.table(id)
-                .unwrap()
-                .route(&cidr("100.96.5.0/24"))
-                .is_some(),
-            "{id}"
-        );
+        assert!(fake.table(id).unwrap().route(&cidr("100.96.5.0/24")).is_some(), "{id}");
     }
     assert_eq!(report.totals.created, 7 + 3);
     assert_eq!(fake.calls().describe, 2 + 3 + 2);
@@ -590,13 +406,7 @@ async fn a_new_node_route_that_appears_while_waiting_is_mirrored() {
 #[tokio::test(start_paused = true)]
 async fn a_new_node_route_that_never_appears_ends_the_wait_without_error() {
     let fake = FakeEc2::new(vpc());
-    let report = run(
-        &fake,
-        &config(&[("ROUTE_WAIT_SECONDS", "60")]),
-        &event(RUNNING),
-    )
-    .await
-    .unwrap();
+    let report = run(&fake, &config(&[("ROUTE_WAIT_SECONDS", "60")]), &event(RUNNING)).await.unwrap();
     let wait = report.route_wait.clone().unwrap();
     assert!(!wait.found);
     // Checks at 2, 6, 14, 29, 44, 59 and 60 seconds.
@@ -608,28 +418,14 @@ async fn a_new_node_route_that_never_appears_ends_the_wait_without_error() {
 #[tokio::test(start_paused = true)]
 async fn no_wait_when_the_route_is_there_or_the_event_is_not_a_launch() {
     let mut tables = vpc();
-    tables[0]
-        .routes
-        .push(route("100.96.5.0/24", i(SAMPLE_INSTANCE)));
+    tables[0].routes.push(route("100.96.5.0/24", i(SAMPLE_INSTANCE)));
     let fake = FakeEc2::new(tables);
-    let report = run(
-        &fake,
-        &config(&[("ROUTE_WAIT_SECONDS", "60")]),
-        &event(LAUNCH),
-    )
-    .await
-    .unwrap();
+    let report = run(&fake, &config(&[("ROUTE_WAIT_SECONDS", "60")]), &event(LAUNCH)).await.unwrap();
     assert_eq!(report.route_wait, None);
     assert_eq!(fake.calls().describe, 2);
 
     let fake = FakeEc2::new(vpc());
-    let report = run(
-        &fake,
-        &config(&[("ROUTE_WAIT_SECONDS", "60")]),
-        &event(TERMINATE),
-    )
-    .await
-    .unwrap();
+    let report = run(&fake, &config(&[("ROUTE_WAIT_SECONDS", "60")]), &event(TERMINATE)).await.unwrap();
     assert_eq!(report.route_wait, None);
     assert_eq!(fake.calls().describe, 2);
 }
@@ -638,14 +434,9 @@ async fn no_wait_when_the_route_is_there_or_the_event_is_not_a_launch() {
 async fn the_wait_stops_short_of_the_deadline() {
     let fake = FakeEc2::new(vpc());
     let deadline = Instant::now() + Duration::from_secs(30);
-    let report = run_with_deadline(
-        &fake,
-        &config(&[("ROUTE_WAIT_SECONDS", "600")]),
-        &event(LAUNCH),
-        Some(deadline),
-    )
-    .await
-    .unwrap();
+    let report = run_with_deadline(&fake, &config(&[("ROUTE_WAIT_SECONDS", "600")]), &event(LAUNCH), Some(deadline))
+        .await
+        .unwrap();
     let wait = report.route_wait.unwrap();
     // 30 s - 10 s margin - 10 s kept for the second pass: checks at 2, 6 and 10 s.
     assert_eq!((wait.checks, wait.waited_ms), (3, 10_000));

@@ -33,10 +33,7 @@ impl Emulator {
             "the EC2 emulator is not installed at {}: run `make venv` (or `make test`, which installs it)",
             bin.display()
         );
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free loopback port")
-            .port();
+        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free loopback port").port();
         let child = Command::new(&bin)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())
@@ -74,13 +71,7 @@ impl Emulator {
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new(REGION))
             .endpoint_url(self.endpoint())
-            .credentials_provider(Credentials::new(
-                "test",
-                "test",
-                None,
-                None,
-                "kube-rtsync-tests",
-            ))
+            .credentials_provider(Credentials::new("test", "test", None, None, "kube-rtsync-tests"))
             .build();
         aws_sdk_ec2::Client::from_conf(config)
     }

@@ -40,44 +40,29 @@ pub fn route(dest: &str, target: Target) -> Route {
 }
 
 pub fn blackhole(dest: &str, target: Target) -> Route {
-    Route {
-        state: RouteState::Blackhole,
-        ..route(dest, target)
-    }
+    Route { state: RouteState::Blackhole, ..route(dest, target) }
 }
 
 pub fn local(vpc_cidr: &str) -> Route {
-    Route {
-        origin: RouteOrigin::CreateRouteTable,
-        ..route(vpc_cidr, Target::Gateway("local".into()))
-    }
+    Route { origin: RouteOrigin::CreateRouteTable, ..route(vpc_cidr, Target::Gateway("local".into())) }
 }
 
 pub fn propagated(dest: &str, vgw: &str) -> Route {
-    Route {
-        origin: RouteOrigin::EnableVgwRoutePropagation,
-        ..route(dest, Target::Gateway(vgw.into()))
-    }
+    Route { origin: RouteOrigin::EnableVgwRoutePropagation, ..route(dest, Target::Gateway(vgw.into())) }
 }
 
 pub fn table(id: &str, name: &str, routes: Vec<Route>) -> RouteTable {
-    RouteTable {
-        routes,
-        ..RouteTable::new(id, VPC).with_tag("Name", name)
-    }
+    RouteTable { routes, ..RouteTable::new(id, VPC).with_tag("Name", name) }
 }
 
 /// Configuration from the given variables on top of a minimal valid set.
 /// The wait for a new node's route is off unless a test turns it on.
 pub fn config(extra: &[(&str, &str)]) -> Config {
-    let mut vars: HashMap<String, String> = [
-        ("VPC_ID", VPC),
-        ("KUBE_CLUSTER_NAME", CLUSTER),
-        ("ROUTE_WAIT_SECONDS", "0"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
+    let mut vars: HashMap<String, String> =
+        [("VPC_ID", VPC), ("KUBE_CLUSTER_NAME", CLUSTER), ("ROUTE_WAIT_SECONDS", "0")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
     for (k, v) in extra {
         vars.insert(k.to_string(), v.to_string());
     }
@@ -90,18 +75,9 @@ pub fn untouchable(nat: &str) -> Vec<Route> {
         local("10.0.0.0/16"),
         route("0.0.0.0/0", Target::NatGateway(nat.into())),
         propagated("192.168.0.0/16", "vgw-0a1"),
-        route(
-            "172.16.0.0/12",
-            Target::VpcPeeringConnection("pcx-0a1".into()),
-        ),
-        Route::active(
-            Destination::PrefixList("pl-0a1".into()),
-            Target::Gateway("vgw-0a1".into()),
-        ),
-        route(
-            "fd00:ec2::/64",
-            Target::EgressOnlyInternetGateway("eigw-0a1".into()),
-        ),
+        route("172.16.0.0/12", Target::VpcPeeringConnection("pcx-0a1".into())),
+        Route::active(Destination::PrefixList("pl-0a1".into()), Target::Gateway("vgw-0a1".into())),
+        route("fd00:ec2::/64", Target::EgressOnlyInternetGateway("eigw-0a1".into())),
     ]
 }
 
@@ -118,16 +94,10 @@ pub fn pod_routes() -> Vec<Route> {
 /// stale and a wrong route, one empty, one half done), a public table,
 /// and a private-looking table in another VPC.
 pub fn vpc() -> Vec<RouteTable> {
-    let mut source = vec![
-        local("10.0.0.0/16"),
-        route("0.0.0.0/0", Target::Gateway("igw-0a1".into())),
-    ];
+    let mut source = vec![local("10.0.0.0/16"), route("0.0.0.0/0", Target::Gateway("igw-0a1".into()))];
     source.extend(pod_routes());
     let mut a = untouchable("nat-0a");
-    a.extend([
-        route("100.96.2.0/24", i("i-0old0000000000002")),
-        route("100.96.9.0/24", i("i-0900000000000009")),
-    ]);
+    a.extend([route("100.96.2.0/24", i("i-0old0000000000002")), route("100.96.9.0/24", i("i-0900000000000009"))]);
     let b = untouchable("nat-0b");
     let mut c = untouchable("nat-0c");
     c.push(route("100.96.1.0/24", i("i-0100000000000001")));
@@ -139,10 +109,7 @@ pub fn vpc() -> Vec<RouteTable> {
         table(
             "rtb-0e0000000000000e",
             "public",
-            vec![
-                local("10.0.0.0/16"),
-                route("0.0.0.0/0", Target::Gateway("igw-0a1".into())),
-            ],
+            vec![local("10.0.0.0/16"), route("0.0.0.0/0", Target::Gateway("igw-0a1".into()))],
         ),
         RouteTable {
             routes: vec![route("100.96.7.0/24", i("i-0700000000000007"))],
@@ -151,11 +118,7 @@ pub fn vpc() -> Vec<RouteTable> {
     ]
 }
 
-pub const PRIVATE: [&str; 3] = [
-    "rtb-0a0000000000000a",
-    "rtb-0b0000000000000b",
-    "rtb-0d0000000000000d",
-];
+pub const PRIVATE: [&str; 3] = ["rtb-0a0000000000000a", "rtb-0b0000000000000b", "rtb-0d0000000000000d"];
 
 pub mod emulator;
 pub mod runtime_api;
@@ -182,10 +145,7 @@ impl LambdaProcess {
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
             .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
             .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/kube-rtsync")
-            .env(
-                "AWS_LAMBDA_LOG_STREAM_NAME",
-                "2026/11/25/[$LATEST]0123456789abcdef",
-            )
+            .env("AWS_LAMBDA_LOG_STREAM_NAME", "2026/11/25/[$LATEST]0123456789abcdef")
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(std::process::Stdio::null())
             .stdout(log)
@@ -217,11 +177,7 @@ pub struct Counting<E> {
 
 impl<E> Counting<E> {
     pub fn new(inner: E) -> Self {
-        Counting {
-            inner,
-            describes: Default::default(),
-            writes: Default::default(),
-        }
+        Counting { inner, describes: Default::default(), writes: Default::default() }
     }
 
     pub fn counts(&self) -> (usize, usize) {
@@ -236,8 +192,7 @@ impl<E: kube_rtsync::ec2::Ec2> kube_rtsync::ec2::Ec2 for Counting<E> {
         filters: &[kube_rtsync::model::Filter],
         next_token: Option<String>,
     ) -> Result<kube_rtsync::ec2::RouteTablePage, kube_rtsync::ec2::Ec2Error> {
-        self.describes
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.describes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.inner.describe_route_tables(filters, next_token).await
     }
 
@@ -247,8 +202,7 @@ impl<E: kube_rtsync::ec2::Ec2> kube_rtsync::ec2::Ec2 for Counting<E> {
         destination: &Destination,
         target: &Target,
     ) -> Result<(), kube_rtsync::ec2::Ec2Error> {
-        self.writes
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.writes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.inner.create_route(table, destination, target).await
     }
 
@@ -258,18 +212,12 @@ impl<E: kube_rtsync::ec2::Ec2> kube_rtsync::ec2::Ec2 for Counting<E> {
         destination: &Destination,
         target: &Target,
     ) -> Result<(), kube_rtsync::ec2::Ec2Error> {
-        self.writes
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.writes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.inner.replace_route(table, destination, target).await
     }
 
-    async fn delete_route(
-        &self,
-        table: &str,
-        destination: &Destination,
-    ) -> Result<(), kube_rtsync::ec2::Ec2Error> {
-        self.writes
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    async fn delete_route(&self, table: &str, destination: &Destination) -> Result<(), kube_rtsync::ec2::Ec2Error> {
+        self.writes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.inner.delete_route(table, destination).await
     }
 }

@@ -51,17 +51,12 @@ impl RuntimeApi {
                 std::thread::spawn(move || serve(stream, &shared));
             }
         });
-        RuntimeApi {
-            address,
-            answers: rx,
-        }
+        RuntimeApi { address, answers: rx }
     }
 
     /// The next answer, with its request id.
     pub fn answer(&self, timeout: Duration) -> (String, Answer) {
-        self.answers
-            .recv_timeout(timeout)
-            .expect("the function answered in time")
+        self.answers.recv_timeout(timeout).expect("the function answered in time")
     }
 }
 
@@ -74,10 +69,7 @@ fn serve(stream: TcpStream, shared: &Shared) {
             return;
         }
         let mut parts = request_line.split_whitespace();
-        let (method, path) = (
-            parts.next().unwrap_or("").to_owned(),
-            parts.next().unwrap_or("").to_owned(),
-        );
+        let (method, path) = (parts.next().unwrap_or("").to_owned(), parts.next().unwrap_or("").to_owned());
         let mut length = 0usize;
         let mut chunked = false;
         loop {
@@ -97,11 +89,7 @@ fn serve(stream: TcpStream, shared: &Shared) {
                 }
             }
         }
-        let body = if chunked {
-            read_chunked(&mut reader)
-        } else {
-            read_exact(&mut reader, length)
-        };
+        let body = if chunked { read_chunked(&mut reader) } else { read_exact(&mut reader, length) };
 
         if method == "GET" && path.ends_with("/runtime/invocation/next") {
             let next = shared.events.lock().unwrap().pop();
@@ -110,44 +98,26 @@ fn serve(stream: TcpStream, shared: &Shared) {
                 std::thread::sleep(Duration::from_secs(3600));
                 return;
             };
-            let deadline = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap()
-                .as_millis()
-                + 300_000;
+            let deadline = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() + 300_000;
             let head = format!(
                 "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nLambda-Runtime-Aws-Request-Id: {request_id}\r\nLambda-Runtime-Deadline-Ms: {deadline}\r\nLambda-Runtime-Invoked-Function-Arn: arn:aws:lambda:us-east-1:123456789012:function:kube-rtsync\r\nLambda-Runtime-Trace-Id: Root=1-00000000-000000000000000000000000;Sampled=0\r\nContent-Length: {}\r\n\r\n",
                 event.len()
             );
-            if writer
-                .write_all(head.as_bytes())
-                .and_then(|_| writer.write_all(event.as_bytes()))
-                .is_err()
-            {
+            if writer.write_all(head.as_bytes()).and_then(|_| writer.write_all(event.as_bytes())).is_err() {
                 return;
             }
             continue;
         }
-        let json: serde_json::Value =
-            serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
         let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         let answer = match segments.as_slice() {
-            [_, "runtime", "invocation", id, "response"] => {
-                Some((id.to_string(), Answer::Response(json)))
-            }
-            [_, "runtime", "invocation", id, "error"] => {
-                Some((id.to_string(), Answer::Error(json)))
-            }
+            [_, "runtime", "invocation", id, "response"] => Some((id.to_string(), Answer::Response(json))),
+            [_, "runtime", "invocation", id, "error"] => Some((id.to_string(), Answer::Error(json))),
             [_, "runtime", "init", "error"] => Some((String::new(), Answer::InitError(json))),
             _ => None,
         };
-        let status = if answer.is_some() {
-            "202 Accepted"
-        } else {
-            "404 Not Found"
-        };
-        let _ = writer
-            .write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 2\r\n\r\n{{}}").as_bytes());
+        let status = if answer.is_some() { "202 Accepted" } else { "404 Not Found" };
+        let _ = writer.write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 2\r\n\r\n{{}}").as_bytes());
         if let Some(answer) = answer {
             let _ = shared.answers.lock().unwrap().send(answer);
         }
@@ -167,8 +137,7 @@ fn read_chunked(reader: &mut BufReader<TcpStream>) -> Vec<u8> {
         if reader.read_line(&mut size).unwrap_or(0) == 0 {
             return body;
         }
-        let size =
-            usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16).unwrap_or(0);
+        let size = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16).unwrap_or(0);
         if size == 0 {
             let mut end = String::new();
             let _ = reader.read_line(&mut end);

@@ -103,9 +103,7 @@ pub async fn route(client: &Client, table: &str, destination: &str, to: To<'_>) 
         To::Peering(id) => req.vpc_peering_connection_id(id),
         To::EgressOnly(id) => req.egress_only_internet_gateway_id(id),
     };
-    req.send()
-        .await
-        .unwrap_or_else(|e| panic!("CreateRoute {destination} in {table}: {e:?}"));
+    req.send().await.unwrap_or_else(|e| panic!("CreateRoute {destination} in {table}: {e:?}"));
 }
 
 /// Seeds: a VPC with three AZ subnets, four nodes, an internet gateway, a
@@ -115,19 +113,9 @@ pub async fn route(client: &Client, table: &str, destination: &str, to: To<'_>) 
 /// NAT, VPN, IPv6 and peering routes; a public table; and a table named
 /// like a private one in another VPC.
 pub async fn seed(client: &Client, tag: ClusterTag) -> SampleVpc {
-    let vpc = client
-        .create_vpc()
-        .cidr_block("10.0.0.0/16")
-        .send()
-        .await
-        .expect("CreateVpc");
+    let vpc = client.create_vpc().cidr_block("10.0.0.0/16").send().await.expect("CreateVpc");
     let vpc_id = vpc.vpc().and_then(|v| v.vpc_id()).unwrap().to_owned();
-    let other = client
-        .create_vpc()
-        .cidr_block("10.200.0.0/16")
-        .send()
-        .await
-        .expect("CreateVpc");
+    let other = client.create_vpc().cidr_block("10.200.0.0/16").send().await.expect("CreateVpc");
     let other_vpc_id = other.vpc().and_then(|v| v.vpc_id()).unwrap().to_owned();
 
     let mut subnets = Vec::new();
@@ -143,16 +131,8 @@ pub async fn seed(client: &Client, tag: ClusterTag) -> SampleVpc {
         subnets.push(s.subnet().and_then(|s| s.subnet_id()).unwrap().to_owned());
     }
 
-    let igw = client
-        .create_internet_gateway()
-        .send()
-        .await
-        .expect("CreateInternetGateway");
-    let igw = igw
-        .internet_gateway()
-        .and_then(|g| g.internet_gateway_id())
-        .unwrap()
-        .to_owned();
+    let igw = client.create_internet_gateway().send().await.expect("CreateInternetGateway");
+    let igw = igw.internet_gateway().and_then(|g| g.internet_gateway_id()).unwrap().to_owned();
     client
         .attach_internet_gateway()
         .internet_gateway_id(&igw)
@@ -163,12 +143,7 @@ pub async fn seed(client: &Client, tag: ClusterTag) -> SampleVpc {
 
     let mut nats = Vec::new();
     for subnet in &subnets {
-        let eip = client
-            .allocate_address()
-            .domain(DomainType::Vpc)
-            .send()
-            .await
-            .expect("AllocateAddress");
+        let eip = client.allocate_address().domain(DomainType::Vpc).send().await.expect("AllocateAddress");
         let nat = client
             .create_nat_gateway()
             .subnet_id(subnet)
@@ -176,12 +151,7 @@ pub async fn seed(client: &Client, tag: ClusterTag) -> SampleVpc {
             .send()
             .await
             .expect("CreateNatGateway");
-        nats.push(
-            nat.nat_gateway()
-                .and_then(|n| n.nat_gateway_id())
-                .unwrap()
-                .to_owned(),
-        );
+        nats.push(nat.nat_gateway().and_then(|n| n.nat_gateway_id()).unwrap().to_owned());
     }
 
     let vgw = client
@@ -190,29 +160,16 @@ pub async fn seed(client: &Client, tag: ClusterTag) -> SampleVpc {
         .send()
         .await
         .expect("CreateVpnGateway");
-    let vgw = vgw
-        .vpn_gateway()
-        .and_then(|g| g.vpn_gateway_id())
-        .unwrap()
-        .to_owned();
-    client
-        .attach_vpn_gateway()
-        .vpn_gateway_id(&vgw)
-        .vpc_id(&vpc_id)
-        .send()
-        .await
-        .expect("AttachVpnGateway");
+    let vgw = vgw.vpn_gateway().and_then(|g| g.vpn_gateway_id()).unwrap().to_owned();
+    client.attach_vpn_gateway().vpn_gateway_id(&vgw).vpc_id(&vpc_id).send().await.expect("AttachVpnGateway");
     let eigw = client
         .create_egress_only_internet_gateway()
         .vpc_id(&vpc_id)
         .send()
         .await
         .expect("CreateEgressOnlyInternetGateway");
-    let eigw = eigw
-        .egress_only_internet_gateway()
-        .and_then(|g| g.egress_only_internet_gateway_id())
-        .unwrap()
-        .to_owned();
+    let eigw =
+        eigw.egress_only_internet_gateway().and_then(|g| g.egress_only_internet_gateway_id()).unwrap().to_owned();
     let pcx = client
         .create_vpc_peering_connection()
         .vpc_id(&vpc_id)
@@ -220,11 +177,7 @@ pub async fn seed(client: &Client, tag: ClusterTag) -> SampleVpc {
         .send()
         .await
         .expect("CreateVpcPeeringConnection");
-    let pcx = pcx
-        .vpc_peering_connection()
-        .and_then(|p| p.vpc_peering_connection_id())
-        .unwrap()
-        .to_owned();
+    let pcx = pcx.vpc_peering_connection().and_then(|p| p.vpc_peering_connection_id()).unwrap().to_owned();
 
     let mut nodes = Vec::new();
     for n in 0..4 {
@@ -235,63 +188,28 @@ pub async fn seed(client: &Client, tag: ClusterTag) -> SampleVpc {
             .min_count(1)
             .max_count(1)
             .subnet_id(&subnets[n % subnets.len()])
-            .tag_specifications(tags(
-                ResourceType::Instance,
-                &[("Name", &format!("node-{n}.{CLUSTER}"))],
-            ))
+            .tag_specifications(tags(ResourceType::Instance, &[("Name", &format!("node-{n}.{CLUSTER}"))]))
             .send()
             .await
             .expect("RunInstances");
         let instance = &run.instances()[0];
         nodes.push(Node {
             instance_id: instance.instance_id().unwrap().to_owned(),
-            eni_id: instance.network_interfaces()[0]
-                .network_interface_id()
-                .unwrap_or_default()
-                .to_owned(),
+            eni_id: instance.network_interfaces()[0].network_interface_id().unwrap_or_default().to_owned(),
         });
     }
-    let extra = client
-        .create_network_interface()
-        .subnet_id(&subnets[1])
-        .send()
-        .await
-        .expect("CreateNetworkInterface");
-    let extra_eni = extra
-        .network_interface()
-        .and_then(|e| e.network_interface_id())
-        .unwrap()
-        .to_owned();
+    let extra = client.create_network_interface().subnet_id(&subnets[1]).send().await.expect("CreateNetworkInterface");
+    let extra_eni = extra.network_interface().and_then(|e| e.network_interface_id()).unwrap().to_owned();
 
     let cluster_tag = match tag {
         ClusterTag::Legacy => ("KubernetesCluster".to_owned(), CLUSTER.to_owned()),
-        ClusterTag::Owned => (
-            format!("kubernetes.io/cluster/{CLUSTER}"),
-            "owned".to_owned(),
-        ),
+        ClusterTag::Owned => (format!("kubernetes.io/cluster/{CLUSTER}"), "owned".to_owned()),
     };
-    let source = table(
-        client,
-        &vpc_id,
-        &[("Name", CLUSTER), (&cluster_tag.0, &cluster_tag.1)],
-    )
-    .await;
+    let source = table(client, &vpc_id, &[("Name", CLUSTER), (&cluster_tag.0, &cluster_tag.1)]).await;
     route(client, &source, "0.0.0.0/0", To::Gateway(&igw)).await;
-    route(
-        client,
-        &source,
-        "100.96.1.0/24",
-        To::Instance(&nodes[0].instance_id),
-    )
-    .await;
+    route(client, &source, "100.96.1.0/24", To::Instance(&nodes[0].instance_id)).await;
     route(client, &source, "100.96.2.0/24", To::Eni(&nodes[1].eni_id)).await;
-    route(
-        client,
-        &source,
-        "100.96.3.0/24",
-        To::Instance(&nodes[2].instance_id),
-    )
-    .await;
+    route(client, &source, "100.96.3.0/24", To::Instance(&nodes[2].instance_id)).await;
     route(client, &source, "100.96.4.0/24", To::Eni(&extra_eni)).await;
     route(client, &source, "10.200.0.0/16", To::Peering(&pcx)).await;
 
@@ -306,55 +224,17 @@ pub async fn seed(client: &Client, tag: ClusterTag) -> SampleVpc {
     }
     // a: a wrong target and a stale route; b: one route already right;
     // c: a wrong target. Everything else is missing.
-    route(
-        client,
-        &private[0],
-        "100.96.2.0/24",
-        To::Instance(&nodes[3].instance_id),
-    )
-    .await;
-    route(
-        client,
-        &private[0],
-        "100.96.9.0/24",
-        To::Instance(&nodes[3].instance_id),
-    )
-    .await;
-    route(
-        client,
-        &private[1],
-        "100.96.1.0/24",
-        To::Instance(&nodes[0].instance_id),
-    )
-    .await;
-    route(
-        client,
-        &private[2],
-        "100.96.3.0/24",
-        To::Instance(&nodes[1].instance_id),
-    )
-    .await;
+    route(client, &private[0], "100.96.2.0/24", To::Instance(&nodes[3].instance_id)).await;
+    route(client, &private[0], "100.96.9.0/24", To::Instance(&nodes[3].instance_id)).await;
+    route(client, &private[1], "100.96.1.0/24", To::Instance(&nodes[0].instance_id)).await;
+    route(client, &private[2], "100.96.3.0/24", To::Instance(&nodes[1].instance_id)).await;
 
     let public = table(client, &vpc_id, &[("Name", "public")]).await;
     route(client, &public, "0.0.0.0/0", To::Gateway(&igw)).await;
-    route(
-        client,
-        &public,
-        "100.96.9.0/24",
-        To::Instance(&nodes[3].instance_id),
-    )
-    .await;
+    route(client, &public, "100.96.9.0/24", To::Instance(&nodes[3].instance_id)).await;
 
-    let other_igw = client
-        .create_internet_gateway()
-        .send()
-        .await
-        .expect("CreateInternetGateway");
-    let other_igw = other_igw
-        .internet_gateway()
-        .and_then(|g| g.internet_gateway_id())
-        .unwrap()
-        .to_owned();
+    let other_igw = client.create_internet_gateway().send().await.expect("CreateInternetGateway");
+    let other_igw = other_igw.internet_gateway().and_then(|g| g.internet_gateway_id()).unwrap().to_owned();
     client
         .attach_internet_gateway()
         .internet_gateway_id(&other_igw)
@@ -365,17 +245,7 @@ pub async fn seed(client: &Client, tag: ClusterTag) -> SampleVpc {
     let other = table(client, &other_vpc_id, &[("Name", "private_other")]).await;
     route(client, &other, "100.96.5.0/24", To::Gateway(&other_igw)).await;
 
-    SampleVpc {
-        vpc_id,
-        other_vpc_id,
-        source,
-        private,
-        public,
-        other,
-        nodes,
-        extra_eni,
-        vgw,
-    }
+    SampleVpc { vpc_id, other_vpc_id, source, private, public, other, nodes, extra_eni, vgw }
 }
 
 /// One route as the plain SDK reports it: (destination, target, origin, state).
@@ -386,10 +256,7 @@ pub async fn snapshot(client: &Client, vpc_ids: &[&str]) -> BTreeMap<String, BTr
     let out = client
         .describe_route_tables()
         .filters(
-            Filter::builder()
-                .name("vpc-id")
-                .set_values(Some(vpc_ids.iter().map(|s| s.to_string()).collect()))
-                .build(),
+            Filter::builder().name("vpc-id").set_values(Some(vpc_ids.iter().map(|s| s.to_string()).collect())).build(),
         )
         .send()
         .await
@@ -420,10 +287,7 @@ pub async fn snapshot(client: &Client, vpc_ids: &[&str]) -> BTreeMap<String, BTr
                     .flatten()
                     .collect::<Vec<_>>()
                     .join("+");
-                    let origin = r
-                        .origin()
-                        .map(|o| o.as_str().to_owned())
-                        .unwrap_or_default();
+                    let origin = r.origin().map(|o| o.as_str().to_owned()).unwrap_or_default();
                     let state = r.state().map(|s| s.as_str().to_owned()).unwrap_or_default();
                     (dest, target, origin, state)
                 })
