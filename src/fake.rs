@@ -61,6 +61,8 @@ impl CallCounts {
 pub struct Fault {
     /// Only this operation (any, if `None`).
     pub operation: Option<Operation>,
+    /// Only route writes (not describes).
+    pub writes_only: bool,
     /// Only writes to this table (any, if `None`).
     pub route_table_id: Option<String>,
     /// The error to answer.
@@ -78,6 +80,7 @@ impl Fault {
     pub fn code(code: &str) -> Self {
         Fault {
             operation: None,
+            writes_only: false,
             route_table_id: None,
             kind: FailureKind::Service,
             code: Some(code.to_owned()),
@@ -94,6 +97,12 @@ impl Fault {
 
     pub fn on(mut self, operation: Operation) -> Self {
         self.operation = Some(operation);
+        self
+    }
+
+    /// Only route writes fail; describes are served.
+    pub fn on_writes(mut self) -> Self {
+        self.writes_only = true;
         self
     }
 
@@ -114,6 +123,7 @@ impl Fault {
 
     fn matches(&self, operation: Operation, table: Option<&str>) -> bool {
         self.operation.is_none_or(|op| op == operation)
+            && !(self.writes_only && operation == Operation::DescribeRouteTables)
             && self.route_table_id.as_deref().is_none_or(|t| Some(t) == table)
             && self.times != Some(0)
     }
@@ -132,6 +142,20 @@ struct State {
     interleaved: Option<Interleaved>,
     /// Changes to make when `DescribeRouteTables` is called for the n-th time.
     on_describe: Vec<(usize, Interleaved)>,
+    /// EC2's own request-rate bucket for mutating calls, when modelled.
+    bucket: Option<Ec2Bucket>,
+}
+
+/// EC2's token bucket for mutating actions: `capacity` requests, refilled
+/// at `per_second`; a write finding it empty is refused with
+/// `RequestLimitExceeded`. Runs on tokio's clock, so paused-time tests see
+/// it exactly.
+struct Ec2Bucket {
+    capacity: f64,
+    per_second: f64,
+    tokens: f64,
+    at: tokio::time::Instant,
+    rejected: usize,
 }
 
 /// An in-memory EC2 holding route tables.
@@ -162,6 +186,23 @@ impl FakeEc2 {
     pub fn with_page_size(self, size: usize) -> Self {
         self.lock().page_size = Some(size.max(1));
         self
+    }
+
+    /// Meters writes with EC2's bucket shape (about 50, refilled at 5/s).
+    pub fn with_write_bucket(self, capacity: u32, per_second: f64) -> Self {
+        self.lock().bucket = Some(Ec2Bucket {
+            capacity: f64::from(capacity),
+            per_second,
+            tokens: f64::from(capacity),
+            at: tokio::time::Instant::now(),
+            rejected: 0,
+        });
+        self
+    }
+
+    /// Writes the modelled EC2 bucket refused.
+    pub fn rejected_by_bucket(&self) -> usize {
+        self.lock().bucket.as_ref().map_or(0, |b| b.rejected)
     }
 
     pub fn inject(&self, fault: Fault) {
@@ -265,6 +306,17 @@ impl FakeEc2 {
         }
         Self::check_faults(&mut state, operation, Some(route_table_id))?;
         let name = operation.name();
+        if let Some(bucket) = state.bucket.as_mut() {
+            let now = tokio::time::Instant::now();
+            bucket.tokens =
+                (bucket.tokens + now.duration_since(bucket.at).as_secs_f64() * bucket.per_second).min(bucket.capacity);
+            bucket.at = now;
+            if bucket.tokens < 1.0 {
+                bucket.rejected += 1;
+                return Err(Ec2Error::service(name, "RequestLimitExceeded", "Request limit exceeded."));
+            }
+            bucket.tokens -= 1.0;
+        }
         let table = state.tables.get_mut(route_table_id).ok_or_else(|| {
             Ec2Error::service(
                 name,
