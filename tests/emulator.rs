@@ -12,11 +12,12 @@ use std::time::Duration;
 use ipnet::IpNet;
 use kube_rtsync::Error;
 use kube_rtsync::config::{Config, WriteRate};
-use kube_rtsync::ec2::AwsEc2;
+use kube_rtsync::ec2::{AwsEc2, ThrottleCounter};
 use kube_rtsync::limiter::WriteLimiter;
 use kube_rtsync::report::{Outcome, Report};
 use kube_rtsync::sync::{Reconciler, handle_event};
 use support::emulator::Emulator;
+use support::proxy::{Behaviour, Proxy};
 use support::runtime_api::{Answer, RuntimeApi};
 use support::seed::{self, CLUSTER, ClusterTag, RouteRow, SampleVpc, To};
 use support::{Counting, LAUNCH, LambdaProcess, RUNNING, SAMPLE_INSTANCE, SCHEDULED, TEST_NOTIFICATION, event};
@@ -477,4 +478,36 @@ fn the_command_line_documents_every_command_and_flag() {
     }
     assert!(help(&["plan", "--help"]).contains("--detailed-exitcode"));
     assert!(help(&["sync", "--help"]).contains("--dry-run"));
+}
+
+#[tokio::test]
+async fn a_resync_converges_behind_a_proxy_that_throttles_writes() {
+    let world = World::new(ClusterTag::Legacy).await;
+    let before = world.snapshot().await;
+    // Every second route write is refused with 503 RequestLimitExceeded.
+    let proxy = Proxy::start(&world.emulator.endpoint(), Behaviour { throttle_every: 2, ..Behaviour::default() });
+    let throttled = ThrottleCounter::default();
+    let client = aws_sdk_ec2::Client::from_conf(
+        support::emulator::client_config(&proxy.endpoint).interceptor(throttled.clone()).build(),
+    );
+    let ec2 = AwsEc2::new(client);
+    let config = world.config(&[]);
+    let limiter = WriteLimiter::new(config.write_rate);
+    let reconciler = Reconciler { ec2: &ec2, config: &config, limiter: &limiter, deadline: None };
+    // The SDK retries throttled calls with backoff; what is still refused
+    // after that is left for the next invocation. Every refused write is
+    // followed by an accepted one, so each invocation lands writes.
+    let mut invocations = 0;
+    loop {
+        invocations += 1;
+        match handle_event(&reconciler, &event(LAUNCH)).await {
+            Ok(_) => break,
+            Err(Error::Incomplete(_)) if invocations < 3 => continue,
+            Err(other) => panic!("invocation {invocations}: {other}"),
+        }
+    }
+    let (writes, refused, _) = proxy.counts();
+    assert!(refused >= 6, "the proxy refused {refused} of {writes} writes");
+    assert_eq!(throttled.count(), refused, "every refusal is counted as a throttled attempt");
+    assert_mirror(&world.vpc, &before, &world.snapshot().await, &["100.96.0.0/11"], &privates(&world.vpc));
 }

@@ -67,13 +67,7 @@ impl Emulator {
 
     /// An SDK client for the emulator, with dummy credentials.
     pub fn client(&self) -> aws_sdk_ec2::Client {
-        let config = aws_sdk_ec2::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(REGION))
-            .endpoint_url(self.endpoint())
-            .credentials_provider(Credentials::new("test", "test", None, None, "kube-rtsync-tests"))
-            .build();
-        aws_sdk_ec2::Client::from_conf(config)
+        aws_sdk_ec2::Client::from_conf(client_config(&self.endpoint()).build())
     }
 
     /// The environment a kube-rtsync process needs to talk to the emulator.
@@ -93,4 +87,13 @@ impl Drop for Emulator {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// SDK configuration for an emulator (or a proxy in front of it) at `endpoint`.
+pub fn client_config(endpoint: &str) -> aws_sdk_ec2::config::Builder {
+    aws_sdk_ec2::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(REGION))
+        .endpoint_url(endpoint)
+        .credentials_provider(Credentials::new("test", "test", None, None, "kube-rtsync-tests"))
 }

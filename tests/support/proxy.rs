@@ -1,0 +1,158 @@
+//! A small HTTP proxy in front of the EC2 emulator, on loopback: it can
+//! refuse some route writes with EC2's throttling answer (HTTP 503
+//! `RequestLimitExceeded`) and add latency to every call, the way a real
+//! region's round trip would.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Behaviour {
+    /// Refuse every n-th route write (0: never).
+    pub throttle_every: usize,
+    /// Added before every answer.
+    pub latency: Duration,
+}
+
+pub struct Proxy {
+    pub endpoint: String,
+    counters: Arc<Counters>,
+}
+
+#[derive(Default)]
+struct Counters {
+    writes: AtomicUsize,
+    throttled: AtomicUsize,
+    describes: AtomicUsize,
+}
+
+impl Proxy {
+    /// Listens on a free loopback port and forwards to `upstream` (host:port).
+    pub fn start(upstream: &str, behaviour: Behaviour) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let counters = Arc::new(Counters::default());
+        let upstream = upstream.trim_start_matches("http://").to_owned();
+        let shared = Arc::clone(&counters);
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let (upstream, counters) = (upstream.clone(), Arc::clone(&shared));
+                std::thread::spawn(move || serve(client, &upstream, behaviour, &counters));
+            }
+        });
+        Proxy { endpoint, counters }
+    }
+
+    /// Route writes seen (refused or not), refused, and describes seen.
+    pub fn counts(&self) -> (usize, usize, usize) {
+        let c = &self.counters;
+        (c.writes.load(Ordering::SeqCst), c.throttled.load(Ordering::SeqCst), c.describes.load(Ordering::SeqCst))
+    }
+}
+
+struct Request {
+    head: Vec<String>,
+    body: Vec<u8>,
+}
+
+fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Request> {
+    let mut head = Vec::new();
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        let line = line.trim_end().to_owned();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse().ok()?;
+        }
+        head.push(line);
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
+    Some(Request { head, body })
+}
+
+fn serve(client: TcpStream, upstream: &str, behaviour: Behaviour, counters: &Counters) {
+    let mut reader = BufReader::new(client.try_clone().expect("clone"));
+    let mut writer = client;
+    while let Some(request) = read_request(&mut reader) {
+        let body = String::from_utf8_lossy(&request.body);
+        let is_write = ["Action=CreateRoute&", "Action=ReplaceRoute&", "Action=DeleteRoute&"]
+            .iter()
+            .any(|a| body.starts_with(a) || body.contains(&format!("&{a}")));
+        if body.contains("Action=DescribeRouteTables") {
+            counters.describes.fetch_add(1, Ordering::SeqCst);
+        }
+        let answer = if is_write
+            && behaviour.throttle_every > 0
+            && (counters.writes.fetch_add(1, Ordering::SeqCst) + 1) % behaviour.throttle_every == 0
+        {
+            counters.throttled.fetch_add(1, Ordering::SeqCst);
+            let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>RequestLimitExceeded</Code><Message>Request limit exceeded.</Message></Error></Errors><RequestID>00000000-0000-4000-8000-000000000000</RequestID></Response>";
+            format!(
+                "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\r\n{xml}",
+                xml.len()
+            )
+            .into_bytes()
+        } else {
+            if is_write && behaviour.throttle_every == 0 {
+                counters.writes.fetch_add(1, Ordering::SeqCst);
+            }
+            match forward(upstream, &request) {
+                Some(answer) => answer,
+                None => return,
+            }
+        };
+        if !behaviour.latency.is_zero() {
+            std::thread::sleep(behaviour.latency);
+        }
+        if writer.write_all(&answer).is_err() {
+            return;
+        }
+    }
+}
+
+/// One request on a fresh upstream connection; the answer re-framed with a
+/// Content-Length so that the client's connection can be kept alive.
+fn forward(upstream: &str, request: &Request) -> Option<Vec<u8>> {
+    let mut up = TcpStream::connect(upstream).ok()?;
+    let mut out = Vec::new();
+    for line in &request.head {
+        if !line.to_ascii_lowercase().starts_with("connection:") {
+            out.extend_from_slice(line.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out.extend_from_slice(b"Connection: close\r\n\r\n");
+    out.extend_from_slice(&request.body);
+    up.write_all(&out).ok()?;
+    let mut raw = Vec::new();
+    up.read_to_end(&mut raw).ok()?;
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let body = &raw[split + 4..];
+    let mut answer = Vec::new();
+    for line in head.lines() {
+        let lower = line.to_ascii_lowercase();
+        if !(lower.starts_with("content-length:")
+            || lower.starts_with("connection:")
+            || lower.starts_with("transfer-encoding:"))
+        {
+            answer.extend_from_slice(line.as_bytes());
+            answer.extend_from_slice(b"\r\n");
+        }
+    }
+    answer.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
+    answer.extend_from_slice(body);
+    Some(answer)
+}
