@@ -95,7 +95,7 @@ fn serve(client: TcpStream, upstream: &str, behaviour: Behaviour, counters: &Cou
         }
         let answer = if is_write
             && behaviour.throttle_every > 0
-            && (counters.writes.fetch_add(1, Ordering::SeqCst) + 1) % behaviour.throttle_every == 0
+            && (counters.writes.fetch_add(1, Ordering::SeqCst) + 1).is_multiple_of(behaviour.throttle_every)
         {
             counters.throttled.fetch_add(1, Ordering::SeqCst);
             let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>RequestLimitExceeded</Code><Message>Request limit exceeded.</Message></Error></Errors><RequestID>00000000-0000-4000-8000-000000000000</RequestID></Response>";
