@@ -31,7 +31,7 @@ pub const WRITE_BURST: &str = "WRITE_BURST";
 pub const ALLOW_EMPTY_SOURCE: &str = "ALLOW_EMPTY_SOURCE";
 /// Routes a table may hold before a plan is refused for it.
 pub const ROUTE_TABLE_LIMIT: &str = "ROUTE_TABLE_LIMIT";
-/// How many tables are written to at the same time.
+/// How many route writes may be in flight at the same time.
 pub const APPLY_CONCURRENCY: &str = "APPLY_CONCURRENCY";
 /// After a launch (or `running`) event, how long to wait for the new node's
 /// pod route to appear in the source; `0` disables the wait.
@@ -42,7 +42,7 @@ pub const DEFAULT_PRIVATE_RT_FILTERS: &str = r#"[{"Name":"tag:Name","Values":["p
 pub const DEFAULT_MAX_WRITES_PER_SECOND: f64 = 4.0;
 pub const DEFAULT_WRITE_BURST: u32 = 20;
 pub const DEFAULT_ROUTE_TABLE_LIMIT: usize = 50;
-pub const DEFAULT_APPLY_CONCURRENCY: usize = 8;
+pub const DEFAULT_APPLY_CONCURRENCY: usize = 16;
 pub const DEFAULT_ROUTE_WAIT_SECONDS: usize = 60;
 
 /// How the source (the cluster's) route table is found.
@@ -117,7 +117,7 @@ const BOOL_FORM: &str = "true or false";
 const RATE_FORM: &str = "a number of writes per second >= 0 (0 disables the limiter), e.g. 4";
 const BURST_FORM: &str = "a whole number >= 1, e.g. 20";
 const LIMIT_FORM: &str = "a whole number of routes >= 1, e.g. 50";
-const CONCURRENCY_FORM: &str = "a whole number of tables from 1 to 64, e.g. 8";
+const CONCURRENCY_FORM: &str = "a whole number of writes in flight from 1 to 64, e.g. 16";
 const WAIT_FORM: &str = "a whole number of seconds from 0 to 600 (0 disables the wait), e.g. 60";
 
 impl Config {
@@ -344,7 +344,7 @@ mod tests {
         assert!(!c.allow_empty_source);
         assert_eq!(c.write_rate, WriteRate { per_second: 4.0, burst: 20 });
         assert_eq!(c.route_table_limit, 50);
-        assert_eq!(c.apply_concurrency, 8);
+        assert_eq!(c.apply_concurrency, 16);
         assert_eq!(c.route_wait.as_secs(), 60);
     }
 

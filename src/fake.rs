@@ -144,6 +144,8 @@ struct State {
     on_describe: Vec<(usize, Interleaved)>,
     /// EC2's own request-rate bucket for mutating calls, when modelled.
     bucket: Option<Ec2Bucket>,
+    /// Routes a table may hold before `CreateRoute` answers `RouteLimitExceeded`.
+    route_limit: Option<usize>,
 }
 
 /// EC2's token bucket for mutating actions: `capacity` requests, refilled
@@ -197,6 +199,13 @@ impl FakeEc2 {
             at: tokio::time::Instant::now(),
             rejected: 0,
         });
+        self
+    }
+
+    /// Refuses creates in a table that already holds `limit` routes, as
+    /// EC2's route table quota does.
+    pub fn with_route_limit(self, limit: usize) -> Self {
+        self.lock().route_limit = Some(limit);
         self
     }
 
@@ -306,6 +315,7 @@ impl FakeEc2 {
         }
         Self::check_faults(&mut state, operation, Some(route_table_id))?;
         let name = operation.name();
+        let route_limit = state.route_limit;
         if let Some(bucket) = state.bucket.as_mut() {
             let now = tokio::time::Instant::now();
             bucket.tokens =
@@ -325,6 +335,16 @@ impl FakeEc2 {
             )
         })?;
         let existing = table.routes.iter().position(|r| &r.destination == destination);
+        if operation == Operation::CreateRoute
+            && existing.is_none()
+            && route_limit.is_some_and(|l| table.routes.len() >= l)
+        {
+            return Err(Ec2Error::service(
+                name,
+                crate::ec2::ROUTE_LIMIT_EXCEEDED,
+                "The maximum number of routes has been reached.",
+            ));
+        }
         match (operation, existing, target) {
             (_, _, Some(t)) if !t.is_copyable() => {
                 return Err(Ec2Error::service(name, INVALID_PARAMETER_VALUE, format!("invalid target {t:?}")));

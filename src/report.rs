@@ -116,6 +116,15 @@ impl TableReport {
         self.failures.is_empty() && self.not_started.is_empty() && self.withheld.is_empty()
     }
 
+    /// Orders every list by destination: writes finish in any order.
+    pub fn sort(&mut self) {
+        self.created.sort_by(|a, b| a.destination.cmp(&b.destination));
+        self.replaced.sort_by(|a, b| a.destination.cmp(&b.destination));
+        self.deleted.sort_by(|a, b| a.destination.cmp(&b.destination));
+        self.failures.sort_by(|a, b| a.action.destination().cmp(b.action.destination()));
+        self.not_started.sort_by(|a, b| a.action.destination().cmp(b.action.destination()));
+    }
+
     pub fn changes(&self) -> usize {
         self.created.len() + self.replaced.len() + self.deleted.len()
     }

@@ -4,10 +4,11 @@
 //! event only says why it runs. A lost, duplicated or out-of-order event
 //! therefore leaves the tables wrong for no longer than the next run.
 
+use std::sync::Mutex;
 use std::time::Duration;
 
-use futures::StreamExt;
 use serde_json::Value;
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tracing::{Instrument, error, info, info_span, warn};
 
@@ -37,6 +38,20 @@ pub struct Reconciler<'a, E> {
     pub config: &'a Config,
     pub limiter: &'a WriteLimiter,
     pub deadline: Option<Instant>,
+}
+
+/// One table's progress while its actions run concurrently.
+struct TableState<'a> {
+    id: &'a str,
+    /// Set by an error after which no further write to the table starts.
+    stopped: Mutex<Option<String>>,
+    report: Mutex<TableReport>,
+}
+
+impl TableState<'_> {
+    fn report(&self) -> std::sync::MutexGuard<'_, TableReport> {
+        self.report.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// The observed state: the source table and the target tables.
@@ -232,19 +247,21 @@ impl<E: Ec2> Reconciler<'_, E> {
         (plan, desired)
     }
 
-    /// Applies the plan, several tables at a time; a table's failure does
-    /// not stop the others. Reports come back ordered by table id.
+    /// Applies the plan. All tables at once, and within a table every
+    /// action at once (they name different destinations), with at most
+    /// `APPLY_CONCURRENCY` writes in flight and the limiter's pace. The one
+    /// order kept: when a table's creates would pass its route quota before
+    /// its deletes land, the deletes go first. A table's failure does not
+    /// stop the others. Reports come back ordered by table id.
     pub async fn apply(&self, plan: RoutePlan) -> Vec<TableReport> {
-        let mut reports: Vec<TableReport> = futures::stream::iter(plan.tables)
-            .map(|table| self.apply_table(table))
-            .buffer_unordered(self.config.apply_concurrency)
-            .collect()
-            .await;
+        let permits = Semaphore::new(self.config.apply_concurrency);
+        let mut reports: Vec<TableReport> =
+            futures::future::join_all(plan.tables.into_iter().map(|table| self.apply_table(table, &permits))).await;
         reports.sort_by(|a, b| a.route_table_id.cmp(&b.route_table_id));
         reports
     }
 
-    async fn apply_table(&self, table: TablePlan) -> TableReport {
+    async fn apply_table(&self, table: TablePlan, permits: &Semaphore) -> TableReport {
         let mut report = TableReport::new(&table.route_table_id);
         report.name = table.name;
         report.withheld = table.withheld;
@@ -260,39 +277,56 @@ impl<E: Ec2> Reconciler<'_, E> {
             }
             return report;
         }
-        let mut actions = table.actions.into_iter();
-        while let Some(action) = actions.next() {
-            if let Some(reason) = self.stop_reason().await {
-                report.not_started = std::iter::once(action)
-                    .chain(actions)
-                    .map(|action| NotStarted { action, reason: reason.clone() })
-                    .collect();
-                warn!(route_table_id = %table.route_table_id, not_started = report.not_started.len(), %reason,
-                      "stopping before the deadline; the next invocation continues");
-                break;
+        let creates = table.actions.iter().filter(|a| matches!(a, RouteAction::Create { .. })).count();
+        let deletes_first = table.route_count + creates > self.config.route_table_limit;
+        let (first, then): (Vec<RouteAction>, Vec<RouteAction>) = if deletes_first {
+            table.actions.into_iter().partition(|a| !matches!(a, RouteAction::Create { .. }))
+        } else {
+            (table.actions, Vec::new())
+        };
+        let table_state =
+            TableState { id: &table.route_table_id, stopped: Mutex::new(None), report: Mutex::new(report) };
+        for wave in [first, then] {
+            futures::future::join_all(wave.into_iter().map(|action| self.run_action(&table_state, action, permits)))
+                .await;
+        }
+        let mut report = table_state.report.into_inner().unwrap_or_else(|p| p.into_inner());
+        if let Some(first) = report.not_started.first() {
+            warn!(route_table_id = %report.route_table_id, not_started = report.not_started.len(), reason = %first.reason,
+                  "route changes not started; the next invocation continues");
+        }
+        report.sort();
+        report
+    }
+
+    async fn run_action(&self, table: &TableState<'_>, action: RouteAction, permits: &Semaphore) {
+        let Ok(_permit) = permits.acquire().await else { return };
+        let stopped = table.stopped.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let reason = match stopped {
+            Some(reason) => Some(reason),
+            None => self.stop_reason().await,
+        };
+        if let Some(reason) = reason {
+            table.report().not_started.push(NotStarted { action, reason });
+            return;
+        }
+        match self.apply_action(table.id, &action).await {
+            Ok(()) => {
+                log_action(table.id, &action, false);
+                table.report().record(&action);
             }
-            match self.apply_action(&table.route_table_id, &action).await {
-                Ok(()) => {
-                    log_action(&table.route_table_id, &action, false);
-                    report.record(&action);
+            Err(err) => {
+                error!(route_table_id = %table.id, action = action.verb(),
+                       destination = %action.destination(), code = err.code().unwrap_or("-"),
+                       error = %err, hint = err.hint(), "route change failed");
+                if stops_table(&err) {
+                    let reason =
+                        format!("an earlier write to this table failed with {}", err.code().unwrap_or("an error"));
+                    table.stopped.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(reason);
                 }
-                Err(err) => {
-                    error!(route_table_id = %table.route_table_id, action = action.verb(),
-                           destination = %action.destination(), code = err.code().unwrap_or("-"),
-                           error = %err, hint = err.hint(), "route change failed");
-                    let stop_table = stops_table(&err);
-                    report.failures.push(Failure::new(action, &err));
-                    if stop_table {
-                        let reason =
-                            format!("an earlier write to this table failed with {}", err.code().unwrap_or("an error"));
-                        report.not_started =
-                            actions.map(|action| NotStarted { action, reason: reason.clone() }).collect();
-                        break;
-                    }
-                }
+                table.report().failures.push(Failure::new(action, &err));
             }
         }
-        report
     }
 
     /// Why no further write may start now, if one may not: too little time

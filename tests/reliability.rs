@@ -198,3 +198,21 @@ async fn the_same_resync_unpaced_is_throttled_by_ec2() {
     assert!(matches!(result, Err(Error::Incomplete(_))));
     assert!(fake.rejected_by_bucket() > 2);
 }
+
+#[tokio::test]
+async fn a_full_table_deletes_before_it_creates() {
+    // rtb-a holds 49 routes under a quota of 50 and needs one delete and two
+    // creates: it ends at 50, but only if the delete lands first.
+    let mut tables = vpc();
+    let a = tables.iter_mut().find(|t| t.id == "rtb-0a0000000000000a").unwrap();
+    let mut n = 0;
+    while a.routes.len() < 49 {
+        a.routes.push(route(&format!("10.{}.{}.0/24", 100 + n / 250, n % 250), i("i-0other00000000001")));
+        n += 1;
+    }
+    let fake = FakeEc2::new(tables).with_route_limit(50);
+    let report = invoke(&fake, &config(&[]), &no_limit()).await.unwrap();
+    assert_eq!(report.outcome, Outcome::Synced);
+    assert_mirror_of_pods(&fake);
+    assert_eq!(fake.table("rtb-0a0000000000000a").unwrap().routes.len(), 49 - 1 + 2);
+}
