@@ -83,6 +83,7 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Request> {
 }
 
 fn serve(client: TcpStream, upstream: &str, behaviour: Behaviour, counters: &Counters) {
+    let _ = client.set_nodelay(true);
     let mut reader = BufReader::new(client.try_clone().expect("clone"));
     let mut writer = client;
     while let Some(request) = read_request(&mut reader) {
@@ -126,6 +127,7 @@ fn serve(client: TcpStream, upstream: &str, behaviour: Behaviour, counters: &Cou
 /// Content-Length so that the client's connection can be kept alive.
 fn forward(upstream: &str, request: &Request) -> Option<Vec<u8>> {
     let mut up = TcpStream::connect(upstream).ok()?;
+    let _ = up.set_nodelay(true);
     let mut out = Vec::new();
     for line in &request.head {
         if !line.to_ascii_lowercase().starts_with("connection:") {

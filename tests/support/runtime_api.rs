@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// What the function answered to one event.
 #[derive(Debug)]
@@ -20,11 +20,17 @@ pub enum Answer {
 pub struct RuntimeApi {
     pub address: String,
     answers: Receiver<(String, Answer)>,
+    shared: Arc<Shared>,
 }
 
 struct Shared {
     events: Mutex<Vec<(String, String)>>,
     answers: Mutex<Sender<(String, Answer)>>,
+    /// When the function first asked for an event (its init was done).
+    first_poll: Mutex<Option<Instant>>,
+    /// When each event was handed out, and when its answer came back.
+    served: Mutex<Vec<(String, Instant)>>,
+    answered: Mutex<Vec<(String, Instant)>>,
 }
 
 impl RuntimeApi {
@@ -44,14 +50,31 @@ impl RuntimeApi {
                     .collect(),
             ),
             answers: Mutex::new(tx),
+            first_poll: Mutex::new(None),
+            served: Mutex::new(Vec::new()),
+            answered: Mutex::new(Vec::new()),
         });
+        let server = Arc::clone(&shared);
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let shared = Arc::clone(&shared);
+                let shared = Arc::clone(&server);
                 std::thread::spawn(move || serve(stream, &shared));
             }
         });
-        RuntimeApi { address, answers: rx }
+        RuntimeApi { address, answers: rx, shared }
+    }
+
+    /// When the function first polled for an event.
+    pub fn first_poll(&self) -> Option<Instant> {
+        *self.shared.first_poll.lock().unwrap()
+    }
+
+    /// How long the function took over an event: from handing it out to
+    /// receiving the answer.
+    pub fn duration(&self, request_id: &str) -> Option<Duration> {
+        let served = self.shared.served.lock().unwrap().iter().find(|(id, _)| id == request_id)?.1;
+        let answered = self.shared.answered.lock().unwrap().iter().find(|(id, _)| id == request_id)?.1;
+        Some(answered.duration_since(served))
     }
 
     /// The next answer, with its request id.
@@ -61,6 +84,9 @@ impl RuntimeApi {
 }
 
 fn serve(stream: TcpStream, shared: &Shared) {
+    // Small request/response exchanges: Nagle's algorithm would add a
+    // delayed-ACK stall to each.
+    let _ = stream.set_nodelay(true);
     let mut reader = BufReader::new(stream.try_clone().expect("clone stream"));
     let mut writer = stream;
     loop {
@@ -92,6 +118,7 @@ fn serve(stream: TcpStream, shared: &Shared) {
         let body = if chunked { read_chunked(&mut reader) } else { read_exact(&mut reader, length) };
 
         if method == "GET" && path.ends_with("/runtime/invocation/next") {
+            shared.first_poll.lock().unwrap().get_or_insert_with(Instant::now);
             let next = shared.events.lock().unwrap().pop();
             let Some((request_id, event)) = next else {
                 // No more events: hold the poll open, as Lambda does while idle.
@@ -103,6 +130,7 @@ fn serve(stream: TcpStream, shared: &Shared) {
                 "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nLambda-Runtime-Aws-Request-Id: {request_id}\r\nLambda-Runtime-Deadline-Ms: {deadline}\r\nLambda-Runtime-Invoked-Function-Arn: arn:aws:lambda:us-east-1:123456789012:function:kube-rtsync\r\nLambda-Runtime-Trace-Id: Root=1-00000000-000000000000000000000000;Sampled=0\r\nContent-Length: {}\r\n\r\n",
                 event.len()
             );
+            shared.served.lock().unwrap().push((request_id.clone(), Instant::now()));
             if writer.write_all(head.as_bytes()).and_then(|_| writer.write_all(event.as_bytes())).is_err() {
                 return;
             }
@@ -119,6 +147,7 @@ fn serve(stream: TcpStream, shared: &Shared) {
         let status = if answer.is_some() { "202 Accepted" } else { "404 Not Found" };
         let _ = writer.write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 2\r\n\r\n{{}}").as_bytes());
         if let Some(answer) = answer {
+            shared.answered.lock().unwrap().push((answer.0.clone(), Instant::now()));
             let _ = shared.answers.lock().unwrap().send(answer);
         }
     }
