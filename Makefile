@@ -4,6 +4,7 @@
 #   make build   the arm64 Lambda artifact (cargo lambda build --release --arm64)
 #   make deploy  sam deploy (guided the first time)
 #   make invoke  send events/$(EVENT).json to a function served by `cargo lambda watch`
+#   make bench   end-to-end figures (release binary, emulator + 40 ms per call) and the planner bench
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -19,7 +20,7 @@ export SAM_CLI_TELEMETRY := 0
 AWS_REGION ?= us-east-1
 LAMBDA_ZIP := target/lambda/kube-rtsync/bootstrap.zip
 
-.PHONY: demo test lint build deploy invoke watch venv build-tools sam-tools clean
+.PHONY: demo test lint build deploy invoke watch bench venv build-tools sam-tools clean
 
 # Python tools (the EC2 emulator, cfn-lint), pinned, in a project-local venv.
 $(BIN)/.dev-installed: requirements-dev.txt
@@ -76,6 +77,13 @@ watch: build-tools
 
 invoke: build-tools
 	cargo lambda invoke kube-rtsync --invoke-address 127.0.0.1 --invoke-port $(INVOKE_PORT) --data-file events/$(EVENT).json
+
+# Benchmarks, never timed tests: figures for the README.
+bench: venv
+	cargo build --release --bin kube-rtsync
+	cargo build --example bench
+	$(CURDIR)/target/debug/examples/bench $(CURDIR)/target/release/kube-rtsync
+	cargo bench --bench planner
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam
