@@ -104,27 +104,24 @@ fn apply(table: &RouteTable, actions: &[RouteAction]) -> RouteTable {
     out
 }
 
-/// The source's mirrorable routes: active, static, managed, copyable.
-fn wanted(source: &RouteTable) -> BTreeMap<Destination, Target> {
-    source
-        .routes
-        .iter()
-        .filter(|r| r.origin == RouteOrigin::CreateRoute && r.state == RouteState::Active)
-        .filter(|r| managed().contains(&r.destination) && r.target.is_copyable())
-        .map(|r| (r.destination.clone(), r.target.clone()))
-        .collect()
-}
-
-/// Destinations the mirror must leave alone: those the source holds with a
-/// route it cannot copy.
-fn left_alone(source: &RouteTable) -> BTreeSet<Destination> {
-    source
-        .routes
-        .iter()
-        .filter(|r| r.origin == RouteOrigin::CreateRoute && r.state == RouteState::Active)
-        .filter(|r| managed().contains(&r.destination) && !r.target.is_copyable())
-        .map(|r| r.destination.clone())
-        .collect()
+/// The source seen independently of the planner: the routes to mirror
+/// (active, static, managed, copyable), and the destinations the mirror must
+/// leave alone (active, static, managed, but not copyable).
+fn expected(source: &RouteTable) -> (BTreeMap<Destination, Target>, BTreeSet<Destination>) {
+    let mut wanted = BTreeMap::new();
+    let mut alone = BTreeSet::new();
+    for r in &source.routes {
+        if r.origin != RouteOrigin::CreateRoute || r.state != RouteState::Active || !managed().contains(&r.destination)
+        {
+            continue;
+        }
+        if r.target.is_copyable() {
+            wanted.insert(r.destination.clone(), r.target.clone());
+        } else {
+            alone.insert(r.destination.clone());
+        }
+    }
+    (wanted, alone)
 }
 
 proptest! {
@@ -152,8 +149,7 @@ proptest! {
     fn applying_the_plan_yields_the_mirror_and_replanning_is_empty((source, targets) in world()) {
         let desired = plan::desired_routes(&source, &managed());
         let plan = plan::plan(&desired, &targets, &managed());
-        let wanted = wanted(&source);
-        let alone = left_alone(&source);
+        let (wanted, alone) = expected(&source);
         let mut applied = Vec::new();
         for tp in &plan.tables {
             let before = targets.iter().find(|t| t.id == tp.route_table_id).unwrap();
@@ -190,8 +186,7 @@ proptest! {
     fn the_plan_is_minimal((source, targets) in world()) {
         let desired = plan::desired_routes(&source, &managed());
         let plan = plan::plan(&desired, &targets, &managed());
-        let wanted = wanted(&source);
-        let alone = left_alone(&source);
+        let (wanted, alone) = expected(&source);
         for tp in &plan.tables {
             let table = targets.iter().find(|t| t.id == tp.route_table_id).unwrap();
             // Each destination that differs needs exactly one write; no other does.
