@@ -15,7 +15,7 @@ fn pod(n: usize) -> Destination {
 }
 
 fn node(n: usize) -> Target {
-    Target::Instance(format!("i-{n:017x}"))
+    Target::Instance(format!("i-{n:017x}").into())
 }
 
 /// A source with `routes` pod routes, and `tables` targets that mirror it

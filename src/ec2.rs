@@ -220,17 +220,17 @@ macro_rules! with_destination {
 macro_rules! with_target {
     ($builder:expr, $target:expr) => {
         match $target {
-            Target::NetworkInterface(id) => $builder.network_interface_id(id),
-            Target::Instance(id) => $builder.instance_id(id),
-            Target::NatGateway(id) => $builder.nat_gateway_id(id),
-            Target::Gateway(id) if id.starts_with("vpce-") => $builder.vpc_endpoint_id(id),
-            Target::Gateway(id) => $builder.gateway_id(id),
-            Target::TransitGateway(id) => $builder.transit_gateway_id(id),
-            Target::VpcPeeringConnection(id) => $builder.vpc_peering_connection_id(id),
-            Target::EgressOnlyInternetGateway(id) => $builder.egress_only_internet_gateway_id(id),
-            Target::LocalGateway(id) => $builder.local_gateway_id(id),
-            Target::CarrierGateway(id) => $builder.carrier_gateway_id(id),
-            Target::CoreNetwork(arn) => $builder.core_network_arn(arn),
+            Target::NetworkInterface(id) => $builder.network_interface_id(id.as_str()),
+            Target::Instance(id) => $builder.instance_id(id.as_str()),
+            Target::NatGateway(id) => $builder.nat_gateway_id(id.as_str()),
+            Target::Gateway(id) if id.starts_with("vpce-") => $builder.vpc_endpoint_id(id.as_str()),
+            Target::Gateway(id) => $builder.gateway_id(id.as_str()),
+            Target::TransitGateway(id) => $builder.transit_gateway_id(id.as_str()),
+            Target::VpcPeeringConnection(id) => $builder.vpc_peering_connection_id(id.as_str()),
+            Target::EgressOnlyInternetGateway(id) => $builder.egress_only_internet_gateway_id(id.as_str()),
+            Target::LocalGateway(id) => $builder.local_gateway_id(id.as_str()),
+            Target::CarrierGateway(id) => $builder.carrier_gateway_id(id.as_str()),
+            Target::CoreNetwork(arn) => $builder.core_network_arn(arn.as_str()),
             Target::Unknown => $builder,
         }
     };

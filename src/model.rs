@@ -44,26 +44,32 @@ impl From<IpNet> for Destination {
     }
 }
 
+/// An EC2 resource id, inline when short (as EC2 ids are).
+pub type Id = smol_str::SmolStr;
+
 /// Where a route sends traffic to.
 ///
 /// The variants follow the target fields of EC2's `Route` shape. When EC2
 /// reports both an instance and a network interface for a route (it does for
 /// routes created by instance id), the network interface wins: nodes with
 /// several interfaces reject `InstanceId` on `CreateRoute`.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+///
+/// Ids are stored inline (EC2 ids fit in 23 bytes): planning compares a
+/// target per route, and an inline id is compared without a trip to the heap.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(tag = "kind", content = "id", rename_all = "snake_case")]
 pub enum Target {
-    NetworkInterface(String),
-    Instance(String),
-    NatGateway(String),
+    NetworkInterface(Id),
+    Instance(Id),
+    NatGateway(Id),
     /// Internet or virtual private gateway, or `local`.
-    Gateway(String),
-    TransitGateway(String),
-    VpcPeeringConnection(String),
-    EgressOnlyInternetGateway(String),
-    LocalGateway(String),
-    CarrierGateway(String),
-    CoreNetwork(String),
+    Gateway(Id),
+    TransitGateway(Id),
+    VpcPeeringConnection(Id),
+    EgressOnlyInternetGateway(Id),
+    LocalGateway(Id),
+    CarrierGateway(Id),
+    CoreNetwork(Id),
     /// EC2 reported no target we know of (for example a blackhole whose
     /// target is gone and no longer listed).
     Unknown,
@@ -154,7 +160,8 @@ impl Route {
 
     /// Whether the route leads to this instance.
     pub fn reaches_instance(&self, instance_id: &str) -> bool {
-        self.instance_id.as_deref() == Some(instance_id) || self.target == Target::Instance(instance_id.to_owned())
+        self.instance_id.as_deref() == Some(instance_id)
+            || matches!(&self.target, Target::Instance(id) if id == instance_id)
     }
 }
 

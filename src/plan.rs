@@ -249,15 +249,16 @@ fn plan_table(desired: &DesiredIndex<'_>, table: &RouteTable, managed: &ManagedC
     let mut present = vec![false; desired.entries.len()];
 
     for route in &table.routes {
-        // Every desired destination is managed: an unmanaged one can be
-        // neither wanted nor touched.
-        if !managed.contains(&route.destination) {
-            continue;
-        }
-        let wanted = desired.position.get(&route.destination).map(|&i| {
-            present[i] = true;
-            desired.entries[i].1
-        });
+        // Every desired destination is managed, so a hit needs no
+        // containment test; a miss that is unmanaged is not ours.
+        let wanted = match desired.position.get(&route.destination) {
+            Some(&i) => {
+                present[i] = true;
+                Some(desired.entries[i].1)
+            }
+            None if !managed.contains(&route.destination) => continue,
+            None => None,
+        };
         if route.origin != RouteOrigin::CreateRoute {
             // A propagated or table-made route sits on a destination we
             // would manage: never touch it, and say so if we wanted it.

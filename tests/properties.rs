@@ -40,8 +40,8 @@ fn cidr(s: &str) -> Destination {
 
 fn target() -> impl Strategy<Value = Target> {
     prop_oneof![
-        4 => (0u8..4).prop_map(|n| Target::Instance(format!("i-0{n}"))),
-        3 => (0u8..4).prop_map(|n| Target::NetworkInterface(format!("eni-0{n}"))),
+        4 => (0u8..4).prop_map(|n| Target::Instance(format!("i-0{n}").into())),
+        3 => (0u8..4).prop_map(|n| Target::NetworkInterface(format!("eni-0{n}").into())),
         1 => Just(Target::NatGateway("nat-01".into())),
         1 => Just(Target::Gateway("vgw-01".into())),
         1 => Just(Target::Gateway("local".into())),
