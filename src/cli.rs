@@ -15,6 +15,7 @@ use crate::config::{self, Config};
 use crate::ec2::AwsEc2;
 use crate::event::Trigger;
 use crate::limiter::WriteLimiter;
+use crate::plan::RouteAction;
 use crate::report::{Outcome, Report};
 use crate::sync::Reconciler;
 use crate::{Error, Result};
@@ -200,37 +201,20 @@ pub fn render(report: &Report, colour: bool) -> String {
         for r in &table.created {
             let _ = writeln!(out, "  {} {:<20} -> {}", paint("32", "+"), r.destination.to_string(), r.target);
         }
+        // Changes that did not happen: `!` failed, `?` not started or withheld.
+        let mut unmade = |mark: &str, colour: &str, action: &RouteAction, what: String| {
+            let (destination, verb) = (action.destination().to_string(), action.verb());
+            let _ = writeln!(out, "  {} {destination:<20} {verb} {what}", paint(colour, mark));
+        };
         for f in &table.failures {
             let code = f.code.as_deref().unwrap_or("-");
-            let _ = writeln!(
-                out,
-                "  {} {:<20} {} failed: {code}: {} ({})",
-                paint("31", "!"),
-                f.action.destination().to_string(),
-                f.action.verb(),
-                f.message,
-                f.hint
-            );
+            unmade("!", "31", &f.action, format!("failed: {code}: {} ({})", f.message, f.hint));
         }
         for n in &table.not_started {
-            let _ = writeln!(
-                out,
-                "  {} {:<20} {} not started: {}",
-                paint("33", "?"),
-                n.action.destination().to_string(),
-                n.action.verb(),
-                n.reason
-            );
+            unmade("?", "33", &n.action, format!("not started: {}", n.reason));
         }
         for w in &table.withheld {
-            let _ = writeln!(
-                out,
-                "  {} {:<20} {} withheld: {}",
-                paint("33", "?"),
-                w.action.destination().to_string(),
-                w.action.verb(),
-                w.reason
-            );
+            unmade("?", "33", &w.action, format!("withheld: {}", w.reason));
         }
         for s in &table.skipped {
             let _ = writeln!(out, "  {} {:<20} skipped: {}", paint("2", "."), s.destination.to_string(), s.reason);

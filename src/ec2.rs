@@ -82,10 +82,15 @@ impl Ec2Error {
             || (self.is_code(INVALID_PARAMETER_VALUE) && self.message.to_ascii_lowercase().contains("no route"))
     }
 
+    /// EC2 refused the caller's credentials or permissions.
+    pub fn is_unauthorized(&self) -> bool {
+        matches!(self.code(), Some(c) if c.starts_with("UnauthorizedOperation") || c == "AccessDenied" || c == "AuthFailure")
+    }
+
     /// What an operator should do about it, for the error message.
     pub fn hint(&self) -> &'static str {
         match self.code() {
-            Some(c) if c.starts_with("UnauthorizedOperation") || c == "AccessDenied" || c == "AuthFailure" => {
+            _ if self.is_unauthorized() => {
                 "check the function's IAM policy (policies/kube-rtsync.json) and its ec2:Vpc condition"
             }
             Some(ROUTE_TABLE_NOT_FOUND) => "check the route table id and that it is in VPC_ID",

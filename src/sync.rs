@@ -380,7 +380,7 @@ impl<E: Ec2> Reconciler<'_, E> {
 fn stops_table(err: &Ec2Error) -> bool {
     err.is_code(ROUTE_TABLE_NOT_FOUND)
         || err.is_throttling()
-        || matches!(err.code(), Some(c) if c.starts_with("UnauthorizedOperation") || c == "AuthFailure")
+        || err.is_unauthorized()
         || matches!(err.kind, FailureKind::Other)
 }
 
