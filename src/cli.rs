@@ -276,7 +276,7 @@ mod tests {
             destination: dest("100.96.9.0/24"),
             target: Target::Instance("i-9".into()),
         });
-        let mut report = Report::nothing_to_do(vec![], "vpc-0123456789abcdef0", dry_run);
+        let mut report = Report::new(vec![], "vpc-0123456789abcdef0", dry_run);
         report.source_route_table_id = Some("rtb-0c".into());
         report.managed_routes = 2;
         report.tables = vec![table, TableReport::new("rtb-0b")];
@@ -330,7 +330,7 @@ Plan: 1 to create, 1 to replace, 1 to delete, in 1 of 2 tables.
         let code = |detailed, result| finish("plan", detailed, Output::Json, result);
         assert_eq!(code(true, Ok(report(true))), ExitCode::from(2));
         assert_eq!(code(false, Ok(report(true))), ExitCode::from(0));
-        let mut in_sync = Report::nothing_to_do(vec![], "vpc-0123456789abcdef0", true);
+        let mut in_sync = Report::new(vec![], "vpc-0123456789abcdef0", true);
         in_sync.tables = vec![TableReport::new("rtb-0b")];
         assert_eq!(code(true, Ok(in_sync.finish())), ExitCode::from(0));
         let err = Error::SourceNotFound { selector: "x".into(), vpc_id: "vpc-1".into() };

@@ -57,7 +57,7 @@ mod tests {
 
     #[test]
     fn the_record_declares_every_metric_it_carries() {
-        let mut report = Report::nothing_to_do(vec![], "vpc-0123456789abcdef0", false);
+        let mut report = Report::new(vec![], "vpc-0123456789abcdef0", false);
         report.managed_routes = 4;
         report.tables = vec![TableReport::new("rtb-1")];
         report.totals =
@@ -89,7 +89,7 @@ mod tests {
 
     #[test]
     fn a_dry_run_reports_no_changes_made() {
-        let mut report = Report::nothing_to_do(vec![], "vpc-0123456789abcdef0", true);
+        let mut report = Report::new(vec![], "vpc-0123456789abcdef0", true);
         report.totals = Totals { created: 3, ..Totals::default() };
         let record = emf_record("X", "c", &report, 0, Duration::ZERO);
         assert_eq!(record["RoutesCreated"], 0);

@@ -178,8 +178,10 @@ pub struct RouteWait {
 }
 
 impl Report {
-    /// A report for an invocation that had nothing to reconcile.
-    pub fn nothing_to_do(triggers: Vec<Trigger>, vpc_id: &str, dry_run: bool) -> Self {
+    /// A report with nothing done yet: as it stands, the report of an
+    /// invocation with nothing to reconcile; a reconcile fills it in and
+    /// calls [`Report::finish`].
+    pub fn new(triggers: Vec<Trigger>, vpc_id: &str, dry_run: bool) -> Self {
         Report {
             outcome: Outcome::NothingToDo,
             triggers,

@@ -67,7 +67,7 @@ pub async fn handle_event<E: Ec2>(reconciler: &Reconciler<'_, E>, event: &Value)
     let triggers = event::decode(event)?;
     if !triggers.iter().any(Trigger::wants_reconcile) {
         info!(triggers = ?triggers, "test notification: nothing to do");
-        return Ok(Report::nothing_to_do(triggers, &reconciler.config.vpc_id, reconciler.config.dry_run));
+        return Ok(Report::new(triggers, &reconciler.config.vpc_id, reconciler.config.dry_run));
     }
     let new_node = triggers.iter().find_map(Trigger::new_node).map(str::to_owned);
     let (mut report, observed) = reconciler.reconcile_observed(triggers).await?;
@@ -110,7 +110,7 @@ impl<E: Ec2> Reconciler<'_, E> {
                 source_route_table_id: Some(observed.source.id.clone()),
                 managed_routes: desired.managed_count(),
                 skipped: desired.skipped.clone(),
-                ..Report::nothing_to_do(triggers, &self.config.vpc_id, self.config.dry_run)
+                ..Report::new(triggers, &self.config.vpc_id, self.config.dry_run)
             };
             if observed.targets.is_empty() {
                 let msg = format!("no route table in {} matches PRIVATE_RT_FILTERS", self.config.vpc_id);
