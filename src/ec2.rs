@@ -217,7 +217,7 @@ macro_rules! with_destination {
         match $destination {
             Destination::Cidr(IpNet::V4(net)) => $builder.destination_cidr_block(net.to_string()),
             Destination::Cidr(IpNet::V6(net)) => $builder.destination_ipv6_cidr_block(net.to_string()),
-            Destination::PrefixList(id) => $builder.destination_prefix_list_id(id),
+            Destination::PrefixList(id) => $builder.destination_prefix_list_id(&**id),
         }
     };
 }
@@ -322,7 +322,7 @@ pub fn route_from_sdk(route: &sdk::Route) -> Option<Route> {
     } else if let Some(v6) = route.destination_ipv6_cidr_block() {
         Destination::Cidr(v6.parse().ok()?)
     } else {
-        Destination::PrefixList(route.destination_prefix_list_id()?.to_owned())
+        Destination::PrefixList(route.destination_prefix_list_id()?.into())
     };
     // EC2 lists both the instance and its interface for routes made by
     // instance id; the interface is what CreateRoute accepts for every node.
@@ -350,10 +350,9 @@ pub fn route_from_sdk(route: &sdk::Route) -> Option<Route> {
         Some(sdk::RouteOrigin::CreateRoute) => RouteOrigin::CreateRoute,
         Some(sdk::RouteOrigin::CreateRouteTable) => RouteOrigin::CreateRouteTable,
         Some(sdk::RouteOrigin::EnableVgwRoutePropagation) => RouteOrigin::EnableVgwRoutePropagation,
-        Some(other) => RouteOrigin::Other(other.as_str().to_owned()),
-        None => RouteOrigin::Other("unknown".into()),
+        Some(_) | None => RouteOrigin::Other,
     };
-    Some(Route { destination, target, state, origin, instance_id: route.instance_id().map(str::to_owned) })
+    Some(Route { destination, target, state, origin, instance_id: route.instance_id().map(Into::into) })
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ fn destination() -> impl Strategy<Value = Destination> {
         1 => Just(cidr("100.64.0.0/10")),
         1 => Just(cidr("0.0.0.0/0")),
         1 => (0u8..3).prop_map(|n| cidr(&format!("fd00:200:{n}::/64"))),
-        1 => (0u8..2).prop_map(|n| Destination::PrefixList(format!("pl-0{n}"))),
+        1 => (0u8..2).prop_map(|n| Destination::PrefixList(format!("pl-0{n}").into())),
     ]
 }
 
