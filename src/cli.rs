@@ -131,7 +131,10 @@ pub async fn run() -> ExitCode {
     // A person is watching: no wait for routes that may never come.
     config.route_wait = Duration::ZERO;
 
-    let mut loader = aws_config::from_env();
+    let mut loader = match crate::sdk::config_loader(|name| std::env::var(name).ok()) {
+        Ok(loader) => loader,
+        Err(err) => return finish(verb, detailed, cli.options.output, Err(err.into())),
+    };
     if let Some(profile) = &cli.options.profile {
         loader = loader.profile_name(profile);
     }

@@ -101,7 +101,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(variable: &'static str, problem: impl Into<String>, expected: &'static str) -> Self {
+    pub(crate) fn new(variable: &'static str, problem: impl Into<String>, expected: &'static str) -> Self {
         ConfigError { variable, problem: problem.into(), expected }
     }
 }

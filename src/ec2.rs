@@ -44,6 +44,9 @@ pub enum FailureKind {
     Timeout,
     /// The request could not be sent or the answer not read.
     Network,
+    /// The endpoint's TLS certificate was refused (not trusted, expired,
+    /// or for another name).
+    Certificate,
     /// Anything else (for example no credentials).
     Other,
 }
@@ -98,6 +101,9 @@ impl Ec2Error {
             _ if self.is_throttling() => "lower MAX_WRITES_PER_SECOND; the next invocation continues the work",
             _ => match self.kind {
                 FailureKind::Timeout | FailureKind::Network => "transient; the next invocation retries",
+                FailureKind::Certificate => {
+                    "the endpoint's certificate is not trusted: check AWS_ENDPOINT_URL and any HTTPS proxy, or add their CA with AWS_CA_BUNDLE"
+                }
                 _ => "see the AWS error code",
             },
         }
@@ -201,6 +207,9 @@ where
     let kind = match &err {
         SdkError::ServiceError(_) => FailureKind::Service,
         SdkError::TimeoutError(_) => FailureKind::Timeout,
+        SdkError::DispatchFailure(failure) if failure.as_connector_error().is_some_and(|e| refused_certificate(e)) => {
+            FailureKind::Certificate
+        }
         SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => FailureKind::Network,
         _ => FailureKind::Other,
     };
@@ -210,6 +219,23 @@ where
         _ => DisplayErrorContext(&err).to_string(),
     };
     Ec2Error { operation, kind, code, message }
+}
+
+/// Whether rustls refused the peer's certificate somewhere down the error's
+/// causes. (An `io::Error` hides the error it wraps from `source()`; its
+/// `get_ref()` shows it.)
+fn refused_certificate(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(err);
+    while let Some(err) = next {
+        if let Some(rustls::Error::InvalidCertificate(_)) = err.downcast_ref::<rustls::Error>() {
+            return true;
+        }
+        next = match err.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => err.source(),
+        };
+    }
+    false
 }
 
 macro_rules! with_destination {
@@ -450,5 +476,23 @@ mod tests {
         assert!(throttled.is_throttling());
         assert_eq!(throttled.to_string(), "CreateRoute failed with RequestLimitExceeded: Request limit exceeded.");
         assert!(Ec2Error::service("CreateRoute", "UnauthorizedOperation", "no").hint().contains("IAM"));
+    }
+
+    #[test]
+    fn a_refused_certificate_is_found_under_wrapped_io_errors() {
+        use std::io::{Error as IoError, ErrorKind};
+
+        #[derive(Debug, thiserror::Error)]
+        #[error("client error (Connect)")]
+        struct Connect(#[source] IoError);
+
+        let refused = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let chain = Connect(IoError::other(IoError::new(ErrorKind::InvalidData, refused)));
+        assert!(refused_certificate(&chain));
+        let other_tls = Connect(IoError::other(IoError::new(ErrorKind::InvalidData, rustls::Error::DecryptError)));
+        assert!(!refused_certificate(&other_tls));
+        assert!(!refused_certificate(&Connect(IoError::from(ErrorKind::ConnectionRefused))));
+        let failed = Ec2Error { kind: FailureKind::Certificate, ..Ec2Error::service("DescribeRouteTables", "", "") };
+        assert!(failed.hint().contains("AWS_CA_BUNDLE"));
     }
 }

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod model;
 pub mod plan;
 pub mod report;
+pub mod sdk;
 pub mod sync;
 
 use crate::report::Report;

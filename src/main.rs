@@ -7,9 +7,7 @@
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use aws_config::retry::RetryConfig;
-use aws_config::timeout::TimeoutConfig;
-use kube_rtsync::config::Config;
+use kube_rtsync::config::{Config, ConfigError};
 use kube_rtsync::ec2::{AwsEc2, ThrottleCounter};
 use kube_rtsync::limiter::WriteLimiter;
 use kube_rtsync::metrics::{self, emf_record};
@@ -36,32 +34,15 @@ async fn main() -> ExitCode {
 }
 
 async fn serve() -> Result<(), lambda_runtime::Error> {
-    let config = match Config::from_env() {
-        Ok(config) => config,
-        Err(err) => {
-            tracing::error!(variable = err.variable, error = %err, "invalid configuration");
-            return Err(Error::Config(err).into());
-        }
-    };
+    let config = Config::from_env().map_err(invalid_configuration)?;
     tracing::info!(vpc_id = %config.vpc_id, source = %config.source, managed_cidrs = %config.managed,
                    dry_run = config.dry_run, "kube-rtsync starting");
     let namespace = std::env::var(metrics::METRICS_NAMESPACE).unwrap_or_else(|_| metrics::DEFAULT_NAMESPACE.to_owned());
     let cluster = config.cluster_name.clone().unwrap_or_else(|| config.source.to_string());
 
-    // One SDK client for the life of the execution environment. Throttled
-    // calls are retried with backoff; every attempt and call is bounded so
-    // that a write started before the deadline margin ends inside it.
-    let sdk_config = aws_config::from_env()
-        .retry_config(RetryConfig::standard().with_max_attempts(4).with_max_backoff(Duration::from_secs(4)))
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(3))
-                .operation_attempt_timeout(Duration::from_secs(5))
-                .operation_timeout(Duration::from_secs(kube_rtsync::sync::DEADLINE_MARGIN.as_secs() - 2))
-                .build(),
-        )
-        .load()
-        .await;
+    // One SDK client for the life of the execution environment.
+    let sdk_config =
+        kube_rtsync::sdk::config_loader(|name| std::env::var(name).ok()).map_err(invalid_configuration)?.load().await;
     let throttled = ThrottleCounter::default();
     let ec2_config = aws_sdk_ec2::config::Builder::from(&sdk_config).interceptor(throttled.clone()).build();
     let ec2 = AwsEc2::new(aws_sdk_ec2::Client::from_conf(ec2_config));
@@ -95,6 +76,13 @@ async fn serve() -> Result<(), lambda_runtime::Error> {
         }
     }))
     .await
+}
+
+/// A bad configuration fails init, with the variable named in the log and
+/// in the error Lambda records.
+fn invalid_configuration(err: ConfigError) -> lambda_runtime::Error {
+    tracing::error!(variable = err.variable, error = %err, "invalid configuration");
+    Error::Config(err).into()
 }
 
 /// Lambda gives the deadline as milliseconds since the epoch.

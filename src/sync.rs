@@ -381,7 +381,7 @@ fn stops_table(err: &Ec2Error) -> bool {
     err.is_code(ROUTE_TABLE_NOT_FOUND)
         || err.is_throttling()
         || err.is_unauthorized()
-        || matches!(err.kind, FailureKind::Other)
+        || matches!(err.kind, FailureKind::Other | FailureKind::Certificate)
 }
 
 fn is_source(table: &RouteTable, selector: &SourceSelector) -> bool {

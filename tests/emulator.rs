@@ -33,7 +33,10 @@ struct World {
 
 impl World {
     async fn new(tag: ClusterTag) -> World {
-        let emulator = Emulator::start();
+        World::on(Emulator::start(), tag).await
+    }
+
+    async fn on(emulator: Emulator, tag: ClusterTag) -> World {
         let client = emulator.client();
         let vpc = seed::seed(&client, tag).await;
         World { emulator, client, vpc }
@@ -447,6 +450,28 @@ async fn command_line_flags_override_the_environment_and_errors_exit_1() {
     assert_eq!(code, 1);
     assert!(err.contains("KUBE_ROUTE_CIDRS"), "{err}");
     assert_eq!(world.snapshot().await, before);
+}
+
+#[tokio::test]
+async fn tls_endpoints_are_verified_and_aws_ca_bundle_extends_the_trust() {
+    let world = World::on(Emulator::start_tls(), ClusterTag::Legacy).await;
+    let before = world.snapshot().await;
+
+    // The system's roots do not know the emulator's CA: refused, nothing changed.
+    let (code, _, err) = cli(&world, &["sync"], &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("could not read the route tables, nothing changed"), "{err}");
+    assert!(err.contains("UnknownIssuer") && err.contains("add their CA with AWS_CA_BUNDLE"), "{err}");
+    // A bundle that cannot be used stops before any call.
+    let (code, _, err) = cli(&world, &["sync"], &[("AWS_CA_BUNDLE", "/nonexistent/ca.pem")]);
+    assert_eq!(code, 1);
+    assert!(err.contains("AWS_CA_BUNDLE: cannot read /nonexistent/ca.pem"), "{err}");
+    assert_eq!(world.snapshot().await, before);
+
+    let (code, out, err) = cli(&world, &["sync"], &[("AWS_CA_BUNDLE", support::emulator::TEST_CA)]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("Applied: 9 created, 2 replaced, 1 deleted, in 3 of 3 tables."), "{out}");
+    assert_mirror(&world.vpc, &before, &world.snapshot().await, &["100.96.0.0/11"], &privates(&world.vpc));
 }
 
 #[test]

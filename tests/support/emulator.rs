@@ -14,7 +14,14 @@ pub const REGION: &str = "us-east-1";
 pub struct Emulator {
     child: Child,
     port: u16,
+    scheme: &'static str,
 }
+
+/// The CA that signed the TLS emulator's certificate (test-only key pair,
+/// made with openssl for these tests; trusted nowhere else).
+pub const TEST_CA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/test-ca.pem");
+const TLS_CERT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/emulator-cert.pem");
+const TLS_KEY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/emulator-key.pem");
 
 /// Where `make venv` installs the emulator, unless `MOTO_SERVER` says otherwise.
 fn moto_server() -> PathBuf {
@@ -27,6 +34,16 @@ fn moto_server() -> PathBuf {
 impl Emulator {
     /// Starts a fresh emulator and waits until it answers.
     pub fn start() -> Emulator {
+        Emulator::spawn(&[], "http")
+    }
+
+    /// Starts a fresh emulator that speaks HTTPS only, with a certificate
+    /// for 127.0.0.1 signed by [`TEST_CA`].
+    pub fn start_tls() -> Emulator {
+        Emulator::spawn(&["--ssl-cert", TLS_CERT, "--ssl-key", TLS_KEY], "https")
+    }
+
+    fn spawn(extra: &[&str], scheme: &'static str) -> Emulator {
         let bin = moto_server();
         assert!(
             bin.exists(),
@@ -36,12 +53,13 @@ impl Emulator {
         let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free loopback port").port();
         let child = Command::new(&bin)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-        let mut emulator = Emulator { child, port };
+        let mut emulator = Emulator { child, port, scheme };
         emulator.wait_ready();
         emulator
     }
@@ -62,7 +80,7 @@ impl Emulator {
     }
 
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("{}://127.0.0.1:{}", self.scheme, self.port)
     }
 
     /// An SDK client for the emulator, with dummy credentials.
@@ -89,9 +107,12 @@ impl Drop for Emulator {
     }
 }
 
-/// SDK configuration for an emulator (or a proxy in front of it) at `endpoint`.
+/// SDK configuration for an emulator (or a proxy in front of it) at
+/// `endpoint`, through kube-rtsync's HTTPS client trusting [`TEST_CA`].
 pub fn client_config(endpoint: &str) -> aws_sdk_ec2::config::Builder {
+    let test_ca = std::fs::read(TEST_CA).expect("the test CA");
     aws_sdk_ec2::Config::builder()
+        .http_client(kube_rtsync::sdk::https_client(kube_rtsync::sdk::crypto(), Some(test_ca)))
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(REGION))
         .endpoint_url(endpoint)
