@@ -4,7 +4,7 @@
 #   make build   the arm64 Lambda artifact (cargo lambda build --release --arm64)
 #   make deploy  sam deploy (guided the first time)
 #   make invoke  send events/$(EVENT).json to a function served by `cargo lambda watch`
-#   make bench   end-to-end figures (release binary, emulator + 40 ms per call) and the planner bench
+#   make bench   end-to-end figures (release binary, emulator + 40 ms per call), the TLS set-up and the planner bench
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -83,6 +83,8 @@ bench: venv
 	cargo build --release --bin kube-rtsync
 	cargo build --example bench
 	$(CURDIR)/target/debug/examples/bench $(CURDIR)/target/release/kube-rtsync
+	cargo build --profile bench --example tls
+	$(CURDIR)/target/release/examples/tls
 	cargo bench --bench planner
 
 clean:

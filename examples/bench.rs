@@ -93,7 +93,18 @@ struct Run {
 /// Runs the binary once per event, through the Runtime API stand-in, with
 /// EC2 behind the latency proxy.
 fn run(binary: &Path, emulator: &Emulator, vpc: &Vpc, events: Vec<String>, extra: &[(&str, &str)]) -> Run {
-    let proxy = Proxy::start(&emulator.endpoint(), Behaviour { latency: rtt(), ..Behaviour::default() });
+    run_at(rtt(), binary, emulator, vpc, events, extra)
+}
+
+fn run_at(
+    latency: Duration,
+    binary: &Path,
+    emulator: &Emulator,
+    vpc: &Vpc,
+    events: Vec<String>,
+    extra: &[(&str, &str)],
+) -> Run {
+    let proxy = Proxy::start(&emulator.endpoint(), Behaviour { latency, ..Behaviour::default() });
     let count = events.len();
     let api = RuntimeApi::start(events);
     let mut env = emulator.env();
@@ -147,38 +158,61 @@ async fn main() {
     println!("machine: {} cores, {}", num_cores(), cpu_model());
     println!();
 
-    // 1. One node joins a VPC with 12 private tables (10 nodes mirrored already).
+    // 1. One node joins a VPC with 12 private tables (10 nodes mirrored
+    // already), the same event comes again, then a second node joins: the
+    // first and third invocations do the same work, cold and warm.
     let emulator = Emulator::start();
     let client = emulator.client();
-    let vpc = seed_vpc(&client, 12, 11, 10).await;
-    let joiner = vpc.nodes[10].clone();
-    let events = vec![launch_event(&joiner), launch_event(&joiner)];
+    let vpc = seed_vpc(&client, 12, 12, 10).await;
+    let (joiner, next) = (vpc.nodes[10].clone(), vpc.nodes[11].clone());
+    let events = vec![launch_event(&joiner), launch_event(&joiner), launch_event(&next)];
     let r = run(&binary, &emulator, &vpc, events, &[]);
     let (join, first) = &r.invocations[0];
     let (dup, second) = &r.invocations[1];
+    let (warm, third) = &r.invocations[2];
     let ideal = 2 * rtt();
     println!("1. One node joins, 12 private tables (writes to make: 12)");
     println!(
-        "   first invocation: {} = {:.2} x the ideal of two round trips ({}); created {}",
+        "   first invocation (cold): {} = {:.2} x the ideal of two round trips ({}); created {}",
         ms(*join),
         join.as_secs_f64() / ideal.as_secs_f64(),
         ms(ideal),
         first["totals"]["created"]
     );
     println!(
-        "   duplicate event:  {} = {:.2} x one round trip; created {}",
+        "   duplicate event:         {} = {:.2} x one round trip; created {}",
         ms(*dup),
         dup.as_secs_f64() / rtt().as_secs_f64(),
         second["totals"]["created"]
     );
     println!(
-        "   EC2 calls over both: {} describes (2 per sync), {} writes (minimal plan: 12 + 0)",
+        "   next node joins (warm):  {} = {:.2} x the ideal; created {}",
+        ms(*warm),
+        warm.as_secs_f64() / ideal.as_secs_f64(),
+        third["totals"]["created"]
+    );
+    println!(
+        "   EC2 calls over the three: {} describes (2 per sync), {} writes (minimal plan: 12 + 0 + 12)",
         r.describes, r.writes
     );
     println!("   init (process start -> first poll of the Runtime API): {}", ms(r.init));
     if let Some(kib) = r.peak_rss_kib {
         println!("   peak RSS: {:.1} MiB", kib as f64 / 1024.0);
     }
+    drop(emulator);
+    // The same join with nothing added: what is left is the emulator's own
+    // service time (it answers one request at a time) and kube-rtsync's.
+    let emulator = Emulator::start();
+    let vpc = seed_vpc(&emulator.client(), 12, 12, 10).await;
+    let r0 = run_at(Duration::ZERO, &binary, &emulator, &vpc, vec![launch_event(&vpc.nodes[10])], &[]);
+    let (join0, _) = &r0.invocations[0];
+    println!(
+        "   the same cold join with 0 ms added: {}; the round trips' share ({} - {}) = {:.2} x the ideal",
+        ms(*join0),
+        ms(*join),
+        ms(*join0),
+        join.saturating_sub(*join0).as_secs_f64() / ideal.as_secs_f64()
+    );
     drop(emulator);
 
     // 2. A full resync: 25 private tables, 45 node routes each, nothing mirrored.
