@@ -27,6 +27,8 @@ fn rtt() -> Duration {
     Duration::from_millis(std::env::var("BENCH_RTT_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(40))
 }
 const CLUSTER: &str = "bench.example.com";
+/// Runs of the join scenario; its figures are medians.
+const JOIN_RUNS: usize = 5;
 
 struct Vpc {
     id: String,
@@ -46,9 +48,10 @@ async fn table(client: &Client, vpc: &str, name: &str, extra: Option<(&str, &str
     out.route_table().and_then(|t| t.route_table_id()).unwrap().to_owned()
 }
 
-/// A VPC with `tables` private tables and `routes` node routes in the
-/// cluster's table; the first `mirrored` routes are already in every target.
-async fn seed_vpc(client: &Client, tables: usize, routes: usize, mirrored: usize) -> Vpc {
+/// A VPC with `tables` private tables and `nodes` instances, the first
+/// `routed` of which have a route in the cluster's table; the first
+/// `mirrored` routes are already in every target.
+async fn seed_vpc(client: &Client, tables: usize, nodes: usize, routed: usize, mirrored: usize) -> Vpc {
     let vpc = client.create_vpc().cidr_block("10.0.0.0/16").send().await.unwrap();
     let id = vpc.vpc().and_then(|v| v.vpc_id()).unwrap().to_owned();
     let subnet = client.create_subnet().vpc_id(&id).cidr_block("10.0.0.0/20").send().await.unwrap();
@@ -56,15 +59,15 @@ async fn seed_vpc(client: &Client, tables: usize, routes: usize, mirrored: usize
     let run = client
         .run_instances()
         .image_id("ami-0abcdef1234567890")
-        .min_count(routes as i32)
-        .max_count(routes as i32)
+        .min_count(nodes as i32)
+        .max_count(nodes as i32)
         .subnet_id(&subnet)
         .send()
         .await
         .unwrap();
     let nodes: Vec<String> = run.instances().iter().map(|i| i.instance_id().unwrap().to_owned()).collect();
     let source = table(client, &id, "cluster", Some(("KubernetesCluster", CLUSTER))).await;
-    for (n, node) in nodes.iter().enumerate() {
+    for (n, node) in nodes.iter().enumerate().take(routed) {
         seed::route(client, &source, &pod_cidr(n), To::Instance(node)).await;
     }
     let mut targets = Vec::new();
@@ -82,57 +85,75 @@ fn pod_cidr(n: usize) -> String {
     format!("100.96.{n}.0/24")
 }
 
+/// What one run of the binary measured.
 struct Run {
     init: Duration,
-    invocations: Vec<(Duration, serde_json::Value)>,
     peak_rss_kib: Option<u64>,
     describes: usize,
     writes: usize,
 }
 
-/// Runs the binary once per event, through the Runtime API stand-in, with
-/// EC2 behind the latency proxy.
-fn run(binary: &Path, emulator: &Emulator, vpc: &Vpc, events: Vec<String>, extra: &[(&str, &str)]) -> Run {
-    run_at(rtt(), binary, emulator, vpc, events, extra)
+/// The binary, serving events through the Runtime API stand-in, with EC2
+/// behind the latency proxy.
+struct Session {
+    proxy: Proxy,
+    api: RuntimeApi,
+    lambda: support::LambdaProcess,
+    spawned: Instant,
 }
 
-fn run_at(
-    latency: Duration,
-    binary: &Path,
-    emulator: &Emulator,
-    vpc: &Vpc,
-    events: Vec<String>,
-    extra: &[(&str, &str)],
-) -> Run {
-    let proxy = Proxy::start(&emulator.endpoint(), Behaviour { latency, ..Behaviour::default() });
-    let count = events.len();
-    let api = RuntimeApi::start(events);
-    let mut env = emulator.env();
-    env.retain(|(k, _)| *k != "AWS_ENDPOINT_URL");
-    env.push(("AWS_ENDPOINT_URL", proxy.endpoint.clone()));
-    env.push(("VPC_ID", vpc.id.clone()));
-    env.push(("KUBE_CLUSTER_NAME", CLUSTER.to_owned()));
-    env.push(("ROUTE_WAIT_SECONDS", "0".to_owned()));
-    env.push(("RUST_LOG", "warn".to_owned()));
-    for (k, v) in extra {
-        env.push((k, v.to_string()));
+impl Session {
+    fn start(latency: Duration, binary: &Path, emulator: &Emulator, vpc: &Vpc, extra: &[(&str, &str)]) -> Session {
+        let proxy = Proxy::start(&emulator.endpoint(), Behaviour { latency, ..Behaviour::default() });
+        let api = RuntimeApi::start(Vec::new());
+        let mut env = emulator.env();
+        env.retain(|(k, _)| *k != "AWS_ENDPOINT_URL");
+        env.push(("AWS_ENDPOINT_URL", proxy.endpoint.clone()));
+        env.push(("VPC_ID", vpc.id.clone()));
+        env.push(("KUBE_CLUSTER_NAME", CLUSTER.to_owned()));
+        env.push(("ROUTE_WAIT_SECONDS", "0".to_owned()));
+        env.push(("RUST_LOG", "warn".to_owned()));
+        for (k, v) in extra {
+            env.push((k, v.to_string()));
+        }
+        let spawned = Instant::now();
+        let lambda = support::LambdaProcess::spawn(binary, &api.address, &env, std::process::Stdio::null());
+        // Init is over when the function first asks for an event.
+        while api.first_poll().is_none() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Session { proxy, api, lambda, spawned }
     }
-    let spawned = Instant::now();
-    let lambda = support::LambdaProcess::spawn(binary, &api.address, &env, std::process::Stdio::null());
-    let mut invocations = Vec::new();
-    for _ in 0..count {
-        let (id, answer) = api.answer(Duration::from_secs(600));
-        let report = match answer {
-            Answer::Response(report) => report,
+
+    /// CPU time the process has used so far, all threads (Linux schedstat,
+    /// in nanoseconds).
+    fn cpu(&self) -> Duration {
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", self.lambda.pid())).expect("the process's threads");
+        let ns: u64 = tasks
+            .flatten()
+            .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
+            .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
+            .sum();
+        Duration::from_nanos(ns)
+    }
+
+    /// One invocation: how long the function took over it, and its report.
+    fn invoke(&self, event: String) -> (Duration, serde_json::Value) {
+        self.api.push(event);
+        let (id, answer) = self.api.answer(Duration::from_secs(600));
+        match answer {
+            Answer::Response(report) => (self.api.duration(&id).unwrap(), report),
             other => panic!("the function failed: {other:?}"),
-        };
-        invocations.push((api.duration(&id).unwrap(), report));
+        }
     }
-    let init = api.first_poll().unwrap().duration_since(spawned);
-    let peak_rss_kib = lambda.peak_rss_kib();
-    drop(lambda);
-    let (writes, _, describes) = proxy.counts();
-    Run { init, invocations, peak_rss_kib, describes, writes }
+
+    fn finish(self) -> Run {
+        let init = self.api.first_poll().unwrap().duration_since(self.spawned);
+        let peak_rss_kib = self.lambda.peak_rss_kib();
+        drop(self.lambda);
+        let (writes, _, describes) = self.proxy.counts();
+        Run { init, peak_rss_kib, describes, writes }
+    }
 }
 
 fn launch_event(instance: &str) -> String {
@@ -159,61 +180,85 @@ async fn main() {
     println!();
 
     // 1. One node joins a VPC with 12 private tables (10 nodes mirrored
-    // already), the same event comes again, then a second node joins: the
-    // first and third invocations do the same work, cold and warm.
-    let emulator = Emulator::start();
-    let client = emulator.client();
-    let vpc = seed_vpc(&client, 12, 12, 10).await;
-    let (joiner, next) = (vpc.nodes[10].clone(), vpc.nodes[11].clone());
-    let events = vec![launch_event(&joiner), launch_event(&joiner), launch_event(&next)];
-    let r = run(&binary, &emulator, &vpc, events, &[]);
-    let (join, first) = &r.invocations[0];
-    let (dup, second) = &r.invocations[1];
-    let (warm, third) = &r.invocations[2];
+    // already); the same event comes again; then the route controller
+    // writes a twelfth node's route and, once the write limiter's bucket has
+    // refilled (as when nodes join seconds apart), that node's event comes:
+    // the first and the third invocations do the same work, cold and warm.
+    // Then the same cold join with nothing added: what is left is the
+    // emulator's own service time (it answers one request at a time) and
+    // kube-rtsync's. Medians of JOIN_RUNS fresh processes.
     let ideal = 2 * rtt();
-    println!("1. One node joins, 12 private tables (writes to make: 12)");
+    let mut runs = Vec::new();
+    for _ in 0..JOIN_RUNS {
+        let emulator = Emulator::start();
+        let client = emulator.client();
+        let vpc = seed_vpc(&client, 12, 12, 11, 10).await;
+        let (joiner, next) = (&vpc.nodes[10], &vpc.nodes[11]);
+        let session = Session::start(rtt(), &binary, &emulator, &vpc, &[]);
+        let c0 = session.cpu();
+        let (join, first) = session.invoke(launch_event(joiner));
+        let c1 = session.cpu();
+        let (dup, second) = session.invoke(launch_event(joiner));
+        seed::route(&client, &vpc.source, &pod_cidr(11), To::Instance(next)).await;
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let c2 = session.cpu();
+        let (warm, third) = session.invoke(launch_event(next));
+        let c3 = session.cpu();
+        let cpu = [c0, c1 - c0, c3 - c2];
+        let r = session.finish();
+        let created = [&first, &second, &third].map(|report| report["totals"]["created"].as_u64().unwrap());
+        assert_eq!(created, [12, 0, 12], "each invocation makes the minimal plan");
+        drop(emulator);
+
+        let emulator = Emulator::start();
+        let vpc = seed_vpc(&emulator.client(), 12, 11, 11, 10).await;
+        let session = Session::start(Duration::ZERO, &binary, &emulator, &vpc, &[]);
+        let (join0, _) = session.invoke(launch_event(&vpc.nodes[10]));
+        session.finish();
+        runs.push((join, dup, warm, join0, r, cpu));
+    }
+    type Figures = (Duration, Duration, Duration, Duration, Run, [Duration; 3]);
+    let med = |f: fn(&Figures) -> Duration| {
+        let mut v: Vec<Duration> = runs.iter().map(f).collect();
+        v.sort();
+        v[v.len() / 2]
+    };
+    let (join, dup, warm, join0) = (med(|r| r.0), med(|r| r.1), med(|r| r.2), med(|r| r.3));
+    let init = med(|r| r.4.init);
+    let cpu = [med(|r| r.5[0]), med(|r| r.5[1]), med(|r| r.5[2])].map(|d| d.as_secs_f64() * 1000.0);
+    let r = &runs[0].4;
+    println!("1. One node joins, 12 private tables (writes to make: 12); medians of {JOIN_RUNS} runs");
     println!(
-        "   first invocation (cold): {} = {:.2} x the ideal of two round trips ({}); created {}",
-        ms(*join),
+        "   first invocation (cold): {} = {:.2} x the ideal of two round trips ({})",
+        ms(join),
         join.as_secs_f64() / ideal.as_secs_f64(),
         ms(ideal),
-        first["totals"]["created"]
     );
     println!(
-        "   duplicate event:         {} = {:.2} x one round trip; created {}",
-        ms(*dup),
-        dup.as_secs_f64() / rtt().as_secs_f64(),
-        second["totals"]["created"]
+        "   duplicate event:         {} = {:.2} x one round trip",
+        ms(dup),
+        dup.as_secs_f64() / rtt().as_secs_f64()
+    );
+    println!("   next node joins (warm):  {} = {:.2} x the ideal", ms(warm), warm.as_secs_f64() / ideal.as_secs_f64());
+    println!(
+        "   the same cold join with 0 ms added: {}; the round trips' share ({} - {}) = {:.2} x the ideal",
+        ms(join0),
+        ms(join),
+        ms(join0),
+        join.saturating_sub(join0).as_secs_f64() / ideal.as_secs_f64()
     );
     println!(
-        "   next node joins (warm):  {} = {:.2} x the ideal; created {}",
-        ms(*warm),
-        warm.as_secs_f64() / ideal.as_secs_f64(),
-        third["totals"]["created"]
+        "   kube-rtsync's own CPU time: init {:.1} ms, cold join {:.1} ms, warm join {:.1} ms; the rest is waiting",
+        cpu[0], cpu[1], cpu[2]
     );
     println!(
         "   EC2 calls over the three: {} describes (2 per sync), {} writes (minimal plan: 12 + 0 + 12)",
         r.describes, r.writes
     );
-    println!("   init (process start -> first poll of the Runtime API): {}", ms(r.init));
-    if let Some(kib) = r.peak_rss_kib {
+    println!("   init (process start -> first poll of the Runtime API): {}", ms(init));
+    if let Some(kib) = runs.iter().filter_map(|r| r.4.peak_rss_kib).max() {
         println!("   peak RSS: {:.1} MiB", kib as f64 / 1024.0);
     }
-    drop(emulator);
-    // The same join with nothing added: what is left is the emulator's own
-    // service time (it answers one request at a time) and kube-rtsync's.
-    let emulator = Emulator::start();
-    let vpc = seed_vpc(&emulator.client(), 12, 12, 10).await;
-    let r0 = run_at(Duration::ZERO, &binary, &emulator, &vpc, vec![launch_event(&vpc.nodes[10])], &[]);
-    let (join0, _) = &r0.invocations[0];
-    println!(
-        "   the same cold join with 0 ms added: {}; the round trips' share ({} - {}) = {:.2} x the ideal",
-        ms(*join0),
-        ms(*join),
-        ms(*join0),
-        join.saturating_sub(*join0).as_secs_f64() / ideal.as_secs_f64()
-    );
-    drop(emulator);
 
     // 2. A full resync: 25 private tables, 45 node routes each, nothing mirrored.
     let mut times = Vec::new();
@@ -223,14 +268,15 @@ async fn main() {
     ] {
         let emulator = Emulator::start();
         let client = emulator.client();
-        let vpc = seed_vpc(&client, 25, 45, 0).await;
-        let r = run(&binary, &emulator, &vpc, vec![launch_event(&vpc.nodes[0])], extra);
-        let (took, report) = &r.invocations[0];
+        let vpc = seed_vpc(&client, 25, 45, 45, 0).await;
+        let session = Session::start(rtt(), &binary, &emulator, &vpc, extra);
+        let (took, report) = session.invoke(launch_event(&vpc.nodes[0]));
+        let r = session.finish();
         println!();
         println!("2. Full resync, 25 tables x 45 routes (writes to make: 1125), limiter off: {label}");
         println!(
             "   {}: created {}, {} describes, {} writes; peak RSS {:.1} MiB",
-            ms(*took),
+            ms(took),
             report["totals"]["created"],
             r.describes,
             r.writes,
@@ -238,7 +284,7 @@ async fn main() {
         );
         assert_eq!(vpc.targets.len(), 25);
         let _ = &vpc.source;
-        times.push(*took);
+        times.push(took);
     }
     println!();
     println!(

@@ -24,7 +24,10 @@ pub struct RuntimeApi {
 }
 
 struct Shared {
+    /// Events not yet handed out, the next one last.
     events: Mutex<Vec<(String, String)>>,
+    /// Events given so far (for request ids).
+    given: Mutex<usize>,
     answers: Mutex<Sender<(String, Answer)>>,
     /// When the function first asked for an event (its init was done).
     first_poll: Mutex<Option<Instant>>,
@@ -35,20 +38,15 @@ struct Shared {
 
 impl RuntimeApi {
     /// Serves `events` (JSON texts) in order, one per `/invocation/next`.
-    /// Once they are used up, further polls wait forever, as on Lambda.
+    /// Once they are used up, a poll waits for the next [`Self::push`], for
+    /// ever if none comes, as on Lambda.
     pub fn start(events: Vec<String>) -> RuntimeApi {
         let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback port");
         let address = listener.local_addr().unwrap().to_string();
         let (tx, rx) = channel();
         let shared = Arc::new(Shared {
-            events: Mutex::new(
-                events
-                    .into_iter()
-                    .enumerate()
-                    .map(|(n, e)| (format!("8f5d3c2e-0000-4000-8000-{n:012}"), e))
-                    .rev()
-                    .collect(),
-            ),
+            events: Mutex::new(Vec::new()),
+            given: Mutex::new(0),
             answers: Mutex::new(tx),
             first_poll: Mutex::new(None),
             served: Mutex::new(Vec::new()),
@@ -61,7 +59,19 @@ impl RuntimeApi {
                 std::thread::spawn(move || serve(stream, &shared));
             }
         });
-        RuntimeApi { address, answers: rx, shared }
+        let api = RuntimeApi { address, answers: rx, shared };
+        for event in events {
+            api.push(event);
+        }
+        api
+    }
+
+    /// Queues one more event, after those already given.
+    pub fn push(&self, event: String) {
+        let mut given = self.shared.given.lock().unwrap();
+        let request_id = format!("8f5d3c2e-0000-4000-8000-{:012}", *given);
+        *given += 1;
+        self.shared.events.lock().unwrap().insert(0, (request_id, event));
     }
 
     /// When the function first polled for an event.
@@ -119,11 +129,12 @@ fn serve(stream: TcpStream, shared: &Shared) {
 
         if method == "GET" && path.ends_with("/runtime/invocation/next") {
             shared.first_poll.lock().unwrap().get_or_insert_with(Instant::now);
-            let next = shared.events.lock().unwrap().pop();
-            let Some((request_id, event)) = next else {
-                // No more events: hold the poll open, as Lambda does while idle.
-                std::thread::sleep(Duration::from_secs(3600));
-                return;
+            // No event yet: hold the poll open, as Lambda does while idle.
+            let (request_id, event) = loop {
+                if let Some(next) = shared.events.lock().unwrap().pop() {
+                    break next;
+                }
+                std::thread::sleep(Duration::from_millis(2));
             };
             let deadline = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() + 300_000;
             let head = format!(
