@@ -27,9 +27,9 @@ const CA_BUNDLE_FORM: &str = "the path of a PEM file holding one or more CA cert
 /// Measured against aws-lc-rs (the SDK's default) with `make bench` (TLS
 /// part; figures in README, "Performance"): both build the TLS
 /// configuration in the same time, but the first handshake of a process
-/// took ~45 ms longer with aws-lc-rs, which seeds its random generator from
-/// CPU jitter on first use; later handshakes cost the same. ring also keeps
-/// the binary smaller and needs no C toolchain beyond what cargo-lambda has.
+/// took ~32 ms longer with aws-lc-rs (AWS-LC seeds its random generator
+/// from CPU-jitter entropy); later handshakes cost the same. ring also keeps
+/// the binary smaller.
 pub fn crypto() -> CryptoMode {
     CryptoMode::Ring
 }
