@@ -91,6 +91,7 @@ struct Run {
     peak_rss_kib: Option<u64>,
     describes: usize,
     writes: usize,
+    connections: usize,
 }
 
 /// The binary, serving events through the Runtime API stand-in, with EC2
@@ -152,7 +153,7 @@ impl Session {
         let peak_rss_kib = self.lambda.peak_rss_kib();
         drop(self.lambda);
         let (writes, _, describes) = self.proxy.counts();
-        Run { init, peak_rss_kib, describes, writes }
+        Run { init, peak_rss_kib, describes, writes, connections: self.proxy.connections() }
     }
 }
 
@@ -252,8 +253,8 @@ async fn main() {
         cpu[0], cpu[1], cpu[2]
     );
     println!(
-        "   EC2 calls over the three: {} describes (2 per sync), {} writes (minimal plan: 12 + 0 + 12)",
-        r.describes, r.writes
+        "   EC2 calls over the three: {} describes (2 per sync), {} writes (minimal plan: 12 + 0 + 12), over {} connections",
+        r.describes, r.writes, r.connections
     );
     println!("   init (process start -> first poll of the Runtime API): {}", ms(init));
     if let Some(kib) = runs.iter().filter_map(|r| r.4.peak_rss_kib).max() {
@@ -275,11 +276,12 @@ async fn main() {
         println!();
         println!("2. Full resync, 25 tables x 45 routes (writes to make: 1125), limiter off: {label}");
         println!(
-            "   {}: created {}, {} describes, {} writes; peak RSS {:.1} MiB",
+            "   {}: created {}, {} describes, {} writes over {} connections; peak RSS {:.1} MiB",
             ms(took),
             report["totals"]["created"],
             r.describes,
             r.writes,
+            r.connections,
             r.peak_rss_kib.unwrap_or(0) as f64 / 1024.0
         );
         assert_eq!(vpc.targets.len(), 25);

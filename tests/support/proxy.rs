@@ -27,6 +27,7 @@ struct Counters {
     writes: AtomicUsize,
     throttled: AtomicUsize,
     describes: AtomicUsize,
+    connections: AtomicUsize,
 }
 
 impl Proxy {
@@ -39,11 +40,17 @@ impl Proxy {
         let shared = Arc::clone(&counters);
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
+                shared.connections.fetch_add(1, Ordering::SeqCst);
                 let (upstream, counters) = (upstream.clone(), Arc::clone(&shared));
                 std::thread::spawn(move || serve(client, &upstream, behaviour, &counters));
             }
         });
         Proxy { endpoint, counters }
+    }
+
+    /// Client connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.counters.connections.load(Ordering::SeqCst)
     }
 
     /// Route writes seen (refused or not), refused, and describes seen.
