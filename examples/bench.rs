@@ -205,7 +205,7 @@ async fn main() {
         let c2 = session.cpu();
         let (warm, third) = session.invoke(launch_event(next));
         let c3 = session.cpu();
-        let cpu = [c0, c1 - c0, c3 - c2];
+        let cpu = [c0, c1.saturating_sub(c0), c3.saturating_sub(c2)];
         let r = session.finish();
         let created = [&first, &second, &third].map(|report| report["totals"]["created"].as_u64().unwrap());
         assert_eq!(created, [12, 0, 12], "each invocation makes the minimal plan");
@@ -214,8 +214,9 @@ async fn main() {
         let emulator = Emulator::start();
         let vpc = seed_vpc(&emulator.client(), 12, 11, 11, 10).await;
         let session = Session::start(Duration::ZERO, &binary, &emulator, &vpc, &[]);
-        let (join0, _) = session.invoke(launch_event(&vpc.nodes[10]));
+        let (join0, baseline) = session.invoke(launch_event(&vpc.nodes[10]));
         session.finish();
+        assert_eq!(baseline["totals"]["created"], 12, "the baseline makes the same writes");
         runs.push((join, dup, warm, join0, r, cpu));
     }
     type Figures = (Duration, Duration, Duration, Duration, Run, [Duration; 3]);

@@ -87,7 +87,7 @@ async fn child(variant: Variant, endpoint: &str) -> Sample {
                 Variant::RingHttp | Variant::RingHttps => CryptoMode::Ring,
                 _ => CryptoMode::AwsLc,
             };
-            let ca = std::fs::read(TEST_CA).expect("the test CA");
+            let ca = std::fs::read(TEST_CA).map(kube_rtsync::sdk::CaBundle::from_pem).expect("the test CA").unwrap();
             client_config(endpoint).http_client(kube_rtsync::sdk::https_client(crypto, Some(ca)))
         }
     };
@@ -144,7 +144,7 @@ fn parent() {
         let (build, first_call, second) = (d(http.0, plain.0), d(https.1, http.1), d(https.2, http.2));
         println!(
             "{provider:<7} TLS configuration (roots, provider): {build:>6} µs at client build; \
-             first handshake {first_call:>6} µs, later ones {second:>6} µs; \
+             first handshake {first_call:>6} µs, on a second connection {second:>6} µs; \
              cold client + first call = {:.2} x plain HTTP",
             (https.0 + https.1) as f64 / (plain.0 + plain.1) as f64
         );

@@ -141,7 +141,7 @@ pub async fn run() -> ExitCode {
     if let Some(region) = &cli.options.region {
         loader = loader.region(aws_config::Region::new(region.clone()));
     }
-    let ec2 = AwsEc2::new(aws_sdk_ec2::Client::new(&loader.load().await));
+    let ec2 = AwsEc2::new(crate::sdk::ec2_client(&loader.load().await, Default::default()));
     let limiter = WriteLimiter::new(config.write_rate);
     let reconciler = Reconciler { ec2: &ec2, config: &config, limiter: &limiter, deadline: None };
     let result = reconciler.reconcile(vec![Trigger::Manual { command: verb.to_owned() }]).await;

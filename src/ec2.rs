@@ -186,6 +186,31 @@ impl aws_sdk_ec2::config::Intercept for ThrottleCounter {
     }
 }
 
+/// Stops the SDK from retrying a call whose endpoint's certificate was
+/// refused: no retry can change the certificate, and four attempts with
+/// backoff would only delay the error.
+#[derive(Clone, Debug, Default)]
+pub struct NoRetryOnRefusedCertificate;
+
+impl aws_sdk_ec2::config::retry::ClassifyRetry for NoRetryOnRefusedCertificate {
+    fn classify_retry(
+        &self,
+        ctx: &aws_sdk_ec2::config::interceptors::InterceptorContext,
+    ) -> aws_sdk_ec2::config::retry::RetryAction {
+        use aws_sdk_ec2::config::retry::RetryAction;
+        match ctx.output_or_error() {
+            Some(Err(err)) if err.as_connector_error().is_some_and(|e| refused_certificate(e)) => {
+                RetryAction::RetryForbidden
+            }
+            _ => RetryAction::NoActionIndicated,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "NoRetryOnRefusedCertificate"
+    }
+}
+
 /// The [`Ec2`] port over `aws-sdk-ec2`.
 #[derive(Clone, Debug)]
 pub struct AwsEc2 {

@@ -44,8 +44,7 @@ async fn serve() -> Result<(), lambda_runtime::Error> {
     let sdk_config =
         kube_rtsync::sdk::config_loader(|name| std::env::var(name).ok()).map_err(invalid_configuration)?.load().await;
     let throttled = ThrottleCounter::default();
-    let ec2_config = aws_sdk_ec2::config::Builder::from(&sdk_config).interceptor(throttled.clone()).build();
-    let ec2 = AwsEc2::new(aws_sdk_ec2::Client::from_conf(ec2_config));
+    let ec2 = AwsEc2::new(kube_rtsync::sdk::ec2_client(&sdk_config, throttled.clone()));
     let limiter = WriteLimiter::new(config.write_rate);
 
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {

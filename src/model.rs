@@ -130,8 +130,9 @@ pub enum RouteOrigin {
     /// A route propagated from a virtual private gateway.
     EnableVgwRoutePropagation,
     /// An origin EC2 does not document (or none at all); never touched.
-    /// The name is not kept: a route is one byte of origin, not a string,
-    /// which keeps the routes of a 200-table VPC compact for the planner.
+    /// The name is not kept (a skipped route's reason then says only
+    /// `Other`): a route is one byte of origin, not a string, which keeps
+    /// the routes of a 200-table VPC compact for the planner.
     Other,
 }
 

@@ -27,19 +27,43 @@ const CA_BUNDLE_FORM: &str = "the path of a PEM file holding one or more CA cert
 /// Measured against aws-lc-rs (the SDK's default) with `make bench` (TLS
 /// part; figures in README, "Performance"): both build the TLS
 /// configuration in the same time, but the first handshake of a process
-/// took ~32 ms longer with aws-lc-rs (AWS-LC seeds its random generator
-/// from CPU-jitter entropy); later handshakes cost the same. ring also keeps
-/// the binary smaller.
+/// took ~32 ms longer with aws-lc-rs (consistent with AWS-LC seeding its
+/// random generator from CPU-jitter entropy on first use); later
+/// handshakes cost the same. ring also keeps the binary smaller. One thing
+/// is given up: the SDK's aws-lc-rs set-up prefers the post-quantum hybrid
+/// key exchange (X25519MLKEM768); ring offers X25519 and the NIST curves.
 pub fn crypto() -> CryptoMode {
     CryptoMode::Ring
 }
 
+/// Extra certificate authorities to trust, as PEM, checked: every block is
+/// a certificate that can be a root, and there is at least one. (The HTTPS
+/// client would otherwise find out on its first request, by panicking.)
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CaBundle(Vec<u8>);
+
+impl CaBundle {
+    /// Checks `pem`; the error says what is wrong with it.
+    pub fn from_pem(pem: Vec<u8>) -> Result<CaBundle, String> {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(&pem) {
+            let cert = cert.map_err(|e| format!("is not valid PEM: {e:?}"))?;
+            roots.add(cert).map_err(|e| format!("holds a certificate that cannot be a root: {e}"))?;
+        }
+        if roots.is_empty() {
+            return Err("holds no certificate".to_owned());
+        }
+        Ok(CaBundle(pem))
+    }
+}
+
 /// The HTTPS client: rustls with `crypto`, the system's roots plus
-/// `extra_roots` (PEM), and the proxy the environment names
-/// (`HTTPS_PROXY`, `NO_PROXY`), as the SDK's own default client does.
-pub fn https_client(crypto: CryptoMode, extra_roots: Option<Vec<u8>>) -> SharedHttpClient {
+/// `extra_roots`, and the proxy the environment names (`HTTPS_PROXY`,
+/// `NO_PROXY`), as the SDK's own default client does (whose way of building
+/// it, `build_with_connector_fn`, this follows).
+pub fn https_client(crypto: CryptoMode, extra_roots: Option<CaBundle>) -> SharedHttpClient {
     let mut trust = TrustStore::default();
-    if let Some(pem) = extra_roots {
+    if let Some(CaBundle(pem)) = extra_roots {
         trust.add_pem_certificate(pem);
     }
     let context = TlsContext::builder().with_trust_store(trust).build().expect("a TLS context never fails to build");
@@ -57,21 +81,13 @@ pub fn https_client(crypto: CryptoMode, extra_roots: Option<Vec<u8>>) -> SharedH
 
 /// The extra roots `AWS_CA_BUNDLE` names, read and checked now: a bundle
 /// that cannot be used fails init, never the first call.
-pub fn ca_bundle(lookup: impl Fn(&str) -> Option<String>) -> Result<Option<Vec<u8>>, ConfigError> {
+pub fn ca_bundle(lookup: impl Fn(&str) -> Option<String>) -> Result<Option<CaBundle>, ConfigError> {
     let Some(path) = lookup(AWS_CA_BUNDLE).filter(|p| !p.is_empty()) else {
         return Ok(None);
     };
     let problem = |what: String| ConfigError::new(AWS_CA_BUNDLE, what, CA_BUNDLE_FORM);
     let pem = std::fs::read(&path).map_err(|e| problem(format!("cannot read {path}: {e}")))?;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(&pem) {
-        let cert = cert.map_err(|e| problem(format!("{path} is not valid PEM: {e:?}")))?;
-        roots.add(cert).map_err(|e| problem(format!("{path} holds a certificate that cannot be a root: {e}")))?;
-    }
-    if roots.is_empty() {
-        return Err(problem(format!("{path} holds no certificate")));
-    }
-    Ok(Some(pem))
+    CaBundle::from_pem(pem).map(Some).map_err(|e| problem(format!("{path} {e}")))
 }
 
 /// The SDK configuration loader, from the environment: region, credentials
@@ -91,6 +107,16 @@ pub fn config_loader(lookup: impl Fn(&str) -> Option<String>) -> Result<aws_conf
                 .operation_timeout(crate::sync::DEADLINE_MARGIN - Duration::from_secs(2))
                 .build(),
         ))
+}
+
+/// The EC2 client for `config`, with kube-rtsync's retry rule for refused
+/// certificates and the given throttle counter.
+pub fn ec2_client(config: &aws_config::SdkConfig, throttled: crate::ec2::ThrottleCounter) -> aws_sdk_ec2::Client {
+    let ec2_config = aws_sdk_ec2::config::Builder::from(config)
+        .retry_classifier(crate::ec2::NoRetryOnRefusedCertificate)
+        .interceptor(throttled)
+        .build();
+    aws_sdk_ec2::Client::from_conf(ec2_config)
 }
 
 #[cfg(test)]
@@ -136,7 +162,7 @@ mod tests {
     fn a_bundle_of_ca_certificates_is_read_whole() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/test-ca.pem");
         let pem = std::fs::read(path).unwrap();
-        assert_eq!(ca_bundle(|_| Some(path.to_owned())), Ok(Some(pem)));
+        assert_eq!(ca_bundle(|_| Some(path.to_owned())), Ok(Some(CaBundle(pem))));
     }
 
     #[test]

@@ -312,24 +312,31 @@ async fn the_binary_serves_events_through_the_lambda_runtime_api() {
 
 #[tokio::test]
 async fn invalid_configuration_fails_init_naming_the_variable() {
-    let api = RuntimeApi::start(vec![LAUNCH.to_owned()]);
-    let env = vec![
-        ("VPC_ID", "vpc-0123456789abcdef0".to_owned()),
-        ("KUBE_CLUSTER_NAME", CLUSTER.to_owned()),
-        ("KUBE_ROUTE_CIDRS", "100.96.0.0/33".to_owned()),
+    let cases = [
+        ("KUBE_ROUTE_CIDRS", "100.96.0.0/33", "expected comma-separated CIDRs"),
+        ("AWS_CA_BUNDLE", "/nonexistent/ca.pem", "cannot read /nonexistent/ca.pem"),
     ];
-    let log_path = std::env::temp_dir().join(format!("kube-rtsync-init-{}.log", std::process::id()));
-    let log = std::fs::File::create(&log_path).unwrap();
-    let mut lambda = LambdaProcess::spawn(Path::new(env!("CARGO_BIN_EXE_kube-rtsync")), &api.address, &env, log.into());
-    let start = std::time::Instant::now();
-    while lambda.exited().is_none() && start.elapsed() < Duration::from_secs(30) {
-        std::thread::sleep(Duration::from_millis(20));
+    for (n, (variable, value, expected)) in cases.into_iter().enumerate() {
+        let api = RuntimeApi::start(vec![LAUNCH.to_owned()]);
+        let env = vec![
+            ("VPC_ID", "vpc-0123456789abcdef0".to_owned()),
+            ("KUBE_CLUSTER_NAME", CLUSTER.to_owned()),
+            (variable, value.to_owned()),
+        ];
+        let log_path = std::env::temp_dir().join(format!("kube-rtsync-init-{}-{n}.log", std::process::id()));
+        let log = std::fs::File::create(&log_path).unwrap();
+        let mut lambda =
+            LambdaProcess::spawn(Path::new(env!("CARGO_BIN_EXE_kube-rtsync")), &api.address, &env, log.into());
+        let start = std::time::Instant::now();
+        while lambda.exited().is_none() && start.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let status = lambda.exited().expect("init must fail and exit");
+        assert!(!status.success(), "{variable}");
+        let log = std::fs::read_to_string(&log_path).unwrap();
+        let _ = std::fs::remove_file(&log_path);
+        assert!(log.contains(variable) && log.contains(expected), "{variable}: {log}");
     }
-    let status = lambda.exited().expect("init must fail and exit");
-    assert!(!status.success());
-    let log = std::fs::read_to_string(&log_path).unwrap();
-    let _ = std::fs::remove_file(&log_path);
-    assert!(log.contains("KUBE_ROUTE_CIDRS") && log.contains("expected comma-separated CIDRs"), "{log}");
 }
 
 #[tokio::test]
@@ -472,6 +479,53 @@ async fn tls_endpoints_are_verified_and_aws_ca_bundle_extends_the_trust() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("Applied: 9 created, 2 replaced, 1 deleted, in 3 of 3 tables."), "{out}");
     assert_mirror(&world.vpc, &before, &world.snapshot().await, &["100.96.0.0/11"], &privates(&world.vpc));
+}
+
+/// Counts the SDK's attempts.
+#[derive(Clone, Debug, Default)]
+struct Attempts(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl aws_sdk_ec2::config::Intercept for Attempts {
+    fn name(&self) -> &'static str {
+        "Attempts"
+    }
+
+    fn read_after_attempt(
+        &self,
+        _context: &aws_sdk_ec2::config::interceptors::FinalizerInterceptorContextRef<'_>,
+        _runtime_components: &aws_sdk_ec2::config::RuntimeComponents,
+        _cfg: &mut aws_sdk_ec2::config::ConfigBag,
+    ) -> Result<(), aws_sdk_ec2::error::BoxError> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_refused_certificate_is_not_retried() {
+    use aws_sdk_ec2::config::retry::RetryConfig;
+    use kube_rtsync::ec2::{Ec2, FailureKind, NoRetryOnRefusedCertificate};
+
+    let emulator = Emulator::start_tls();
+    // Trusting the system's roots only, with a quick retry policy; once
+    // without kube-rtsync's rule (the SDK retries the failed connection),
+    // once with it.
+    let mut attempts = Vec::new();
+    for rule in [false, true] {
+        let counter = Attempts::default();
+        let mut config = support::emulator::client_config(&emulator.endpoint())
+            .http_client(kube_rtsync::sdk::https_client(kube_rtsync::sdk::crypto(), None))
+            .retry_config(RetryConfig::standard().with_max_attempts(3).with_initial_backoff(Duration::from_millis(1)))
+            .interceptor(counter.clone());
+        if rule {
+            config = config.retry_classifier(NoRetryOnRefusedCertificate);
+        }
+        let ec2 = AwsEc2::new(aws_sdk_ec2::Client::from_conf(config.build()));
+        let err = ec2.describe_route_tables(&[], None).await.expect_err("the certificate is refused");
+        assert_eq!(err.kind, FailureKind::Certificate, "{err}");
+        attempts.push(counter.0.load(std::sync::atomic::Ordering::SeqCst));
+    }
+    assert_eq!(attempts, [3, 1]);
 }
 
 #[test]

@@ -110,7 +110,7 @@ impl Drop for Emulator {
 /// SDK configuration for an emulator (or a proxy in front of it) at
 /// `endpoint`, through kube-rtsync's HTTPS client trusting [`TEST_CA`].
 pub fn client_config(endpoint: &str) -> aws_sdk_ec2::config::Builder {
-    let test_ca = std::fs::read(TEST_CA).expect("the test CA");
+    let test_ca = std::fs::read(TEST_CA).map(kube_rtsync::sdk::CaBundle::from_pem).expect("the test CA").unwrap();
     aws_sdk_ec2::Config::builder()
         .http_client(kube_rtsync::sdk::https_client(kube_rtsync::sdk::crypto(), Some(test_ca)))
         .behavior_version(BehaviorVersion::latest())

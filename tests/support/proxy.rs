@@ -13,7 +13,8 @@ use std::time::Duration;
 pub struct Behaviour {
     /// Refuse every n-th route write (0: never).
     pub throttle_every: usize,
-    /// Added before every answer.
+    /// Added before every answer, and once when a connection opens (the
+    /// round trip of TCP's handshake). TLS is not modelled.
     pub latency: Duration,
 }
 
@@ -91,6 +92,9 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Request> {
 
 fn serve(client: TcpStream, upstream: &str, behaviour: Behaviour, counters: &Counters) {
     let _ = client.set_nodelay(true);
+    if !behaviour.latency.is_zero() {
+        std::thread::sleep(behaviour.latency);
+    }
     let mut reader = BufReader::new(client.try_clone().expect("clone"));
     let mut writer = client;
     while let Some(request) = read_request(&mut reader) {

@@ -6,7 +6,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::mpsc::{Receiver, Sender, channel};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// What the function answered to one event.
@@ -26,6 +26,8 @@ pub struct RuntimeApi {
 struct Shared {
     /// Events not yet handed out, the next one last.
     events: Mutex<Vec<(String, String)>>,
+    /// Signalled when an event is pushed.
+    pushed: Condvar,
     /// Events given so far (for request ids).
     given: Mutex<usize>,
     answers: Mutex<Sender<(String, Answer)>>,
@@ -46,6 +48,7 @@ impl RuntimeApi {
         let (tx, rx) = channel();
         let shared = Arc::new(Shared {
             events: Mutex::new(Vec::new()),
+            pushed: Condvar::new(),
             given: Mutex::new(0),
             answers: Mutex::new(tx),
             first_poll: Mutex::new(None),
@@ -72,6 +75,7 @@ impl RuntimeApi {
         let request_id = format!("8f5d3c2e-0000-4000-8000-{:012}", *given);
         *given += 1;
         self.shared.events.lock().unwrap().insert(0, (request_id, event));
+        self.shared.pushed.notify_all();
     }
 
     /// When the function first polled for an event.
@@ -91,6 +95,20 @@ impl RuntimeApi {
     pub fn answer(&self, timeout: Duration) -> (String, Answer) {
         self.answers.recv_timeout(timeout).expect("the function answered in time")
     }
+}
+
+/// Whether the other end has closed the connection (without reading from it).
+fn peer_closed(stream: &TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    if stream.set_nonblocking(true).is_err() {
+        return true;
+    }
+    let closed = match stream.peek(&mut byte) {
+        Ok(n) => n == 0,
+        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+    };
+    let _ = stream.set_nonblocking(false);
+    closed
 }
 
 fn serve(stream: TcpStream, shared: &Shared) {
@@ -129,12 +147,19 @@ fn serve(stream: TcpStream, shared: &Shared) {
 
         if method == "GET" && path.ends_with("/runtime/invocation/next") {
             shared.first_poll.lock().unwrap().get_or_insert_with(Instant::now);
-            // No event yet: hold the poll open, as Lambda does while idle.
-            let (request_id, event) = loop {
-                if let Some(next) = shared.events.lock().unwrap().pop() {
-                    break next;
+            // No event yet: hold the poll open, as Lambda does while idle,
+            // until one is pushed or the function goes away.
+            let (request_id, event) = {
+                let mut events = shared.events.lock().unwrap();
+                loop {
+                    if let Some(next) = events.pop() {
+                        break next;
+                    }
+                    if peer_closed(&writer) {
+                        return;
+                    }
+                    events = shared.pushed.wait_timeout(events, Duration::from_millis(100)).unwrap().0;
                 }
-                std::thread::sleep(Duration::from_millis(2));
             };
             let deadline = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() + 300_000;
             let head = format!(
