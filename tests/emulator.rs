@@ -481,6 +481,19 @@ async fn tls_endpoints_are_verified_and_aws_ca_bundle_extends_the_trust() {
     assert_mirror(&world.vpc, &before, &world.snapshot().await, &["100.96.0.0/11"], &privates(&world.vpc));
 }
 
+#[tokio::test]
+async fn the_https_client_goes_through_the_proxy_the_environment_names() {
+    let world = World::new(ClusterTag::Legacy).await;
+    let proxy = Proxy::start(&world.emulator.endpoint(), Behaviour::default());
+    let (code, out, err) = cli(&world, &["plan", "--detailed-exitcode"], &[("HTTP_PROXY", &proxy.endpoint)]);
+    assert_eq!(code, 2, "{out}{err}");
+    let (_, _, describes) = proxy.counts();
+    assert_eq!(describes, 2, "both describes went through HTTP_PROXY");
+    let (code, _, _) = cli(&world, &["plan"], &[("HTTP_PROXY", &proxy.endpoint), ("NO_PROXY", "127.0.0.1,localhost")]);
+    assert_eq!(code, 0);
+    assert_eq!(proxy.counts().2, 2, "NO_PROXY bypasses the proxy");
+}
+
 /// Counts the SDK's attempts.
 #[derive(Clone, Debug, Default)]
 struct Attempts(std::sync::Arc<std::sync::atomic::AtomicUsize>);
