@@ -109,14 +109,17 @@ pub fn config_loader(lookup: impl Fn(&str) -> Option<String>) -> Result<aws_conf
         ))
 }
 
-/// The EC2 client for `config`, with kube-rtsync's retry rule for refused
-/// certificates and the given throttle counter.
+/// The EC2 client for `config`, with kube-rtsync's rules and the given
+/// throttle counter.
 pub fn ec2_client(config: &aws_config::SdkConfig, throttled: crate::ec2::ThrottleCounter) -> aws_sdk_ec2::Client {
-    let ec2_config = aws_sdk_ec2::config::Builder::from(config)
-        .retry_classifier(crate::ec2::NoRetryOnRefusedCertificate)
-        .interceptor(throttled)
-        .build();
+    let ec2_config = ec2_rules(aws_sdk_ec2::config::Builder::from(config)).interceptor(throttled).build();
     aws_sdk_ec2::Client::from_conf(ec2_config)
+}
+
+/// kube-rtsync's rules on top of an EC2 client configuration: no retry of
+/// a call whose endpoint's certificate was refused.
+pub fn ec2_rules(builder: aws_sdk_ec2::config::Builder) -> aws_sdk_ec2::config::Builder {
+    builder.retry_classifier(crate::ec2::NoRetryOnRefusedCertificate)
 }
 
 #[cfg(test)]

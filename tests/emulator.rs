@@ -517,7 +517,7 @@ impl aws_sdk_ec2::config::Intercept for Attempts {
 #[tokio::test]
 async fn a_refused_certificate_is_not_retried() {
     use aws_sdk_ec2::config::retry::RetryConfig;
-    use kube_rtsync::ec2::{Ec2, FailureKind, NoRetryOnRefusedCertificate};
+    use kube_rtsync::ec2::{Ec2, FailureKind};
 
     let emulator = Emulator::start_tls();
     // Trusting the system's roots only, with a quick retry policy; once
@@ -531,7 +531,7 @@ async fn a_refused_certificate_is_not_retried() {
             .retry_config(RetryConfig::standard().with_max_attempts(3).with_initial_backoff(Duration::from_millis(1)))
             .interceptor(counter.clone());
         if rule {
-            config = config.retry_classifier(NoRetryOnRefusedCertificate);
+            config = kube_rtsync::sdk::ec2_rules(config);
         }
         let ec2 = AwsEc2::new(aws_sdk_ec2::Client::from_conf(config.build()));
         let err = ec2.describe_route_tables(&[], None).await.expect_err("the certificate is refused");
