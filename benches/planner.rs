@@ -6,8 +6,9 @@ use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use ipnet::IpNet;
-use kube_rtsync::model::{Destination, ManagedCidrs, Route, RouteOrigin, RouteTable, Target};
-use kube_rtsync::plan;
+use kube_rtsync::aws::ec2::model::{Destination, Route, RouteOrigin, RouteTable, Target};
+use kube_rtsync::jobs::routes::model::ManagedCidrs;
+use kube_rtsync::jobs::routes::plan;
 
 fn pod(n: usize) -> Destination {
     // /24s inside 100.96.0.0/11: 8,192 of them.

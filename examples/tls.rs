@@ -87,8 +87,9 @@ async fn child(variant: Variant, endpoint: &str) -> Sample {
                 Variant::RingHttp | Variant::RingHttps => CryptoMode::Ring,
                 _ => CryptoMode::AwsLc,
             };
-            let ca = std::fs::read(TEST_CA).map(kube_rtsync::sdk::CaBundle::from_pem).expect("the test CA").unwrap();
-            client_config(endpoint).http_client(kube_rtsync::sdk::https_client(crypto, Some(ca)))
+            let ca =
+                std::fs::read(TEST_CA).map(kube_rtsync::aws::sdk::CaBundle::from_pem).expect("the test CA").unwrap();
+            client_config(endpoint).http_client(kube_rtsync::aws::sdk::https_client(crypto, Some(ca)))
         }
     };
     // Building the client builds its connector once, to check it: the

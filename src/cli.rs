@@ -1,31 +1,30 @@
-//! The command line: `kube-rtsync plan` and `kube-rtsync sync`, the same
-//! reconcile as the Lambda, run from an operator's terminal (when
+//! The command line: `kube-rtsync [JOB] plan|sync`, the same reconcile as
+//! the Lambda, run from an operator's terminal (when
 //! `AWS_LAMBDA_RUNTIME_API` is not set). Configuration comes from the same
-//! environment variables; flags override them.
+//! environment variables; flags override them. `plan` and `sync` alone are
+//! the routes job.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::config::{self, Config};
-use crate::ec2::AwsEc2;
-use crate::event::Trigger;
-use crate::limiter::WriteLimiter;
-use crate::plan::RouteAction;
-use crate::report::{Outcome, Report};
-use crate::sync::Reconciler;
-use crate::{Error, Result};
+use crate::aws::ec2::AwsEc2;
+use crate::jobs::routes::{self, Reconciler, config::Config};
+use crate::shared::config::ConfigError;
+use crate::shared::event::Trigger;
+use crate::shared::limiter::WriteLimiter;
+use crate::shared::report::{JobError, JobReport};
 
-/// Mirrors a Kubernetes cluster's kubenet pod routes into every private
-/// route table of its VPC.
+/// Keeps the networking around a self-managed Kubernetes cluster on AWS
+/// right as nodes come and go.
 ///
-/// Outside AWS Lambda the binary is a command line: `plan` shows what a sync
-/// would change, `sync` makes the changes. Both read the configuration from
-/// the environment variables the function uses (VPC_ID, KUBE_CLUSTER_NAME,
+/// Outside AWS Lambda the binary is a command line: `JOB plan` shows what a
+/// sync would change, `JOB sync` makes the changes (`plan` and `sync` alone
+/// are the routes job). Both read the configuration from the environment
+/// variables the function uses (VPC_ID, KUBE_CLUSTER_NAME,
 /// SOURCE_ROUTE_TABLE_ID, KUBE_ROUTE_CIDRS, PRIVATE_RT_FILTERS, ...), and
 /// the flags below override them. AWS credentials and region come from the
 /// standard chain (environment, profiles, SSO).
@@ -40,18 +39,73 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Show the route changes a sync would make, per target table. Changes nothing.
+    /// Routes job: show the route changes a sync would make, per target table. Changes nothing.
     Plan {
         /// Exit 0 when there is nothing to do, 2 when changes are pending, 1 on error.
         #[arg(long)]
         detailed_exitcode: bool,
     },
-    /// Make every target table mirror the cluster's pod routes, and print the report.
+    /// Routes job: make every target table mirror the cluster's pod routes, and print the report.
     Sync {
         /// Plan and report only (the same as DRY_RUN=true).
         #[arg(long)]
         dry_run: bool,
     },
+    /// Mirror the cluster's kubenet pod routes into every private route table.
+    Routes {
+        #[command(subcommand)]
+        verb: Verb,
+    },
+}
+
+/// What to do with a job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Subcommand)]
+pub enum Verb {
+    /// Show the changes a sync would make. Changes nothing.
+    Plan {
+        /// Exit 0 when there is nothing to do, 2 when changes are pending, 1 on error.
+        #[arg(long)]
+        detailed_exitcode: bool,
+    },
+    /// Make the changes, and print the report.
+    Sync {
+        /// Plan and report only (the same as DRY_RUN=true).
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+impl Verb {
+    fn name(self) -> &'static str {
+        match self {
+            Verb::Plan { .. } => "plan",
+            Verb::Sync { .. } => "sync",
+        }
+    }
+
+    /// Whether nothing may be changed: a plan, or a sync with `--dry-run`.
+    fn dry_run(self) -> bool {
+        match self {
+            Verb::Plan { .. } => true,
+            Verb::Sync { dry_run } => dry_run,
+        }
+    }
+
+    fn detailed(self) -> bool {
+        matches!(self, Verb::Plan { detailed_exitcode: true })
+    }
+}
+
+impl Command {
+    /// The job and what to do with it.
+    pub fn job(&self) -> (crate::jobs::Job, Verb) {
+        use crate::jobs::Job;
+        match *self {
+            Command::Plan { detailed_exitcode } => (Job::Routes, Verb::Plan { detailed_exitcode }),
+            Command::Sync { dry_run } => (Job::Routes, Verb::Sync { dry_run }),
+            Command::Routes { verb } => (Job::Routes, verb),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -89,15 +143,15 @@ pub enum Output {
 }
 
 impl Options {
-    /// The configuration: flags first, then the environment.
-    pub fn config(&self, lookup: impl Fn(&str) -> Option<String>) -> Result<Config, config::ConfigError> {
+    /// The routes job's configuration: flags first, then the environment.
+    pub fn config(&self, lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let mut overrides: HashMap<&str, &str> = HashMap::new();
         let flags = [
-            (config::VPC_ID, &self.vpc_id),
-            (config::KUBE_CLUSTER_NAME, &self.cluster_name),
-            (config::SOURCE_ROUTE_TABLE_ID, &self.source_route_table_id),
-            (config::KUBE_ROUTE_CIDRS, &self.route_cidrs),
-            (config::PRIVATE_RT_FILTERS, &self.filters),
+            (routes::config::VPC_ID, &self.vpc_id),
+            (routes::config::KUBE_CLUSTER_NAME, &self.cluster_name),
+            (routes::config::SOURCE_ROUTE_TABLE_ID, &self.source_route_table_id),
+            (routes::config::KUBE_ROUTE_CIDRS, &self.route_cidrs),
+            (routes::config::PRIVATE_RT_FILTERS, &self.filters),
         ];
         for (name, value) in flags {
             if let Some(value) = value {
@@ -111,156 +165,85 @@ impl Options {
 /// Runs the command line; returns the process exit code.
 pub async fn run() -> ExitCode {
     let cli = Cli::parse();
-    let mut config = match cli.options.config(|name| std::env::var(name).ok()) {
-        Ok(config) => config,
-        Err(err) => {
-            eprintln!("kube-rtsync: invalid configuration: {err}");
-            return ExitCode::from(1);
+    let (job, verb) = cli.command.job();
+    match job {
+        crate::jobs::Job::Routes => {
+            let result = run_routes(&cli.options, verb).await;
+            finish(verb.name(), verb.detailed(), cli.options.output, result)
         }
-    };
-    let (verb, detailed) = match cli.command {
-        Command::Plan { detailed_exitcode } => {
-            config.dry_run = true;
-            ("plan", detailed_exitcode)
-        }
-        Command::Sync { dry_run } => {
-            config.dry_run |= dry_run;
-            ("sync", false)
-        }
-    };
-    // A person is watching: no wait for routes that may never come.
-    config.route_wait = Duration::ZERO;
-
-    let mut loader = match crate::sdk::config_loader(|name| std::env::var(name).ok()) {
-        Ok(loader) => loader,
-        Err(err) => return finish(verb, detailed, cli.options.output, Err(err.into())),
-    };
-    if let Some(profile) = &cli.options.profile {
-        loader = loader.profile_name(profile);
     }
-    if let Some(region) = &cli.options.region {
-        loader = loader.region(aws_config::Region::new(region.clone()));
-    }
-    let ec2 = AwsEc2::new(crate::sdk::ec2_client(&loader.load().await, Default::default()));
-    let limiter = WriteLimiter::new(config.write_rate);
-    let reconciler = Reconciler { ec2: &ec2, config: &config, limiter: &limiter, deadline: None };
-    let result = reconciler.reconcile(vec![Trigger::Manual { command: verb.to_owned() }]).await;
-    finish(verb, detailed, cli.options.output, result)
 }
 
-/// Prints the report (or the error) and picks the exit code.
-fn finish(verb: &str, detailed: bool, output: Output, result: Result<Report>) -> ExitCode {
+/// The SDK configuration for a command: the environment's, with the
+/// profile and region flags on top.
+async fn sdk_config(options: &Options) -> Result<aws_config::SdkConfig, ConfigError> {
+    let mut loader = crate::aws::sdk::config_loader(|name| std::env::var(name).ok())?;
+    if let Some(profile) = &options.profile {
+        loader = loader.profile_name(profile);
+    }
+    if let Some(region) = &options.region {
+        loader = loader.region(aws_config::Region::new(region.clone()));
+    }
+    Ok(loader.load().await)
+}
+
+async fn run_routes(options: &Options, verb: Verb) -> Result<routes::report::Report, routes::Error> {
+    let mut config = options.config(|name| std::env::var(name).ok())?;
+    config.dry_run |= verb.dry_run();
+    // A person is watching: no wait for routes that may never come.
+    config.route_wait = Duration::ZERO;
+    let ec2 = AwsEc2::new(crate::aws::sdk::ec2_client(&sdk_config(options).await?, Default::default()));
+    let limiter = WriteLimiter::new(config.write_rate);
+    let reconciler = Reconciler { ec2: &ec2, config: &config, limiter: &limiter, deadline: None };
+    let report = reconciler.reconcile(vec![Trigger::Manual { command: verb.name().to_owned() }]).await?;
+    match report.is_complete() {
+        true => Ok(report),
+        false => Err(routes::Error::Incomplete(Box::new(report))),
+    }
+}
+
+/// Prints the report (or the error) and picks the exit code: 0 done or
+/// nothing to do, 2 changes pending (with `--detailed-exitcode`), 1 error
+/// or incomplete.
+fn finish<E: JobError>(verb: &str, detailed: bool, output: Output, result: Result<E::Report, E>) -> ExitCode {
     let report = match result {
         Ok(report) => report,
         Err(err) => {
+            match err.report() {
+                Some(report) => print_report(report, output),
+                None if err.kind() == "InvalidConfiguration" => {
+                    eprintln!("kube-rtsync: {err}");
+                    return ExitCode::from(1);
+                }
+                None => {}
+            }
             eprintln!("kube-rtsync {verb}: {err}");
             return ExitCode::from(1);
         }
     };
-    match output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default()),
-        Output::Human => print!("{}", render(&report, colour_wanted())),
-    }
-    if !report.is_complete() {
-        eprintln!("kube-rtsync {verb}: {}", Error::Incomplete(Box::new(report)));
-        return ExitCode::from(1);
-    }
-    let pending = report.totals.created + report.totals.replaced + report.totals.deleted > 0;
+    print_report(&report, output);
+    let pending = report.changes() > 0;
     ExitCode::from(if detailed && pending { 2 } else { 0 })
+}
+
+fn print_report<R: JobReport>(report: &R, output: Output) {
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(report).unwrap_or_default()),
+        Output::Human => print!("{}", report.render(colour_wanted())),
+    }
 }
 
 fn colour_wanted() -> bool {
     std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
 }
 
-/// The report as a table for people: one line per change, `+` create,
-/// `~` replace (old -> new target), `-` delete, then totals.
-pub fn render(report: &Report, colour: bool) -> String {
-    let paint = |code: &str, text: &str| {
-        if colour { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_owned() }
-    };
-    let mut out = String::new();
-    let planned = report.dry_run;
-    let _ = writeln!(
-        out,
-        "Source {} in {}: {} managed route{}",
-        report.source_route_table_id.as_deref().unwrap_or("-"),
-        report.vpc_id,
-        report.managed_routes,
-        if report.managed_routes == 1 { "" } else { "s" }
-    );
-    for table in &report.tables {
-        let name = table.name.as_deref().map(|n| format!(" ({n})")).unwrap_or_default();
-        let _ = writeln!(out, "\n{}{name}", paint("1", &table.route_table_id));
-        if table.changes() == 0 && table.is_complete() && table.skipped.is_empty() {
-            let _ = writeln!(out, "    {}", paint("2", "in sync"));
-        }
-        for r in &table.deleted {
-            let _ = writeln!(out, "  {} {:<20} {}", paint("31", "-"), r.destination.to_string(), r.target);
-        }
-        for r in &table.replaced {
-            let _ = writeln!(out, "  {} {:<20} {} -> {}", paint("33", "~"), r.destination.to_string(), r.from, r.to);
-        }
-        for r in &table.created {
-            let _ = writeln!(out, "  {} {:<20} -> {}", paint("32", "+"), r.destination.to_string(), r.target);
-        }
-        // Changes that did not happen: `!` failed, `?` not started or withheld.
-        let mut unmade = |mark: &str, colour: &str, action: &RouteAction, what: String| {
-            let (destination, verb) = (action.destination().to_string(), action.verb());
-            let _ = writeln!(out, "  {} {destination:<20} {verb} {what}", paint(colour, mark));
-        };
-        for f in &table.failures {
-            let code = f.code.as_deref().unwrap_or("-");
-            unmade("!", "31", &f.action, format!("failed: {code}: {} ({})", f.message, f.hint));
-        }
-        for n in &table.not_started {
-            unmade("?", "33", &n.action, format!("not started: {}", n.reason));
-        }
-        for w in &table.withheld {
-            unmade("?", "33", &w.action, format!("withheld: {}", w.reason));
-        }
-        for s in &table.skipped {
-            let _ = writeln!(out, "  {} {:<20} skipped: {}", paint("2", "."), s.destination.to_string(), s.reason);
-        }
-    }
-    for s in &report.skipped {
-        let _ = writeln!(out, "\nsource route {} -> {} not mirrored: {}", s.destination, s.target, s.reason);
-    }
-    for w in &report.warnings {
-        let _ = writeln!(out, "\nwarning: {w}");
-    }
-    let t = &report.totals;
-    let changed = format!("{} of {} table{}", t.tables_changed, t.tables, if t.tables == 1 { "" } else { "s" });
-    let _ = writeln!(out);
-    let summary = match report.outcome {
-        Outcome::InSync | Outcome::NothingToDo => {
-            format!("No changes: {} table{} in sync.", t.tables, if t.tables == 1 { "" } else { "s" })
-        }
-        _ if planned => {
-            format!("Plan: {} to create, {} to replace, {} to delete, in {changed}.", t.created, t.replaced, t.deleted)
-        }
-        _ => format!("Applied: {} created, {} replaced, {} deleted, in {changed}.", t.created, t.replaced, t.deleted),
-    };
-    let _ = writeln!(out, "{}", paint("1", &summary));
-    if t.failed + t.not_started + t.withheld > 0 {
-        let _ = writeln!(
-            out,
-            "{}",
-            paint(
-                "31",
-                &format!("Incomplete: {} failed, {} not started, {} withheld.", t.failed, t.not_started, t.withheld)
-            )
-        );
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Destination, Target};
-    use crate::plan::RouteAction;
-    use crate::report::TableReport;
+    use crate::aws::ec2::model::{Destination, Target};
+    use crate::jobs::routes::Error;
+    use crate::jobs::routes::plan::RouteAction;
+    use crate::jobs::routes::report::{Report, TableReport};
 
     fn report(dry_run: bool) -> Report {
         let mut table = TableReport::new("rtb-0a");
@@ -284,27 +267,6 @@ mod tests {
         report.managed_routes = 2;
         report.tables = vec![table, TableReport::new("rtb-0b")];
         report.finish()
-    }
-
-    #[test]
-    fn the_plan_reads_as_one_line_per_change_then_totals() {
-        let text = render(&report(true), false);
-        let expected = "\
-Source rtb-0c in vpc-0123456789abcdef0: 2 managed routes
-
-rtb-0a (private_us-east-1a)
-  - 100.96.9.0/24        i-9
-  ~ 100.96.2.0/24        i-old -> eni-2
-  + 100.96.1.0/24        -> i-1
-
-rtb-0b
-    in sync
-
-Plan: 1 to create, 1 to replace, 1 to delete, in 1 of 2 tables.
-";
-        assert_eq!(text, expected);
-        assert!(render(&report(false), false).contains("Applied: 1 created, 1 replaced, 1 deleted, in 1 of 2 tables."));
-        assert!(render(&report(true), true).contains("\x1b[32m+\x1b[0m"));
     }
 
     #[test]

@@ -1,97 +1,22 @@
-//! kube-rtsync mirrors a Kubernetes cluster's kubenet pod routes from the
-//! cluster's VPC route table into every private route table of the VPC.
+//! kube-rtsync keeps the networking around a self-managed Kubernetes
+//! cluster on AWS right as nodes come and go. One binary, several jobs,
+//! one shape: trigger -> observe -> pure plan -> apply -> report.
 //!
-//! The crate is split so that the logic is pure and testable:
-//! [`config`] and [`event`] decode inputs, [`plan`] computes the changes,
-//! [`ec2`] is the only door to AWS, and [`sync`] ties them together.
+//! The tree says where things live:
+//! - [`jobs`]: one folder per job (its configuration, model, observe, plan,
+//!   apply and report); [`jobs::Job`] picks one by the handler name.
+//! - [`shared`]: what every job uses: configuration helpers and the shared
+//!   variables, trigger decoding, the write limiter, the apply engine, the
+//!   report envelope, EMF metrics, logging, cluster tags.
+//! - [`aws`]: the doors to AWS: one narrow trait per service with its SDK
+//!   adapter, the shared error type, and the one HTTPS client.
+//! - `fake` (feature `fakes`): in-memory services for tests and benchmarks.
+//! - [`lambda`] and [`cli`]: the two ways the binary runs.
 
+pub mod aws;
 pub mod cli;
-pub mod config;
-pub mod ec2;
-pub mod event;
+#[cfg(feature = "fakes")]
 pub mod fake;
-pub mod limiter;
-pub mod logging;
-pub mod metrics;
-pub mod model;
-pub mod plan;
-pub mod report;
-pub mod sdk;
-pub mod sync;
-
-use crate::report::Report;
-
-/// Why an invocation failed. Every variant means "nothing was written" except
-/// [`Error::Incomplete`], whose report says exactly what was.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("invalid configuration: {0}")]
-    Config(#[from] config::ConfigError),
-
-    #[error("rejected event, nothing changed: {0}")]
-    Event(#[from] event::EventError),
-
-    #[error("could not read the route tables, nothing changed: {0} ({hint})", hint = .0.hint())]
-    Describe(#[source] ec2::Ec2Error),
-
-    #[error(
-        "no source route table, nothing changed: no table in {vpc_id} is {selector}; check KUBE_CLUSTER_NAME or SOURCE_ROUTE_TABLE_ID and the table's tags"
-    )]
-    SourceNotFound { selector: String, vpc_id: String },
-
-    #[error(
-        "ambiguous source route table, nothing changed: {} tables in {vpc_id} are {selector} ({}); set SOURCE_ROUTE_TABLE_ID to the cluster's table",
-        .ids.len(), .ids.join(", ")
-    )]
-    AmbiguousSource { selector: String, vpc_id: String, ids: Vec<String> },
-
-    #[error("{}", incomplete_message(.0))]
-    Incomplete(Box<Report>),
-}
-
-impl Error {
-    /// A stable name for the error, used as Lambda's `errorType`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Error::Config(_) => "InvalidConfiguration",
-            Error::Event(_) => "InvalidEvent",
-            Error::Describe(_) => "DescribeFailed",
-            Error::SourceNotFound { .. } => "SourceNotFound",
-            Error::AmbiguousSource { .. } => "AmbiguousSource",
-            Error::Incomplete(_) => "SyncIncomplete",
-        }
-    }
-}
-
-fn incomplete_message(report: &Report) -> String {
-    let t = &report.totals;
-    let tables: Vec<&str> =
-        report.tables.iter().filter(|t| !t.is_complete()).map(|t| t.route_table_id.as_str()).collect();
-    let codes: std::collections::BTreeSet<&str> = report
-        .tables
-        .iter()
-        .flat_map(|t| t.failures.iter().map(|f| f.code.as_deref().unwrap_or(f.operation)))
-        .collect();
-    let codes: Vec<&str> = codes.into_iter().collect();
-    format!(
-        "sync incomplete in {} of {} tables ({}): {} failed{}, {} not started, {} withheld by guards; {} created, {} replaced, {} deleted; Lambda retries the invocation",
-        t.tables_failed,
-        t.tables,
-        tables.join(", "),
-        t.failed,
-        if codes.is_empty() { String::new() } else { format!(" ({})", codes.join(", ")) },
-        t.not_started,
-        t.withheld,
-        t.created,
-        t.replaced,
-        t.deleted,
-    )
-}
-
-impl From<Error> for lambda_runtime::Diagnostic {
-    fn from(err: Error) -> Self {
-        lambda_runtime::Diagnostic { error_type: err.kind().to_owned(), error_message: err.to_string() }
-    }
-}
-
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+pub mod jobs;
+pub mod lambda;
+pub mod shared;

@@ -10,12 +10,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use ipnet::IpNet;
-use kube_rtsync::Error;
-use kube_rtsync::config::{Config, WriteRate};
-use kube_rtsync::ec2::{AwsEc2, ThrottleCounter};
-use kube_rtsync::limiter::WriteLimiter;
-use kube_rtsync::report::{Outcome, Report};
-use kube_rtsync::sync::{Reconciler, handle_event};
+use kube_rtsync::aws::ec2::AwsEc2;
+use kube_rtsync::aws::error::ThrottleCounter;
+use kube_rtsync::jobs::routes::Error;
+use kube_rtsync::jobs::routes::config::{Config, WriteRate};
+use kube_rtsync::jobs::routes::report::{Outcome, Report};
+use kube_rtsync::jobs::routes::{Reconciler, handle_event};
+use kube_rtsync::shared::limiter::WriteLimiter;
 use support::emulator::Emulator;
 use support::proxy::{Behaviour, Proxy};
 use support::runtime_api::{Answer, RuntimeApi};
@@ -315,6 +316,8 @@ async fn invalid_configuration_fails_init_naming_the_variable() {
     let cases = [
         ("KUBE_ROUTE_CIDRS", "100.96.0.0/33", "expected comma-separated CIDRs"),
         ("AWS_CA_BUNDLE", "/nonexistent/ca.pem", "cannot read /nonexistent/ca.pem"),
+        ("_HANDLER", "nope", "\"nope\" is not a job of this build; expected one of routes"),
+        ("METRICS_NAMESPACE", "", "METRICS_NAMESPACE: is empty"),
     ];
     for (n, (variable, value, expected)) in cases.into_iter().enumerate() {
         let api = RuntimeApi::start(vec![LAUNCH.to_owned()]);
@@ -336,6 +339,31 @@ async fn invalid_configuration_fails_init_naming_the_variable() {
         let log = std::fs::read_to_string(&log_path).unwrap();
         let _ = std::fs::remove_file(&log_path);
         assert!(log.contains(variable) && log.contains(expected), "{variable}: {log}");
+    }
+}
+
+#[tokio::test]
+async fn the_routes_handler_names_and_no_handler_all_run_the_routes_job() {
+    for handler in [None, Some("bootstrap"), Some("routes")] {
+        let world = World::new(ClusterTag::Legacy).await;
+        let node = world.vpc.nodes[0].instance_id.clone();
+        let api = RuntimeApi::start(vec![LAUNCH.replace(SAMPLE_INSTANCE, &node)]);
+        let mut env = world.emulator.env();
+        env.push(("VPC_ID", world.vpc.vpc_id.clone()));
+        env.push(("KUBE_CLUSTER_NAME", CLUSTER.to_owned()));
+        if let Some(handler) = handler {
+            env.push(("_HANDLER", handler.to_owned()));
+        }
+        let _lambda = LambdaProcess::spawn(
+            Path::new(env!("CARGO_BIN_EXE_kube-rtsync")),
+            &api.address,
+            &env,
+            std::process::Stdio::null(),
+        );
+        let (_, answer) = api.answer(Duration::from_secs(60));
+        let Answer::Response(report) = answer else { panic!("{handler:?}: expected a report, got {answer:?}") };
+        assert_eq!(report["outcome"], "synced", "{handler:?}");
+        assert_eq!(report["totals"]["created"], 9, "{handler:?}");
     }
 }
 
@@ -517,7 +545,7 @@ impl aws_sdk_ec2::config::Intercept for Attempts {
 #[tokio::test]
 async fn a_refused_certificate_is_not_retried() {
     use aws_sdk_ec2::config::retry::RetryConfig;
-    use kube_rtsync::ec2::{Ec2, FailureKind};
+    use kube_rtsync::aws::ec2::{Ec2, FailureKind};
 
     let emulator = Emulator::start_tls();
     // Trusting the system's roots only, with a quick retry policy; once
@@ -527,11 +555,11 @@ async fn a_refused_certificate_is_not_retried() {
     for rule in [false, true] {
         let counter = Attempts::default();
         let mut config = support::emulator::client_config(&emulator.endpoint())
-            .http_client(kube_rtsync::sdk::https_client(kube_rtsync::sdk::crypto(), None))
+            .http_client(kube_rtsync::aws::sdk::https_client(kube_rtsync::aws::sdk::crypto(), None))
             .retry_config(RetryConfig::standard().with_max_attempts(3).with_initial_backoff(Duration::from_millis(1)))
             .interceptor(counter.clone());
         if rule {
-            config = kube_rtsync::sdk::ec2_rules(config);
+            config = kube_rtsync::aws::sdk::ec2_rules(config);
         }
         let ec2 = AwsEc2::new(aws_sdk_ec2::Client::from_conf(config.build()));
         let err = ec2.describe_route_tables(&[], None).await.expect_err("the certificate is refused");

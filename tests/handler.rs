@@ -5,14 +5,14 @@ mod support;
 
 use std::time::Duration;
 
-use kube_rtsync::Error;
-use kube_rtsync::config::Config;
-use kube_rtsync::ec2::FailureKind;
-use kube_rtsync::fake::{FakeEc2, Fault, Operation};
-use kube_rtsync::limiter::WriteLimiter;
-use kube_rtsync::model::{Route, RouteTable};
-use kube_rtsync::report::{Outcome, Report};
-use kube_rtsync::sync::{Reconciler, handle_event};
+use kube_rtsync::aws::ec2::FailureKind;
+use kube_rtsync::aws::ec2::model::{Route, RouteTable};
+use kube_rtsync::fake::ec2::{FakeEc2, Fault, Operation};
+use kube_rtsync::jobs::routes::Error;
+use kube_rtsync::jobs::routes::config::Config;
+use kube_rtsync::jobs::routes::report::{Outcome, Report};
+use kube_rtsync::jobs::routes::{Reconciler, handle_event};
+use kube_rtsync::shared::limiter::WriteLimiter;
 use serde_json::Value;
 use support::*;
 use tokio::time::Instant;
@@ -28,7 +28,7 @@ async fn run_with_deadline(
     deadline: Option<Instant>,
 ) -> Result<Report, Error> {
     // The limiter is off: these tests are about what is written, not when.
-    let limiter = WriteLimiter::new(kube_rtsync::config::WriteRate { per_second: 0.0, burst: 1 });
+    let limiter = WriteLimiter::new(kube_rtsync::jobs::routes::config::WriteRate { per_second: 0.0, burst: 1 });
     let reconciler = Reconciler { ec2: fake, config, limiter: &limiter, deadline };
     handle_event(&reconciler, event).await
 }
@@ -40,7 +40,7 @@ fn sorted(mut routes: Vec<Route>) -> Vec<Route> {
 
 /// The table's routes inside 100.96.0.0/11.
 fn pod_routes_of(table: &RouteTable) -> Vec<Route> {
-    let managed = kube_rtsync::config::parse_route_cidrs("100.96.0.0/11").unwrap();
+    let managed = kube_rtsync::jobs::routes::config::parse_route_cidrs("100.96.0.0/11").unwrap();
     sorted(table.routes.iter().filter(|r| managed.contains(&r.destination)).cloned().collect())
 }
 
@@ -440,4 +440,28 @@ async fn the_wait_stops_short_of_the_deadline() {
     let wait = report.route_wait.unwrap();
     // 30 s - 10 s margin - 10 s kept for the second pass: checks at 2, 6 and 10 s.
     assert_eq!((wait.checks, wait.waited_ms), (3, 10_000));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failure_after_the_first_pass_still_reports_what_was_written() {
+    // The wait's first check finds the source gone (its tag removed), and
+    // in a second run the check's describe fails: both after the first
+    // pass wrote 9 routes, which the error must still report.
+    let vanish = FakeEc2::new(vpc());
+    vanish.on_describe(3, |tables| {
+        tables.get_mut("rtb-0c0000000000000c").unwrap().tags.remove("KubernetesCluster");
+    });
+    let failing = FakeEc2::new(vpc());
+    failing.inject(Fault::code("InternalError").on(Operation::DescribeRouteTables).every(3));
+    for (fake, cause) in [(&vanish, "no source route table"), (&failing, "InternalError")] {
+        let result = run(fake, &config(&[("ROUTE_WAIT_SECONDS", "60")]), &event(LAUNCH)).await;
+        let Err(Error::Incomplete(report)) = result else { panic!("{cause}: {result:?}") };
+        assert_eq!(fake.calls().writes(), 9, "{cause}");
+        assert_eq!(report.totals.created + report.totals.replaced + report.totals.deleted, 9, "{cause}");
+        assert_eq!(report.outcome, Outcome::Incomplete, "{cause}");
+        assert_eq!(report.errors.len(), 1, "{cause}");
+        assert!(report.errors[0].contains(cause), "{}", report.errors[0]);
+        let message = Error::Incomplete(report).to_string();
+        assert!(message.contains("new node's route") && message.contains(cause), "{message}");
+    }
 }

@@ -3,13 +3,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use ipnet::IpNet;
-use kube_rtsync::config::{self, Config};
-use kube_rtsync::event;
-use kube_rtsync::fake::FakeEc2;
-use kube_rtsync::limiter::WriteLimiter;
-use kube_rtsync::model::{Destination, ManagedCidrs, Route, RouteOrigin, RouteState, RouteTable, Target};
-use kube_rtsync::plan::{self, RouteAction};
-use kube_rtsync::sync::Reconciler;
+use kube_rtsync::aws::ec2::model::{Destination, Route, RouteOrigin, RouteState, RouteTable, Target};
+use kube_rtsync::fake::ec2::FakeEc2;
+use kube_rtsync::jobs::routes::Reconciler;
+use kube_rtsync::jobs::routes::config::{self, Config};
+use kube_rtsync::jobs::routes::model::ManagedCidrs;
+use kube_rtsync::jobs::routes::plan::{self, RouteAction};
+use kube_rtsync::shared::event;
+use kube_rtsync::shared::limiter::WriteLimiter;
 use proptest::prelude::*;
 
 const VPC: &str = "vpc-0a00000000000001";

@@ -4,13 +4,13 @@
 
 mod support;
 
-use kube_rtsync::Error;
-use kube_rtsync::config::{Config, WriteRate};
-use kube_rtsync::fake::{FakeEc2, Fault, Operation};
-use kube_rtsync::limiter::WriteLimiter;
-use kube_rtsync::model::RouteTable;
-use kube_rtsync::report::{Outcome, Report};
-use kube_rtsync::sync::{Reconciler, handle_event};
+use kube_rtsync::aws::ec2::model::RouteTable;
+use kube_rtsync::fake::ec2::{FakeEc2, Fault, Operation};
+use kube_rtsync::jobs::routes::Error;
+use kube_rtsync::jobs::routes::config::{Config, WriteRate};
+use kube_rtsync::jobs::routes::report::{Outcome, Report};
+use kube_rtsync::jobs::routes::{Reconciler, handle_event};
+use kube_rtsync::shared::limiter::WriteLimiter;
 use support::*;
 
 async fn invoke(fake: &FakeEc2, config: &Config, limiter: &WriteLimiter) -> Result<Report, Error> {
@@ -45,7 +45,7 @@ async fn converge(fake: &FakeEc2, config: &Config, limit: usize) -> usize {
     panic!("no convergence within {limit} invocations");
 }
 
-fn managed(dest: &kube_rtsync::model::Destination) -> bool {
+fn managed(dest: &kube_rtsync::aws::ec2::model::Destination) -> bool {
     dest.cidr().is_some_and(|n| "100.96.0.0/11".parse::<ipnet::IpNet>().unwrap().contains(&n))
 }
 

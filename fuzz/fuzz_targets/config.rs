@@ -2,7 +2,7 @@
 //! or an error naming one of the variables, never a panic.
 #![no_main]
 
-use kube_rtsync::config::{self, Config};
+use kube_rtsync::jobs::routes::config::{self, Config};
 use libfuzzer_sys::fuzz_target;
 
 const NAMES: [&str; 12] = [

@@ -5,7 +5,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(triggers) = kube_rtsync::event::decode_bytes(data) {
+    if let Ok(triggers) = kube_rtsync::shared::event::decode_bytes(data) {
         assert!(!triggers.is_empty());
         let _ = serde_json::to_string(&triggers).expect("triggers serialize");
     }

@@ -110,9 +110,9 @@ impl Drop for Emulator {
 /// SDK configuration for an emulator (or a proxy in front of it) at
 /// `endpoint`, through kube-rtsync's HTTPS client trusting [`TEST_CA`].
 pub fn client_config(endpoint: &str) -> aws_sdk_ec2::config::Builder {
-    let test_ca = std::fs::read(TEST_CA).map(kube_rtsync::sdk::CaBundle::from_pem).expect("the test CA").unwrap();
+    let test_ca = std::fs::read(TEST_CA).map(kube_rtsync::aws::sdk::CaBundle::from_pem).expect("the test CA").unwrap();
     aws_sdk_ec2::Config::builder()
-        .http_client(kube_rtsync::sdk::https_client(kube_rtsync::sdk::crypto(), Some(test_ca)))
+        .http_client(kube_rtsync::aws::sdk::https_client(kube_rtsync::aws::sdk::crypto(), Some(test_ca)))
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(REGION))
         .endpoint_url(endpoint)

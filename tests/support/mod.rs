@@ -3,8 +3,8 @@
 
 use std::collections::HashMap;
 
-use kube_rtsync::config::Config;
-use kube_rtsync::model::{Destination, Route, RouteOrigin, RouteState, RouteTable, Target};
+use kube_rtsync::aws::ec2::model::{Destination, Route, RouteOrigin, RouteState, RouteTable, Target};
+use kube_rtsync::jobs::routes::config::Config;
 
 pub const VPC: &str = "vpc-0a00000000000001";
 pub const OTHER_VPC: &str = "vpc-0b00000000000002";
@@ -179,7 +179,7 @@ impl Drop for LambdaProcess {
     }
 }
 
-/// An [`Ec2`](kube_rtsync::ec2::Ec2) that counts the calls passing through
+/// An [`Ec2`](kube_rtsync::aws::ec2::Ec2) that counts the calls passing through
 /// to another one.
 pub struct Counting<E> {
     pub inner: E,
@@ -198,12 +198,12 @@ impl<E> Counting<E> {
     }
 }
 
-impl<E: kube_rtsync::ec2::Ec2> kube_rtsync::ec2::Ec2 for Counting<E> {
+impl<E: kube_rtsync::aws::ec2::Ec2> kube_rtsync::aws::ec2::Ec2 for Counting<E> {
     async fn describe_route_tables(
         &self,
-        filters: &[kube_rtsync::model::Filter],
+        filters: &[kube_rtsync::aws::ec2::model::Filter],
         next_token: Option<String>,
-    ) -> Result<kube_rtsync::ec2::RouteTablePage, kube_rtsync::ec2::Ec2Error> {
+    ) -> Result<kube_rtsync::aws::ec2::RouteTablePage, kube_rtsync::aws::ec2::AwsError> {
         self.describes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.inner.describe_route_tables(filters, next_token).await
     }
@@ -213,7 +213,7 @@ impl<E: kube_rtsync::ec2::Ec2> kube_rtsync::ec2::Ec2 for Counting<E> {
         table: &str,
         destination: &Destination,
         target: &Target,
-    ) -> Result<(), kube_rtsync::ec2::Ec2Error> {
+    ) -> Result<(), kube_rtsync::aws::ec2::AwsError> {
         self.writes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.inner.create_route(table, destination, target).await
     }
@@ -223,12 +223,16 @@ impl<E: kube_rtsync::ec2::Ec2> kube_rtsync::ec2::Ec2 for Counting<E> {
         table: &str,
         destination: &Destination,
         target: &Target,
-    ) -> Result<(), kube_rtsync::ec2::Ec2Error> {
+    ) -> Result<(), kube_rtsync::aws::ec2::AwsError> {
         self.writes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.inner.replace_route(table, destination, target).await
     }
 
-    async fn delete_route(&self, table: &str, destination: &Destination) -> Result<(), kube_rtsync::ec2::Ec2Error> {
+    async fn delete_route(
+        &self,
+        table: &str,
+        destination: &Destination,
+    ) -> Result<(), kube_rtsync::aws::ec2::AwsError> {
         self.writes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.inner.delete_route(table, destination).await
     }

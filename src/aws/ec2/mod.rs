@@ -6,11 +6,14 @@
 
 use std::future::Future;
 
-use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::types as sdk;
 use ipnet::IpNet;
 
-use crate::model::{Destination, Filter, Route, RouteOrigin, RouteState, RouteTable, Target};
+pub mod model;
+
+use crate::aws::error::sdk_error;
+pub use crate::aws::error::{AwsError, FailureKind};
+use model::{Destination, Filter, Route, RouteOrigin, RouteState, RouteTable, Target};
 
 /// `CreateRoute` found the destination already routed.
 pub const ROUTE_ALREADY_EXISTS: &str = "RouteAlreadyExists";
@@ -34,115 +37,39 @@ pub struct RouteTablePage {
     pub next_token: Option<String>,
 }
 
-/// What kind of failure an EC2 call met.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FailureKind {
-    /// EC2 answered with an error code.
-    Service,
-    /// The call (or one of its attempts) ran out of time.
-    Timeout,
-    /// The request could not be sent or the answer not read.
-    Network,
-    /// The endpoint's TLS certificate was refused (not trusted, expired,
-    /// or for another name).
-    Certificate,
-    /// Anything else (for example no credentials).
-    Other,
-}
-
-/// A failed EC2 call, with the AWS error code when EC2 gave one.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{operation} failed{}: {message}", .code.as_deref().map(|c| format!(" with {c}")).unwrap_or_default())]
-pub struct Ec2Error {
-    pub operation: &'static str,
-    pub kind: FailureKind,
-    pub code: Option<String>,
-    pub message: String,
-}
-
-impl Ec2Error {
-    pub fn service(operation: &'static str, code: impl Into<String>, message: impl Into<String>) -> Self {
-        Ec2Error { operation, kind: FailureKind::Service, code: Some(code.into()), message: message.into() }
-    }
-
-    pub fn code(&self) -> Option<&str> {
-        self.code.as_deref()
-    }
-
-    pub fn is_code(&self, code: &str) -> bool {
-        self.code() == Some(code)
-    }
-
-    /// EC2 refused the call for its request rate.
-    pub fn is_throttling(&self) -> bool {
-        matches!(self.code(), Some("RequestLimitExceeded" | "Throttling" | "ThrottlingException" | "RequestThrottled"))
-    }
-
-    /// `ReplaceRoute` found no route to replace (the route vanished).
-    pub fn is_missing_route(&self) -> bool {
-        self.is_code(ROUTE_NOT_FOUND)
-            || (self.is_code(INVALID_PARAMETER_VALUE) && self.message.to_ascii_lowercase().contains("no route"))
-    }
-
-    /// EC2 refused the caller's credentials or permissions.
-    pub fn is_unauthorized(&self) -> bool {
-        matches!(self.code(), Some(c) if c.starts_with("UnauthorizedOperation") || c == "AccessDenied" || c == "AuthFailure")
-    }
-
-    /// What an operator should do about it, for the error message.
-    pub fn hint(&self) -> &'static str {
-        match self.code() {
-            _ if self.is_unauthorized() => {
-                "check the function's IAM policy (policies/kube-rtsync.json) and its ec2:Vpc condition"
-            }
-            Some(ROUTE_TABLE_NOT_FOUND) => "check the route table id and that it is in VPC_ID",
-            Some(ROUTE_LIMIT_EXCEEDED) => "raise the route table quota or narrow PRIVATE_RT_FILTERS / KUBE_ROUTE_CIDRS",
-            _ if self.is_throttling() => "lower MAX_WRITES_PER_SECOND; the next invocation continues the work",
-            _ => match self.kind {
-                FailureKind::Timeout | FailureKind::Network => "transient; the next invocation retries",
-                FailureKind::Certificate => {
-                    "the endpoint's certificate is not trusted: check AWS_ENDPOINT_URL and any HTTPS proxy, or add their CA with AWS_CA_BUNDLE"
-                }
-                _ => "see the AWS error code",
-            },
-        }
-    }
-}
-
 /// The EC2 calls kube-rtsync makes. Implemented by [`AwsEc2`] and by
-/// [`crate::fake::FakeEc2`].
+/// `FakeEc2` (feature `fakes`).
 pub trait Ec2: Send + Sync {
     /// One page of `DescribeRouteTables` with these filters.
     fn describe_route_tables(
         &self,
         filters: &[Filter],
         next_token: Option<String>,
-    ) -> impl Future<Output = Result<RouteTablePage, Ec2Error>> + Send;
+    ) -> impl Future<Output = Result<RouteTablePage, AwsError>> + Send;
 
     fn create_route(
         &self,
         route_table_id: &str,
         destination: &Destination,
         target: &Target,
-    ) -> impl Future<Output = Result<(), Ec2Error>> + Send;
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
 
     fn replace_route(
         &self,
         route_table_id: &str,
         destination: &Destination,
         target: &Target,
-    ) -> impl Future<Output = Result<(), Ec2Error>> + Send;
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
 
     fn delete_route(
         &self,
         route_table_id: &str,
         destination: &Destination,
-    ) -> impl Future<Output = Result<(), Ec2Error>> + Send;
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
 }
 
 /// Every route table matching `filters`, following `NextToken` to the end.
-pub async fn describe_all<E: Ec2>(ec2: &E, filters: &[Filter]) -> Result<Vec<RouteTable>, Ec2Error> {
+pub async fn describe_all<E: Ec2>(ec2: &E, filters: &[Filter]) -> Result<Vec<RouteTable>, AwsError> {
     let mut tables = Vec::new();
     let mut token = None;
     loop {
@@ -152,62 +79,6 @@ pub async fn describe_all<E: Ec2>(ec2: &E, filters: &[Filter]) -> Result<Vec<Rou
             Some(next) if !next.is_empty() => token = Some(next),
             _ => return Ok(tables),
         }
-    }
-}
-
-/// Counts SDK attempts that EC2 answered with a throttling status (HTTP
-/// 503 `RequestLimitExceeded`, or 429), retried or not.
-#[derive(Clone, Debug, Default)]
-pub struct ThrottleCounter(std::sync::Arc<std::sync::atomic::AtomicUsize>);
-
-impl ThrottleCounter {
-    pub fn count(&self) -> usize {
-        self.0.load(std::sync::atomic::Ordering::Relaxed)
-    }
-}
-
-impl aws_sdk_ec2::config::Intercept for ThrottleCounter {
-    fn name(&self) -> &'static str {
-        "ThrottleCounter"
-    }
-
-    fn read_after_attempt(
-        &self,
-        context: &aws_sdk_ec2::config::interceptors::FinalizerInterceptorContextRef<'_>,
-        _runtime_components: &aws_sdk_ec2::config::RuntimeComponents,
-        _cfg: &mut aws_sdk_ec2::config::ConfigBag,
-    ) -> Result<(), aws_sdk_ec2::error::BoxError> {
-        if let Some(status) = context.response().map(|r| r.status().as_u16())
-            && (status == 503 || status == 429)
-        {
-            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-        Ok(())
-    }
-}
-
-/// Stops the SDK from retrying a call whose endpoint's certificate was
-/// refused: no retry can change the certificate, and four attempts with
-/// backoff would only delay the error.
-#[derive(Clone, Debug, Default)]
-pub struct NoRetryOnRefusedCertificate;
-
-impl aws_sdk_ec2::config::retry::ClassifyRetry for NoRetryOnRefusedCertificate {
-    fn classify_retry(
-        &self,
-        ctx: &aws_sdk_ec2::config::interceptors::InterceptorContext,
-    ) -> aws_sdk_ec2::config::retry::RetryAction {
-        use aws_sdk_ec2::config::retry::RetryAction;
-        match ctx.output_or_error() {
-            Some(Err(err)) if err.as_connector_error().is_some_and(|e| refused_certificate(e)) => {
-                RetryAction::RetryForbidden
-            }
-            _ => RetryAction::NoActionIndicated,
-        }
-    }
-
-    fn name(&self) -> &'static str {
-        "NoRetryOnRefusedCertificate"
     }
 }
 
@@ -221,46 +92,6 @@ impl AwsEc2 {
     pub fn new(client: aws_sdk_ec2::Client) -> Self {
         AwsEc2 { client }
     }
-}
-
-/// Keeps the AWS error code and message of a failed SDK call.
-fn sdk_error<E, R>(operation: &'static str, err: SdkError<E, R>) -> Ec2Error
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
-{
-    let kind = match &err {
-        SdkError::ServiceError(_) => FailureKind::Service,
-        SdkError::TimeoutError(_) => FailureKind::Timeout,
-        SdkError::DispatchFailure(failure) if failure.as_connector_error().is_some_and(|e| refused_certificate(e)) => {
-            FailureKind::Certificate
-        }
-        SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => FailureKind::Network,
-        _ => FailureKind::Other,
-    };
-    let code = err.code().map(str::to_owned);
-    let message = match (kind, err.message()) {
-        (FailureKind::Service, Some(message)) => message.to_owned(),
-        _ => DisplayErrorContext(&err).to_string(),
-    };
-    Ec2Error { operation, kind, code, message }
-}
-
-/// Whether rustls refused the peer's certificate somewhere down the error's
-/// causes. (An `io::Error` hides the error it wraps from `source()`; its
-/// `get_ref()` shows it.)
-fn refused_certificate(err: &(dyn std::error::Error + 'static)) -> bool {
-    let mut next = Some(err);
-    while let Some(err) = next {
-        if let Some(rustls::Error::InvalidCertificate(_)) = err.downcast_ref::<rustls::Error>() {
-            return true;
-        }
-        next = match err.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
-            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
-            None => err.source(),
-        };
-    }
-    false
 }
 
 macro_rules! with_destination {
@@ -297,7 +128,7 @@ impl Ec2 for AwsEc2 {
         &self,
         filters: &[Filter],
         next_token: Option<String>,
-    ) -> Result<RouteTablePage, Ec2Error> {
+    ) -> Result<RouteTablePage, AwsError> {
         let sdk_filters = filters
             .iter()
             .map(|f| sdk::Filter::builder().name(&f.name).set_values(Some(f.values.clone())).build())
@@ -322,7 +153,7 @@ impl Ec2 for AwsEc2 {
         route_table_id: &str,
         destination: &Destination,
         target: &Target,
-    ) -> Result<(), Ec2Error> {
+    ) -> Result<(), AwsError> {
         let req = self.client.create_route().route_table_id(route_table_id);
         let req = with_destination!(req, destination);
         let req = with_target!(req, target);
@@ -335,7 +166,7 @@ impl Ec2 for AwsEc2 {
         route_table_id: &str,
         destination: &Destination,
         target: &Target,
-    ) -> Result<(), Ec2Error> {
+    ) -> Result<(), AwsError> {
         let req = self.client.replace_route().route_table_id(route_table_id);
         let req = with_destination!(req, destination);
         let req = with_target!(req, target);
@@ -343,7 +174,7 @@ impl Ec2 for AwsEc2 {
         Ok(())
     }
 
-    async fn delete_route(&self, route_table_id: &str, destination: &Destination) -> Result<(), Ec2Error> {
+    async fn delete_route(&self, route_table_id: &str, destination: &Destination) -> Result<(), AwsError> {
         let req = self.client.delete_route().route_table_id(route_table_id);
         let req = with_destination!(req, destination);
         req.send().await.map_err(|e| sdk_error("DeleteRoute", e))?;
@@ -482,42 +313,24 @@ mod tests {
 
     #[test]
     fn error_codes_are_classified() {
-        let missing = Ec2Error::service(
+        let missing = AwsError::service(
             "ReplaceRoute",
             INVALID_PARAMETER_VALUE,
             "There is no route defined for '100.96.1.0/24' in the route table",
         );
         assert!(missing.is_missing_route());
         assert!(
-            !Ec2Error::service(
+            !AwsError::service(
                 "ReplaceRoute",
                 INVALID_PARAMETER_VALUE,
                 "Value (x) for parameter instanceId is invalid"
             )
             .is_missing_route()
         );
-        assert!(Ec2Error::service("DeleteRoute", ROUTE_NOT_FOUND, "gone").is_missing_route());
-        let throttled = Ec2Error::service("CreateRoute", "RequestLimitExceeded", "Request limit exceeded.");
+        assert!(AwsError::service("DeleteRoute", ROUTE_NOT_FOUND, "gone").is_missing_route());
+        let throttled = AwsError::service("CreateRoute", "RequestLimitExceeded", "Request limit exceeded.");
         assert!(throttled.is_throttling());
         assert_eq!(throttled.to_string(), "CreateRoute failed with RequestLimitExceeded: Request limit exceeded.");
-        assert!(Ec2Error::service("CreateRoute", "UnauthorizedOperation", "no").hint().contains("IAM"));
-    }
-
-    #[test]
-    fn a_refused_certificate_is_found_under_wrapped_io_errors() {
-        use std::io::{Error as IoError, ErrorKind};
-
-        #[derive(Debug, thiserror::Error)]
-        #[error("client error (Connect)")]
-        struct Connect(#[source] IoError);
-
-        let refused = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
-        let chain = Connect(IoError::other(IoError::new(ErrorKind::InvalidData, refused)));
-        assert!(refused_certificate(&chain));
-        let other_tls = Connect(IoError::other(IoError::new(ErrorKind::InvalidData, rustls::Error::DecryptError)));
-        assert!(!refused_certificate(&other_tls));
-        assert!(!refused_certificate(&Connect(IoError::from(ErrorKind::ConnectionRefused))));
-        let failed = Ec2Error { kind: FailureKind::Certificate, ..Ec2Error::service("DescribeRouteTables", "", "") };
-        assert!(failed.hint().contains("AWS_CA_BUNDLE"));
+        assert!(AwsError::service("CreateRoute", "UnauthorizedOperation", "no").hint().contains("IAM"));
     }
 }

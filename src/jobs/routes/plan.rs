@@ -12,7 +12,8 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::model::{Destination, ManagedCidrs, RouteOrigin, RouteState, RouteTable, Target};
+use super::model::ManagedCidrs;
+use crate::aws::ec2::model::{Destination, RouteOrigin, RouteState, RouteTable, Target};
 
 /// The routes every target table should have: the source's managed routes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -310,14 +311,33 @@ impl fmt::Display for RouteAction {
 }
 
 /// One line per action: `+ rtb-… 100.96.3.0/24 -> eni-…`,
-/// `~ rtb-… 100.96.2.0/24 i-old -> i-new`, `- rtb-… 100.96.9.0/24`.
+/// `~ rtb-… 100.96.2.0/24 i-old -> i-new`, `- rtb-… 100.96.9.0/24`; then
+/// what the guards held back (`? rtb-… 100.96.1.0/24 create -> i-…
+/// withheld: …`) and what the table holds that is not ours to change
+/// (`. rtb-… 100.96.1.0/24 skipped: …`), so that the logged plan shows
+/// every decision.
 impl fmt::Display for RoutePlan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for table in &self.tables {
+            let id = &table.route_table_id;
             for action in &table.actions {
                 let line = action.to_string();
                 let (sign, rest) = line.split_at(1);
-                writeln!(f, "{sign} {}{rest}", table.route_table_id)?;
+                writeln!(f, "{sign} {id}{rest}")?;
+            }
+            for held in &table.withheld {
+                let line = held.action.to_string();
+                let what = match &held.action {
+                    RouteAction::Create { target, .. } => format!("create -> {target}"),
+                    RouteAction::Replace { from, to, .. } => format!("replace {from} -> {to}"),
+                    RouteAction::Delete { target, .. } => format!("delete {target}"),
+                };
+                let destination = held.action.destination();
+                debug_assert!(line.contains(&destination.to_string()));
+                writeln!(f, "? {id} {destination} {what} withheld: {}", held.reason)?;
+            }
+            for skipped in &table.skipped {
+                writeln!(f, ". {id} {} skipped: {}", skipped.destination, skipped.reason)?;
             }
         }
         Ok(())
@@ -329,7 +349,7 @@ mod tests {
     use ipnet::IpNet;
 
     use super::*;
-    use crate::model::Route;
+    use crate::aws::ec2::model::Route;
 
     const SRC: &str = "rtb-0source000000000";
     const VPC: &str = "vpc-0000000000000001";
@@ -659,5 +679,35 @@ mod tests {
         );
         assert_eq!(over.withheld_count(), 4);
         assert!(over.tables[0].withheld.iter().all(|w| w.reason == Guard::RouteTableLimit));
+    }
+
+    #[test]
+    fn the_printed_plan_shows_withheld_and_skipped_changes() {
+        let source = table(SRC, (1..=2).map(|n| route(&format!("100.96.{n}.0/24"), i(&format!("i-{n}")))).collect());
+        let targets = vec![
+            // 1 route; creating 2 would take it to 3, past a limit of 2.
+            table("rtb-a", vec![route("10.9.0.0/16", Target::TransitGateway("tgw-1".into()))]),
+            table(
+                "rtb-b",
+                vec![
+                    route("100.96.1.0/24", i("i-1")),
+                    with_origin(
+                        route("100.96.2.0/24", Target::Gateway("vgw-0a".into())),
+                        RouteOrigin::EnableVgwRoutePropagation,
+                    ),
+                ],
+            ),
+        ];
+        let desired = desired_routes(&source, &managed());
+        let p = plan(&desired, &targets, &managed())
+            .guard(&desired, Guards { allow_empty_source: false, route_table_limit: 2 });
+        assert_eq!(
+            p.to_string(),
+            "\
+? rtb-a 100.96.1.0/24 create -> i-1 withheld: the table would exceed ROUTE_TABLE_LIMIT; creates are withheld
+? rtb-a 100.96.2.0/24 create -> i-2 withheld: the table would exceed ROUTE_TABLE_LIMIT; creates are withheld
+. rtb-b 100.96.2.0/24 skipped: the table holds this destination with a route of origin EnableVgwRoutePropagation
+"
+        );
     }
 }

@@ -13,7 +13,7 @@ use aws_smithy_http_client::{Builder, ConnectorBuilder};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
-use crate::config::ConfigError;
+use crate::shared::config::ConfigError;
 
 /// The SDK's standard variable naming a PEM file of certificate
 /// authorities to trust besides the system's (for a TLS-inspecting proxy or
@@ -104,14 +104,17 @@ pub fn config_loader(lookup: impl Fn(&str) -> Option<String>) -> Result<aws_conf
             TimeoutConfig::builder()
                 .connect_timeout(Duration::from_secs(3))
                 .operation_attempt_timeout(Duration::from_secs(5))
-                .operation_timeout(crate::sync::DEADLINE_MARGIN - Duration::from_secs(2))
+                .operation_timeout(crate::shared::apply::DEADLINE_MARGIN - Duration::from_secs(2))
                 .build(),
         ))
 }
 
 /// The EC2 client for `config`, with kube-rtsync's rules and the given
 /// throttle counter.
-pub fn ec2_client(config: &aws_config::SdkConfig, throttled: crate::ec2::ThrottleCounter) -> aws_sdk_ec2::Client {
+pub fn ec2_client(
+    config: &aws_config::SdkConfig,
+    throttled: crate::aws::error::ThrottleCounter,
+) -> aws_sdk_ec2::Client {
     let ec2_config = ec2_rules(aws_sdk_ec2::config::Builder::from(config)).interceptor(throttled).build();
     aws_sdk_ec2::Client::from_conf(ec2_config)
 }
@@ -119,7 +122,7 @@ pub fn ec2_client(config: &aws_config::SdkConfig, throttled: crate::ec2::Throttl
 /// kube-rtsync's rules on top of an EC2 client configuration: no retry of
 /// a call whose endpoint's certificate was refused.
 pub fn ec2_rules(builder: aws_sdk_ec2::config::Builder) -> aws_sdk_ec2::config::Builder {
-    builder.retry_classifier(crate::ec2::NoRetryOnRefusedCertificate)
+    builder.retry_classifier(crate::aws::error::NoRetryOnRefusedCertificate)
 }
 
 #[cfg(test)]

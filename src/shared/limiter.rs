@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use crate::config::WriteRate;
+use crate::shared::config::WriteRate;
 
 #[derive(Debug)]
 pub struct WriteLimiter {

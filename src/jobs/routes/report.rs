@@ -1,28 +1,17 @@
 //! The report an invocation returns (and logs): what was planned, what was
 //! done, what failed and why.
 
+use std::time::Duration;
+
 use serde::Serialize;
+use serde_json::Value;
 
-use crate::ec2::{Ec2Error, FailureKind};
-use crate::event::Trigger;
-use crate::model::{Destination, Target};
-use crate::plan::{RouteAction, SkippedRoute, WithheldAction};
-
-/// Why an invocation ended the way it did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    /// The event asked for no reconcile (a test notification).
-    NothingToDo,
-    /// Every target already mirrored the source.
-    InSync,
-    /// Changes were made, all of them successfully.
-    Synced,
-    /// `DRY_RUN`: changes were planned and not made.
-    DryRun,
-    /// Some changes failed, were withheld, or were not started.
-    Incomplete,
-}
+use super::plan::{RouteAction, SkippedRoute, WithheldAction};
+use crate::aws::ec2::model::{Destination, Target};
+use crate::aws::error::{AwsError, FailureKind};
+use crate::shared::event::Trigger;
+use crate::shared::metrics::{Record, Unit};
+pub use crate::shared::report::Outcome;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct CreatedRoute {
@@ -56,7 +45,7 @@ pub struct Failure {
 }
 
 impl Failure {
-    pub fn new(action: RouteAction, error: &Ec2Error) -> Self {
+    pub fn new(action: RouteAction, error: &AwsError) -> Self {
         Failure {
             action,
             operation: error.operation,
@@ -161,6 +150,9 @@ pub struct Report {
     pub skipped: Vec<SkippedRoute>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// What stopped a later pass of the invocation after earlier writes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
     /// The wait for a new node's route, when there was one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub route_wait: Option<RouteWait>,
@@ -192,6 +184,7 @@ impl Report {
             tables: Vec::new(),
             skipped: Vec::new(),
             warnings: Vec::new(),
+            errors: Vec::new(),
             route_wait: None,
             totals: Totals::default(),
         }
@@ -212,7 +205,7 @@ impl Report {
             t.tables_failed += usize::from(!table.is_complete());
         }
         self.totals = t;
-        self.outcome = if t.tables_failed > 0 {
+        self.outcome = if t.tables_failed > 0 || !self.errors.is_empty() {
             Outcome::Incomplete
         } else if t.created + t.replaced + t.deleted == 0 {
             Outcome::InSync
@@ -226,6 +219,15 @@ impl Report {
 
     pub fn is_complete(&self) -> bool {
         self.outcome != Outcome::Incomplete
+    }
+
+    /// Records that a later pass of the invocation failed (`during` says
+    /// which): what the earlier passes wrote stays in the report, and the
+    /// invocation is incomplete so that Lambda retries it.
+    pub fn interrupted(mut self, during: &str, err: &impl std::fmt::Display) -> Self {
+        tracing::error!(error = %err, "{during} failed after writes were made");
+        self.errors.push(format!("{during} failed: {err}"));
+        self.finish()
     }
 
     /// Adds what a later pass of the same invocation did, table by table.
@@ -248,6 +250,88 @@ impl Report {
         self.managed_routes = later.managed_routes;
         self.skipped = later.skipped;
         self.warnings.extend(later.warnings);
+        self.errors.extend(later.errors);
         self.finish()
+    }
+}
+
+impl crate::shared::report::JobReport for Report {
+    fn outcome(&self) -> Outcome {
+        self.outcome
+    }
+
+    fn changes(&self) -> usize {
+        self.totals.created + self.totals.replaced + self.totals.deleted
+    }
+
+    fn render(&self, colour: bool) -> String {
+        super::render::render(self, colour)
+    }
+}
+
+/// The EMF record of one invocation. Dimensions: the cluster (or, with
+/// `SOURCE_ROUTE_TABLE_ID` and no cluster name, the source table) and the VPC.
+pub fn emf_record(namespace: &str, cluster: &str, report: &Report, throttled: usize, duration: Duration) -> Value {
+    let t = &report.totals;
+    let made = |n: usize| if report.dry_run { 0 } else { n as u64 };
+    Record::new(namespace, vec![("ClusterName", cluster.to_owned()), ("VpcId", report.vpc_id.clone())])
+        .property("Outcome", report.outcome)
+        .property("DryRun", report.dry_run)
+        .metric("RoutesCreated", Unit::Count, made(t.created))
+        .metric("RoutesReplaced", Unit::Count, made(t.replaced))
+        .metric("RoutesDeleted", Unit::Count, made(t.deleted))
+        .metric("RouteChangesFailed", Unit::Count, t.failed as u64)
+        .metric("TablesFailed", Unit::Count, t.tables_failed as u64)
+        .metric("ThrottledRetries", Unit::Count, throttled as u64)
+        .metric("SyncDuration", Unit::Milliseconds, duration.as_millis() as u64)
+        .metric("ManagedRoutes", Unit::Count, report.managed_routes as u64)
+        .build()
+}
+
+#[cfg(test)]
+mod emf_tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn the_record_declares_every_metric_it_carries() {
+        let mut report = Report::new(vec![], "vpc-0123456789abcdef0", false);
+        report.managed_routes = 4;
+        report.tables = vec![TableReport::new("rtb-1")];
+        report.totals =
+            Totals { created: 3, replaced: 1, deleted: 2, failed: 1, tables_failed: 1, ..Totals::default() };
+        let record = emf_record("KubeRtsync", "k8s.example.com", &report, 5, Duration::from_millis(1234));
+        let directive = &record["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(directive["Namespace"], "KubeRtsync");
+        assert_eq!(directive["Dimensions"], json!([["ClusterName", "VpcId"]]));
+        assert_eq!(record["ClusterName"], "k8s.example.com");
+        assert_eq!(record["VpcId"], "vpc-0123456789abcdef0");
+        let expected = [
+            ("RoutesCreated", 3),
+            ("RoutesReplaced", 1),
+            ("RoutesDeleted", 2),
+            ("RouteChangesFailed", 1),
+            ("TablesFailed", 1),
+            ("ThrottledRetries", 5),
+            ("SyncDuration", 1234),
+            ("ManagedRoutes", 4),
+        ];
+        let declared = directive["Metrics"].as_array().unwrap();
+        assert_eq!(declared.len(), expected.len());
+        for (name, value) in expected {
+            assert!(declared.iter().any(|m| m["Name"] == name), "{name} is not declared");
+            assert_eq!(record[name], value, "{name}");
+        }
+        assert!(record["_aws"]["Timestamp"].as_u64().unwrap() > 0);
+    }
+
+    #[test]
+    fn a_dry_run_reports_no_changes_made() {
+        let mut report = Report::new(vec![], "vpc-0123456789abcdef0", true);
+        report.totals = Totals { created: 3, ..Totals::default() };
+        let record = emf_record("X", "c", &report, 0, Duration::ZERO);
+        assert_eq!(record["RoutesCreated"], 0);
+        assert_eq!(record["DryRun"], true);
     }
 }

@@ -257,12 +257,12 @@ fn describe_shape(value: &Value) -> String {
 mod tests {
     use super::*;
 
-    const LAUNCH_EVENT: &str = include_str!("../events/sns-launch.json");
-    const TERMINATE_EVENT: &str = include_str!("../events/sns-terminate.json");
-    const TEST_EVENT: &str = include_str!("../events/sns-test-notification.json");
-    const RUNNING_EVENT: &str = include_str!("../events/eventbridge-instance-running.json");
-    const TERMINATED_EVENT: &str = include_str!("../events/eventbridge-instance-terminated.json");
-    const SCHEDULED_EVENT: &str = include_str!("../events/eventbridge-scheduled.json");
+    const LAUNCH_EVENT: &str = include_str!("../../events/sns-launch.json");
+    const TERMINATE_EVENT: &str = include_str!("../../events/sns-terminate.json");
+    const TEST_EVENT: &str = include_str!("../../events/sns-test-notification.json");
+    const RUNNING_EVENT: &str = include_str!("../../events/eventbridge-instance-running.json");
+    const TERMINATED_EVENT: &str = include_str!("../../events/eventbridge-instance-terminated.json");
+    const SCHEDULED_EVENT: &str = include_str!("../../events/eventbridge-scheduled.json");
 
     /// The launch sample with its SNS `Message` replaced.
     fn with_message(message: &str) -> Value {

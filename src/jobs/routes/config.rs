@@ -1,32 +1,24 @@
-//! The configuration contract: environment variables, their parsing and
-//! validation into typed values.
-//!
-//! Configuration is read once, at init. Any missing or invalid value fails
-//! init with a message naming the variable and the form it expects, so that
-//! a bad deployment never reaches a route table.
+//! The routes job's configuration: its own variables, on top of the shared
+//! ones ([`SharedConfig`], reached through `Deref`).
 
 use std::fmt;
 
 use ipnet::IpNet;
 
-use crate::model::{Filter, ManagedCidrs};
-
-/// The VPC to work in. Every table read or written belongs to it.
-pub const VPC_ID: &str = "VPC_ID";
+use crate::aws::ec2::model::Filter;
+use crate::jobs::routes::model::ManagedCidrs;
+pub use crate::shared::config::{
+    ConfigError, DRY_RUN, MAX_WRITES_PER_SECOND, SharedConfig, VPC_ID, WRITE_BURST, WriteRate,
+};
+use crate::shared::config::{Env, excerpt};
 /// The cluster whose tagged route table is the source.
-pub const KUBE_CLUSTER_NAME: &str = "KUBE_CLUSTER_NAME";
+pub use crate::shared::tags::KUBE_CLUSTER_NAME;
 /// Use this table as the source instead of the tag lookup.
 pub const SOURCE_ROUTE_TABLE_ID: &str = "SOURCE_ROUTE_TABLE_ID";
 /// Comma-separated CIDRs (or legacy dotted prefixes) whose routes are managed.
 pub const KUBE_ROUTE_CIDRS: &str = "KUBE_ROUTE_CIDRS";
 /// JSON array of `DescribeRouteTables` filters selecting the target tables.
 pub const PRIVATE_RT_FILTERS: &str = "PRIVATE_RT_FILTERS";
-/// Plan and report, change nothing.
-pub const DRY_RUN: &str = "DRY_RUN";
-/// Client-side pace of route writes per second; `0` disables the limiter.
-pub const MAX_WRITES_PER_SECOND: &str = "MAX_WRITES_PER_SECOND";
-/// Burst size of the write limiter.
-pub const WRITE_BURST: &str = "WRITE_BURST";
 /// Allow deletes when the source has no managed route at all.
 pub const ALLOW_EMPTY_SOURCE: &str = "ALLOW_EMPTY_SOURCE";
 /// Routes a table may hold before a plan is refused for it.
@@ -39,8 +31,6 @@ pub const ROUTE_WAIT_SECONDS: &str = "ROUTE_WAIT_SECONDS";
 
 pub const DEFAULT_ROUTE_CIDRS: &str = "100.96.0.0/11";
 pub const DEFAULT_PRIVATE_RT_FILTERS: &str = r#"[{"Name":"tag:Name","Values":["private_*"]}]"#;
-pub const DEFAULT_MAX_WRITES_PER_SECOND: f64 = 4.0;
-pub const DEFAULT_WRITE_BURST: u32 = 20;
 pub const DEFAULT_ROUTE_TABLE_LIMIT: usize = 50;
 pub const DEFAULT_APPLY_CONCURRENCY: usize = 16;
 pub const DEFAULT_ROUTE_WAIT_SECONDS: usize = 60;
@@ -66,56 +56,26 @@ impl fmt::Display for SourceSelector {
     }
 }
 
-/// Client-side pacing of route writes (a token bucket).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct WriteRate {
-    /// Tokens added per second; `0` disables the limiter.
-    pub per_second: f64,
-    /// Bucket size.
-    pub burst: u32,
-}
-
 /// Validated configuration.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
-    pub vpc_id: String,
+    pub shared: SharedConfig,
     pub cluster_name: Option<String>,
     pub source: SourceSelector,
     pub managed: ManagedCidrs,
     pub target_filters: Vec<Filter>,
-    pub dry_run: bool,
-    pub write_rate: WriteRate,
     pub allow_empty_source: bool,
     pub route_table_limit: usize,
     pub apply_concurrency: usize,
     pub route_wait: std::time::Duration,
 }
 
-/// A configuration value that is missing or malformed.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{variable}: {problem}; expected {expected}")]
-pub struct ConfigError {
-    pub variable: &'static str,
-    pub problem: String,
-    pub expected: &'static str,
-}
-
-impl ConfigError {
-    pub(crate) fn new(variable: &'static str, problem: impl Into<String>, expected: &'static str) -> Self {
-        ConfigError { variable, problem: problem.into(), expected }
-    }
-}
-
-const VPC_ID_FORM: &str = "a VPC id such as vpc-0a1b2c3d4e5f67890";
 const RTB_ID_FORM: &str = "a route table id such as rtb-0a1b2c3d4e5f67890";
 const CLUSTER_FORM: &str = "the cluster name, e.g. k8s.example.com (required unless SOURCE_ROUTE_TABLE_ID is set)";
 const CIDRS_FORM: &str =
     "comma-separated CIDRs such as 100.96.0.0/11,fd00:100:96::/48, or a dotted prefix such as 100.96";
 const FILTERS_FORM: &str =
     r#"a non-empty JSON array of EC2 filters such as [{"Name":"tag:Name","Values":["private_*"]}]"#;
-const BOOL_FORM: &str = "true or false";
-const RATE_FORM: &str = "a number of writes per second >= 0 (0 disables the limiter), e.g. 4";
-const BURST_FORM: &str = "a whole number >= 1, e.g. 20";
 const LIMIT_FORM: &str = "a whole number of routes >= 1, e.g. 50";
 const CONCURRENCY_FORM: &str = "a whole number of writes in flight from 1 to 64, e.g. 16";
 const WAIT_FORM: &str = "a whole number of seconds from 0 to 600 (0 disables the wait), e.g. 60";
@@ -129,74 +89,33 @@ impl Config {
     /// Reads the configuration through `lookup` (a name to its value, if set).
     /// Empty values count as unset.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let env = Env::new(&lookup);
+        let shared = SharedConfig::from_env(&env)?;
 
-        let vpc_id = get(VPC_ID).ok_or_else(|| ConfigError::new(VPC_ID, "is not set", VPC_ID_FORM))?;
-        if !is_aws_id(&vpc_id, "vpc-") {
-            return Err(ConfigError::new(VPC_ID, format!("{vpc_id:?} is not a VPC id"), VPC_ID_FORM));
-        }
-
-        let cluster_name = get(KUBE_CLUSTER_NAME);
-        if let Some(name) = &cluster_name
-            && name.chars().any(|c| c.is_whitespace() || c == ',')
+        let cluster_name = crate::shared::tags::cluster_name(&env, CLUSTER_FORM)?;
+        let source = match (env.aws_id(SOURCE_ROUTE_TABLE_ID, "rtb-", "a route table id", RTB_ID_FORM)?, &cluster_name)
         {
-            return Err(ConfigError::new(
-                KUBE_CLUSTER_NAME,
-                format!("{name:?} contains white space or a comma"),
-                CLUSTER_FORM,
-            ));
-        }
-        let source = match (get(SOURCE_ROUTE_TABLE_ID), &cluster_name) {
-            (Some(id), _) => {
-                if !is_aws_id(&id, "rtb-") {
-                    return Err(ConfigError::new(
-                        SOURCE_ROUTE_TABLE_ID,
-                        format!("{id:?} is not a route table id"),
-                        RTB_ID_FORM,
-                    ));
-                }
-                SourceSelector::RouteTableId(id)
-            }
+            (Some(id), _) => SourceSelector::RouteTableId(id),
             (None, Some(name)) => SourceSelector::ClusterTag(name.clone()),
             (None, None) => {
                 return Err(ConfigError::new(KUBE_CLUSTER_NAME, "is not set", CLUSTER_FORM));
             }
         };
 
-        let managed = parse_route_cidrs(&get(KUBE_ROUTE_CIDRS).unwrap_or_else(|| DEFAULT_ROUTE_CIDRS.into()))?;
+        let managed = parse_route_cidrs(&env.get(KUBE_ROUTE_CIDRS).unwrap_or_else(|| DEFAULT_ROUTE_CIDRS.into()))?;
         let target_filters =
-            parse_filters(&get(PRIVATE_RT_FILTERS).unwrap_or_else(|| DEFAULT_PRIVATE_RT_FILTERS.into()))?;
-        let dry_run = parse_bool(DRY_RUN, get(DRY_RUN))?;
-        let allow_empty_source = parse_bool(ALLOW_EMPTY_SOURCE, get(ALLOW_EMPTY_SOURCE))?;
-
-        let per_second = match get(MAX_WRITES_PER_SECOND) {
-            None => DEFAULT_MAX_WRITES_PER_SECOND,
-            Some(v) => match v.parse::<f64>() {
-                Ok(rate) if rate.is_finite() && rate >= 0.0 => rate,
-                _ => {
-                    return Err(ConfigError::new(MAX_WRITES_PER_SECOND, format!("{v:?} is not a rate"), RATE_FORM));
-                }
-            },
-        };
-        let burst =
-            parse_whole(WRITE_BURST, get(WRITE_BURST), DEFAULT_WRITE_BURST as usize, 1, u32::MAX as usize, BURST_FORM)?
-                as u32;
-        let route_table_limit =
-            parse_whole(ROUTE_TABLE_LIMIT, get(ROUTE_TABLE_LIMIT), DEFAULT_ROUTE_TABLE_LIMIT, 1, 100_000, LIMIT_FORM)?;
-        let apply_concurrency =
-            parse_whole(APPLY_CONCURRENCY, get(APPLY_CONCURRENCY), DEFAULT_APPLY_CONCURRENCY, 1, 64, CONCURRENCY_FORM)?;
-
-        let route_wait =
-            parse_whole(ROUTE_WAIT_SECONDS, get(ROUTE_WAIT_SECONDS), DEFAULT_ROUTE_WAIT_SECONDS, 0, 600, WAIT_FORM)?;
+            parse_filters(&env.get(PRIVATE_RT_FILTERS).unwrap_or_else(|| DEFAULT_PRIVATE_RT_FILTERS.into()))?;
+        let allow_empty_source = env.bool(ALLOW_EMPTY_SOURCE)?;
+        let route_table_limit = env.whole(ROUTE_TABLE_LIMIT, DEFAULT_ROUTE_TABLE_LIMIT, 1, 100_000, LIMIT_FORM)?;
+        let apply_concurrency = env.whole(APPLY_CONCURRENCY, DEFAULT_APPLY_CONCURRENCY, 1, 64, CONCURRENCY_FORM)?;
+        let route_wait = env.whole(ROUTE_WAIT_SECONDS, DEFAULT_ROUTE_WAIT_SECONDS, 0, 600, WAIT_FORM)?;
 
         Ok(Config {
-            vpc_id,
+            shared,
             cluster_name,
             source,
             managed,
             target_filters,
-            dry_run,
-            write_rate: WriteRate { per_second, burst },
             allow_empty_source,
             route_table_limit,
             apply_concurrency,
@@ -205,35 +124,19 @@ impl Config {
     }
 }
 
-/// `prefix` followed by at least 8 lowercase hex digits, as EC2 ids are.
-fn is_aws_id(value: &str, prefix: &str) -> bool {
-    value
-        .strip_prefix(prefix)
-        .is_some_and(|hex| hex.len() >= 8 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
-}
+/// Every job's configuration extends the shared one: `config.vpc_id`,
+/// `config.dry_run` and `config.write_rate` read through to it.
+impl std::ops::Deref for Config {
+    type Target = SharedConfig;
 
-fn parse_bool(variable: &'static str, value: Option<String>) -> Result<bool, ConfigError> {
-    match value.as_deref().map(str::to_ascii_lowercase).as_deref() {
-        None | Some("false" | "0" | "no") => Ok(false),
-        Some("true" | "1" | "yes") => Ok(true),
-        Some(_) => {
-            Err(ConfigError::new(variable, format!("{:?} is not a boolean", value.unwrap_or_default()), BOOL_FORM))
-        }
+    fn deref(&self) -> &SharedConfig {
+        &self.shared
     }
 }
 
-fn parse_whole(
-    variable: &'static str,
-    value: Option<String>,
-    default: usize,
-    min: usize,
-    max: usize,
-    expected: &'static str,
-) -> Result<usize, ConfigError> {
-    let Some(v) = value else { return Ok(default) };
-    match v.parse::<usize>() {
-        Ok(n) if (min..=max).contains(&n) => Ok(n),
-        _ => Err(ConfigError::new(variable, format!("{v:?} is out of range or not a whole number"), expected)),
+impl std::ops::DerefMut for Config {
+    fn deref_mut(&mut self) -> &mut SharedConfig {
+        &mut self.shared
     }
 }
 
@@ -242,14 +145,18 @@ pub fn parse_route_cidrs(value: &str) -> Result<ManagedCidrs, ConfigError> {
     let mut cidrs = Vec::new();
     for item in value.split(',').map(str::trim) {
         if item.is_empty() {
-            return Err(ConfigError::new(KUBE_ROUTE_CIDRS, format!("{value:?} has an empty entry"), CIDRS_FORM));
+            return Err(ConfigError::new(
+                KUBE_ROUTE_CIDRS,
+                format!("{:?} has an empty entry", excerpt(value)),
+                CIDRS_FORM,
+            ));
         }
         let net = match item.parse::<IpNet>() {
             Ok(net) => net,
             Err(_) => legacy_prefix(item).ok_or_else(|| {
                 ConfigError::new(
                     KUBE_ROUTE_CIDRS,
-                    format!("{item:?} is neither a CIDR nor a dotted prefix"),
+                    format!("{:?} is neither a CIDR nor a dotted prefix", excerpt(item)),
                     CIDRS_FORM,
                 )
             })?,

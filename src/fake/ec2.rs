@@ -6,11 +6,11 @@
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 
-use crate::ec2::{
-    Ec2, Ec2Error, FailureKind, INVALID_PARAMETER_VALUE, ROUTE_ALREADY_EXISTS, ROUTE_NOT_FOUND, ROUTE_TABLE_NOT_FOUND,
+use crate::aws::ec2::model::{Destination, Filter, Route, RouteState, RouteTable, Target};
+use crate::aws::ec2::{
+    AwsError, Ec2, FailureKind, INVALID_PARAMETER_VALUE, ROUTE_ALREADY_EXISTS, ROUTE_NOT_FOUND, ROUTE_TABLE_NOT_FOUND,
     RouteTablePage,
 };
-use crate::model::{Destination, Filter, Route, RouteState, RouteTable, Target};
 
 /// The EC2 operations the fake serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -277,7 +277,7 @@ impl FakeEc2 {
         }
     }
 
-    fn check_faults(state: &mut State, operation: Operation, table: Option<&str>) -> Result<(), Ec2Error> {
+    fn check_faults(state: &mut State, operation: Operation, table: Option<&str>) -> Result<(), AwsError> {
         for fault in state.faults.iter_mut().filter(|f| f.matches(operation, table)) {
             fault.seen += 1;
             if fault.seen % fault.every != 0 {
@@ -286,7 +286,7 @@ impl FakeEc2 {
             if let Some(times) = fault.times.as_mut() {
                 *times -= 1;
             }
-            return Err(Ec2Error {
+            return Err(AwsError {
                 operation: operation.name(),
                 kind: fault.kind,
                 code: fault.code.clone(),
@@ -302,7 +302,7 @@ impl FakeEc2 {
         route_table_id: &str,
         destination: &Destination,
         target: Option<&Target>,
-    ) -> Result<(), Ec2Error> {
+    ) -> Result<(), AwsError> {
         let mut state = self.lock();
         match operation {
             Operation::CreateRoute => state.calls.create += 1,
@@ -323,12 +323,12 @@ impl FakeEc2 {
             bucket.at = now;
             if bucket.tokens < 1.0 {
                 bucket.rejected += 1;
-                return Err(Ec2Error::service(name, "RequestLimitExceeded", "Request limit exceeded."));
+                return Err(AwsError::service(name, "RequestLimitExceeded", "Request limit exceeded."));
             }
             bucket.tokens -= 1.0;
         }
         let table = state.tables.get_mut(route_table_id).ok_or_else(|| {
-            Ec2Error::service(
+            AwsError::service(
                 name,
                 ROUTE_TABLE_NOT_FOUND,
                 format!("The routeTable ID '{route_table_id}' does not exist"),
@@ -339,18 +339,18 @@ impl FakeEc2 {
             && existing.is_none()
             && route_limit.is_some_and(|l| table.routes.len() >= l)
         {
-            return Err(Ec2Error::service(
+            return Err(AwsError::service(
                 name,
-                crate::ec2::ROUTE_LIMIT_EXCEEDED,
+                crate::aws::ec2::ROUTE_LIMIT_EXCEEDED,
                 "The maximum number of routes has been reached.",
             ));
         }
         match (operation, existing, target) {
             (_, _, Some(t)) if !t.is_copyable() => {
-                return Err(Ec2Error::service(name, INVALID_PARAMETER_VALUE, format!("invalid target {t:?}")));
+                return Err(AwsError::service(name, INVALID_PARAMETER_VALUE, format!("invalid target {t:?}")));
             }
             (Operation::CreateRoute, Some(_), _) => {
-                return Err(Ec2Error::service(
+                return Err(AwsError::service(
                     name,
                     ROUTE_ALREADY_EXISTS,
                     format!("The route identified by {destination} already exists."),
@@ -358,7 +358,7 @@ impl FakeEc2 {
             }
             (Operation::CreateRoute, None, Some(t)) => table.routes.push(Route::active(destination.clone(), t.clone())),
             (Operation::ReplaceRoute, None, _) => {
-                return Err(Ec2Error::service(
+                return Err(AwsError::service(
                     name,
                     INVALID_PARAMETER_VALUE,
                     format!(
@@ -371,7 +371,7 @@ impl FakeEc2 {
                 table.routes[i].state = RouteState::Active;
             }
             (Operation::DeleteRoute, None, _) => {
-                return Err(Ec2Error::service(
+                return Err(AwsError::service(
                     name,
                     ROUTE_NOT_FOUND,
                     format!("no route with destination-cidr-block {destination} in route table {route_table_id}"),
@@ -381,7 +381,7 @@ impl FakeEc2 {
                 table.routes.remove(i);
             }
             _ => {
-                return Err(Ec2Error::service(name, INVALID_PARAMETER_VALUE, "missing target"));
+                return Err(AwsError::service(name, INVALID_PARAMETER_VALUE, "missing target"));
             }
         }
         state.writes.push(Write {
@@ -399,7 +399,7 @@ impl Ec2 for FakeEc2 {
         &self,
         filters: &[Filter],
         next_token: Option<String>,
-    ) -> Result<RouteTablePage, Ec2Error> {
+    ) -> Result<RouteTablePage, AwsError> {
         let mut state = self.lock();
         state.calls.describe += 1;
         let nth = state.calls.describe;
@@ -417,7 +417,7 @@ impl Ec2 for FakeEc2 {
         let start = match next_token {
             None => 0,
             Some(token) => token.parse::<usize>().map_err(|_| {
-                Ec2Error::service("DescribeRouteTables", "InvalidPaginationToken", format!("bad token {token:?}"))
+                AwsError::service("DescribeRouteTables", "InvalidPaginationToken", format!("bad token {token:?}"))
             })?,
         };
         let size = state.page_size.unwrap_or(usize::MAX);
@@ -433,7 +433,7 @@ impl Ec2 for FakeEc2 {
         route_table_id: &str,
         destination: &Destination,
         target: &Target,
-    ) -> Result<(), Ec2Error> {
+    ) -> Result<(), AwsError> {
         self.write(Operation::CreateRoute, route_table_id, destination, Some(target))
     }
 
@@ -442,17 +442,17 @@ impl Ec2 for FakeEc2 {
         route_table_id: &str,
         destination: &Destination,
         target: &Target,
-    ) -> Result<(), Ec2Error> {
+    ) -> Result<(), AwsError> {
         self.write(Operation::ReplaceRoute, route_table_id, destination, Some(target))
     }
 
-    async fn delete_route(&self, route_table_id: &str, destination: &Destination) -> Result<(), Ec2Error> {
+    async fn delete_route(&self, route_table_id: &str, destination: &Destination) -> Result<(), AwsError> {
         self.write(Operation::DeleteRoute, route_table_id, destination, None)
     }
 }
 
 /// EC2 filter semantics: every filter must match; within a filter, any value.
-fn table_matches(table: &RouteTable, filters: &[Filter]) -> Result<bool, Ec2Error> {
+fn table_matches(table: &RouteTable, filters: &[Filter]) -> Result<bool, AwsError> {
     for filter in filters {
         let any = |mut candidates: Box<dyn Iterator<Item = &str> + '_>| {
             candidates.any(|c| filter.values.iter().any(|pattern| glob(pattern, c)))
@@ -465,7 +465,7 @@ fn table_matches(table: &RouteTable, filters: &[Filter]) -> Result<bool, Ec2Erro
             name => match name.strip_prefix("tag:") {
                 Some(key) => any(Box::new(table.tags.get(key).map(String::as_str).into_iter())),
                 None => {
-                    return Err(Ec2Error::service(
+                    return Err(AwsError::service(
                         "DescribeRouteTables",
                         "InvalidParameterValue",
                         format!("The filter '{name}' is invalid"),
@@ -557,7 +557,7 @@ mod tests {
     async fn unknown_filters_are_rejected_and_pages_follow_tokens() {
         let fake = FakeEc2::new((0..5).map(|n| RouteTable::new(format!("rtb-{n}"), "vpc-1"))).with_page_size(2);
         assert!(fake.describe_route_tables(&[Filter::new("route.state", ["active"])], None).await.is_err());
-        let all = crate::ec2::describe_all(&fake, &[Filter::new("vpc-id", ["vpc-1"])]).await.unwrap();
+        let all = crate::aws::ec2::describe_all(&fake, &[Filter::new("vpc-id", ["vpc-1"])]).await.unwrap();
         assert_eq!(all.len(), 5);
         assert_eq!(fake.calls().describe, 1 + 3);
     }

@@ -1,0 +1,201 @@
+//! Failures of AWS calls, the same for every service: the AWS error code
+//! and message kept from the SDK, and a classification (throttling, access,
+//! network, certificate) that decides retries, hints and whether further
+//! writes may start.
+
+use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+
+use crate::aws::ec2::{INVALID_PARAMETER_VALUE, ROUTE_LIMIT_EXCEEDED, ROUTE_NOT_FOUND, ROUTE_TABLE_NOT_FOUND};
+
+/// What kind of failure an AWS call met.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// The service answered with an error code.
+    Service,
+    /// The call (or one of its attempts) ran out of time.
+    Timeout,
+    /// The request could not be sent or the answer not read.
+    Network,
+    /// The endpoint's TLS certificate was refused (not trusted, expired,
+    /// or for another name).
+    Certificate,
+    /// Anything else (for example no credentials).
+    Other,
+}
+
+/// A failed AWS call, with the AWS error code when the service gave one.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{operation} failed{}: {message}", .code.as_deref().map(|c| format!(" with {c}")).unwrap_or_default())]
+pub struct AwsError {
+    pub operation: &'static str,
+    pub kind: FailureKind,
+    pub code: Option<String>,
+    pub message: String,
+}
+
+impl AwsError {
+    pub fn service(operation: &'static str, code: impl Into<String>, message: impl Into<String>) -> Self {
+        AwsError { operation, kind: FailureKind::Service, code: Some(code.into()), message: message.into() }
+    }
+
+    pub fn code(&self) -> Option<&str> {
+        self.code.as_deref()
+    }
+
+    pub fn is_code(&self, code: &str) -> bool {
+        self.code() == Some(code)
+    }
+
+    /// EC2 refused the call for its request rate.
+    pub fn is_throttling(&self) -> bool {
+        matches!(self.code(), Some("RequestLimitExceeded" | "Throttling" | "ThrottlingException" | "RequestThrottled"))
+    }
+
+    /// `ReplaceRoute` found no route to replace (the route vanished).
+    pub fn is_missing_route(&self) -> bool {
+        self.is_code(ROUTE_NOT_FOUND)
+            || (self.is_code(INVALID_PARAMETER_VALUE) && self.message.to_ascii_lowercase().contains("no route"))
+    }
+
+    /// EC2 refused the caller's credentials or permissions.
+    pub fn is_unauthorized(&self) -> bool {
+        matches!(self.code(), Some(c) if c.starts_with("UnauthorizedOperation") || c == "AccessDenied" || c == "AuthFailure")
+    }
+
+    /// What an operator should do about it, for the error message.
+    pub fn hint(&self) -> &'static str {
+        match self.code() {
+            _ if self.is_unauthorized() => "check the job's IAM policy (policies/<job>.json) and its conditions",
+            Some(ROUTE_TABLE_NOT_FOUND) => "check the route table id and that it is in VPC_ID",
+            Some(ROUTE_LIMIT_EXCEEDED) => "raise the route table quota or narrow PRIVATE_RT_FILTERS / KUBE_ROUTE_CIDRS",
+            _ if self.is_throttling() => "lower MAX_WRITES_PER_SECOND; the next invocation continues the work",
+            _ => match self.kind {
+                FailureKind::Timeout | FailureKind::Network => "transient; the next invocation retries",
+                FailureKind::Certificate => {
+                    "the endpoint's certificate is not trusted: check AWS_ENDPOINT_URL and any HTTPS proxy, or add their CA with AWS_CA_BUNDLE"
+                }
+                _ => "see the AWS error code",
+            },
+        }
+    }
+}
+
+/// Counts SDK attempts that EC2 answered with a throttling status (HTTP
+/// 503 `RequestLimitExceeded`, or 429), retried or not.
+#[derive(Clone, Debug, Default)]
+pub struct ThrottleCounter(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl ThrottleCounter {
+    pub fn count(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl aws_sdk_ec2::config::Intercept for ThrottleCounter {
+    fn name(&self) -> &'static str {
+        "ThrottleCounter"
+    }
+
+    fn read_after_attempt(
+        &self,
+        context: &aws_sdk_ec2::config::interceptors::FinalizerInterceptorContextRef<'_>,
+        _runtime_components: &aws_sdk_ec2::config::RuntimeComponents,
+        _cfg: &mut aws_sdk_ec2::config::ConfigBag,
+    ) -> Result<(), aws_sdk_ec2::error::BoxError> {
+        if let Some(status) = context.response().map(|r| r.status().as_u16())
+            && (status == 503 || status == 429)
+        {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(())
+    }
+}
+
+/// Stops the SDK from retrying a call whose endpoint's certificate was
+/// refused: no retry can change the certificate, and four attempts with
+/// backoff would only delay the error.
+#[derive(Clone, Debug, Default)]
+pub struct NoRetryOnRefusedCertificate;
+
+impl aws_sdk_ec2::config::retry::ClassifyRetry for NoRetryOnRefusedCertificate {
+    fn classify_retry(
+        &self,
+        ctx: &aws_sdk_ec2::config::interceptors::InterceptorContext,
+    ) -> aws_sdk_ec2::config::retry::RetryAction {
+        use aws_sdk_ec2::config::retry::RetryAction;
+        match ctx.output_or_error() {
+            Some(Err(err)) if err.as_connector_error().is_some_and(|e| refused_certificate(e)) => {
+                RetryAction::RetryForbidden
+            }
+            _ => RetryAction::NoActionIndicated,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "NoRetryOnRefusedCertificate"
+    }
+}
+
+/// Keeps the AWS error code and message of a failed SDK call.
+pub(crate) fn sdk_error<E, R>(operation: &'static str, err: SdkError<E, R>) -> AwsError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let kind = match &err {
+        SdkError::ServiceError(_) => FailureKind::Service,
+        SdkError::TimeoutError(_) => FailureKind::Timeout,
+        SdkError::DispatchFailure(failure) if failure.as_connector_error().is_some_and(|e| refused_certificate(e)) => {
+            FailureKind::Certificate
+        }
+        SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => FailureKind::Network,
+        _ => FailureKind::Other,
+    };
+    let code = err.code().map(str::to_owned);
+    let message = match (kind, err.message()) {
+        (FailureKind::Service, Some(message)) => message.to_owned(),
+        _ => DisplayErrorContext(&err).to_string(),
+    };
+    AwsError { operation, kind, code, message }
+}
+
+/// Whether rustls refused the peer's certificate somewhere down the error's
+/// causes. (An `io::Error` hides the error it wraps from `source()`; its
+/// `get_ref()` shows it.)
+pub(crate) fn refused_certificate(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(err);
+    while let Some(err) = next {
+        if let Some(rustls::Error::InvalidCertificate(_)) = err.downcast_ref::<rustls::Error>() {
+            return true;
+        }
+        next = match err.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => err.source(),
+        };
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_certificate_is_found_under_wrapped_io_errors() {
+        use std::io::{Error as IoError, ErrorKind};
+
+        #[derive(Debug, thiserror::Error)]
+        #[error("client error (Connect)")]
+        struct Connect(#[source] IoError);
+
+        let refused = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let chain = Connect(IoError::other(IoError::new(ErrorKind::InvalidData, refused)));
+        assert!(refused_certificate(&chain));
+        let other_tls = Connect(IoError::other(IoError::new(ErrorKind::InvalidData, rustls::Error::DecryptError)));
+        assert!(!refused_certificate(&other_tls));
+        assert!(!refused_certificate(&Connect(IoError::from(ErrorKind::ConnectionRefused))));
+        let failed = AwsError { kind: FailureKind::Certificate, ..AwsError::service("DescribeRouteTables", "", "") };
+        assert!(failed.hint().contains("AWS_CA_BUNDLE"));
+    }
+}

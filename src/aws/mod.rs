@@ -1,0 +1,8 @@
+//! The doors to AWS. Each service sits behind a narrow trait that speaks
+//! domain types, with an adapter over its SDK client; every adapter keeps
+//! the AWS error code ([`error::AwsError`]) and every client is built by
+//! [`sdk`] on the one HTTPS stack.
+
+pub mod ec2;
+pub mod error;
+pub mod sdk;

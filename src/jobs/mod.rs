@@ -1,0 +1,78 @@
+//! The jobs, one folder each, all of the same shape: configuration,
+//! observe, a pure plan, apply through the shared engine, report.
+//!
+//! [`Job`] is the list of jobs this build has; the function's handler name
+//! (`_HANDLER`) picks one.
+
+pub mod routes;
+
+use crate::shared::config::{ConfigError, HANDLER};
+
+/// A job this build has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Job {
+    /// Mirrors the cluster's kubenet pod routes into every private route table.
+    Routes,
+}
+
+impl Job {
+    /// Every job, in the order the documentation lists them.
+    pub const ALL: [Job; 1] = [Job::Routes];
+
+    /// The job's name: its handler name, its command, its policy file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Job::Routes => "routes",
+        }
+    }
+
+    /// The job a Lambda handler name selects. `bootstrap` (the name SAM and
+    /// `cargo lambda` give a custom runtime) and no name at all are the
+    /// routes job, as they were before kube-rtsync had several.
+    pub fn from_handler(handler: Option<&str>) -> Result<Job, ConfigError> {
+        let handler = handler.map(str::trim).unwrap_or_default();
+        if handler.is_empty() || handler == "bootstrap" {
+            return Ok(Job::Routes);
+        }
+        Job::ALL.into_iter().find(|job| job.name() == handler).ok_or_else(|| {
+            let names: Vec<&str> = Job::ALL.iter().map(|j| j.name()).collect();
+            ConfigError::new(
+                HANDLER,
+                format!("{:?} is not a job of this build", crate::shared::config::excerpt(handler)),
+                leak_list(&names),
+            )
+        })
+    }
+}
+
+/// The `expected` text of a handler error: the jobs this build has. Made
+/// once, at init, so it can be a `&'static str` like every other form.
+fn leak_list(names: &[&str]) -> &'static str {
+    Box::leak(format!("one of {} (or bootstrap, or unset, for routes)", names.join(", ")).into_boxed_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_handler_name_picks_the_job() {
+        let cases = [
+            (None, Job::Routes),
+            (Some(""), Job::Routes),
+            (Some("bootstrap"), Job::Routes),
+            (Some("routes"), Job::Routes),
+        ];
+        for (handler, job) in cases {
+            assert_eq!(Job::from_handler(handler).unwrap(), job, "{handler:?}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_handler_names_the_variable_and_the_jobs() {
+        let err = Job::from_handler(Some("nope")).unwrap_err();
+        assert_eq!(err.variable, "_HANDLER");
+        let text = err.to_string();
+        assert!(text.contains("\"nope\"") && text.contains("routes"), "{text}");
+    }
+}

@@ -1,0 +1,234 @@
+//! The `routes` job: mirrors the cluster's kubenet pod routes from its
+//! route table into every private route table of the VPC.
+//!
+//! One reconcile: observe -> plan -> apply -> report. Every invocation
+//! reconciles the whole state from what EC2 reports; the event only says
+//! why it runs. A lost, duplicated or out-of-order event therefore leaves
+//! the tables wrong for no longer than the next run.
+//!
+//! Rooms: [`config`] (its variables), [`model`] (the managed CIDRs),
+//! [`observe`] (source and targets), [`plan`] (pure), [`apply`] (writes
+//! through the shared engine), [`report`] and [`render`] (for people).
+
+pub mod apply;
+pub mod config;
+pub mod model;
+pub mod observe;
+pub mod plan;
+pub mod render;
+pub mod report;
+
+use serde_json::Value;
+use tokio::time::Instant;
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::aws::ec2::Ec2;
+use crate::aws::ec2::model::RouteTable;
+use crate::shared::event::{self, Trigger};
+use crate::shared::limiter::WriteLimiter;
+use config::Config;
+use plan::{Guards, RoutePlan};
+use report::Report;
+
+/// Why an invocation failed. Every variant means "nothing was written" except
+/// [`Error::Incomplete`], whose report says exactly what was.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid configuration: {0}")]
+    Config(#[from] crate::shared::config::ConfigError),
+
+    #[error("rejected event, nothing changed: {0}")]
+    Event(#[from] crate::shared::event::EventError),
+
+    #[error("could not read the route tables, nothing changed: {0} ({hint})", hint = .0.hint())]
+    Describe(#[source] crate::aws::ec2::AwsError),
+
+    #[error(
+        "no source route table, nothing changed: no table in {vpc_id} is {selector}; check KUBE_CLUSTER_NAME or SOURCE_ROUTE_TABLE_ID and the table's tags"
+    )]
+    SourceNotFound { selector: String, vpc_id: String },
+
+    #[error(
+        "ambiguous source route table, nothing changed: {} tables in {vpc_id} are {selector} ({}); set SOURCE_ROUTE_TABLE_ID to the cluster's table",
+        .ids.len(), .ids.join(", ")
+    )]
+    AmbiguousSource { selector: String, vpc_id: String, ids: Vec<String> },
+
+    #[error("{}", incomplete_message(.0))]
+    Incomplete(Box<Report>),
+}
+
+impl Error {
+    /// A stable name for the error, used as Lambda's `errorType`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Config(_) => "InvalidConfiguration",
+            Error::Event(_) => "InvalidEvent",
+            Error::Describe(_) => "DescribeFailed",
+            Error::SourceNotFound { .. } => "SourceNotFound",
+            Error::AmbiguousSource { .. } => "AmbiguousSource",
+            Error::Incomplete(_) => "SyncIncomplete",
+        }
+    }
+}
+
+fn incomplete_message(report: &Report) -> String {
+    let t = &report.totals;
+    let tables: Vec<&str> =
+        report.tables.iter().filter(|t| !t.is_complete()).map(|t| t.route_table_id.as_str()).collect();
+    let codes: std::collections::BTreeSet<&str> = report
+        .tables
+        .iter()
+        .flat_map(|t| t.failures.iter().map(|f| f.code.as_deref().unwrap_or(f.operation)))
+        .collect();
+    let codes: Vec<&str> = codes.into_iter().collect();
+    let interrupted = report.errors.iter().map(|e| format!("; {e}")).collect::<String>();
+    format!(
+        "sync incomplete in {} of {} tables ({}): {} failed{}, {} not started, {} withheld by guards; {} created, {} replaced, {} deleted{interrupted}; Lambda retries the invocation",
+        t.tables_failed,
+        t.tables,
+        tables.join(", "),
+        t.failed,
+        if codes.is_empty() { String::new() } else { format!(" ({})", codes.join(", ")) },
+        t.not_started,
+        t.withheld,
+        t.created,
+        t.replaced,
+        t.deleted,
+    )
+}
+
+impl From<Error> for lambda_runtime::Diagnostic {
+    fn from(err: Error) -> Self {
+        lambda_runtime::Diagnostic { error_type: err.kind().to_owned(), error_message: err.to_string() }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl crate::shared::report::JobError for Error {
+    type Report = Report;
+
+    fn kind(&self) -> &'static str {
+        Error::kind(self)
+    }
+
+    fn report(&self) -> Option<&Report> {
+        match self {
+            Error::Incomplete(report) => Some(report),
+            _ => None,
+        }
+    }
+}
+
+/// What a reconcile needs besides EC2: the configuration, the write pace,
+/// and the time by which it must be done.
+pub struct Reconciler<'a, E> {
+    pub ec2: &'a E,
+    pub config: &'a Config,
+    pub limiter: &'a WriteLimiter,
+    pub deadline: Option<Instant>,
+}
+
+/// The observed state: the source table and the target tables.
+#[derive(Clone, Debug)]
+pub struct Observed {
+    pub source: RouteTable,
+    pub targets: Vec<RouteTable>,
+}
+
+/// Handles one invocation event: decode, then reconcile unless the event
+/// asks for nothing. An error means Lambda should retry.
+pub async fn handle_event<E: Ec2>(reconciler: &Reconciler<'_, E>, event: &Value) -> Result<Report> {
+    let triggers = event::decode(event)?;
+    if !triggers.iter().any(Trigger::wants_reconcile) {
+        info!(triggers = ?triggers, "test notification: nothing to do");
+        return Ok(Report::new(triggers, &reconciler.config.vpc_id, reconciler.config.dry_run));
+    }
+    let new_node = triggers.iter().find_map(Trigger::new_node).map(str::to_owned);
+    let (mut report, observed) = reconciler.reconcile_observed(triggers).await?;
+    if let Some(instance) = new_node
+        && report.is_complete()
+        && !reconciler.config.route_wait.is_zero()
+        && !observed.source.routes.iter().any(|r| r.reaches_instance(&instance))
+    {
+        // The first pass has written: whatever goes wrong from here, the
+        // report of those writes must come back with the error.
+        match reconciler.wait_for_route(&instance).await {
+            Ok(wait) => {
+                let found = wait.found;
+                report.route_wait = Some(wait);
+                if found {
+                    match reconciler.reconcile_observed(report.triggers.clone()).await {
+                        Ok((later, _)) => {
+                            let route_wait = report.route_wait.take();
+                            report = report.absorb(later);
+                            report.route_wait = route_wait;
+                        }
+                        Err(err) => report = report.interrupted("the pass after the new node's route appeared", &err),
+                    }
+                }
+            }
+            Err(err) => report = report.interrupted("the wait for the new node's route", &err),
+        }
+    }
+    match report.is_complete() {
+        true => Ok(report),
+        false => Err(Error::Incomplete(Box::new(report))),
+    }
+}
+
+impl<E: Ec2> Reconciler<'_, E> {
+    /// Observes, plans and applies; returns the report. Failures of single
+    /// writes are in the report (`Outcome::Incomplete`); failures that stop
+    /// the reconcile before any write are errors.
+    pub async fn reconcile(&self, triggers: Vec<Trigger>) -> Result<Report> {
+        self.reconcile_observed(triggers).await.map(|(report, _)| report)
+    }
+
+    /// [`Self::reconcile`], also returning what it observed.
+    pub async fn reconcile_observed(&self, triggers: Vec<Trigger>) -> Result<(Report, Observed)> {
+        let span = info_span!("reconcile", vpc_id = %self.config.vpc_id, dry_run = self.config.dry_run);
+        async move {
+            let observed = self.observe().await?;
+            let (plan, desired) = self.plan(&observed);
+            let mut report = Report {
+                source_route_table_id: Some(observed.source.id.clone()),
+                managed_routes: desired.managed_count(),
+                skipped: desired.skipped.clone(),
+                ..Report::new(triggers, &self.config.vpc_id, self.config.dry_run)
+            };
+            if observed.targets.is_empty() {
+                let msg = format!("no route table in {} matches PRIVATE_RT_FILTERS", self.config.vpc_id);
+                warn!(filters = ?self.config.target_filters, "{msg}");
+                report.warnings.push(msg);
+            }
+            for skipped in &desired.skipped {
+                warn!(route_table_id = %skipped.route_table_id, destination = %skipped.destination,
+                      target = %skipped.target, reason = %skipped.reason, "source route not mirrored");
+            }
+            if plan.is_empty() && plan.withheld_count() == 0 {
+                info!(tables = plan.tables.len(), managed_routes = report.managed_routes, "no changes");
+            } else {
+                info!(actions = plan.action_count(), withheld = plan.withheld_count(), "plan:\n{plan}");
+            }
+            report.tables = self.apply(plan).await;
+            Ok((report.finish(), observed))
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// The guarded plan for the observed state.
+    pub fn plan(&self, observed: &Observed) -> (RoutePlan, plan::DesiredRoutes) {
+        let desired = plan::desired_routes(&observed.source, &self.config.managed);
+        let plan = plan::plan(&desired, &observed.targets, &self.config.managed).guard(
+            &desired,
+            Guards {
+                allow_empty_source: self.config.allow_empty_source,
+                route_table_limit: self.config.route_table_limit,
+            },
+        );
+        (plan, desired)
+    }
+}

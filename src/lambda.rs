@@ -1,0 +1,134 @@
+//! The binary under AWS Lambda: the handler name picks the job, the job's
+//! configuration and clients are built once per execution environment, and
+//! each invocation runs the job and logs its report and one EMF record.
+
+use std::future::Future;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use lambda_runtime::{LambdaEvent, service_fn};
+use serde_json::Value;
+use tokio::time::Instant;
+
+use crate::aws::error::ThrottleCounter;
+use crate::jobs::{Job, routes};
+use crate::shared::config::{ConfigError, HANDLER};
+use crate::shared::limiter::WriteLimiter;
+use crate::shared::report::{JobError, JobReport, Outcome};
+
+/// Serves invocations until the runtime stops. A bad configuration fails
+/// init, with the variable named in the log and in the error Lambda records.
+pub async fn serve() -> Result<(), lambda_runtime::Error> {
+    let job = Job::from_handler(std::env::var(HANDLER).ok().as_deref()).map_err(invalid_configuration)?;
+    match job {
+        Job::Routes => serve_routes().await,
+    }
+}
+
+async fn serve_routes() -> Result<(), lambda_runtime::Error> {
+    let config = routes::config::Config::from_env().map_err(invalid_configuration)?;
+    tracing::info!(job = "routes", vpc_id = %config.vpc_id, source = %config.source, managed_cidrs = %config.managed,
+                   dry_run = config.dry_run, "kube-rtsync starting");
+    let cluster = config.cluster_name.clone().unwrap_or_else(|| config.source.to_string());
+    let sdk = sdk_config().await?;
+    let throttled = ThrottleCounter::default();
+    let ec2 = crate::aws::ec2::AwsEc2::new(crate::aws::sdk::ec2_client(&sdk, throttled.clone()));
+    let limiter = WriteLimiter::new(config.write_rate);
+    let namespace = config.metrics_namespace.clone();
+    run(
+        &throttled,
+        |event, deadline| {
+            let (ec2, config, limiter) = (&ec2, &config, &limiter);
+            async move {
+                let reconciler = routes::Reconciler { ec2, config, limiter, deadline };
+                routes::handle_event(&reconciler, &event).await
+            }
+        },
+        |report, throttled, elapsed| routes::report::emf_record(&namespace, &cluster, report, throttled, elapsed),
+    )
+    .await
+}
+
+/// One SDK configuration for the life of the execution environment.
+async fn sdk_config() -> Result<aws_config::SdkConfig, lambda_runtime::Error> {
+    Ok(crate::aws::sdk::config_loader(|name| std::env::var(name).ok()).map_err(invalid_configuration)?.load().await)
+}
+
+/// The invocation loop every job shares: run the job, log the report (or
+/// the error), print the EMF record of any invocation that reconciled, and
+/// answer Lambda with the report or the error.
+async fn run<E, H, Fut, M>(throttled: &ThrottleCounter, handle: H, emf: M) -> Result<(), lambda_runtime::Error>
+where
+    E: JobError,
+    E::Report: Send,
+    H: Fn(Value, Option<Instant>) -> Fut,
+    Fut: Future<Output = Result<E::Report, E>>,
+    M: Fn(&E::Report, usize, Duration) -> Value,
+{
+    let (handle, emf) = (&handle, &emf);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let started = Instant::now();
+        let throttled_before = throttled.count();
+        let deadline = deadline_instant(event.context.deadline, now_ms());
+        let result = handle(event.payload, deadline).await;
+        let report = match &result {
+            Ok(report) => Some(report),
+            Err(err) => err.report(),
+        };
+        match (&result, report) {
+            (Ok(_), Some(report)) => tracing::info!(report = %json(report), "report"),
+            (Err(_), Some(report)) => tracing::error!(report = %json(report), "report"),
+            (Err(err), None) => tracing::error!(error_type = err.kind(), error = %err, "invocation failed"),
+            (Ok(_), None) => {}
+        }
+        if let Some(report) = report.filter(|r| r.outcome() != Outcome::NothingToDo) {
+            // EMF records are plain JSON lines on stdout, beside the logs.
+            println!("{}", emf(report, throttled.count() - throttled_before, started.elapsed()));
+        }
+        result.map_err(|err| lambda_runtime::Diagnostic {
+            error_type: err.kind().to_owned(),
+            error_message: err.to_string(),
+        })
+    }))
+    .await
+}
+
+fn json<R: serde::Serialize>(report: &R) -> String {
+    serde_json::to_string(report).unwrap_or_default()
+}
+
+fn invalid_configuration(err: ConfigError) -> lambda_runtime::Error {
+    tracing::error!(variable = err.variable, error = %err, "invalid configuration");
+    format!("invalid configuration: {err}").into()
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Lambda gives the deadline as milliseconds since the epoch. A deadline
+/// already past means no time is left (never "no deadline"): nothing new
+/// may start.
+pub fn deadline_instant(deadline_ms: u64, now_ms: u64) -> Option<Instant> {
+    if deadline_ms == 0 {
+        return None;
+    }
+    Some(Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deadline_in_the_future_leaves_that_much_time() {
+        let deadline = deadline_instant(1_000_060_000, 1_000_000_000).unwrap();
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(left > Duration::from_secs(59) && left <= Duration::from_secs(60), "{left:?}");
+    }
+
+    #[test]
+    fn a_deadline_already_past_leaves_no_time_rather_than_none() {
+        let deadline = deadline_instant(1_000_000_000, 1_000_005_000).expect("a deadline, not none");
+        assert_eq!(deadline.saturating_duration_since(Instant::now()), Duration::ZERO);
+    }
+}

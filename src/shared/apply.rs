@@ -1,0 +1,187 @@
+//! The apply engine every job's writes go through: bounded concurrency,
+//! the shared write pace, the invocation deadline, and per-item results.
+//!
+//! A job hands it the planned actions of one group (a route table, a
+//! target group, ...) and the call that carries one action out, with its
+//! own idempotent fallbacks. The engine decides when each action may
+//! start: not before a permit and a limiter token, never with too little
+//! time left, and never after an error that makes further writes to the
+//! same group pointless.
+
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+use crate::aws::error::{AwsError, FailureKind};
+use crate::shared::limiter::WriteLimiter;
+
+/// No write is started with less than this left before the deadline: one
+/// write with all its retries (the SDK's operation timeout is 2 s less)
+/// must still fit, and the report must get out.
+pub const DEADLINE_MARGIN: Duration = Duration::from_secs(10);
+
+/// What became of one planned action.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ItemOutcome<A> {
+    Done(A),
+    Failed(A, AwsError),
+    /// Not attempted, and why (the deadline, or an earlier failure in the group).
+    NotStarted(A, String),
+}
+
+/// Runs writes for one invocation.
+pub struct Engine<'a> {
+    limiter: &'a WriteLimiter,
+    deadline: Option<Instant>,
+    permits: Semaphore,
+}
+
+impl<'a> Engine<'a> {
+    /// At most `concurrency` writes in flight, paced by `limiter`, none
+    /// started within [`DEADLINE_MARGIN`] of `deadline`.
+    pub fn new(limiter: &'a WriteLimiter, deadline: Option<Instant>, concurrency: usize) -> Self {
+        Engine { limiter, deadline, permits: Semaphore::new(concurrency.max(1)) }
+    }
+
+    /// Why no further write may start now, if one may not: too little time
+    /// left before the deadline once the limiter's wait is paid.
+    pub async fn stop_reason(&self) -> Option<String> {
+        let deadline = self.deadline?;
+        let wait = self.limiter.delay().await;
+        let left = deadline.saturating_duration_since(Instant::now());
+        (left < wait + DEADLINE_MARGIN).then(|| format!("{} ms left before the invocation deadline", left.as_millis()))
+    }
+
+    /// One mutating call, paced by the shared limiter. Fallback calls (a
+    /// create that became a replace) go through here too, so that they
+    /// count against the same budget.
+    pub async fn paced<T>(&self, call: impl Future<Output = Result<T, AwsError>>) -> Result<T, AwsError> {
+        self.limiter.acquire().await;
+        call.await
+    }
+
+    /// Runs one group's actions: each wave's actions concurrently, waves in
+    /// order (a `noun` names the group in reasons). `run` carries one action out (through [`Engine::paced`]);
+    /// after an error for which `stops` is true, no further action of the
+    /// group starts. Outcomes come back in the order they ended.
+    pub async fn run_group<A, F, Fut>(
+        &self,
+        noun: &str,
+        waves: Vec<Vec<A>>,
+        run: F,
+        stops: impl Fn(&AwsError) -> bool,
+    ) -> Vec<ItemOutcome<A>>
+    where
+        F: Fn(&A) -> Fut,
+        Fut: Future<Output = Result<(), AwsError>>,
+    {
+        let stopped: Mutex<Option<String>> = Mutex::new(None);
+        let outcomes = Mutex::new(Vec::new());
+        let push = |outcome| outcomes.lock().unwrap_or_else(|p| p.into_inner()).push(outcome);
+        for wave in waves {
+            futures::future::join_all(wave.into_iter().map(|action| async {
+                let Ok(_permit) = self.permits.acquire().await else { return };
+                let earlier = stopped.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                let reason = match earlier {
+                    Some(reason) => Some(reason),
+                    None => self.stop_reason().await,
+                };
+                if let Some(reason) = reason {
+                    push(ItemOutcome::NotStarted(action, reason));
+                    return;
+                }
+                match run(&action).await {
+                    Ok(()) => push(ItemOutcome::Done(action)),
+                    Err(err) => {
+                        if stops(&err) {
+                            let reason = format!(
+                                "an earlier write to this {noun} failed with {}",
+                                err.code().unwrap_or("an error")
+                            );
+                            stopped.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(reason);
+                        }
+                        push(ItemOutcome::Failed(action, err));
+                    }
+                }
+            }))
+            .await;
+        }
+        outcomes.into_inner().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Errors after which further writes to the same resource are pointless
+/// or impolite, whatever the service: we may not write it, the service is
+/// throttling, or the failure is not the service's answer at all.
+pub fn stops_further_writes(err: &AwsError) -> bool {
+    err.is_throttling() || err.is_unauthorized() || matches!(err.kind, FailureKind::Other | FailureKind::Certificate)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::shared::config::WriteRate;
+
+    fn unlimited() -> WriteLimiter {
+        WriteLimiter::new(WriteRate { per_second: 0.0, burst: 1 })
+    }
+
+    #[tokio::test]
+    async fn every_action_runs_once_and_reports_its_outcome() {
+        let limiter = unlimited();
+        let engine = Engine::new(&limiter, None, 2);
+        let outcomes = engine
+            .run_group(
+                "group",
+                vec![vec![1, 2, 3]],
+                |n| {
+                    let n = *n;
+                    async move { if n == 2 { Err(AwsError::service("Op", "Boom", "no")) } else { Ok(()) } }
+                },
+                |_| false,
+            )
+            .await;
+        let mut done: Vec<i32> =
+            outcomes.iter().filter_map(|o| if let ItemOutcome::Done(n) = o { Some(*n) } else { None }).collect();
+        done.sort();
+        assert_eq!(done, vec![1, 3]);
+        assert!(outcomes.iter().any(|o| matches!(o, ItemOutcome::Failed(2, e) if e.is_code("Boom"))));
+    }
+
+    #[tokio::test]
+    async fn a_stopping_error_keeps_later_actions_of_the_group_from_starting() {
+        let limiter = unlimited();
+        let engine = Engine::new(&limiter, None, 1);
+        let calls = AtomicUsize::new(0);
+        let outcomes = engine
+            .run_group(
+                "group",
+                vec![vec![1], vec![2, 3]],
+                |_| {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    async { Err(AwsError::service("Op", "RequestLimitExceeded", "slow down")) }
+                },
+                stops_further_writes,
+            )
+            .await;
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        let not_started = outcomes
+            .iter()
+            .filter(|o| matches!(o, ItemOutcome::NotStarted(_, r) if r.contains("RequestLimitExceeded")))
+            .count();
+        assert_eq!(not_started, 2);
+    }
+
+    #[tokio::test]
+    async fn nothing_starts_inside_the_deadline_margin() {
+        let limiter = unlimited();
+        let engine = Engine::new(&limiter, Some(Instant::now() + DEADLINE_MARGIN / 2), 4);
+        let outcomes = engine.run_group("group", vec![vec![1, 2]], |_| async { Ok(()) }, |_| false).await;
+        assert!(outcomes.iter().all(|o| matches!(o, ItemOutcome::NotStarted(_, r) if r.contains("deadline"))));
+    }
+}

@@ -1,0 +1,11 @@
+//! The machinery every job shares. A job never reaches into another job's
+//! room; what two jobs need lives here.
+
+pub mod apply;
+pub mod config;
+pub mod event;
+pub mod limiter;
+pub mod logging;
+pub mod metrics;
+pub mod report;
+pub mod tags;
