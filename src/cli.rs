@@ -12,6 +12,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::aws::ec2::AwsEc2;
+use crate::jobs::egress;
 use crate::jobs::routes::{self, Reconciler, config::Config};
 use crate::shared::config::ConfigError;
 use crate::shared::event::Trigger;
@@ -53,6 +54,12 @@ pub enum Command {
     },
     /// Mirror the cluster's kubenet pod routes into every private route table.
     Routes {
+        #[command(subcommand)]
+        verb: Verb,
+    },
+    /// Keep each enrolled private route table's default route on a healthy NAT
+    /// (EGRESS_TAG_KEY, EGRESS_ROUTER_ID, ... from the environment).
+    Egress {
         #[command(subcommand)]
         verb: Verb,
     },
@@ -104,6 +111,7 @@ impl Command {
             Command::Plan { detailed_exitcode } => (Job::Routes, Verb::Plan { detailed_exitcode }),
             Command::Sync { dry_run } => (Job::Routes, Verb::Sync { dry_run }),
             Command::Routes { verb } => (Job::Routes, verb),
+            Command::Egress { verb } => (Job::Egress, verb),
         }
     }
 }
@@ -145,6 +153,11 @@ pub enum Output {
 impl Options {
     /// The routes job's configuration: flags first, then the environment.
     pub fn config(&self, lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        Config::from_lookup(self.lookup(lookup))
+    }
+
+    /// The environment with the flags on top.
+    pub fn lookup<'a>(&'a self, lookup: impl Fn(&str) -> Option<String> + 'a) -> impl Fn(&str) -> Option<String> + 'a {
         let mut overrides: HashMap<&str, &str> = HashMap::new();
         let flags = [
             (routes::config::VPC_ID, &self.vpc_id),
@@ -158,7 +171,7 @@ impl Options {
                 overrides.insert(name, value);
             }
         }
-        Config::from_lookup(|name| overrides.get(name).map(|v| v.to_string()).or_else(|| lookup(name)))
+        move |name| overrides.get(name).map(|v| v.to_string()).or_else(|| lookup(name))
     }
 }
 
@@ -171,6 +184,25 @@ pub async fn run() -> ExitCode {
             let result = run_routes(&cli.options, verb).await;
             finish(verb.name(), verb.detailed(), cli.options.output, result)
         }
+        crate::jobs::Job::Egress => {
+            let result = run_egress(&cli.options, verb).await;
+            finish(verb.name(), verb.detailed(), cli.options.output, result)
+        }
+    }
+}
+
+async fn run_egress(options: &Options, verb: Verb) -> Result<egress::report::Report, egress::Error> {
+    let lookup = options.lookup(|name| std::env::var(name).ok());
+    let mut config = egress::config::Config::from_lookup(lookup)?;
+    config.dry_run |= verb.dry_run();
+    let ec2 = AwsEc2::new(crate::aws::sdk::ec2_client(&sdk_config(options).await?, Default::default()));
+    let limiter = WriteLimiter::new(config.write_rate);
+    let reconciler = egress::Reconciler { ec2: &ec2, config: &config, limiter: &limiter, deadline: None };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let report = reconciler.reconcile(vec![Trigger::Manual { command: verb.name().to_owned() }], now).await?;
+    match report.is_complete() {
+        true => Ok(report),
+        false => Err(egress::Error::Incomplete(Box::new(report))),
     }
 }
 

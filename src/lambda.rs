@@ -10,7 +10,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::aws::error::ThrottleCounter;
-use crate::jobs::{Job, routes};
+use crate::jobs::{Job, egress, routes};
 use crate::shared::config::{ConfigError, HANDLER};
 use crate::shared::limiter::WriteLimiter;
 use crate::shared::report::{JobError, JobReport, Outcome};
@@ -21,7 +21,31 @@ pub async fn serve() -> Result<(), lambda_runtime::Error> {
     let job = Job::from_handler(std::env::var(HANDLER).ok().as_deref()).map_err(invalid_configuration)?;
     match job {
         Job::Routes => serve_routes().await,
+        Job::Egress => serve_egress().await,
     }
+}
+
+async fn serve_egress() -> Result<(), lambda_runtime::Error> {
+    let config = egress::config::Config::from_env().map_err(invalid_configuration)?;
+    tracing::info!(job = "egress", vpc_id = %config.vpc_id, tag = %config.tag_key, router_id = %config.router_id,
+                   dry_run = config.dry_run, "kube-rtsync starting");
+    let sdk = sdk_config().await?;
+    let throttled = ThrottleCounter::default();
+    let ec2 = crate::aws::ec2::AwsEc2::new(crate::aws::sdk::ec2_client(&sdk, throttled.clone()));
+    let limiter = WriteLimiter::new(config.write_rate);
+    let namespace = config.metrics_namespace.clone();
+    run(
+        &throttled,
+        |event, deadline| {
+            let (ec2, config, limiter) = (&ec2, &config, &limiter);
+            async move {
+                let reconciler = egress::Reconciler { ec2, config, limiter, deadline };
+                egress::handle_event(&reconciler, &event).await
+            }
+        },
+        |report, throttled, elapsed| egress::report::emf_record(&namespace, report, throttled, elapsed),
+    )
+    .await
 }
 
 async fn serve_routes() -> Result<(), lambda_runtime::Error> {

@@ -6,10 +6,12 @@
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 
-use crate::aws::ec2::model::{Destination, Filter, Route, RouteState, RouteTable, Target};
+use crate::aws::ec2::model::{
+    Destination, Filter, Instance, InstanceStatus, NatGateway, Page, Route, RouteState, RouteTable, Subnet, Target,
+};
 use crate::aws::ec2::{
-    AwsError, Ec2, FailureKind, INVALID_PARAMETER_VALUE, ROUTE_ALREADY_EXISTS, ROUTE_NOT_FOUND, ROUTE_TABLE_NOT_FOUND,
-    RouteTablePage,
+    AwsError, Ec2, Ec2Nodes, FailureKind, INVALID_PARAMETER_VALUE, ROUTE_ALREADY_EXISTS, ROUTE_NOT_FOUND,
+    ROUTE_TABLE_NOT_FOUND, RouteTablePage,
 };
 
 /// The EC2 operations the fake serves.
@@ -19,6 +21,13 @@ pub enum Operation {
     CreateRoute,
     ReplaceRoute,
     DeleteRoute,
+    DescribeSubnets,
+    DescribeInstances,
+    DescribeInstanceStatus,
+    DescribeNatGateways,
+    ModifyInstanceAttribute,
+    CreateTags,
+    DeleteTags,
 }
 
 impl Operation {
@@ -28,7 +37,18 @@ impl Operation {
             Operation::CreateRoute => "CreateRoute",
             Operation::ReplaceRoute => "ReplaceRoute",
             Operation::DeleteRoute => "DeleteRoute",
+            Operation::DescribeSubnets => "DescribeSubnets",
+            Operation::DescribeInstances => "DescribeInstances",
+            Operation::DescribeInstanceStatus => "DescribeInstanceStatus",
+            Operation::DescribeNatGateways => "DescribeNatGateways",
+            Operation::ModifyInstanceAttribute => "ModifyInstanceAttribute",
+            Operation::CreateTags => "CreateTags",
+            Operation::DeleteTags => "DeleteTags",
         }
+    }
+
+    fn is_describe(self) -> bool {
+        self.name().starts_with("Describe")
     }
 }
 
@@ -48,6 +68,10 @@ pub struct CallCounts {
     pub create: usize,
     pub replace: usize,
     pub delete: usize,
+    /// Describes of subnets, instances, instance status and NAT gateways.
+    pub describe_other: usize,
+    /// Attribute and tag writes.
+    pub writes_other: usize,
 }
 
 impl CallCounts {
@@ -123,7 +147,7 @@ impl Fault {
 
     fn matches(&self, operation: Operation, table: Option<&str>) -> bool {
         self.operation.is_none_or(|op| op == operation)
-            && !(self.writes_only && operation == Operation::DescribeRouteTables)
+            && !(self.writes_only && operation.is_describe())
             && self.route_table_id.as_deref().is_none_or(|t| Some(t) == table)
             && self.times != Some(0)
     }
@@ -146,6 +170,10 @@ struct State {
     bucket: Option<Ec2Bucket>,
     /// Routes a table may hold before `CreateRoute` answers `RouteLimitExceeded`.
     route_limit: Option<usize>,
+    subnets: BTreeMap<String, Subnet>,
+    instances: BTreeMap<String, Instance>,
+    statuses: BTreeMap<String, InstanceStatus>,
+    nat_gateways: BTreeMap<String, NatGateway>,
 }
 
 /// EC2's token bucket for mutating actions: `capacity` requests, refilled
@@ -207,6 +235,43 @@ impl FakeEc2 {
     pub fn with_route_limit(self, limit: usize) -> Self {
         self.lock().route_limit = Some(limit);
         self
+    }
+
+    pub fn insert_subnet(&self, subnet: Subnet) {
+        self.lock().subnets.insert(subnet.id.clone(), subnet);
+    }
+
+    /// Adds or replaces an instance (its status checks stay as they were).
+    pub fn insert_instance(&self, instance: Instance) {
+        self.lock().instances.insert(instance.id.clone(), instance);
+    }
+
+    pub fn instance(&self, id: &str) -> Option<Instance> {
+        self.lock().instances.get(id).cloned()
+    }
+
+    /// Sets an instance's status checks (system, instance).
+    pub fn set_status(&self, id: &str, system: &str, instance: &str) {
+        let status =
+            InstanceStatus { id: id.to_owned(), system: Some(system.to_owned()), instance: Some(instance.to_owned()) };
+        self.lock().statuses.insert(id.to_owned(), status);
+    }
+
+    pub fn insert_nat_gateway(&self, gateway: NatGateway) {
+        self.lock().nat_gateways.insert(gateway.id.clone(), gateway);
+    }
+
+    /// Changes an instance in place (a stop, a start, a tag).
+    pub fn edit_instance(&self, id: &str, f: impl FnOnce(&mut Instance)) {
+        if let Some(instance) = self.lock().instances.get_mut(id) {
+            f(instance);
+        }
+    }
+
+    pub fn edit_nat_gateway(&self, id: &str, f: impl FnOnce(&mut NatGateway)) {
+        if let Some(gateway) = self.lock().nat_gateways.get_mut(id) {
+            f(gateway);
+        }
     }
 
     /// Writes the modelled EC2 bucket refused.
@@ -308,7 +373,7 @@ impl FakeEc2 {
             Operation::CreateRoute => state.calls.create += 1,
             Operation::ReplaceRoute => state.calls.replace += 1,
             Operation::DeleteRoute => state.calls.delete += 1,
-            Operation::DescribeRouteTables => state.calls.describe += 1,
+            _ => state.calls.writes_other += 1,
         }
         if let Some(change) = state.interleaved.take() {
             change(&mut state.tables);
@@ -448,6 +513,150 @@ impl Ec2 for FakeEc2 {
 
     async fn delete_route(&self, route_table_id: &str, destination: &Destination) -> Result<(), AwsError> {
         self.write(Operation::DeleteRoute, route_table_id, destination, None)
+    }
+}
+
+/// One page of everything, or nothing when a fault fires.
+fn describe<T: Clone>(
+    state: &mut State,
+    operation: Operation,
+    items: impl FnOnce(&State) -> Result<Vec<T>, AwsError>,
+) -> Result<Page<T>, AwsError> {
+    state.calls.describe_other += 1;
+    FakeEc2::check_faults(state, operation, None)?;
+    Ok(Page { items: items(state)?, next_token: None })
+}
+
+/// The filters the fake serves for instances, subnets and NAT gateways.
+fn resource_matches(
+    operation: Operation,
+    vpc_id: &str,
+    tags: &BTreeMap<String, String>,
+    filters: &[Filter],
+) -> Result<bool, AwsError> {
+    for filter in filters {
+        let value = match filter.name.as_str() {
+            "vpc-id" => Some(vpc_id),
+            name => match name.strip_prefix("tag:") {
+                Some(key) => tags.get(key).map(String::as_str),
+                None => {
+                    return Err(AwsError::service(
+                        operation.name(),
+                        "InvalidParameterValue",
+                        format!("The filter '{name}' is invalid"),
+                    ));
+                }
+            },
+        };
+        if !value.is_some_and(|v| filter.values.iter().any(|p| glob(p, v))) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+impl Ec2Nodes for FakeEc2 {
+    async fn describe_subnets(&self, filters: &[Filter], _: Option<String>) -> Result<Page<Subnet>, AwsError> {
+        let no_tags = BTreeMap::new();
+        describe(&mut self.lock(), Operation::DescribeSubnets, |state| {
+            let mut out = Vec::new();
+            for subnet in state.subnets.values() {
+                if resource_matches(Operation::DescribeSubnets, &subnet.vpc_id, &no_tags, filters)? {
+                    out.push(subnet.clone());
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    async fn describe_instances(&self, filters: &[Filter], _: Option<String>) -> Result<Page<Instance>, AwsError> {
+        describe(&mut self.lock(), Operation::DescribeInstances, |state| {
+            let mut out = Vec::new();
+            for instance in state.instances.values() {
+                if resource_matches(Operation::DescribeInstances, &instance.vpc_id, &instance.tags, filters)? {
+                    out.push(instance.clone());
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    async fn describe_instance_status(
+        &self,
+        instance_ids: &[String],
+        _: Option<String>,
+    ) -> Result<Page<InstanceStatus>, AwsError> {
+        describe(&mut self.lock(), Operation::DescribeInstanceStatus, |state| {
+            // Running instances only, as EC2 answers without IncludeAllInstances.
+            Ok(state
+                .instances
+                .values()
+                .filter(|i| i.state == "running" && (instance_ids.is_empty() || instance_ids.contains(&i.id)))
+                .map(|i| {
+                    state.statuses.get(&i.id).cloned().unwrap_or(InstanceStatus {
+                        id: i.id.clone(),
+                        system: Some("ok".into()),
+                        instance: Some("ok".into()),
+                    })
+                })
+                .collect())
+        })
+    }
+
+    async fn describe_nat_gateways(&self, filters: &[Filter], _: Option<String>) -> Result<Page<NatGateway>, AwsError> {
+        describe(&mut self.lock(), Operation::DescribeNatGateways, |state| {
+            let mut out = Vec::new();
+            for gateway in state.nat_gateways.values() {
+                if resource_matches(Operation::DescribeNatGateways, &gateway.vpc_id, &gateway.tags, filters)? {
+                    out.push(gateway.clone());
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    async fn set_source_dest_check(&self, instance_id: &str, enabled: bool) -> Result<(), AwsError> {
+        let mut state = self.lock();
+        state.calls.writes_other += 1;
+        Self::check_faults(&mut state, Operation::ModifyInstanceAttribute, Some(instance_id))?;
+        match state.instances.get_mut(instance_id) {
+            Some(instance) => {
+                instance.source_dest_check = Some(enabled);
+                Ok(())
+            }
+            None => Err(AwsError::service(
+                "ModifyInstanceAttribute",
+                "InvalidInstanceID.NotFound",
+                format!("The instance ID '{instance_id}' does not exist"),
+            )),
+        }
+    }
+
+    async fn create_tag(&self, resource_id: &str, key: &str, value: &str) -> Result<(), AwsError> {
+        let mut state = self.lock();
+        state.calls.writes_other += 1;
+        Self::check_faults(&mut state, Operation::CreateTags, Some(resource_id))?;
+        match state.tables.get_mut(resource_id) {
+            Some(table) => {
+                table.tags.insert(key.to_owned(), value.to_owned());
+                Ok(())
+            }
+            None => Err(AwsError::service(
+                "CreateTags",
+                ROUTE_TABLE_NOT_FOUND,
+                format!("The routeTable ID '{resource_id}' does not exist"),
+            )),
+        }
+    }
+
+    async fn delete_tag(&self, resource_id: &str, key: &str) -> Result<(), AwsError> {
+        let mut state = self.lock();
+        state.calls.writes_other += 1;
+        Self::check_faults(&mut state, Operation::DeleteTags, Some(resource_id))?;
+        if let Some(table) = state.tables.get_mut(resource_id) {
+            table.tags.remove(key);
+        }
+        Ok(())
     }
 }
 

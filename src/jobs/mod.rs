@@ -4,6 +4,7 @@
 //! [`Job`] is the list of jobs this build has; the function's handler name
 //! (`_HANDLER`) picks one.
 
+pub mod egress;
 pub mod routes;
 
 use crate::shared::config::{ConfigError, HANDLER};
@@ -13,16 +14,19 @@ use crate::shared::config::{ConfigError, HANDLER};
 pub enum Job {
     /// Mirrors the cluster's kubenet pod routes into every private route table.
     Routes,
+    /// Keeps each private route table's default route on a healthy NAT.
+    Egress,
 }
 
 impl Job {
     /// Every job, in the order the documentation lists them.
-    pub const ALL: [Job; 1] = [Job::Routes];
+    pub const ALL: [Job; 2] = [Job::Routes, Job::Egress];
 
     /// The job's name: its handler name, its command, its policy file.
     pub fn name(self) -> &'static str {
         match self {
             Job::Routes => "routes",
+            Job::Egress => "egress",
         }
     }
 

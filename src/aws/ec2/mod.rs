@@ -13,7 +13,10 @@ pub mod model;
 
 use crate::aws::error::sdk_error;
 pub use crate::aws::error::{AwsError, FailureKind};
-use model::{Destination, Filter, Route, RouteOrigin, RouteState, RouteTable, Target};
+use model::{
+    Destination, Filter, Instance, InstanceStatus, NatGateway, Page, Route, RouteOrigin, RouteState, RouteTable,
+    Subnet, Target,
+};
 
 /// `CreateRoute` found the destination already routed.
 pub const ROUTE_ALREADY_EXISTS: &str = "RouteAlreadyExists";
@@ -66,6 +69,91 @@ pub trait Ec2: Send + Sync {
         route_table_id: &str,
         destination: &Destination,
     ) -> impl Future<Output = Result<(), AwsError>> + Send;
+}
+
+/// The further EC2 calls of the jobs that watch instances and NATs.
+/// Implemented by [`AwsEc2`] and by `FakeEc2` (feature `fakes`).
+pub trait Ec2Nodes: Ec2 {
+    fn describe_subnets(
+        &self,
+        filters: &[Filter],
+        next_token: Option<String>,
+    ) -> impl Future<Output = Result<Page<Subnet>, AwsError>> + Send;
+
+    fn describe_instances(
+        &self,
+        filters: &[Filter],
+        next_token: Option<String>,
+    ) -> impl Future<Output = Result<Page<Instance>, AwsError>> + Send;
+
+    /// The status checks of the running instances among `instance_ids`.
+    fn describe_instance_status(
+        &self,
+        instance_ids: &[String],
+        next_token: Option<String>,
+    ) -> impl Future<Output = Result<Page<InstanceStatus>, AwsError>> + Send;
+
+    fn describe_nat_gateways(
+        &self,
+        filters: &[Filter],
+        next_token: Option<String>,
+    ) -> impl Future<Output = Result<Page<NatGateway>, AwsError>> + Send;
+
+    /// `ModifyInstanceAttribute` of `SourceDestCheck`.
+    fn set_source_dest_check(
+        &self,
+        instance_id: &str,
+        enabled: bool,
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
+
+    fn create_tag(
+        &self,
+        resource_id: &str,
+        key: &str,
+        value: &str,
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
+
+    fn delete_tag(&self, resource_id: &str, key: &str) -> impl Future<Output = Result<(), AwsError>> + Send;
+}
+
+/// Pages a describe call may take before kube-rtsync gives up: far above
+/// what any VPC holds (EC2 allows 200 route tables per VPC).
+pub const MAX_PAGES: usize = 1000;
+
+/// Every item of a paginated describe, following `NextToken` to the end;
+/// a token seen twice, or more than [`MAX_PAGES`] pages, is an error.
+pub async fn all_pages<T, F, Fut>(operation: &'static str, mut page: F) -> Result<Vec<T>, AwsError>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: Future<Output = Result<Page<T>, AwsError>>,
+{
+    let mut items = Vec::new();
+    let mut token: Option<String> = None;
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..MAX_PAGES {
+        let next = page(token.take()).await?;
+        items.extend(next.items);
+        match next.next_token {
+            Some(next) if !next.is_empty() => {
+                if !seen.insert(next.clone()) {
+                    return Err(AwsError {
+                        operation,
+                        kind: FailureKind::Other,
+                        code: None,
+                        message: format!("the service returned the page token {next:?} twice; stopping"),
+                    });
+                }
+                token = Some(next);
+            }
+            _ => return Ok(items),
+        }
+    }
+    Err(AwsError {
+        operation,
+        kind: FailureKind::Other,
+        code: None,
+        message: format!("more than {MAX_PAGES} pages; stopping"),
+    })
 }
 
 /// Every route table matching `filters`, following `NextToken` to the end.
@@ -182,6 +270,135 @@ impl Ec2 for AwsEc2 {
     }
 }
 
+impl Ec2Nodes for AwsEc2 {
+    async fn describe_subnets(&self, filters: &[Filter], next_token: Option<String>) -> Result<Page<Subnet>, AwsError> {
+        let out = self
+            .client
+            .describe_subnets()
+            .set_filters(Some(sdk_filters(filters)))
+            .max_results(1000)
+            .set_next_token(next_token)
+            .send()
+            .await
+            .map_err(|e| sdk_error("DescribeSubnets", e))?;
+        let items = out
+            .subnets()
+            .iter()
+            .map(|s| Subnet {
+                id: s.subnet_id().unwrap_or_default().to_owned(),
+                vpc_id: s.vpc_id().unwrap_or_default().to_owned(),
+                zone: s.availability_zone().unwrap_or_default().to_owned(),
+            })
+            .collect();
+        Ok(Page { items, next_token: out.next_token().map(str::to_owned) })
+    }
+
+    async fn describe_instances(
+        &self,
+        filters: &[Filter],
+        next_token: Option<String>,
+    ) -> Result<Page<Instance>, AwsError> {
+        let out = self
+            .client
+            .describe_instances()
+            .set_filters(Some(sdk_filters(filters)))
+            .max_results(1000)
+            .set_next_token(next_token)
+            .send()
+            .await
+            .map_err(|e| sdk_error("DescribeInstances", e))?;
+        let items = out.reservations().iter().flat_map(|r| r.instances()).map(instance_from_sdk).collect();
+        Ok(Page { items, next_token: out.next_token().map(str::to_owned) })
+    }
+
+    async fn describe_instance_status(
+        &self,
+        instance_ids: &[String],
+        next_token: Option<String>,
+    ) -> Result<Page<InstanceStatus>, AwsError> {
+        let mut req = self.client.describe_instance_status().set_next_token(next_token);
+        // EC2 refuses MaxResults together with instance ids.
+        req = match instance_ids {
+            [] => req.max_results(1000),
+            ids => req.set_instance_ids(Some(ids.to_vec())),
+        };
+        let out = req.send().await.map_err(|e| sdk_error("DescribeInstanceStatus", e))?;
+        let status = |s: Option<&sdk::InstanceStatusSummary>| s.and_then(|s| s.status()).map(|s| s.as_str().to_owned());
+        let items = out
+            .instance_statuses()
+            .iter()
+            .map(|s| InstanceStatus {
+                id: s.instance_id().unwrap_or_default().to_owned(),
+                system: status(s.system_status()),
+                instance: status(s.instance_status()),
+            })
+            .collect();
+        Ok(Page { items, next_token: out.next_token().map(str::to_owned) })
+    }
+
+    async fn describe_nat_gateways(
+        &self,
+        filters: &[Filter],
+        next_token: Option<String>,
+    ) -> Result<Page<NatGateway>, AwsError> {
+        let out = self
+            .client
+            .describe_nat_gateways()
+            .set_filter(Some(sdk_filters(filters)))
+            .max_results(1000)
+            .set_next_token(next_token)
+            .send()
+            .await
+            .map_err(|e| sdk_error("DescribeNatGateways", e))?;
+        let items = out
+            .nat_gateways()
+            .iter()
+            .map(|g| NatGateway {
+                id: g.nat_gateway_id().unwrap_or_default().to_owned(),
+                vpc_id: g.vpc_id().unwrap_or_default().to_owned(),
+                subnet_id: g.subnet_id().map(str::to_owned),
+                state: g.state().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+                tags: tags_from_sdk(g.tags()),
+                regional: matches!(g.availability_mode(), Some(sdk::AvailabilityMode::Regional)),
+            })
+            .collect();
+        Ok(Page { items, next_token: out.next_token().map(str::to_owned) })
+    }
+
+    async fn set_source_dest_check(&self, instance_id: &str, enabled: bool) -> Result<(), AwsError> {
+        self.client
+            .modify_instance_attribute()
+            .instance_id(instance_id)
+            .source_dest_check(sdk::AttributeBooleanValue::builder().value(enabled).build())
+            .send()
+            .await
+            .map_err(|e| sdk_error("ModifyInstanceAttribute", e))?;
+        Ok(())
+    }
+
+    async fn create_tag(&self, resource_id: &str, key: &str, value: &str) -> Result<(), AwsError> {
+        self.client
+            .create_tags()
+            .resources(resource_id)
+            .tags(sdk::Tag::builder().key(key).value(value).build())
+            .send()
+            .await
+            .map_err(|e| sdk_error("CreateTags", e))?;
+        Ok(())
+    }
+
+    async fn delete_tag(&self, resource_id: &str, key: &str) -> Result<(), AwsError> {
+        self.client
+            .delete_tags()
+            .resources(resource_id)
+            .tags(sdk::Tag::builder().key(key).build())
+            .send()
+            .await
+            .map_err(|e| sdk_error("DeleteTags", e))?;
+        Ok(())
+    }
+}
+
 /// Maps an SDK route table into the domain. Missing lists become empty.
 pub fn route_table_from_sdk(table: &sdk::RouteTable) -> RouteTable {
     RouteTable {
@@ -193,6 +410,38 @@ pub fn route_table_from_sdk(table: &sdk::RouteTable) -> RouteTable {
             .filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or_default().to_owned())))
             .collect(),
         routes: table.routes().iter().filter_map(route_from_sdk).collect(),
+        subnet_ids: table.associations().iter().filter_map(|a| a.subnet_id().map(str::to_owned)).collect(),
+    }
+}
+
+fn tags_from_sdk(tags: &[sdk::Tag]) -> std::collections::BTreeMap<String, String> {
+    tags.iter().filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or_default().to_owned()))).collect()
+}
+
+fn sdk_filters(filters: &[Filter]) -> Vec<sdk::Filter> {
+    filters.iter().map(|f| sdk::Filter::builder().name(&f.name).set_values(Some(f.values.clone())).build()).collect()
+}
+
+/// Maps an SDK instance into the domain.
+pub fn instance_from_sdk(i: &sdk::Instance) -> Instance {
+    let mut enis: Vec<(i32, String)> = i
+        .network_interfaces()
+        .iter()
+        .filter_map(|n| {
+            let index = n.attachment().and_then(|a| a.device_index()).unwrap_or(i32::MAX);
+            Some((index, n.network_interface_id()?.to_owned()))
+        })
+        .collect();
+    enis.sort();
+    Instance {
+        id: i.instance_id().unwrap_or_default().to_owned(),
+        vpc_id: i.vpc_id().unwrap_or_default().to_owned(),
+        state: i.state().and_then(|s| s.name()).map(|n| n.as_str().to_owned()).unwrap_or_default(),
+        zone: i.placement().and_then(|p| p.availability_zone()).map(str::to_owned),
+        tags: tags_from_sdk(i.tags()),
+        eni_ids: enis.into_iter().map(|(_, id)| id).collect(),
+        private_ip: i.private_ip_address().map(str::to_owned),
+        source_dest_check: i.source_dest_check(),
     }
 }
 

@@ -174,11 +174,19 @@ pub struct RouteTable {
     pub vpc_id: String,
     pub tags: BTreeMap<String, String>,
     pub routes: Vec<Route>,
+    /// The subnets explicitly associated with the table.
+    pub subnet_ids: Vec<String>,
 }
 
 impl RouteTable {
     pub fn new(id: impl Into<String>, vpc_id: impl Into<String>) -> Self {
-        RouteTable { id: id.into(), vpc_id: vpc_id.into(), tags: BTreeMap::new(), routes: Vec::new() }
+        RouteTable {
+            id: id.into(),
+            vpc_id: vpc_id.into(),
+            tags: BTreeMap::new(),
+            routes: Vec::new(),
+            subnet_ids: Vec::new(),
+        }
     }
 
     pub fn with_tag(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
@@ -212,6 +220,58 @@ impl Filter {
     pub fn new<S: Into<String>>(name: impl Into<String>, values: impl IntoIterator<Item = S>) -> Self {
         Filter { name: name.into(), values: values.into_iter().map(Into::into).collect() }
     }
+}
+
+/// One page of a describe call.
+#[derive(Clone, Debug)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_token: Option<String>,
+}
+
+/// A subnet and its Availability Zone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Subnet {
+    pub id: String,
+    pub vpc_id: String,
+    pub zone: String,
+}
+
+/// An instance as `DescribeInstances` reports it, with what the jobs need.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Instance {
+    pub id: String,
+    pub vpc_id: String,
+    /// EC2 state name: `pending`, `running`, `stopping`, `stopped`, `shutting-down`, `terminated`.
+    pub state: String,
+    pub zone: Option<String>,
+    pub tags: BTreeMap<String, String>,
+    /// Network interfaces, primary (device index 0) first.
+    pub eni_ids: Vec<String>,
+    pub private_ip: Option<String>,
+    pub source_dest_check: Option<bool>,
+}
+
+/// `DescribeInstanceStatus`: the two status checks of a running instance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstanceStatus {
+    pub id: String,
+    /// `ok`, `impaired`, `initializing`, `insufficient-data`, `not-applicable`.
+    pub system: Option<String>,
+    pub instance: Option<String>,
+}
+
+/// A NAT gateway.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NatGateway {
+    pub id: String,
+    pub vpc_id: String,
+    pub subnet_id: Option<String>,
+    /// `pending`, `available`, `deleting`, `deleted`, `failed`.
+    pub state: String,
+    pub tags: BTreeMap<String, String>,
+    /// A regional NAT gateway serves every zone of the VPC.
+    pub regional: bool,
 }
 
 #[cfg(test)]

@@ -1,0 +1,145 @@
+//! The egress job's writes, through the shared apply engine: first the
+//! source/destination fixes (the plan already counts those NATs healthy),
+//! then per table its default route, then its failback clock, the clock
+//! only once the route is written.
+
+use ipnet::IpNet;
+use tracing::{error, info};
+
+use super::config::FAILBACK_CLOCK_TAG;
+use super::model::NatTarget;
+use super::plan::{EgressPlan, RouteChange, TagChange};
+use super::report::{WriteResult, WriteStatus};
+use crate::aws::ec2::model::{Destination, Target};
+use crate::aws::ec2::{AwsError, Ec2Nodes, ROUTE_ALREADY_EXISTS};
+use crate::shared::apply::{Engine, ItemOutcome};
+
+/// One write of the egress job.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EgressWrite {
+    SourceDestCheckOff { instance_id: String },
+    Route { table_id: String, change: RouteChange },
+    Clock { table_id: String, change: TagChange },
+}
+
+impl EgressWrite {
+    fn resource(&self) -> &str {
+        match self {
+            EgressWrite::SourceDestCheckOff { instance_id } => instance_id,
+            EgressWrite::Route { table_id, .. } | EgressWrite::Clock { table_id, .. } => table_id,
+        }
+    }
+
+    fn describe(&self, destination: &IpNet) -> String {
+        match self {
+            EgressWrite::SourceDestCheckOff { .. } => "source/destination check off".into(),
+            EgressWrite::Route { change: RouteChange::Create { nat }, .. } => format!("create {destination} -> {nat}"),
+            EgressWrite::Route { change: RouteChange::Replace { from, to }, .. } => {
+                format!("replace {destination} {from} -> {to}")
+            }
+            EgressWrite::Clock { change: TagChange::Set(at), .. } => format!("tag {FAILBACK_CLOCK_TAG}={at}"),
+            EgressWrite::Clock { change: TagChange::Clear, .. } => format!("untag {FAILBACK_CLOCK_TAG}"),
+        }
+    }
+}
+
+fn target(nat: &NatTarget) -> Target {
+    match nat {
+        NatTarget::NetworkInterface(id) => Target::NetworkInterface(id.as_str().into()),
+        NatTarget::Instance(id) => Target::Instance(id.as_str().into()),
+        NatTarget::NatGateway(id) => Target::NatGateway(id.as_str().into()),
+    }
+}
+
+/// Applies the plan (or, in a dry run, records it as planned).
+pub async fn apply<E: Ec2Nodes>(
+    ec2: &E,
+    engine: &Engine<'_>,
+    plan: &EgressPlan,
+    destination: IpNet,
+    dry_run: bool,
+) -> Vec<WriteResult> {
+    let fixes: Vec<EgressWrite> =
+        plan.source_dest_fixes.iter().map(|id| EgressWrite::SourceDestCheckOff { instance_id: id.clone() }).collect();
+    let tables: Vec<Vec<Vec<EgressWrite>>> = plan
+        .tables
+        .iter()
+        .map(|t| {
+            let route =
+                t.route_change.clone().map(|change| EgressWrite::Route { table_id: t.table_id.clone(), change });
+            let clock = t.tag_change.map(|change| EgressWrite::Clock { table_id: t.table_id.clone(), change });
+            vec![route.into_iter().collect(), clock.into_iter().collect()]
+        })
+        .filter(|waves: &Vec<Vec<EgressWrite>>| waves.iter().any(|w| !w.is_empty()))
+        .collect();
+    let result = |write: &EgressWrite, status| WriteResult {
+        resource: write.resource().to_owned(),
+        change: write.describe(&destination),
+        status,
+    };
+    if dry_run {
+        let all = fixes.iter().chain(tables.iter().flatten().flatten());
+        return all.map(|w| result(w, WriteStatus::Planned)).collect();
+    }
+    let run = |write: &EgressWrite| {
+        let write = write.clone();
+        async move { write_one(ec2, engine, &write, destination).await }
+    };
+    let mut outcomes = engine.run_group("instance", vec![fixes], run, |_| false).await;
+    // A table's clock is written only after its route: any failure stops the table.
+    let per_table = tables.into_iter().map(|waves| engine.run_group("table", waves, run, |_| true));
+    outcomes.extend(futures::future::join_all(per_table).await.into_iter().flatten());
+    let mut results: Vec<WriteResult> = outcomes
+        .into_iter()
+        .map(|outcome| match outcome {
+            ItemOutcome::Done(w) => result(&w, WriteStatus::Done),
+            ItemOutcome::Failed(w, err) => result(&w, WriteStatus::failed(&err)),
+            ItemOutcome::NotStarted(w, reason) => result(&w, WriteStatus::NotStarted { reason }),
+        })
+        .collect();
+    results.sort_by(|a, b| (&a.resource, &a.change).cmp(&(&b.resource, &b.change)));
+    results
+}
+
+/// One write, idempotent under races: a create that finds the route
+/// replaces it, a replace that finds none creates it.
+async fn write_one<E: Ec2Nodes>(
+    ec2: &E,
+    engine: &Engine<'_>,
+    write: &EgressWrite,
+    destination: IpNet,
+) -> Result<(), AwsError> {
+    let dest = Destination::Cidr(destination);
+    let result = match write {
+        EgressWrite::SourceDestCheckOff { instance_id } => {
+            engine.paced(ec2.set_source_dest_check(instance_id, false)).await
+        }
+        EgressWrite::Route { table_id, change: RouteChange::Create { nat } } => {
+            match engine.paced(ec2.create_route(table_id, &dest, &target(nat))).await {
+                Err(e) if e.is_code(ROUTE_ALREADY_EXISTS) => {
+                    engine.paced(ec2.replace_route(table_id, &dest, &target(nat))).await
+                }
+                other => other,
+            }
+        }
+        EgressWrite::Route { table_id, change: RouteChange::Replace { to, .. } } => {
+            match engine.paced(ec2.replace_route(table_id, &dest, &target(to))).await {
+                Err(e) if e.is_missing_route() => engine.paced(ec2.create_route(table_id, &dest, &target(to))).await,
+                other => other,
+            }
+        }
+        EgressWrite::Clock { table_id, change: TagChange::Set(at) } => {
+            engine.paced(ec2.create_tag(table_id, FAILBACK_CLOCK_TAG, &at.to_string())).await
+        }
+        EgressWrite::Clock { table_id, change: TagChange::Clear } => {
+            engine.paced(ec2.delete_tag(table_id, FAILBACK_CLOCK_TAG)).await
+        }
+    };
+    let (resource, change) = (write.resource(), write.describe(&destination));
+    match &result {
+        Ok(()) => info!(resource, change, "egress change made"),
+        Err(err) => error!(resource, change, code = err.code().unwrap_or("-"), error = %err, hint = err.hint(),
+                           "egress change failed"),
+    }
+    result
+}

@@ -1,0 +1,126 @@
+//! The `egress` job: keeps each enrolled private route table's default
+//! route on a healthy NAT, its own zone's when it can, failing over and
+//! back, with the tags of `aws-nat-router`.
+//!
+//! Rooms: [`config`] (its variables), [`model`] and [`health`] (NATs and
+//! tables, pure health rules), [`observe`] (one round trip of describes),
+//! [`plan`] (pure, time as an argument), [`apply`] (writes through the
+//! shared engine), [`report`].
+
+pub mod apply;
+pub mod config;
+pub mod health;
+pub mod model;
+pub mod observe;
+pub mod plan;
+pub mod report;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use crate::aws::ec2::{AwsError, Ec2Nodes};
+use crate::shared::apply::Engine;
+use crate::shared::event::{self, Trigger};
+use crate::shared::limiter::WriteLimiter;
+use config::Config;
+use model::Settings;
+use report::Report;
+
+/// Why an egress invocation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid configuration: {0}")]
+    Config(#[from] crate::shared::config::ConfigError),
+
+    #[error("rejected event, nothing changed: {0}")]
+    Event(#[from] crate::shared::event::EventError),
+
+    #[error("could not read the route tables and NATs, nothing changed: {0} ({hint})", hint = .0.hint())]
+    Describe(#[source] AwsError),
+
+    #[error(
+        "egress incomplete: {} writes failed, {} not started; Lambda retries the invocation",
+        .0.totals.failed, .0.totals.not_started
+    )]
+    Incomplete(Box<Report>),
+}
+
+impl crate::shared::report::JobError for Error {
+    type Report = Report;
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Error::Config(_) => "InvalidConfiguration",
+            Error::Event(_) => "InvalidEvent",
+            Error::Describe(_) => "DescribeFailed",
+            Error::Incomplete(_) => "SyncIncomplete",
+        }
+    }
+
+    fn report(&self) -> Option<&Report> {
+        match self {
+            Error::Incomplete(report) => Some(report),
+            _ => None,
+        }
+    }
+}
+
+/// What a reconcile needs besides EC2.
+pub struct Reconciler<'a, E> {
+    pub ec2: &'a E,
+    pub config: &'a Config,
+    pub limiter: &'a WriteLimiter,
+    pub deadline: Option<Instant>,
+}
+
+/// Handles one invocation event: decode, then reconcile unless the event
+/// asks for nothing. Any instance's state change costs one reconcile.
+pub async fn handle_event<E: Ec2Nodes>(reconciler: &Reconciler<'_, E>, event: &Value) -> Result<Report, Error> {
+    let triggers = event::decode(event)?;
+    let config = reconciler.config;
+    if !triggers.iter().any(Trigger::wants_reconcile) {
+        info!(triggers = ?triggers, "nothing to do");
+        return Ok(Report::new(triggers, &config.vpc_id, &config.router_id, config.dry_run));
+    }
+    let report = reconciler.reconcile(triggers, now()).await?;
+    match report.outcome == report::Outcome::Incomplete {
+        false => Ok(report),
+        true => Err(Error::Incomplete(Box::new(report))),
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+impl<E: Ec2Nodes> Reconciler<'_, E> {
+    /// Observes, plans (at `now`, epoch seconds) and applies. Failures of
+    /// single writes are in the report; a failed describe is an error
+    /// before any write.
+    pub async fn reconcile(&self, triggers: Vec<Trigger>, now: u64) -> Result<Report, Error> {
+        let config = self.config;
+        let observed = observe::observe(self.ec2, config, self.deadline).await.map_err(Error::Describe)?;
+        let settings = Settings {
+            failback_seconds: config.failback_seconds,
+            fix_source_dest_check: config.fix_source_dest_check,
+            probe_enabled: config.probe_port.is_some(),
+        };
+        let plan = plan::plan(&observed.tables, &observed.nats, &settings, now);
+        info!(tables = plan.tables.len(), nats = plan.nats.len(), "egress plan:\n{plan}");
+        if plan.without_healthy_nat() > 0 {
+            warn!(
+                tables = plan.without_healthy_nat(),
+                "tables without a healthy NAT; nothing can be done for them now"
+            );
+        }
+        let engine = Engine::new(self.limiter, self.deadline, 16);
+        let writes = apply::apply(self.ec2, &engine, &plan, config.destination, config.dry_run).await;
+        let mut report = Report::new(triggers, &config.vpc_id, &config.router_id, config.dry_run);
+        report.plan = plan;
+        report.writes = writes;
+        Ok(report.finish())
+    }
+}

@@ -1,0 +1,180 @@
+//! What the egress job reads, in one round trip: the enrolled route tables,
+//! the VPC's subnets (for the tables' zones), the enrolled NAT instances
+//! with their status checks, and the NAT gateways, all concurrently; then,
+//! when a probe port is set, a TCP connect to each running NAT instance.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::config::{Config, FAILBACK_CLOCK_TAG};
+use super::model::{
+    DefaultRoute, EgressTable, Nat, NatGatewayFacts, NatInstanceFacts, NatKind, ProbeResult, TableZone,
+};
+use crate::aws::ec2::model::{
+    Destination, Filter, Instance, InstanceStatus, RouteOrigin, RouteState, RouteTable, Target,
+};
+use crate::aws::ec2::{AwsError, Ec2Nodes, all_pages, describe_all};
+
+/// How long a probe may take to connect.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What one observe found.
+#[derive(Clone, Debug)]
+pub struct Observed {
+    pub tables: Vec<EgressTable>,
+    pub nats: Vec<Nat>,
+}
+
+/// Reads everything the planner needs. Every list is restricted to
+/// `VPC_ID` and the enrolment tag, by filter and again client-side (the
+/// emulator ignores tag filters on NAT gateways).
+pub async fn observe<E: Ec2Nodes>(ec2: &E, config: &Config, deadline: Option<Instant>) -> Result<Observed, AwsError> {
+    let vpc = Filter::new("vpc-id", [config.vpc_id.as_str()]);
+    let enrolled = Filter::new(format!("tag:{}", config.tag_key), [config.router_id.as_str()]);
+    let table_filters = [vpc.clone(), enrolled.clone()];
+    let instance_filters = [vpc.clone(), enrolled];
+    let vpc_only = [vpc];
+    let (tables, subnets, instances, statuses, gateways) = futures::try_join!(
+        describe_all(ec2, &table_filters),
+        all_pages("DescribeSubnets", |t| ec2.describe_subnets(&vpc_only, t)),
+        all_pages("DescribeInstances", |t| ec2.describe_instances(&instance_filters, t)),
+        all_pages("DescribeInstanceStatus", |t| ec2.describe_instance_status(&[], t)),
+        all_pages("DescribeNatGateways", |t| ec2.describe_nat_gateways(&vpc_only, t)),
+    )?;
+    let is_enrolled = |tags: &BTreeMap<String, String>| tags.get(&config.tag_key) == Some(&config.router_id);
+    let subnet_zone: BTreeMap<String, String> = subnets.into_iter().map(|s| (s.id, s.zone)).collect();
+    let statuses: BTreeMap<String, InstanceStatus> = statuses.into_iter().map(|s| (s.id.clone(), s)).collect();
+
+    let instances: Vec<Instance> =
+        instances.into_iter().filter(|i| i.vpc_id == config.vpc_id && is_enrolled(&i.tags)).collect();
+    let probes = match config.probe_port {
+        Some(port) => probe_all(&instances, port, deadline).await,
+        None => BTreeMap::new(),
+    };
+    let mut nats: Vec<Nat> = instances
+        .into_iter()
+        .map(|i| {
+            let status = statuses.get(&i.id);
+            Nat {
+                zone: i.tags.get(&config.zone_tag_key).cloned().or(i.zone.clone()),
+                kind: NatKind::Instance {
+                    facts: NatInstanceFacts {
+                        state: i.state.clone(),
+                        system_status: status.and_then(|s| s.system.clone()),
+                        instance_status: status.and_then(|s| s.instance.clone()),
+                        source_dest_check: i.source_dest_check,
+                        probe: probes.get(&i.id).cloned(),
+                    },
+                    eni_ids: i.eni_ids,
+                    private_ip: i.private_ip,
+                },
+                id: i.id,
+            }
+        })
+        .collect();
+    nats.extend(gateways.into_iter().filter(|g| g.vpc_id == config.vpc_id && is_enrolled(&g.tags)).map(|g| {
+        let zone = match g.regional {
+            true => None,
+            false => g
+                .tags
+                .get(&config.zone_tag_key)
+                .cloned()
+                .or_else(|| g.subnet_id.as_ref().and_then(|s| subnet_zone.get(s).cloned())),
+        };
+        Nat {
+            id: g.id,
+            zone,
+            kind: NatKind::Gateway { regional: g.regional, facts: NatGatewayFacts { state: g.state } },
+        }
+    }));
+    nats.sort_by(|a, b| a.id.cmp(&b.id));
+
+    let destination = Destination::Cidr(config.destination);
+    let tables = tables
+        .into_iter()
+        .filter(|t| t.vpc_id == config.vpc_id && is_enrolled(&t.tags))
+        .map(|t| egress_table(t, &destination, &config.zone_tag_key, &subnet_zone))
+        .collect();
+    Ok(Observed { tables, nats })
+}
+
+fn egress_table(
+    table: RouteTable,
+    destination: &Destination,
+    zone_tag_key: &str,
+    subnet_zone: &BTreeMap<String, String>,
+) -> EgressTable {
+    let zone = match table.tags.get(zone_tag_key) {
+        Some(zone) => TableZone::Zone(zone.clone()),
+        None => {
+            let zones: BTreeSet<&String> = table.subnet_ids.iter().filter_map(|s| subnet_zone.get(s)).collect();
+            match zones.len() {
+                0 => TableZone::None,
+                1 => TableZone::Zone(zones.into_iter().next().cloned().unwrap_or_default()),
+                _ => TableZone::Several(zones.into_iter().cloned().collect()),
+            }
+        }
+    };
+    let default_route = match table.route(destination) {
+        None => DefaultRoute::Missing,
+        Some(route) if route.state == RouteState::Blackhole => DefaultRoute::Blackhole(route.target.id().to_owned()),
+        Some(route) if route.origin != RouteOrigin::CreateRoute => {
+            DefaultRoute::Other { kind: "a propagated route".into(), id: route.target.id().to_owned() }
+        }
+        Some(route) => match &route.target {
+            Target::Instance(id) => DefaultRoute::Instance(id.to_string()),
+            Target::NetworkInterface(id) => DefaultRoute::NetworkInterface(id.to_string()),
+            Target::NatGateway(id) => DefaultRoute::NatGateway(id.to_string()),
+            other => DefaultRoute::Other { kind: target_kind(other).into(), id: other.id().to_owned() },
+        },
+    };
+    EgressTable {
+        name: table.tags.get("Name").cloned(),
+        home_healthy_since: table.tags.get(FAILBACK_CLOCK_TAG).and_then(|v| v.parse().ok()),
+        id: table.id,
+        zone,
+        default_route,
+    }
+}
+
+fn target_kind(target: &Target) -> &'static str {
+    match target {
+        Target::Gateway(id) if id.starts_with("igw-") => "internet gateway",
+        Target::Gateway(id) if id.starts_with("vgw-") => "virtual private gateway",
+        Target::Gateway(id) if id.starts_with("vpce-") => "VPC endpoint",
+        Target::Gateway(_) => "gateway",
+        Target::TransitGateway(_) => "transit gateway",
+        Target::VpcPeeringConnection(_) => "peering connection",
+        Target::EgressOnlyInternetGateway(_) => "egress-only internet gateway",
+        Target::LocalGateway(_) => "local gateway",
+        Target::CarrierGateway(_) => "carrier gateway",
+        Target::CoreNetwork(_) => "core network",
+        _ => "target",
+    }
+}
+
+/// A TCP connect to each running NAT instance's private address, all at
+/// once, each within [`PROBE_TIMEOUT`] and the deadline. An instance that
+/// is not running, or has no private address, is not probed.
+async fn probe_all(instances: &[Instance], port: u16, deadline: Option<Instant>) -> BTreeMap<String, ProbeResult> {
+    let mut timeout = PROBE_TIMEOUT;
+    if let Some(deadline) = deadline {
+        let left = deadline.saturating_duration_since(Instant::now());
+        timeout = timeout.min(left.saturating_sub(crate::shared::apply::DEADLINE_MARGIN));
+    }
+    let probes = instances.iter().filter(|i| i.state == "running").filter_map(|i| {
+        let ip = i.private_ip.clone()?;
+        Some(async move {
+            let result = match tokio::time::timeout(timeout, tokio::net::TcpStream::connect((ip.as_str(), port))).await
+            {
+                Ok(Ok(_)) => ProbeResult::Answered,
+                Ok(Err(e)) => ProbeResult::Failed(format!("{ip}:{port}: {e}")),
+                Err(_) => ProbeResult::Failed(format!("{ip}:{port}: no answer within {} ms", timeout.as_millis())),
+            };
+            (i.id.clone(), result)
+        })
+    });
+    futures::future::join_all(probes).await.into_iter().collect()
+}

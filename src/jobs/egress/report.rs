@@ -1,0 +1,193 @@
+//! The egress report: the plan's decisions per table and NAT, what was
+//! written, what failed, and the EMF record.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::plan::EgressPlan;
+use crate::aws::error::{AwsError, FailureKind};
+use crate::shared::event::Trigger;
+use crate::shared::metrics::{Record, Unit};
+pub use crate::shared::report::Outcome;
+
+/// One write and what became of it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct WriteResult {
+    /// The resource written: a route table or a NAT instance.
+    pub resource: String,
+    /// What the write does, for people (`replace 0.0.0.0/0 i-… -> eni-…`).
+    pub change: String,
+    pub status: WriteStatus,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum WriteStatus {
+    Done,
+    /// `DRY_RUN`: planned, not made.
+    Planned,
+    Failed {
+        operation: &'static str,
+        kind: FailureKind,
+        code: Option<String>,
+        message: String,
+        hint: &'static str,
+    },
+    NotStarted {
+        reason: String,
+    },
+}
+
+impl WriteStatus {
+    pub fn failed(err: &AwsError) -> Self {
+        WriteStatus::Failed {
+            operation: err.operation,
+            kind: err.kind,
+            code: err.code.clone(),
+            message: err.message.clone(),
+            hint: err.hint(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Totals {
+    pub tables: usize,
+    pub tables_failed_over: usize,
+    pub tables_failed_back: usize,
+    pub tables_without_healthy_nat: usize,
+    pub tables_left_alone: usize,
+    pub healthy_nats: usize,
+    pub unhealthy_nats: usize,
+    pub writes: usize,
+    pub failed: usize,
+    pub not_started: usize,
+}
+
+/// The invocation's report: the JSON response and the last log line.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Report {
+    pub outcome: Outcome,
+    pub triggers: Vec<Trigger>,
+    pub vpc_id: String,
+    pub router_id: String,
+    pub dry_run: bool,
+    pub plan: EgressPlan,
+    pub writes: Vec<WriteResult>,
+    pub totals: Totals,
+}
+
+impl Report {
+    pub fn new(triggers: Vec<Trigger>, vpc_id: &str, router_id: &str, dry_run: bool) -> Self {
+        Report {
+            outcome: Outcome::NothingToDo,
+            triggers,
+            vpc_id: vpc_id.to_owned(),
+            router_id: router_id.to_owned(),
+            dry_run,
+            plan: EgressPlan::default(),
+            writes: Vec::new(),
+            totals: Totals::default(),
+        }
+    }
+
+    /// Fills in the totals and the outcome. Tables without a healthy NAT
+    /// are reported and counted, but do not make the invocation fail: no
+    /// retry can give them one, and the schedule comes back within a minute.
+    pub fn finish(mut self) -> Self {
+        let p = &self.plan;
+        let count = |f: fn(&WriteStatus) -> bool| self.writes.iter().filter(|w| f(&w.status)).count();
+        self.totals = Totals {
+            tables: p.tables.len(),
+            tables_failed_over: p.failed_over(),
+            tables_failed_back: p.failed_back(),
+            tables_without_healthy_nat: p.without_healthy_nat(),
+            tables_left_alone: p.left_alone(),
+            healthy_nats: p.healthy_nats(),
+            unhealthy_nats: p.unhealthy_nats(),
+            writes: count(|s| matches!(s, WriteStatus::Done | WriteStatus::Planned)),
+            failed: count(|s| matches!(s, WriteStatus::Failed { .. })),
+            not_started: count(|s| matches!(s, WriteStatus::NotStarted { .. })),
+        };
+        let t = &self.totals;
+        self.outcome = if t.failed + t.not_started > 0 {
+            Outcome::Incomplete
+        } else if t.writes == 0 {
+            Outcome::InSync
+        } else if self.dry_run {
+            Outcome::DryRun
+        } else {
+            Outcome::Synced
+        };
+        self
+    }
+}
+
+impl crate::shared::report::JobReport for Report {
+    fn outcome(&self) -> Outcome {
+        self.outcome
+    }
+
+    fn changes(&self) -> usize {
+        self.totals.writes
+    }
+
+    fn render(&self, _colour: bool) -> String {
+        let mut out =
+            format!("Egress {} in {}: {} enrolled tables\n\n", self.router_id, self.vpc_id, self.totals.tables);
+        out.push_str(&self.plan.to_string());
+        if !out.ends_with('\n') {
+            out.push('\n');
+        }
+        for w in self.writes.iter().filter(|w| !matches!(w.status, WriteStatus::Done | WriteStatus::Planned)) {
+            let why = match &w.status {
+                WriteStatus::Failed { code, message, hint, .. } => {
+                    format!("failed: {}: {message} ({hint})", code.as_deref().unwrap_or("-"))
+                }
+                WriteStatus::NotStarted { reason } => format!("not started: {reason}"),
+                _ => String::new(),
+            };
+            let _ = writeln!(out, "! {} {}: {why}", w.resource, w.change);
+        }
+        let t = &self.totals;
+        let verb = if self.dry_run { "Plan" } else { "Applied" };
+        let _ = writeln!(
+            out,
+            "\n{verb}: {} write{}; {} failed over, {} failed back, {} without a healthy NAT, {} left alone; NATs: {} healthy, {} unhealthy.",
+            t.writes,
+            if t.writes == 1 { "" } else { "s" },
+            t.tables_failed_over,
+            t.tables_failed_back,
+            t.tables_without_healthy_nat,
+            t.tables_left_alone,
+            t.healthy_nats,
+            t.unhealthy_nats,
+        );
+        if t.failed + t.not_started > 0 {
+            let _ = writeln!(out, "Incomplete: {} failed, {} not started.", t.failed, t.not_started);
+        }
+        out
+    }
+}
+
+/// The EMF record of one invocation. Dimensions: the VPC and the router id.
+pub fn emf_record(namespace: &str, report: &Report, throttled: usize, duration: Duration) -> Value {
+    let t = &report.totals;
+    let made = |n: usize| if report.dry_run { 0 } else { n as u64 };
+    Record::new(namespace, vec![("VpcId", report.vpc_id.clone()), ("RouterId", report.router_id.clone())])
+        .property("Job", "egress")
+        .property("Outcome", report.outcome)
+        .property("DryRun", report.dry_run)
+        .metric("TablesFailedOver", Unit::Count, made(t.tables_failed_over))
+        .metric("TablesFailedBack", Unit::Count, made(t.tables_failed_back))
+        .metric("HealthyNats", Unit::Count, t.healthy_nats as u64)
+        .metric("UnhealthyNats", Unit::Count, t.unhealthy_nats as u64)
+        .metric("TablesWithoutHealthyNat", Unit::Count, t.tables_without_healthy_nat as u64)
+        .metric("EgressWritesFailed", Unit::Count, (t.failed + t.not_started) as u64)
+        .metric("ThrottledRetries", Unit::Count, throttled as u64)
+        .metric("SyncDuration", Unit::Milliseconds, duration.as_millis() as u64)
+        .build()
+}
