@@ -1,0 +1,254 @@
+//! The egress job against a real EC2 API: the moto emulator in server
+//! mode, through the real `aws-sdk-ec2` adapter. NAT instances are stopped
+//! and started, a NAT gateway deleted, and the tables must follow.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use aws_sdk_ec2::Client;
+use aws_sdk_ec2::types::{DomainType, ResourceType, Tag, TagSpecification};
+use kube_rtsync::aws::ec2::AwsEc2;
+use kube_rtsync::jobs::egress::config::Config;
+use kube_rtsync::jobs::egress::report::{Outcome, Report};
+use kube_rtsync::jobs::egress::{Error, Reconciler};
+use kube_rtsync::shared::config::WriteRate;
+use kube_rtsync::shared::event::Trigger;
+use kube_rtsync::shared::limiter::WriteLimiter;
+use support::emulator::Emulator;
+use support::runtime_api::RuntimeApi;
+use support::{LAUNCH, LambdaProcess};
+
+const T0: u64 = 1_800_000_000;
+
+fn enrolled() -> Tag {
+    Tag::builder().key("aws-nat-router/id").value("squid").build()
+}
+
+fn tagged(kind: ResourceType, tags: &[Tag]) -> TagSpecification {
+    TagSpecification::builder().resource_type(kind).set_tags(Some(tags.to_vec())).build()
+}
+
+struct World {
+    _emulator: Emulator,
+    client: Client,
+    vpc_id: String,
+    /// zone letter -> NAT instance id and its ENI
+    nat: BTreeMap<char, (String, String)>,
+    gateway: String,
+    /// a, b, c: enrolled per zone; n: enrolled, zone a, no default route;
+    /// i: enrolled, through the internet gateway; u: not enrolled.
+    tables: BTreeMap<char, String>,
+}
+
+async fn world() -> World {
+    let emulator = Emulator::start();
+    let client = emulator.client();
+    let vpc = client.create_vpc().cidr_block("10.1.0.0/16").send().await.unwrap();
+    let vpc_id = vpc.vpc().and_then(|v| v.vpc_id()).unwrap().to_owned();
+    // One subnet per table (a subnet has one route table), each in its table's zone.
+    let mut subnets = BTreeMap::new();
+    for (n, (name, zone)) in
+        [('a', 'a'), ('b', 'b'), ('c', 'c'), ('n', 'a'), ('i', 'b'), ('u', 'a')].into_iter().enumerate()
+    {
+        let s = client
+            .create_subnet()
+            .vpc_id(&vpc_id)
+            .cidr_block(format!("10.1.{n}.0/24"))
+            .availability_zone(format!("us-east-1{zone}"))
+            .send()
+            .await
+            .unwrap();
+        subnets.insert(name, s.subnet().and_then(|s| s.subnet_id()).unwrap().to_owned());
+    }
+    let mut nat = BTreeMap::new();
+    for zone in ['a', 'b'] {
+        let run = client
+            .run_instances()
+            .image_id("ami-0abcdef1234567890")
+            .min_count(1)
+            .max_count(1)
+            .subnet_id(&subnets[&zone])
+            .tag_specifications(tagged(ResourceType::Instance, &[enrolled()]))
+            .send()
+            .await
+            .unwrap();
+        let instance = &run.instances()[0];
+        let eni = instance.network_interfaces()[0].network_interface_id().unwrap().to_owned();
+        nat.insert(zone, (instance.instance_id().unwrap().to_owned(), eni));
+    }
+    let eip = client.allocate_address().domain(DomainType::Vpc).send().await.unwrap();
+    let gw = client
+        .create_nat_gateway()
+        .subnet_id(&subnets[&'c'])
+        .allocation_id(eip.allocation_id().unwrap())
+        .tag_specifications(tagged(ResourceType::Natgateway, &[enrolled()]))
+        .send()
+        .await
+        .unwrap();
+    let gateway = gw.nat_gateway().and_then(|g| g.nat_gateway_id()).unwrap().to_owned();
+    let igw = client.create_internet_gateway().send().await.unwrap();
+    let igw = igw.internet_gateway().and_then(|g| g.internet_gateway_id()).unwrap().to_owned();
+    client.attach_internet_gateway().internet_gateway_id(&igw).vpc_id(&vpc_id).send().await.unwrap();
+
+    let mut tables = BTreeMap::new();
+    for (name, zone, enrol) in
+        [('a', 'a', true), ('b', 'b', true), ('c', 'c', true), ('n', 'a', true), ('i', 'b', true), ('u', 'a', false)]
+    {
+        let tags = if enrol { vec![enrolled()] } else { vec![Tag::builder().key("Name").value("other").build()] };
+        let t = client
+            .create_route_table()
+            .vpc_id(&vpc_id)
+            .tag_specifications(tagged(ResourceType::RouteTable, &tags))
+            .send()
+            .await
+            .unwrap();
+        let id = t.route_table().and_then(|t| t.route_table_id()).unwrap().to_owned();
+        client.associate_route_table().route_table_id(&id).subnet_id(&subnets[&name]).send().await.unwrap();
+        let route = client.create_route().route_table_id(&id).destination_cidr_block("0.0.0.0/0");
+        let route = match name {
+            'a' | 'u' => Some(route.network_interface_id(&nat[&'a'].1)),
+            'b' => Some(route.network_interface_id(&nat[&'b'].1)),
+            'c' => Some(route.nat_gateway_id(&gateway)),
+            'i' => Some(route.gateway_id(&igw)),
+            _ => None,
+        };
+        if let Some(route) = route {
+            route.send().await.unwrap();
+        }
+        tables.insert(name, id);
+    }
+    World { _emulator: emulator, client, vpc_id, nat, gateway, tables }
+}
+
+impl World {
+    async fn run(&self, extra: &[(&str, &str)], now: u64) -> Result<Report, Error> {
+        let mut vars: BTreeMap<String, String> = BTreeMap::from([("VPC_ID".into(), self.vpc_id.clone())]);
+        vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let config = Config::from_lookup(|name| vars.get(name).cloned()).unwrap();
+        let ec2 = AwsEc2::new(self.client.clone());
+        let limiter = WriteLimiter::new(WriteRate { per_second: 0.0, burst: 1 });
+        let reconciler = Reconciler { ec2: &ec2, config: &config, limiter: &limiter, deadline: None };
+        let report = reconciler.reconcile(vec![Trigger::Manual { command: "sync".into() }], now).await?;
+        match report.outcome {
+            Outcome::Incomplete => Err(Error::Incomplete(Box::new(report))),
+            _ => Ok(report),
+        }
+    }
+
+    /// What each table's default route names now.
+    async fn defaults(&self) -> BTreeMap<char, String> {
+        let mut out = BTreeMap::new();
+        for (name, id) in &self.tables {
+            let t = self.client.describe_route_tables().route_table_ids(id).send().await.unwrap();
+            let route = t.route_tables()[0].routes().iter().find(|r| r.destination_cidr_block() == Some("0.0.0.0/0"));
+            let target = route.and_then(|r| {
+                r.network_interface_id()
+                    .or(r.nat_gateway_id())
+                    .or(r.gateway_id())
+                    .or(r.instance_id())
+                    .map(str::to_owned)
+            });
+            out.insert(*name, target.unwrap_or_else(|| "-".into()));
+        }
+        out
+    }
+
+    async fn source_dest_check(&self, zone: char) -> Option<bool> {
+        let out = self
+            .client
+            .describe_instance_attribute()
+            .instance_id(&self.nat[&zone].0)
+            .attribute(aws_sdk_ec2::types::InstanceAttributeName::SourceDestCheck)
+            .send()
+            .await
+            .unwrap();
+        out.source_dest_check().and_then(|v| v.value())
+    }
+}
+
+#[tokio::test]
+async fn nats_that_stop_start_and_vanish_move_the_tables_and_nothing_else() {
+    let w = world().await;
+    let eni = |zone: char| w.nat[&zone].1.clone();
+    let config = [("EGRESS_FAILBACK_SECONDS", "0")];
+    let before = w.defaults().await;
+
+    // First run: the table without a default route gets its zone's NAT;
+    // the source/destination check comes off the NAT instances.
+    let report = w.run(&config, T0).await.unwrap();
+    let now = w.defaults().await;
+    assert_eq!(now[&'n'], eni('a'));
+    for table in ['a', 'b', 'c', 'i', 'u'] {
+        assert_eq!(now[&table], before[&table], "table {table} changed");
+    }
+    assert_eq!((w.source_dest_check('a').await, w.source_dest_check('b').await), (Some(false), Some(false)));
+    assert_eq!(report.totals.tables_left_alone, 1, "the table through the internet gateway");
+    assert_eq!(w.run(&config, T0).await.unwrap().outcome, Outcome::InSync, "a second run writes nothing");
+
+    // NAT a stops: both zone-a tables leave it, one to each other NAT.
+    w.client.stop_instances().instance_ids(&w.nat[&'a'].0).send().await.unwrap();
+    let report = w.run(&config, T0 + 60).await.unwrap();
+    assert_eq!(report.totals.tables_failed_over, 2);
+    let now = w.defaults().await;
+    let mut moved = vec![now[&'a'].clone(), now[&'n'].clone()];
+    moved.sort();
+    let mut expected = vec![eni('b'), w.gateway.clone()];
+    expected.sort();
+    assert_eq!(moved, expected);
+    assert_eq!(now[&'u'], eni('a'), "an unenrolled table is never written");
+
+    // NAT a is back: with no hold, both tables return at once.
+    w.client.start_instances().instance_ids(&w.nat[&'a'].0).send().await.unwrap();
+    let report = w.run(&config, T0 + 120).await.unwrap();
+    assert_eq!(report.totals.tables_failed_back, 2);
+    let now = w.defaults().await;
+    assert_eq!((now[&'a'].clone(), now[&'n'].clone()), (eni('a'), eni('a')));
+
+    // The NAT gateway is deleted: zone c's table goes to the least loaded NAT (b).
+    w.client.delete_nat_gateway().nat_gateway_id(&w.gateway).send().await.unwrap();
+    w.run(&config, T0 + 180).await.unwrap();
+    let now = w.defaults().await;
+    assert_eq!(now[&'c'], eni('b'));
+    assert_eq!(now[&'i'], before[&'i'], "the table through the internet gateway is left alone");
+}
+
+#[tokio::test]
+async fn a_held_failback_keeps_its_clock_on_the_table() {
+    let w = world().await;
+    w.client.stop_instances().instance_ids(&w.nat[&'b'].0).send().await.unwrap();
+    w.run(&[], T0).await.unwrap();
+    assert_ne!(w.defaults().await[&'b'], w.nat[&'b'].1);
+    w.client.start_instances().instance_ids(&w.nat[&'b'].0).send().await.unwrap();
+    w.run(&[], T0 + 60).await.unwrap();
+    let t = w.client.describe_route_tables().route_table_ids(&w.tables[&'b']).send().await.unwrap();
+    let clock =
+        t.route_tables()[0].tags().iter().find(|t| t.key() == Some("kube-rtsync/egress-healthy-since")).cloned();
+    assert_eq!(clock.and_then(|t| t.value().map(str::to_owned)), Some((T0 + 60).to_string()));
+    assert_ne!(w.defaults().await[&'b'], w.nat[&'b'].1, "held for 300 s by default");
+    w.run(&[], T0 + 360).await.unwrap();
+    assert_eq!(w.defaults().await[&'b'], w.nat[&'b'].1);
+}
+
+#[tokio::test]
+async fn a_bad_egress_variable_fails_init_naming_it() {
+    let api = RuntimeApi::start(vec![LAUNCH.to_owned()]);
+    let env = vec![
+        ("_HANDLER", "egress".to_owned()),
+        ("VPC_ID", "vpc-0123456789abcdef0".to_owned()),
+        ("EGRESS_DESTINATION", "0.0.0.0/33".to_owned()),
+    ];
+    let log_path = std::env::temp_dir().join(format!("kube-rtsync-egress-init-{}.log", std::process::id()));
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut lambda = LambdaProcess::spawn(Path::new(env!("CARGO_BIN_EXE_kube-rtsync")), &api.address, &env, log.into());
+    let start = std::time::Instant::now();
+    while lambda.exited().is_none() && start.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!lambda.exited().expect("init must fail and exit").success());
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let _ = std::fs::remove_file(&log_path);
+    assert!(log.contains("EGRESS_DESTINATION") && log.contains("is not a CIDR"), "{log}");
+}
