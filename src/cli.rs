@@ -272,33 +272,11 @@ fn colour_wanted() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aws::ec2::model::{Destination, Target};
     use crate::jobs::routes::Error;
-    use crate::jobs::routes::plan::RouteAction;
     use crate::jobs::routes::report::{Report, TableReport};
 
     fn report(dry_run: bool) -> Report {
-        let mut table = TableReport::new("rtb-0a");
-        table.name = Some("private_us-east-1a".into());
-        let dest = |s: &str| Destination::Cidr(s.parse().unwrap());
-        table.record(&RouteAction::Create {
-            destination: dest("100.96.1.0/24"),
-            target: Target::Instance("i-1".into()),
-        });
-        table.record(&RouteAction::Replace {
-            destination: dest("100.96.2.0/24"),
-            from: Target::Instance("i-old".into()),
-            to: Target::NetworkInterface("eni-2".into()),
-        });
-        table.record(&RouteAction::Delete {
-            destination: dest("100.96.9.0/24"),
-            target: Target::Instance("i-9".into()),
-        });
-        let mut report = Report::new(vec![], "vpc-0123456789abcdef0", dry_run);
-        report.source_route_table_id = Some("rtb-0c".into());
-        report.managed_routes = 2;
-        report.tables = vec![table, TableReport::new("rtb-0b")];
-        report.finish()
+        crate::jobs::routes::render::sample_report(dry_run)
     }
 
     #[test]

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use crate::aws::error::ThrottleCounter;
 use crate::jobs::{Job, egress, routes};
-use crate::shared::config::{ConfigError, HANDLER};
+use crate::shared::config::{ConfigError, HANDLER, SharedConfig};
 use crate::shared::limiter::WriteLimiter;
 use crate::shared::report::{JobError, JobReport, Outcome};
 
@@ -29,10 +29,7 @@ async fn serve_egress() -> Result<(), lambda_runtime::Error> {
     let config = egress::config::Config::from_env().map_err(invalid_configuration)?;
     tracing::info!(job = "egress", vpc_id = %config.vpc_id, tag = %config.tag_key, router_id = %config.router_id,
                    dry_run = config.dry_run, "kube-rtsync starting");
-    let sdk = sdk_config().await?;
-    let throttled = ThrottleCounter::default();
-    let ec2 = crate::aws::ec2::AwsEc2::new(crate::aws::sdk::ec2_client(&sdk, throttled.clone()));
-    let limiter = WriteLimiter::new(config.write_rate);
+    let (ec2, throttled, limiter) = clients(&config).await?;
     let namespace = config.metrics_namespace.clone();
     run(
         &throttled,
@@ -53,10 +50,7 @@ async fn serve_routes() -> Result<(), lambda_runtime::Error> {
     tracing::info!(job = "routes", vpc_id = %config.vpc_id, source = %config.source, managed_cidrs = %config.managed,
                    dry_run = config.dry_run, "kube-rtsync starting");
     let cluster = config.cluster_name.clone().unwrap_or_else(|| config.source.to_string());
-    let sdk = sdk_config().await?;
-    let throttled = ThrottleCounter::default();
-    let ec2 = crate::aws::ec2::AwsEc2::new(crate::aws::sdk::ec2_client(&sdk, throttled.clone()));
-    let limiter = WriteLimiter::new(config.write_rate);
+    let (ec2, throttled, limiter) = clients(&config).await?;
     let namespace = config.metrics_namespace.clone();
     run(
         &throttled,
@@ -72,9 +66,16 @@ async fn serve_routes() -> Result<(), lambda_runtime::Error> {
     .await
 }
 
-/// One SDK configuration for the life of the execution environment.
-async fn sdk_config() -> Result<aws_config::SdkConfig, lambda_runtime::Error> {
-    Ok(crate::aws::sdk::config_loader(|name| std::env::var(name).ok()).map_err(invalid_configuration)?.load().await)
+/// One EC2 client (with its throttle counter) and one write limiter for
+/// the life of the execution environment.
+async fn clients(
+    config: &SharedConfig,
+) -> Result<(crate::aws::ec2::AwsEc2, ThrottleCounter, WriteLimiter), lambda_runtime::Error> {
+    let sdk =
+        crate::aws::sdk::config_loader(|name| std::env::var(name).ok()).map_err(invalid_configuration)?.load().await;
+    let throttled = ThrottleCounter::default();
+    let ec2 = crate::aws::ec2::AwsEc2::new(crate::aws::sdk::ec2_client(&sdk, throttled.clone()));
+    Ok((ec2, throttled, WriteLimiter::new(config.write_rate)))
 }
 
 /// The invocation loop every job shares: run the job, log the report (or

@@ -168,6 +168,28 @@ fn check_namespace(ns: &str) -> Result<String, ConfigError> {
     Ok(ns.to_owned())
 }
 
+/// Every job's configuration extends the shared one: `config.vpc_id`,
+/// `config.dry_run` and `config.write_rate` read through to its `shared`
+/// field.
+#[macro_export]
+macro_rules! extends_shared_config {
+    ($config:ty) => {
+        impl std::ops::Deref for $config {
+            type Target = $crate::shared::config::SharedConfig;
+
+            fn deref(&self) -> &Self::Target {
+                &self.shared
+            }
+        }
+
+        impl std::ops::DerefMut for $config {
+            fn deref_mut(&mut self) -> &mut Self::Target {
+                &mut self.shared
+            }
+        }
+    };
+}
+
 /// `prefix` followed by at least 8 lowercase hex digits, as EC2 ids are.
 pub fn is_aws_id(value: &str, prefix: &str) -> bool {
     value

@@ -110,19 +110,7 @@ fn parse_tag_key(env: &Env<'_>, variable: &'static str, default: &str) -> Result
     Ok(key)
 }
 
-impl std::ops::Deref for Config {
-    type Target = SharedConfig;
-
-    fn deref(&self) -> &SharedConfig {
-        &self.shared
-    }
-}
-
-impl std::ops::DerefMut for Config {
-    fn deref_mut(&mut self) -> &mut SharedConfig {
-        &mut self.shared
-    }
-}
+crate::extends_shared_config!(Config);
 
 #[cfg(test)]
 mod tests {

@@ -124,21 +124,7 @@ impl Config {
     }
 }
 
-/// Every job's configuration extends the shared one: `config.vpc_id`,
-/// `config.dry_run` and `config.write_rate` read through to it.
-impl std::ops::Deref for Config {
-    type Target = SharedConfig;
-
-    fn deref(&self) -> &SharedConfig {
-        &self.shared
-    }
-}
-
-impl std::ops::DerefMut for Config {
-    fn deref_mut(&mut self) -> &mut SharedConfig {
-        &mut self.shared
-    }
-}
+crate::extends_shared_config!(Config);
 
 /// Parses `KUBE_ROUTE_CIDRS`.
 pub fn parse_route_cidrs(value: &str) -> Result<ManagedCidrs, ConfigError> {

@@ -87,13 +87,19 @@ pub fn render(report: &Report, colour: bool) -> String {
     out
 }
 
+/// A report with one change of each kind, for the tests of this module and the command line's.
+#[cfg(test)]
+pub(crate) fn sample_report(dry_run: bool) -> Report {
+    tests::report(dry_run)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::aws::ec2::model::{Destination, Target};
     use crate::jobs::routes::report::TableReport;
 
-    fn report(dry_run: bool) -> Report {
+    pub(super) fn report(dry_run: bool) -> Report {
         let mut table = TableReport::new("rtb-0a");
         table.name = Some("private_us-east-1a".into());
         let dest = |s: &str| Destination::Cidr(s.parse().unwrap());
