@@ -13,6 +13,14 @@ writes touch only the failback-clock tag; the source/destination fix is the
 only attribute change; and the role holds nothing else but its logs, its
 dead-letter queue and (in a VPC) its network interfaces.
 
+targets: the "targets" policy of TargetsRole is policies/targets.json once
+the file's example target group ARNs are replaced by the TargetGroupArns
+parameter; its reads are Describe* only, on "*"; its writes (RegisterTargets,
+DeregisterTargets) are on the TargetGroupArns parameter and nothing else, and
+the file's examples are target group ARNs without wildcards; the function
+reads the same list (TARGET_GROUP_ARNS); and the role holds nothing else but
+its logs and its dead-letter queue.
+
 The JSON files keep CloudFormation's ${...} placeholders; the template wraps
 the same strings in !Sub.
 """
@@ -53,6 +61,33 @@ EGRESS_MANAGED_POLICIES = {
     "AWSLambdaBasicExecutionRole",  # its logs, as SAM gives the routes function
     "AWSLambdaVPCAccessExecutionRole",  # network interfaces, only when in the VPC
 }
+
+# The targets job's whole vocabulary. In the Service Authorization Reference
+# (iann0036/iam-dataset, aws/iam_definition.json) the three reads have no
+# resource type and no condition key, so "*" is the only Resource they take;
+# RegisterTargets and DeregisterTargets require the targetgroup resource type
+# (arn:${Partition}:elasticloadbalancing:${Region}:${Account}:targetgroup/
+# ${TargetGroupName}/${TargetGroupId}) and offer only the tag keys below.
+TARGETS_READS = {
+    "ec2:DescribeInstances",
+    "elasticloadbalancing:DescribeTargetGroups",
+    "elasticloadbalancing:DescribeTargetHealth",
+}
+TARGETS_WRITES = {
+    "elasticloadbalancing:DeregisterTargets",
+    "elasticloadbalancing:RegisterTargets",
+}
+TARGETS_WRITE_CONDITION_KEYS = ("aws:ResourceTag/", "elasticloadbalancing:ResourceTag/")
+# The template parameter listing the groups, and the variable the function
+# reads them from.
+TARGET_GROUPS_PARAMETER, TARGET_GROUPS_VARIABLE = "TargetGroupArns", "TARGET_GROUP_ARNS"
+# An example group in policies/targets.json: a whole ARN, placeholders for
+# partition, region and account, a concrete name and id (no wildcard).
+TARGET_GROUP_EXAMPLE = re.compile(
+    r"^arn:\$\{AWS::Partition\}:elasticloadbalancing:\$\{AWS::Region\}:\$\{AWS::AccountId\}"
+    r":targetgroup/[A-Za-z0-9-]{1,32}/[0-9a-f]{16}$"
+)
+TARGETS_MANAGED_POLICIES = {"AWSLambdaBasicExecutionRole"}  # its logs; it never runs in the VPC
 
 
 def unsub(value):
@@ -250,6 +285,155 @@ def check_egress(template):
     return problems
 
 
+def replace_refs(value, parameters):
+    """Replaces {"Ref": parameter} by <parameter>, recursively."""
+    if isinstance(value, dict):
+        if set(value) == {"Ref"} and value["Ref"] in parameters:
+            return placeholder(value["Ref"])
+        return {k: replace_refs(v, parameters) for k, v in value.items()}
+    if isinstance(value, list):
+        return [replace_refs(v, parameters) for v in value]
+    return value
+
+
+def targets_policy_from_template(template, problems):
+    """The role's "targets" policy document, with <TargetGroupArns> standing
+    for the parameter."""
+    role = template["Resources"]["TargetsRole"]["Properties"]
+    named = {p.get("PolicyName"): p.get("PolicyDocument") for p in role.get("Policies", [])}
+    document = named.get("targets")
+    if document is None:
+        problems.append("TargetsRole has no policy named targets")
+        return None
+    document = unsub(document)
+    if isinstance(document, str):
+        try:
+            document = json.loads(document)
+        except json.JSONDecodeError as error:
+            problems.append(f"TargetsRole's targets policy is not JSON: {error}")
+            return None
+    return json.loads(json.dumps(replace_refs(document, {TARGET_GROUPS_PARAMETER})))
+
+
+def check_targets_statements(policy, in_template, problems):
+    """In the template, writes must name exactly the parameter; in the file,
+    only example target group ARNs."""
+    for statement in policy["Statement"]:
+        sid = statement.get("Sid")
+        actions = as_set(statement.get("Action"))
+        resources = as_set(statement.get("Resource"))
+        condition = statement.get("Condition", {})
+        if statement.get("Effect") != "Allow" or "NotAction" in statement or "NotResource" in statement:
+            problems.append(f"{sid}: only plain Allow statements are expected")
+            continue
+        unknown = actions - TARGETS_READS - TARGETS_WRITES
+        if unknown:
+            problems.append(f"{sid}: actions outside the targets job's needs: {sorted(unknown)}")
+        reads, writes = actions & TARGETS_READS, actions & TARGETS_WRITES
+        if reads and writes:
+            problems.append(f"{sid}: reads and writes must not share a statement")
+        if reads:
+            if not all(a.split(":", 1)[1].startswith("Describe") for a in reads):
+                problems.append(f"{sid}: reads must be Describe* only")
+            if resources != {"*"} or condition:
+                problems.append(f"{sid}: these Describe* support no resource scoping; expected Resource \"*\" and no condition")
+        if not writes:
+            continue
+        if in_template:
+            if statement.get("Resource") != placeholder(TARGET_GROUPS_PARAMETER):
+                problems.append(
+                    f"{sid}: writes must be on !Ref {TARGET_GROUPS_PARAMETER} and nothing else, "
+                    f"not {statement.get('Resource')!r}"
+                )
+        elif not resources or not all(isinstance(r, str) and TARGET_GROUP_EXAMPLE.match(r) for r in resources):
+            problems.append(
+                f"{sid}: writes must be on whole target group ARNs "
+                f"(arn:${{AWS::Partition}}:elasticloadbalancing:${{AWS::Region}}:${{AWS::AccountId}}:targetgroup/<name>/<id>, "
+                f"no wildcard), not {sorted(map(str, resources))}"
+            )
+        keys = [key for operator in condition.values() for key in operator]
+        offered = [k for k in keys if not k.startswith(TARGETS_WRITE_CONDITION_KEYS)]
+        if offered:
+            problems.append(
+                f"{sid}: RegisterTargets / DeregisterTargets offer only tag condition keys; "
+                f"{sorted(offered)} would deny every call"
+            )
+    granted = set().union(*(as_set(s.get("Action")) for s in policy["Statement"]))
+    missing = (TARGETS_READS | TARGETS_WRITES) - granted
+    if missing:
+        problems.append(f"the targets policy lacks actions the job needs: {sorted(missing)}")
+
+
+def check_targets_role(template, problems):
+    """The role holds the targets policy, its dead-letter queue and its logs,
+    nothing else; the function uses it and reads the same groups."""
+    resources = template["Resources"]
+    function = resources["TargetsFunction"]["Properties"]
+    if function.get("Role") != {"Fn::GetAtt": ["TargetsRole", "Arn"]}:
+        problems.append("TargetsFunction must run as TargetsRole")
+    if "Policies" in function:
+        problems.append("TargetsFunction must not add SAM Policies: its role is TargetsRole")
+    role = resources["TargetsRole"]["Properties"]
+    for policy in role.get("Policies", []):
+        name = policy.get("PolicyName")
+        if name == "targets":
+            continue
+        if name != "dead-letter-queue":
+            problems.append(f"TargetsRole has an unexpected inline policy {name!r}")
+            continue
+        for statement in policy["PolicyDocument"]["Statement"]:
+            if as_set(statement["Action"]) != {"sqs:SendMessage"} or statement.get("Resource") != {
+                "Fn::GetAtt": ["TargetsDeadLetterQueue", "Arn"]
+            }:
+                problems.append("TargetsRole's dead-letter-queue policy may only send to TargetsDeadLetterQueue")
+    for arn in role.get("ManagedPolicyArns", []):
+        text = json.dumps(arn)
+        names = set(re.findall(r"service-role/(AWSLambda\w+)", text))
+        if not names or not names <= TARGETS_MANAGED_POLICIES:
+            problems.append(f"TargetsRole has an unexpected managed policy {text}")
+    if "PermissionsBoundary" in role:
+        problems.append("TargetsRole: a permissions boundary is not expected here")
+    # Nothing else may add permissions to the role.
+    for name, resource in resources.items():
+        if resource.get("Type") in {"AWS::IAM::Policy", "AWS::IAM::ManagedPolicy", "AWS::IAM::RolePolicy"}:
+            if "TargetsRole" in json.dumps(resource.get("Properties", {})):
+                problems.append(f"{name} adds permissions to TargetsRole; its policies belong in the role")
+    # The role's write scope and the job's groups must be the same list.
+    variables = function["Environment"]["Variables"]
+    expected = {"Fn::Join": [",", {"Ref": TARGET_GROUPS_PARAMETER}]}
+    if variables.get(TARGET_GROUPS_VARIABLE) != expected:
+        problems.append(
+            f"TargetsFunction's {TARGET_GROUPS_VARIABLE} must be !Join [\",\", !Ref {TARGET_GROUPS_PARAMETER}], "
+            "the list its role is scoped to"
+        )
+    if "NLB_SYNC_TARGETGROUPARNS" in variables:
+        problems.append("TargetsFunction must not set NLB_SYNC_TARGETGROUPARNS: its groups come from TARGET_GROUP_ARNS")
+
+
+def check_targets(template):
+    problems = []
+    if "TargetsRole" not in template["Resources"] or "TargetsFunction" not in template["Resources"]:
+        return ["template.yaml has no TargetsRole / TargetsFunction"]
+    if template["Parameters"].get(TARGET_GROUPS_PARAMETER, {}).get("Type") != "CommaDelimitedList":
+        problems.append(f"template.yaml: {TARGET_GROUPS_PARAMETER} must be a CommaDelimitedList parameter")
+    from_file = json.loads((ROOT / "policies" / "targets.json").read_text())
+    from_template = targets_policy_from_template(template, problems)
+    if from_template is not None:
+        template_problems = []
+        check_targets_statements(from_template, True, template_problems)
+        problems.extend(f"template.yaml: {p}" for p in template_problems)
+        # The file, with its example groups standing for the parameter.
+        generalised = json.loads(json.dumps(from_file))
+        for statement in generalised["Statement"]:
+            if as_set(statement.get("Action")) & TARGETS_WRITES:
+                statement["Resource"] = placeholder(TARGET_GROUPS_PARAMETER)
+        if from_template != generalised:
+            problems.append(differ("policies/targets.json", from_template, generalised))
+    check_targets_role(template, problems)
+    check_targets_statements(from_file, False, problems)
+    return problems
+
+
 def main() -> int:
     template, errors = decode(str(ROOT / "template.yaml"))
     if errors:
@@ -260,6 +444,8 @@ def main() -> int:
         ("routes", check_routes, "template.yaml and policies/kube-rtsync.json agree; route writes are scoped to the VPC"),
         ("egress", check_egress, "template.yaml and policies/egress.json agree; reads are Describe*, every write "
                                  "is scoped to enrolled resources"),
+        ("targets", check_targets, "template.yaml and policies/targets.json agree; reads are Describe*, writes are "
+                                   "on the TargetGroupArns target groups only"),
     ):
         problems = check(template)
         for p in problems:

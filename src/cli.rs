@@ -12,8 +12,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::aws::ec2::AwsEc2;
-use crate::jobs::egress;
 use crate::jobs::routes::{self, Reconciler, config::Config};
+use crate::jobs::{egress, targets};
 use crate::shared::config::ConfigError;
 use crate::shared::event::Trigger;
 use crate::shared::limiter::WriteLimiter;
@@ -60,6 +60,12 @@ pub enum Command {
     /// Keep each enrolled private route table's default route on a healthy NAT
     /// (EGRESS_TAG_KEY, EGRESS_ROUTER_ID, ... from the environment).
     Egress {
+        #[command(subcommand)]
+        verb: Verb,
+    },
+    /// Keep hand-made NLB target groups holding exactly the running nodes
+    /// (TARGET_GROUP_ARNS, TARGET_NODE_TAGS, ... from the environment).
+    Targets {
         #[command(subcommand)]
         verb: Verb,
     },
@@ -112,6 +118,7 @@ impl Command {
             Command::Sync { dry_run } => (Job::Routes, Verb::Sync { dry_run }),
             Command::Routes { verb } => (Job::Routes, verb),
             Command::Egress { verb } => (Job::Egress, verb),
+            Command::Targets { verb } => (Job::Targets, verb),
         }
     }
 }
@@ -188,6 +195,26 @@ pub async fn run() -> ExitCode {
             let result = run_egress(&cli.options, verb).await;
             finish(verb.name(), verb.detailed(), cli.options.output, result)
         }
+        crate::jobs::Job::Targets => {
+            let result = run_targets(&cli.options, verb).await;
+            finish(verb.name(), verb.detailed(), cli.options.output, result)
+        }
+    }
+}
+
+async fn run_targets(options: &Options, verb: Verb) -> Result<targets::report::Report, targets::Error> {
+    let mut config = targets::config::Config::from_lookup(options.lookup(|name| std::env::var(name).ok()))?;
+    config.dry_run |= verb.dry_run();
+    let sdk = sdk_config(options).await?;
+    let ec2 = AwsEc2::new(crate::aws::sdk::ec2_client(&sdk, Default::default()));
+    let elbv2 = crate::aws::elbv2::AwsElbv2::new(crate::aws::sdk::elbv2_client(&sdk, Default::default()));
+    let limiter = WriteLimiter::new(config.write_rate);
+    let reconciler =
+        targets::Reconciler { ec2: &ec2, elbv2: &elbv2, config: &config, limiter: &limiter, deadline: None };
+    let report = reconciler.reconcile(vec![Trigger::Manual { command: verb.name().to_owned() }]).await?;
+    match report.is_complete() {
+        true => Ok(report),
+        false => Err(targets::Error::Incomplete(Box::new(report))),
     }
 }
 

@@ -10,7 +10,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::aws::error::ThrottleCounter;
-use crate::jobs::{Job, egress, routes};
+use crate::jobs::{Job, egress, routes, targets};
 use crate::shared::config::{ConfigError, HANDLER, SharedConfig};
 use crate::shared::limiter::WriteLimiter;
 use crate::shared::report::{JobError, JobReport, Outcome};
@@ -22,7 +22,30 @@ pub async fn serve() -> Result<(), lambda_runtime::Error> {
     match job {
         Job::Routes => serve_routes().await,
         Job::Egress => serve_egress().await,
+        Job::Targets => serve_targets().await,
     }
+}
+
+async fn serve_targets() -> Result<(), lambda_runtime::Error> {
+    let config = targets::config::Config::from_env().map_err(invalid_configuration)?;
+    tracing::info!(job = "targets", vpc_id = %config.vpc_id, groups = config.target_group_arns.len(),
+                   dry_run = config.dry_run, "kube-rtsync starting");
+    let (ec2, throttled, limiter) = clients(&config).await?;
+    let elbv2 =
+        crate::aws::elbv2::AwsElbv2::new(crate::aws::sdk::elbv2_client(&sdk_config().await?, throttled.clone()));
+    let namespace = config.metrics_namespace.clone();
+    run(
+        &throttled,
+        |event, deadline| {
+            let (ec2, elbv2, config, limiter) = (&ec2, &elbv2, &config, &limiter);
+            async move {
+                let reconciler = targets::Reconciler { ec2, elbv2, config, limiter, deadline };
+                targets::handle_event(&reconciler, &event).await
+            }
+        },
+        |report, throttled, elapsed| targets::report::emf_record(&namespace, report, throttled, elapsed),
+    )
+    .await
 }
 
 async fn serve_egress() -> Result<(), lambda_runtime::Error> {
@@ -66,13 +89,17 @@ async fn serve_routes() -> Result<(), lambda_runtime::Error> {
     .await
 }
 
+/// The SDK configuration, from the environment.
+async fn sdk_config() -> Result<aws_config::SdkConfig, lambda_runtime::Error> {
+    Ok(crate::aws::sdk::config_loader(|name| std::env::var(name).ok()).map_err(invalid_configuration)?.load().await)
+}
+
 /// One EC2 client (with its throttle counter) and one write limiter for
 /// the life of the execution environment.
 async fn clients(
     config: &SharedConfig,
 ) -> Result<(crate::aws::ec2::AwsEc2, ThrottleCounter, WriteLimiter), lambda_runtime::Error> {
-    let sdk =
-        crate::aws::sdk::config_loader(|name| std::env::var(name).ok()).map_err(invalid_configuration)?.load().await;
+    let sdk = sdk_config().await?;
     let throttled = ThrottleCounter::default();
     let ec2 = crate::aws::ec2::AwsEc2::new(crate::aws::sdk::ec2_client(&sdk, throttled.clone()));
     Ok((ec2, throttled, WriteLimiter::new(config.write_rate)))

@@ -4,5 +4,6 @@
 //! [`sdk`] on the one HTTPS stack.
 
 pub mod ec2;
+pub mod elbv2;
 pub mod error;
 pub mod sdk;

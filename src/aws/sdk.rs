@@ -119,6 +119,19 @@ pub fn ec2_client(
     aws_sdk_ec2::Client::from_conf(ec2_config)
 }
 
+/// The ELBv2 client for `config`, with kube-rtsync's rules and the given
+/// throttle counter: the same HTTPS stack, retries and timeouts as EC2's.
+pub fn elbv2_client(
+    config: &aws_config::SdkConfig,
+    throttled: crate::aws::error::ThrottleCounter,
+) -> aws_sdk_elasticloadbalancingv2::Client {
+    let elbv2_config = aws_sdk_elasticloadbalancingv2::config::Builder::from(config)
+        .retry_classifier(crate::aws::error::NoRetryOnRefusedCertificate)
+        .interceptor(throttled)
+        .build();
+    aws_sdk_elasticloadbalancingv2::Client::from_conf(elbv2_config)
+}
+
 /// kube-rtsync's rules on top of an EC2 client configuration: no retry of
 /// a call whose endpoint's certificate was refused.
 pub fn ec2_rules(builder: aws_sdk_ec2::config::Builder) -> aws_sdk_ec2::config::Builder {

@@ -4,3 +4,4 @@
 //! the fuzz targets enable it; the Lambda binary never carries it.
 
 pub mod ec2;
+pub mod elbv2;

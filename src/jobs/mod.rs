@@ -6,6 +6,7 @@
 
 pub mod egress;
 pub mod routes;
+pub mod targets;
 
 use crate::shared::config::{ConfigError, HANDLER};
 
@@ -16,17 +17,20 @@ pub enum Job {
     Routes,
     /// Keeps each private route table's default route on a healthy NAT.
     Egress,
+    /// Keeps hand-made NLB target groups holding exactly the running nodes.
+    Targets,
 }
 
 impl Job {
     /// Every job, in the order the documentation lists them.
-    pub const ALL: [Job; 2] = [Job::Routes, Job::Egress];
+    pub const ALL: [Job; 3] = [Job::Routes, Job::Egress, Job::Targets];
 
     /// The job's name: its handler name, its command, its policy file.
     pub fn name(self) -> &'static str {
         match self {
             Job::Routes => "routes",
             Job::Egress => "egress",
+            Job::Targets => "targets",
         }
     }
 

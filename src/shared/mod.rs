@@ -8,4 +8,5 @@ pub mod limiter;
 pub mod logging;
 pub mod metrics;
 pub mod report;
+pub mod selector;
 pub mod tags;

@@ -3,6 +3,8 @@
 
 use serde::Serialize;
 
+use crate::aws::error::{AwsError, FailureKind};
+
 /// Why an invocation ended the way it did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -43,4 +45,35 @@ pub trait JobError: std::error::Error + Send + Sync + 'static {
 
     /// The report of an invocation that wrote before it failed.
     fn report(&self) -> Option<&Self::Report>;
+}
+
+/// What became of one write (or one batch of writes).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum WriteStatus {
+    Done,
+    /// `DRY_RUN`: planned, not made.
+    Planned,
+    Failed {
+        operation: &'static str,
+        kind: FailureKind,
+        code: Option<String>,
+        message: String,
+        hint: &'static str,
+    },
+    NotStarted {
+        reason: String,
+    },
+}
+
+impl WriteStatus {
+    pub fn failed(err: &AwsError) -> Self {
+        WriteStatus::Failed {
+            operation: err.operation,
+            kind: err.kind,
+            code: err.code.clone(),
+            message: err.message.clone(),
+            hint: err.hint(),
+        }
+    }
 }

@@ -88,6 +88,26 @@ impl Emulator {
         aws_sdk_ec2::Client::from_conf(client_config(&self.endpoint()).build())
     }
 
+    /// An ELBv2 client for the emulator, with dummy credentials.
+    pub fn elbv2_client(&self) -> aws_sdk_elasticloadbalancingv2::Client {
+        let test_ca =
+            std::fs::read(TEST_CA).map(kube_rtsync::aws::sdk::CaBundle::from_pem).expect("the test CA").unwrap();
+        let config = aws_sdk_elasticloadbalancingv2::Config::builder()
+            .http_client(kube_rtsync::aws::sdk::https_client(kube_rtsync::aws::sdk::crypto(), Some(test_ca)))
+            .behavior_version(aws_sdk_elasticloadbalancingv2::config::BehaviorVersion::latest())
+            .region(aws_sdk_elasticloadbalancingv2::config::Region::new(REGION))
+            .endpoint_url(self.endpoint())
+            .credentials_provider(aws_sdk_elasticloadbalancingv2::config::Credentials::new(
+                "test",
+                "test",
+                None,
+                None,
+                "kube-rtsync-tests",
+            ))
+            .build();
+        aws_sdk_elasticloadbalancingv2::Client::from_conf(config)
+    }
+
     /// The environment a kube-rtsync process needs to talk to the emulator.
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![

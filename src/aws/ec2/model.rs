@@ -252,6 +252,16 @@ pub struct Instance {
     pub source_dest_check: Option<bool>,
 }
 
+impl Instance {
+    pub fn is_running(&self) -> bool {
+        self.state == "running"
+    }
+
+    pub fn is_pending(&self) -> bool {
+        self.state == "pending"
+    }
+}
+
 /// `DescribeInstanceStatus`: the two status checks of a running instance.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InstanceStatus {

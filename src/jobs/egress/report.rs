@@ -8,10 +8,9 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::plan::EgressPlan;
-use crate::aws::error::{AwsError, FailureKind};
 use crate::shared::event::Trigger;
 use crate::shared::metrics::{Record, Unit};
-pub use crate::shared::report::Outcome;
+pub use crate::shared::report::{Outcome, WriteStatus};
 
 /// One write and what became of it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -21,36 +20,6 @@ pub struct WriteResult {
     /// What the write does, for people (`replace 0.0.0.0/0 i-… -> eni-…`).
     pub change: String,
     pub status: WriteStatus,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(tag = "status", rename_all = "snake_case")]
-pub enum WriteStatus {
-    Done,
-    /// `DRY_RUN`: planned, not made.
-    Planned,
-    Failed {
-        operation: &'static str,
-        kind: FailureKind,
-        code: Option<String>,
-        message: String,
-        hint: &'static str,
-    },
-    NotStarted {
-        reason: String,
-    },
-}
-
-impl WriteStatus {
-    pub fn failed(err: &AwsError) -> Self {
-        WriteStatus::Failed {
-            operation: err.operation,
-            kind: err.kind,
-            code: err.code.clone(),
-            message: err.message.clone(),
-            hint: err.hint(),
-        }
-    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]

@@ -1,0 +1,159 @@
+//! The `targets` job: keeps hand-made NLB target groups holding exactly
+//! the running nodes, reconciling from EC2 and ELBv2 state.
+//!
+//! Rooms: [`config`] (its variables and `node-nlb-sync`'s names),
+//! [`model`] (groups, registrations, which instances are nodes),
+//! [`plan`] (pure), [`apply`] (batched calls through the shared engine),
+//! [`report`]. Observe is here: one round trip.
+
+pub mod apply;
+pub mod config;
+pub mod model;
+pub mod plan;
+pub mod report;
+
+use serde_json::Value;
+use tokio::time::Instant;
+use tracing::info;
+
+use crate::aws::ec2::model::{Filter, Instance};
+use crate::aws::ec2::{AwsError, Ec2Nodes, all_pages};
+use crate::aws::elbv2::{Elbv2, TARGET_GROUP_NOT_FOUND};
+use crate::shared::apply::Engine;
+use crate::shared::event::{self, Trigger};
+use crate::shared::limiter::WriteLimiter;
+use config::Config;
+use model::{RegisteredTarget, TargetGroup};
+use plan::GroupProblem;
+use report::Report;
+
+/// Why a targets invocation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid configuration: {0}")]
+    Config(#[from] crate::shared::config::ConfigError),
+
+    #[error("rejected event, nothing changed: {0}")]
+    Event(#[from] crate::shared::event::EventError),
+
+    #[error("could not read the target groups and instances, nothing changed: {0} ({hint})", hint = .0.hint())]
+    Describe(#[source] AwsError),
+
+    #[error("nothing changed: {}; check TARGET_GROUP_ARNS", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    InvalidTargetGroups(Vec<GroupProblem>),
+
+    #[error(
+        "targets incomplete in {} of {} groups: {} calls failed, {} not started; Lambda retries the invocation",
+        .0.totals.groups_failed, .0.totals.groups, .0.totals.failed, .0.totals.not_started
+    )]
+    Incomplete(Box<Report>),
+}
+
+impl crate::shared::report::JobError for Error {
+    type Report = Report;
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Error::Config(_) => "InvalidConfiguration",
+            Error::Event(_) => "InvalidEvent",
+            Error::Describe(_) => "DescribeFailed",
+            Error::InvalidTargetGroups(_) => "InvalidTargetGroup",
+            Error::Incomplete(_) => "SyncIncomplete",
+        }
+    }
+
+    fn report(&self) -> Option<&Report> {
+        match self {
+            Error::Incomplete(report) => Some(report),
+            _ => None,
+        }
+    }
+}
+
+/// What a reconcile needs besides EC2 and ELBv2.
+pub struct Reconciler<'a, E, L> {
+    pub ec2: &'a E,
+    pub elbv2: &'a L,
+    pub config: &'a Config,
+    pub limiter: &'a WriteLimiter,
+    pub deadline: Option<Instant>,
+}
+
+/// Handles one invocation event: decode, then reconcile unless the event
+/// asks for nothing.
+pub async fn handle_event<E: Ec2Nodes, L: Elbv2>(
+    reconciler: &Reconciler<'_, E, L>,
+    event: &Value,
+) -> Result<Report, Error> {
+    let triggers = event::decode(event)?;
+    if !triggers.iter().any(Trigger::wants_reconcile) {
+        info!(triggers = ?triggers, "nothing to do");
+        return Ok(Report::new(triggers, &reconciler.config.vpc_id, reconciler.config.dry_run));
+    }
+    let report = reconciler.reconcile(triggers).await?;
+    match report.outcome == report::Outcome::Incomplete {
+        false => Ok(report),
+        true => Err(Error::Incomplete(Box::new(report))),
+    }
+}
+
+/// Groups per `DescribeTargetGroups` call.
+const GROUPS_PER_DESCRIBE: usize = 20;
+
+impl<E: Ec2Nodes, L: Elbv2> Reconciler<'_, E, L> {
+    pub async fn reconcile(&self, triggers: Vec<Trigger>) -> Result<Report, Error> {
+        let config = self.config;
+        let (groups, instances) = self.observe().await?;
+        let found: Vec<TargetGroup> = groups.iter().map(|(g, _)| g.clone()).collect();
+        plan::check_groups(&config.target_group_arns, &found, &config.vpc_id).map_err(Error::InvalidTargetGroups)?;
+        let plan = plan::plan(&groups, &instances, &config.nodes, &config.vpc_id);
+        if plan.is_empty() {
+            info!(groups = plan.groups.len(), nodes = plan.nodes, "no changes");
+        } else {
+            info!(register = plan.registrations(), deregister = plan.deregistrations(), "plan:\n{plan}");
+        }
+        let engine = Engine::new(self.limiter, self.deadline, 16);
+        let calls = apply::apply(self.elbv2, &engine, &plan, config.dry_run).await;
+        let mut report = Report::new(triggers, &config.vpc_id, config.dry_run);
+        report.plan = Some(plan);
+        report.calls = calls;
+        Ok(report.finish())
+    }
+
+    /// One round trip: the groups (one call per 20 ARNs), each group's
+    /// registrations and the VPC's instances, all at once. An unknown ARN
+    /// is reported as such, by name.
+    pub async fn observe(&self) -> Result<(Vec<(TargetGroup, Vec<RegisteredTarget>)>, Vec<Instance>), Error> {
+        let arns = &self.config.target_group_arns;
+        let vpc = [Filter::new("vpc-id", [self.config.vpc_id.as_str()])];
+        let describe_groups = futures::future::try_join_all(
+            arns.chunks(GROUPS_PER_DESCRIBE).map(|c| self.elbv2.describe_target_groups(c)),
+        );
+        let describe_health = futures::future::join_all(arns.iter().map(|arn| self.elbv2.describe_target_health(arn)));
+        let describe_instances = all_pages("DescribeInstances", |t| self.ec2.describe_instances(&vpc, t));
+        let (groups, health, instances) = futures::join!(describe_groups, describe_health, describe_instances);
+        let instances = instances.map_err(Error::Describe)?;
+        let mut missing = Vec::new();
+        let mut registrations = Vec::new();
+        for (arn, result) in arns.iter().zip(health) {
+            match result {
+                Ok(targets) => registrations.push(targets),
+                Err(e) if e.is_code(TARGET_GROUP_NOT_FOUND) => {
+                    missing.push(GroupProblem::NotFound { arn: arn.clone() });
+                    registrations.push(Vec::new());
+                }
+                Err(e) => return Err(Error::Describe(e)),
+            }
+        }
+        if !missing.is_empty() {
+            return Err(Error::InvalidTargetGroups(missing));
+        }
+        let groups: Vec<TargetGroup> = groups.map_err(Error::Describe)?.into_iter().flatten().collect();
+        let paired = arns
+            .iter()
+            .zip(registrations)
+            .filter_map(|(arn, targets)| groups.iter().find(|g| &g.arn == arn).map(|g| (g.clone(), targets)))
+            .collect();
+        Ok((paired, instances))
+    }
+}

@@ -1,0 +1,137 @@
+//! What the targets job observes (target groups, their registrations, the VPC's instances) and which instances are nodes.
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+pub use crate::aws::ec2::model::Instance;
+use crate::shared::selector::TagSelector;
+use crate::shared::tags::is_cluster_member as cluster_member;
+
+/// A target group as ELBv2 describes it; strings are kept as the API spells them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetGroup {
+    pub arn: String,
+    pub name: Option<String>,
+    /// `instance`, `ip`, `lambda` or `alb`.
+    pub target_type: String,
+    pub vpc_id: Option<String>,
+    pub port: Option<u16>,
+    pub protocol: Option<String>,
+}
+
+/// One registration in a target group: ELBv2 allows the same id several times at different ports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisteredTarget {
+    pub id: String,
+    pub port: Option<u16>,
+    /// `initial`, `healthy`, `unhealthy`, `unused`, `draining` or `unavailable`.
+    pub state: String,
+}
+
+impl RegisteredTarget {
+    /// A draining registration is already on its way out: it neither needs deregistering nor counts as present.
+    pub fn is_draining(&self) -> bool {
+        self.state == "draining"
+    }
+}
+
+/// Which instances are nodes: those matching the selector and tagged for the cluster, whichever are set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeRule {
+    selector: Option<TagSelector>,
+    cluster: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum NodeRuleError {
+    #[error("a node rule needs a tag selector, a cluster name or both, else every instance of the VPC would be a node")]
+    Unbounded,
+    #[error("the cluster name is empty")]
+    EmptyCluster,
+}
+
+impl NodeRule {
+    pub fn new(selector: Option<TagSelector>, cluster: Option<String>) -> Result<NodeRule, NodeRuleError> {
+        match (&selector, cluster.as_deref()) {
+            (None, None) => Err(NodeRuleError::Unbounded),
+            // An empty name would make `kubernetes.io/cluster/` a membership tag and match nothing meaningful.
+            (_, Some(name)) if name.trim().is_empty() => Err(NodeRuleError::EmptyCluster),
+            _ => Ok(NodeRule { selector, cluster }),
+        }
+    }
+
+    pub fn selector(&self) -> Option<&TagSelector> {
+        self.selector.as_ref()
+    }
+
+    pub fn cluster(&self) -> Option<&str> {
+        self.cluster.as_deref()
+    }
+
+    pub fn is_node(&self, instance: &Instance, vpc_id: &str) -> bool {
+        instance.vpc_id == vpc_id
+            && self.selector.as_ref().is_none_or(|s| s.matches(&instance.tags))
+            && self.is_cluster_instance(instance)
+    }
+
+    /// Tagged for the configured cluster; with no cluster configured, every instance passes this half of the rule.
+    pub fn is_cluster_instance(&self, instance: &Instance) -> bool {
+        self.cluster.as_deref().is_none_or(|c| cluster_member(&instance.tags, c))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn instance(vpc: &str, tags: &[(&str, &str)]) -> Instance {
+        Instance {
+            id: "i-1".into(),
+            vpc_id: vpc.into(),
+            state: "running".into(),
+            tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            ..Instance::default()
+        }
+    }
+
+    fn selector(s: &str) -> Option<TagSelector> {
+        Some(TagSelector::parse(s).unwrap())
+    }
+
+    #[test]
+    fn a_rule_needs_a_selector_or_a_cluster() {
+        assert_eq!(NodeRule::new(None, None), Err(NodeRuleError::Unbounded));
+        assert_eq!(NodeRule::new(None, Some(" ".into())), Err(NodeRuleError::EmptyCluster));
+        assert!(NodeRule::new(selector("role"), None).is_ok());
+        assert!(NodeRule::new(None, Some("prod".into())).is_ok());
+    }
+
+    #[test]
+    fn a_selector_only_rule_ignores_cluster_tags() {
+        let rule = NodeRule::new(selector("role=node"), None).unwrap();
+        assert!(rule.is_node(&instance("vpc-1", &[("role", "node")]), "vpc-1"));
+        assert!(!rule.is_node(&instance("vpc-1", &[("role", "master")]), "vpc-1"));
+    }
+
+    #[test]
+    fn a_cluster_only_rule_takes_every_instance_of_the_cluster() {
+        let rule = NodeRule::new(None, Some("prod".into())).unwrap();
+        assert!(rule.is_node(&instance("vpc-1", &[("KubernetesCluster", "prod")]), "vpc-1"));
+        assert!(rule.is_node(&instance("vpc-1", &[("kubernetes.io/cluster/prod", "owned")]), "vpc-1"));
+        assert!(!rule.is_node(&instance("vpc-1", &[("KubernetesCluster", "dev")]), "vpc-1"));
+    }
+
+    #[test]
+    fn a_node_must_match_both_halves_when_both_are_set() {
+        let rule = NodeRule::new(selector("role=node"), Some("prod".into())).unwrap();
+        assert!(rule.is_node(&instance("vpc-1", &[("role", "node"), ("KubernetesCluster", "prod")]), "vpc-1"));
+        assert!(!rule.is_node(&instance("vpc-1", &[("role", "node")]), "vpc-1"));
+        assert!(!rule.is_node(&instance("vpc-1", &[("KubernetesCluster", "prod")]), "vpc-1"));
+    }
+
+    #[test]
+    fn an_instance_of_another_vpc_is_never_a_node() {
+        let rule = NodeRule::new(selector("role=node"), None).unwrap();
+        assert!(!rule.is_node(&instance("vpc-2", &[("role", "node")]), "vpc-1"));
+    }
+}

@@ -1,0 +1,157 @@
+//! The targets report: the plan per group, what each call did, the EMF record.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::plan::{Change, TargetsPlan};
+use crate::shared::event::Trigger;
+use crate::shared::metrics::{Record, Unit};
+pub use crate::shared::report::{Outcome, WriteStatus};
+
+/// One `RegisterTargets` or `DeregisterTargets` batch and what became of it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CallResult {
+    pub target_group_arn: String,
+    pub action: &'static str,
+    pub targets: Vec<Change>,
+    #[serde(flatten)]
+    pub status: WriteStatus,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Totals {
+    pub groups: usize,
+    pub groups_failed: usize,
+    pub nodes: usize,
+    pub registered: usize,
+    pub deregistered: usize,
+    pub foreign: usize,
+    pub failed: usize,
+    pub not_started: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Report {
+    pub outcome: Outcome,
+    pub triggers: Vec<Trigger>,
+    pub vpc_id: String,
+    pub dry_run: bool,
+    pub plan: Option<TargetsPlan>,
+    pub calls: Vec<CallResult>,
+    pub totals: Totals,
+}
+
+impl Report {
+    pub fn new(triggers: Vec<Trigger>, vpc_id: &str, dry_run: bool) -> Self {
+        Report {
+            outcome: Outcome::NothingToDo,
+            triggers,
+            vpc_id: vpc_id.to_owned(),
+            dry_run,
+            plan: None,
+            calls: Vec::new(),
+            totals: Totals::default(),
+        }
+    }
+
+    pub fn finish(mut self) -> Self {
+        let count = |f: fn(&WriteStatus) -> bool, action: &str| {
+            self.calls.iter().filter(|c| c.action == action && f(&c.status)).map(|c| c.targets.len()).sum::<usize>()
+        };
+        let made = |s: &WriteStatus| matches!(s, WriteStatus::Done | WriteStatus::Planned);
+        let mut failed_groups: Vec<&str> =
+            self.calls.iter().filter(|c| !made(&c.status)).map(|c| c.target_group_arn.as_str()).collect();
+        failed_groups.sort();
+        failed_groups.dedup();
+        let plan = self.plan.as_ref();
+        self.totals = Totals {
+            groups: plan.map_or(0, |p| p.groups.len()),
+            groups_failed: failed_groups.len(),
+            nodes: plan.map_or(0, |p| p.nodes),
+            registered: count(made, "register"),
+            deregistered: count(made, "deregister"),
+            foreign: plan.map_or(0, TargetsPlan::foreign),
+            failed: self.calls.iter().filter(|c| matches!(c.status, WriteStatus::Failed { .. })).count(),
+            not_started: self.calls.iter().filter(|c| matches!(c.status, WriteStatus::NotStarted { .. })).count(),
+        };
+        let t = &self.totals;
+        self.outcome = if t.failed + t.not_started > 0 {
+            Outcome::Incomplete
+        } else if t.registered + t.deregistered == 0 {
+            Outcome::InSync
+        } else if self.dry_run {
+            Outcome::DryRun
+        } else {
+            Outcome::Synced
+        };
+        self
+    }
+}
+
+impl crate::shared::report::JobReport for Report {
+    fn outcome(&self) -> Outcome {
+        self.outcome
+    }
+
+    fn changes(&self) -> usize {
+        self.totals.registered + self.totals.deregistered
+    }
+
+    fn render(&self, _colour: bool) -> String {
+        let t = &self.totals;
+        let mut out = format!(
+            "Target groups in {}: {} running node{}\n\n",
+            self.vpc_id,
+            t.nodes,
+            if t.nodes == 1 { "" } else { "s" }
+        );
+        if let Some(plan) = &self.plan {
+            let _ = writeln!(out, "{plan}");
+        }
+        for c in self.calls.iter().filter(|c| !matches!(c.status, WriteStatus::Done | WriteStatus::Planned)) {
+            let why = match &c.status {
+                WriteStatus::Failed { code, message, hint, .. } => {
+                    format!("failed: {}: {message} ({hint})", code.as_deref().unwrap_or("-"))
+                }
+                WriteStatus::NotStarted { reason } => format!("not started: {reason}"),
+                _ => String::new(),
+            };
+            let _ = writeln!(out, "! {} {} of {} target(s): {why}", c.target_group_arn, c.action, c.targets.len());
+        }
+        let verb = if self.dry_run { "Plan" } else { "Applied" };
+        let _ = writeln!(
+            out,
+            "\n{verb}: {} registered, {} deregistered, in {} group{}; {} foreign target{} left alone.",
+            t.registered,
+            t.deregistered,
+            t.groups,
+            if t.groups == 1 { "" } else { "s" },
+            t.foreign,
+            if t.foreign == 1 { "" } else { "s" },
+        );
+        if t.failed + t.not_started > 0 {
+            let _ = writeln!(out, "Incomplete: {} calls failed, {} not started.", t.failed, t.not_started);
+        }
+        out
+    }
+}
+
+/// The EMF record of one invocation. Dimension: the VPC.
+pub fn emf_record(namespace: &str, report: &Report, throttled: usize, duration: Duration) -> Value {
+    let t = &report.totals;
+    let made = |n: usize| if report.dry_run { 0 } else { n as u64 };
+    Record::new(namespace, vec![("VpcId", report.vpc_id.clone())])
+        .property("Job", "targets")
+        .property("Outcome", report.outcome)
+        .property("DryRun", report.dry_run)
+        .metric("TargetsRegistered", Unit::Count, made(t.registered))
+        .metric("TargetsDeregistered", Unit::Count, made(t.deregistered))
+        .metric("GroupsFailed", Unit::Count, t.groups_failed as u64)
+        .metric("Nodes", Unit::Count, t.nodes as u64)
+        .metric("ThrottledRetries", Unit::Count, throttled as u64)
+        .metric("SyncDuration", Unit::Milliseconds, duration.as_millis() as u64)
+        .build()
+}

@@ -1,0 +1,208 @@
+//! The targets job against real EC2 and ELBv2 APIs: the moto emulator in
+//! server mode, through the real SDK adapters.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
+use aws_sdk_elasticloadbalancingv2::types::{ProtocolEnum, TargetDescription, TargetTypeEnum};
+use kube_rtsync::aws::ec2::AwsEc2;
+use kube_rtsync::aws::elbv2::AwsElbv2;
+use kube_rtsync::jobs::targets::config::Config;
+use kube_rtsync::jobs::targets::report::{Outcome, Report};
+use kube_rtsync::jobs::targets::{Error, Reconciler};
+use kube_rtsync::shared::config::WriteRate;
+use kube_rtsync::shared::event::Trigger;
+use kube_rtsync::shared::limiter::WriteLimiter;
+use support::emulator::Emulator;
+use support::runtime_api::RuntimeApi;
+use support::{LAUNCH, LambdaProcess};
+
+struct World {
+    _emulator: Emulator,
+    ec2: aws_sdk_ec2::Client,
+    elb: aws_sdk_elasticloadbalancingv2::Client,
+    vpc_id: String,
+    other_vpc_id: String,
+    /// node name (n1, n2, n3, bastion) -> instance id
+    instances: BTreeMap<&'static str, String>,
+    /// port -> target group ARN
+    groups: BTreeMap<i32, String>,
+}
+
+fn node_tags() -> Vec<Tag> {
+    vec![
+        Tag::builder().key("kops.k8s.io/instancegroup").value("nodes").build(),
+        Tag::builder().key("KubernetesCluster").value("k8s.example.com").build(),
+    ]
+}
+
+async fn group(
+    elb: &aws_sdk_elasticloadbalancingv2::Client,
+    name: &str,
+    vpc: &str,
+    port: i32,
+    kind: TargetTypeEnum,
+) -> String {
+    let out = elb
+        .create_target_group()
+        .name(name)
+        .protocol(ProtocolEnum::Tcp)
+        .port(port)
+        .vpc_id(vpc)
+        .target_type(kind)
+        .send()
+        .await
+        .unwrap();
+    out.target_groups()[0].target_group_arn().unwrap().to_owned()
+}
+
+async fn world() -> World {
+    let emulator = Emulator::start();
+    let (ec2, elb) = (emulator.client(), emulator.elbv2_client());
+    let vpc = ec2.create_vpc().cidr_block("10.2.0.0/16").send().await.unwrap();
+    let vpc_id = vpc.vpc().and_then(|v| v.vpc_id()).unwrap().to_owned();
+    let other = ec2.create_vpc().cidr_block("10.3.0.0/16").send().await.unwrap();
+    let other_vpc_id = other.vpc().and_then(|v| v.vpc_id()).unwrap().to_owned();
+    let subnet = ec2.create_subnet().vpc_id(&vpc_id).cidr_block("10.2.0.0/24").send().await.unwrap();
+    let subnet = subnet.subnet().and_then(|s| s.subnet_id()).unwrap().to_owned();
+    let mut instances = BTreeMap::new();
+    for (name, tags) in [("n1", node_tags()), ("n2", node_tags()), ("n3", node_tags()), ("bastion", vec![])] {
+        let mut run =
+            ec2.run_instances().image_id("ami-0abcdef1234567890").min_count(1).max_count(1).subnet_id(&subnet);
+        if !tags.is_empty() {
+            run = run.tag_specifications(
+                TagSpecification::builder().resource_type(ResourceType::Instance).set_tags(Some(tags)).build(),
+            );
+        }
+        let out = run.send().await.unwrap();
+        instances.insert(name, out.instances()[0].instance_id().unwrap().to_owned());
+    }
+    let mut groups = BTreeMap::new();
+    for port in [30443, 30080] {
+        let arn = group(&elb, &format!("nodes-{port}"), &vpc_id, port, TargetTypeEnum::Instance).await;
+        let registered = ["n1", "n2"].iter().map(|n| TargetDescription::builder().id(&instances[n]).build());
+        elb.register_targets().target_group_arn(&arn).set_targets(Some(registered.collect())).send().await.unwrap();
+        groups.insert(port, arn);
+    }
+    // Someone registered the bastion by hand.
+    let bastion = TargetDescription::builder().id(&instances["bastion"]).build();
+    elb.register_targets().target_group_arn(&groups[&30443]).targets(bastion).send().await.unwrap();
+    World { _emulator: emulator, ec2, elb, vpc_id, other_vpc_id, instances, groups }
+}
+
+impl World {
+    fn config(&self, arns: &[&str]) -> Config {
+        let vars: BTreeMap<&str, String> = [
+            ("VPC_ID", self.vpc_id.clone()),
+            ("TARGET_GROUP_ARNS", arns.join(",")),
+            ("TARGET_NODE_TAGS", "kops.k8s.io/instancegroup=nodes".to_owned()),
+            ("KUBE_CLUSTER_NAME", "k8s.example.com".to_owned()),
+        ]
+        .into();
+        Config::from_lookup(|name| vars.get(name).cloned()).unwrap()
+    }
+
+    fn arns(&self) -> Vec<&str> {
+        self.groups.values().map(String::as_str).collect()
+    }
+
+    async fn run(&self, config: &Config) -> Result<Report, Error> {
+        let ec2 = AwsEc2::new(self.ec2.clone());
+        let elbv2 = AwsElbv2::new(self.elb.clone());
+        let limiter = WriteLimiter::new(WriteRate { per_second: 0.0, burst: 1 });
+        let reconciler = Reconciler { ec2: &ec2, elbv2: &elbv2, config, limiter: &limiter, deadline: None };
+        let report = reconciler.reconcile(vec![Trigger::Manual { command: "sync".into() }]).await?;
+        match report.outcome {
+            Outcome::Incomplete => Err(Error::Incomplete(Box::new(report))),
+            _ => Ok(report),
+        }
+    }
+
+    /// The names of the instances registered in the group on `port`.
+    async fn registered(&self, port: i32) -> Vec<&'static str> {
+        let out = self.elb.describe_target_health().target_group_arn(&self.groups[&port]).send().await.unwrap();
+        let ids: Vec<String> =
+            out.target_health_descriptions().iter().filter_map(|d| d.target()?.id().map(str::to_owned)).collect();
+        let mut names: Vec<&'static str> =
+            self.instances.iter().filter(|(_, id)| ids.contains(id)).map(|(name, _)| *name).collect();
+        names.sort();
+        names
+    }
+}
+
+#[tokio::test]
+async fn the_groups_follow_the_nodes_and_foreign_targets_stay() {
+    let w = world().await;
+    let config = w.config(&w.arns());
+    let report = w.run(&config).await.unwrap();
+    assert_eq!(report.totals.registered, 2, "n3 in both groups");
+    assert_eq!(w.registered(30443).await, vec!["bastion", "n1", "n2", "n3"]);
+    assert_eq!(w.registered(30080).await, vec!["n1", "n2", "n3"]);
+    assert_eq!(w.run(&config).await.unwrap().outcome, Outcome::InSync, "a duplicate run writes nothing");
+
+    // A stopping node leaves every group (the emulator would keep it, unused).
+    w.ec2.stop_instances().instance_ids(&w.instances["n1"]).send().await.unwrap();
+    let report = w.run(&config).await.unwrap();
+    assert_eq!(report.totals.deregistered, 2);
+    assert_eq!(w.registered(30443).await, vec!["bastion", "n2", "n3"]);
+
+    // A node that loses its selector tag leaves too; the bastion never does.
+    w.ec2
+        .create_tags()
+        .resources(&w.instances["n2"])
+        .tags(Tag::builder().key("kops.k8s.io/instancegroup").value("masters").build())
+        .send()
+        .await
+        .unwrap();
+    w.run(&config).await.unwrap();
+    assert_eq!(w.registered(30443).await, vec!["bastion", "n3"]);
+    assert_eq!(w.registered(30080).await, vec!["n3"]);
+
+    // A started node comes back.
+    w.ec2.start_instances().instance_ids(&w.instances["n1"]).send().await.unwrap();
+    w.run(&config).await.unwrap();
+    assert_eq!(w.registered(30080).await, vec!["n1", "n3"]);
+}
+
+#[tokio::test]
+async fn wrong_groups_are_named_and_nothing_is_written() {
+    let w = world().await;
+    let ip = group(&w.elb, "ips", &w.vpc_id, 30001, TargetTypeEnum::Ip).await;
+    let elsewhere = group(&w.elb, "elsewhere", &w.other_vpc_id, 30002, TargetTypeEnum::Instance).await;
+    let unknown = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/nope/0123456789abcdef";
+    for (bad, needle) in
+        [(ip.as_str(), "expected \"instance\""), (elsewhere.as_str(), "expected vpc-"), (unknown, "not found")]
+    {
+        let config = w.config(&[&w.groups[&30443], bad]);
+        let err = w.run(&config).await.unwrap_err();
+        assert!(matches!(err, Error::InvalidTargetGroups(_)), "{err}");
+        assert!(err.to_string().contains(bad) && err.to_string().contains(needle), "{err}");
+        assert_eq!(w.registered(30443).await, vec!["bastion", "n1", "n2"], "nothing written");
+    }
+}
+
+#[tokio::test]
+async fn a_malformed_arn_fails_init_naming_the_variable() {
+    let api = RuntimeApi::start(vec![LAUNCH.to_owned()]);
+    let env = vec![
+        ("_HANDLER", "targets".to_owned()),
+        ("VPC_ID", "vpc-0123456789abcdef0".to_owned()),
+        ("TARGET_GROUP_ARNS", "nodes-443".to_owned()),
+        ("TARGET_NODE_TAGS", "role=node".to_owned()),
+    ];
+    let log_path = std::env::temp_dir().join(format!("kube-rtsync-targets-init-{}.log", std::process::id()));
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut lambda = LambdaProcess::spawn(Path::new(env!("CARGO_BIN_EXE_kube-rtsync")), &api.address, &env, log.into());
+    let start = std::time::Instant::now();
+    while lambda.exited().is_none() && start.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!lambda.exited().expect("init must fail and exit").success());
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let _ = std::fs::remove_file(&log_path);
+    assert!(log.contains("TARGET_GROUP_ARNS") && log.contains("is not a target group ARN"), "{log}");
+}

@@ -1,0 +1,212 @@
+//! The targets job end to end against the in-memory EC2 and ELBv2.
+
+use std::collections::BTreeMap;
+
+use kube_rtsync::aws::ec2::model::Instance;
+use kube_rtsync::fake::ec2::FakeEc2;
+use kube_rtsync::fake::elbv2::FakeElbv2;
+use kube_rtsync::jobs::targets::config::Config;
+use kube_rtsync::jobs::targets::model::TargetGroup;
+use kube_rtsync::jobs::targets::report::{Outcome, Report};
+use kube_rtsync::jobs::targets::{Error, Reconciler, handle_event};
+use kube_rtsync::shared::config::WriteRate;
+use kube_rtsync::shared::limiter::WriteLimiter;
+
+const VPC: &str = "vpc-0a00000000000001";
+const TG443: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/nodes-443/0000000000000443";
+const TG80: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/nodes-80/0000000000000080";
+
+fn group(arn: &str, port: u16) -> TargetGroup {
+    TargetGroup {
+        arn: arn.into(),
+        name: arn.split('/').nth(1).map(str::to_owned),
+        target_type: "instance".into(),
+        vpc_id: Some(VPC.into()),
+        port: Some(port),
+        protocol: Some("TCP".into()),
+    }
+}
+
+fn node(id: &str, state: &str) -> Instance {
+    Instance {
+        id: id.into(),
+        vpc_id: VPC.into(),
+        state: state.into(),
+        tags: [("kops.k8s.io/instancegroup", "nodes"), ("KubernetesCluster", "k8s.example.com")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..Instance::default()
+    }
+}
+
+/// Two groups; nodes i-01 and i-02 running and registered in both; i-03
+/// running and registered nowhere; a bastion (not a node) registered in
+/// the 443 group by hand.
+fn world() -> (FakeEc2, FakeElbv2) {
+    let ec2 = FakeEc2::new([]);
+    for i in [node("i-01", "running"), node("i-02", "running"), node("i-03", "running")] {
+        ec2.insert_instance(i);
+    }
+    ec2.insert_instance(Instance {
+        id: "i-0bastion".into(),
+        vpc_id: VPC.into(),
+        state: "running".into(),
+        ..Instance::default()
+    });
+    let elb = FakeElbv2::new([group(TG443, 30443), group(TG80, 30080)]);
+    for arn in [TG443, TG80] {
+        for id in ["i-01", "i-02"] {
+            elb.seed(arn, id, None, "healthy");
+        }
+    }
+    elb.seed(TG443, "i-0bastion", Some(22), "healthy");
+    (ec2, elb)
+}
+
+fn config(extra: &[(&str, &str)]) -> Config {
+    let mut vars: BTreeMap<String, String> = [
+        ("VPC_ID", VPC),
+        ("TARGET_GROUP_ARNS", &*format!("{TG443},{TG80}")),
+        ("TARGET_NODE_TAGS", "kops.k8s.io/instancegroup=nodes"),
+        ("KUBE_CLUSTER_NAME", "k8s.example.com"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    Config::from_lookup(|name| vars.get(name).cloned()).unwrap()
+}
+
+async fn run(ec2: &FakeEc2, elb: &FakeElbv2, config: &Config) -> Result<Report, Error> {
+    let limiter = WriteLimiter::new(WriteRate { per_second: 0.0, burst: 1 });
+    let reconciler = Reconciler { ec2, elbv2: elb, config, limiter: &limiter, deadline: None };
+    let event: serde_json::Value = serde_json::from_str(include_str!("../events/eventbridge-scheduled.json")).unwrap();
+    handle_event(&reconciler, &event).await
+}
+
+fn ids(elb: &FakeElbv2, arn: &str) -> Vec<String> {
+    elb.targets(arn).into_iter().map(|(id, port)| format!("{id}:{}", port.unwrap_or(0))).collect()
+}
+
+#[tokio::test]
+async fn a_new_node_is_registered_in_every_group_at_its_port_in_one_call_each() {
+    let (ec2, elb) = world();
+    let report = run(&ec2, &elb, &config(&[])).await.unwrap();
+    assert_eq!(ids(&elb, TG443), vec!["i-01:30443", "i-02:30443", "i-03:30443", "i-0bastion:22"]);
+    assert_eq!(ids(&elb, TG80), vec!["i-01:30080", "i-02:30080", "i-03:30080"]);
+    assert_eq!((report.totals.registered, report.totals.nodes, report.totals.foreign), (2, 3, 1));
+    let calls = elb.calls();
+    assert_eq!((calls.describe_groups, calls.describe_health, calls.register, calls.deregister), (1, 2, 2, 0));
+    // Again: nothing to do, only describes.
+    let again = run(&ec2, &elb, &config(&[])).await.unwrap();
+    assert_eq!(again.outcome, Outcome::InSync);
+    assert_eq!(elb.calls().register, 2);
+}
+
+#[tokio::test]
+async fn a_stopping_node_leaves_every_group_and_a_gone_one_too() {
+    let (ec2, elb) = world();
+    ec2.edit_instance("i-01", |i| i.state = "stopping".into());
+    elb.seed(TG80, "i-0gone", None, "unhealthy");
+    let report = run(&ec2, &elb, &config(&[])).await.unwrap();
+    assert_eq!(ids(&elb, TG443), vec!["i-02:30443", "i-03:30443", "i-0bastion:22"]);
+    assert_eq!(ids(&elb, TG80), vec!["i-02:30080", "i-03:30080"]);
+    assert_eq!(report.totals.deregistered, 3);
+}
+
+#[tokio::test]
+async fn a_cluster_node_that_loses_its_selector_tag_is_deregistered_but_a_foreign_instance_never_is() {
+    let (ec2, elb) = world();
+    ec2.edit_instance("i-02", |i| {
+        i.tags.insert("kops.k8s.io/instancegroup".into(), "masters".into());
+    });
+    run(&ec2, &elb, &config(&[])).await.unwrap();
+    assert!(!ids(&elb, TG443).iter().any(|t| t.starts_with("i-02")));
+    assert!(ids(&elb, TG443).contains(&"i-0bastion:22".to_owned()), "someone else's target stays");
+    // Without KUBE_CLUSTER_NAME, an instance that no longer matches is not ours to remove.
+    let (ec2, elb) = world();
+    ec2.edit_instance("i-02", |i| {
+        i.tags.insert("kops.k8s.io/instancegroup".into(), "masters".into());
+    });
+    let vars: BTreeMap<String, String> = [
+        ("VPC_ID", VPC.to_owned()),
+        ("TARGET_GROUP_ARNS", format!("{TG443},{TG80}")),
+        ("TARGET_NODE_TAGS", "kops.k8s.io/instancegroup=nodes".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let no_cluster = Config::from_lookup(|n| vars.get(n).cloned()).unwrap();
+    run(&ec2, &elb, &no_cluster).await.unwrap();
+    assert!(ids(&elb, TG443).iter().any(|t| t.starts_with("i-02")));
+}
+
+#[tokio::test]
+async fn an_ip_group_or_a_group_of_another_vpc_is_an_error_before_any_write() {
+    for (bad, needle) in [
+        (TargetGroup { target_type: "ip".into(), ..group(TG80, 30080) }, "expected \"instance\""),
+        (
+            TargetGroup { vpc_id: Some("vpc-0b00000000000002".into()), ..group(TG80, 30080) },
+            "expected vpc-0a00000000000001",
+        ),
+    ] {
+        let (ec2, _) = world();
+        let elb = FakeElbv2::new([group(TG443, 30443), bad]);
+        let err = run(&ec2, &elb, &config(&[])).await.unwrap_err();
+        assert!(matches!(err, Error::InvalidTargetGroups(_)), "{err}");
+        assert!(err.to_string().contains(TG80) && err.to_string().contains(needle), "{err}");
+        assert_eq!(elb.calls().register + elb.calls().deregister, 0);
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_arn_is_named_in_the_error() {
+    let (ec2, _) = world();
+    let elb = FakeElbv2::new([group(TG443, 30443)]);
+    let err = run(&ec2, &elb, &config(&[])).await.unwrap_err();
+    assert!(err.to_string().contains(&format!("target group {TG80}: not found")), "{err}");
+    assert_eq!(elb.calls().register, 0);
+}
+
+#[tokio::test]
+async fn one_group_failing_does_not_stop_the_other_and_the_retry_finishes() {
+    let (ec2, elb) = world();
+    elb.fail("RegisterTargets", Some(TG80), "Throttling", 1);
+    let Err(Error::Incomplete(report)) = run(&ec2, &elb, &config(&[])).await else { panic!("expected incomplete") };
+    assert_eq!((report.totals.groups_failed, report.totals.registered), (1, 1));
+    assert!(ids(&elb, TG443).contains(&"i-03:30443".to_owned()));
+    assert!(!ids(&elb, TG80).contains(&"i-03:30080".to_owned()));
+    run(&ec2, &elb, &config(&[])).await.unwrap();
+    assert!(ids(&elb, TG80).contains(&"i-03:30080".to_owned()));
+}
+
+#[tokio::test]
+async fn a_refused_target_does_not_block_the_rest_of_its_batch() {
+    let (ec2, elb) = world();
+    ec2.insert_instance(node("i-04", "running"));
+    elb.refuse("i-03");
+    let Err(Error::Incomplete(report)) = run(&ec2, &elb, &config(&[])).await else { panic!("expected incomplete") };
+    assert!(ids(&elb, TG443).contains(&"i-04:30443".to_owned()));
+    assert!(!ids(&elb, TG443).contains(&"i-03:30443".to_owned()));
+    assert_eq!(report.totals.failed, 2, "one batch per group failed (for i-03)");
+}
+
+#[tokio::test]
+async fn a_deregistration_that_finds_the_target_gone_is_success() {
+    let (ec2, elb) = world();
+    ec2.edit_instance("i-01", |i| i.state = "terminated".into());
+    elb.fail("DeregisterTargets", None, "InvalidTarget", 2);
+    let report = run(&ec2, &elb, &config(&[])).await.unwrap();
+    assert_eq!(report.outcome, Outcome::Synced);
+}
+
+#[tokio::test]
+async fn a_dry_run_plans_and_writes_nothing() {
+    let (ec2, elb) = world();
+    ec2.edit_instance("i-01", |i| i.state = "stopped".into());
+    let report = run(&ec2, &elb, &config(&[("DRY_RUN", "true")])).await.unwrap();
+    assert_eq!(report.outcome, Outcome::DryRun);
+    assert_eq!((report.totals.registered, report.totals.deregistered), (2, 2));
+    assert_eq!(elb.calls().register + elb.calls().deregister, 0);
+}
