@@ -189,6 +189,10 @@ async fn main() {
     // emulator's own service time (it answers one request at a time) and
     // kube-rtsync's. Medians of JOIN_RUNS fresh processes.
     let ideal = 2 * rtt();
+    // BENCH_JOBS=1 runs only the egress and targets scenarios (3 and 4).
+    if std::env::var_os("BENCH_JOBS").is_some() {
+        return jobs(&binary, ideal).await;
+    }
     let mut runs = Vec::new();
     for _ in 0..JOIN_RUNS {
         let emulator = Emulator::start();
@@ -296,6 +300,132 @@ async fn main() {
         ms(times[0]),
         ms(times[1])
     );
+
+    jobs(&binary, ideal).await;
+}
+
+/// Scenarios 3 and 4: the egress and targets jobs.
+async fn jobs(binary: &Path, ideal: Duration) {
+    let binary = binary.to_path_buf();
+    let (failover, steady, calls) = egress_failover(&binary, rtt()).await;
+    let (failover0, _, _) = egress_failover(&binary, Duration::ZERO).await;
+    println!();
+    println!("3. Egress: zone a's NAT stops, 12 tables fail over to zone b's (warm process)");
+    println!(
+        "   {} with {} per call, {} with none; the round trips' share = {:.2} x the ideal of two round trips ({})",
+        ms(failover),
+        ms(rtt()),
+        ms(failover0),
+        failover.saturating_sub(failover0).as_secs_f64() / ideal.as_secs_f64(),
+        ms(ideal)
+    );
+    println!("   calls, failover: {calls}");
+    println!("   calls, steady-state reconcile: {steady}");
+
+    let (fill, warm, calls, steady) = targets_fill(&binary, rtt()).await;
+    let (fill0, warm0, _, _) = targets_fill(&binary, Duration::ZERO).await;
+    println!();
+    println!("4. Targets: 4 groups x 50 new nodes (200 registrations)");
+    for (label, with, without) in [("warm process", warm, warm0), ("cold process", fill, fill0)] {
+        println!(
+            "   {label}: {} with {} per call, {} with none; the round trips' share = {:.2} x the ideal of two round trips ({})",
+            ms(with),
+            ms(rtt()),
+            ms(without),
+            with.saturating_sub(without).as_secs_f64() / ideal.as_secs_f64(),
+            ms(ideal)
+        );
+    }
+    println!("   calls: {calls}");
+    println!("   calls, steady-state reconcile: {steady}");
+}
+
+fn scheduled_event() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/events/eventbridge-scheduled.json")).unwrap()
+}
+
+/// Calls made between two readings of the proxy's counts, by action.
+fn calls_since(
+    before: &std::collections::BTreeMap<String, usize>,
+    after: &std::collections::BTreeMap<String, usize>,
+) -> String {
+    let parts: Vec<String> = after
+        .iter()
+        .filter_map(|(action, n)| {
+            let d = n - before.get(action).copied().unwrap_or(0);
+            (d > 0).then(|| format!("{d} {action}"))
+        })
+        .collect();
+    if parts.is_empty() { "none".into() } else { parts.join(", ") }
+}
+
+/// Scenario 3, egress: 12 enrolled tables of zone a on zone a's NAT instance, a
+/// second NAT in zone b. Zone a's NAT stops: all 12 tables fail over.
+async fn egress_failover(binary: &Path, latency: Duration) -> (Duration, String, String) {
+    let emulator = Emulator::start();
+    let client = emulator.client();
+    let egress = seed::egress_vpc(&client, 4, &[("us-east-1a", 12), ("us-east-1b", 0)]).await;
+    let vpc = Vpc { id: egress.vpc_id.clone(), source: String::new(), targets: Vec::new(), nodes: Vec::new() };
+    let session = Session::start(latency, binary, &emulator, &vpc, &[("_HANDLER", "egress")]);
+    // The first run turns the NATs' source/destination check off.
+    session.invoke(scheduled_event());
+    let before = session.proxy.actions();
+    let (_, steady) = session.invoke(scheduled_event());
+    assert_eq!(steady["outcome"], "in_sync");
+    let middle = session.proxy.actions();
+    client.stop_instances().instance_ids(&egress.nats[0].1).send().await.unwrap();
+    let (took, report) = session.invoke(scheduled_event());
+    assert_eq!(report["totals"]["tables_failed_over"], 12, "{report}");
+    let after = session.proxy.actions();
+    session.finish();
+    (took, calls_since(&before, &middle), calls_since(&middle, &after))
+}
+
+/// Scenario 4, targets: 4 instance target groups, 50 running nodes
+/// registered in none of them: 200 registrations. Measured in a cold
+/// process, and in a warm one (the 50 nodes start after a first reconcile
+/// found them all stopped).
+async fn targets_fill(binary: &Path, latency: Duration) -> (Duration, Duration, String, String) {
+    let emulator = Emulator::start();
+    let client = emulator.client();
+    let tv = seed::targets_vpc(&client, &emulator.elbv2_client(), 5, 50, &[30001, 30002, 30003, 30004]).await;
+    let vpc = Vpc { id: tv.vpc_id.clone(), source: String::new(), targets: Vec::new(), nodes: Vec::new() };
+    let arns = tv.arns.join(",");
+    let env = [
+        ("_HANDLER", "targets"),
+        ("TARGET_GROUP_ARNS", arns.as_str()),
+        ("TARGET_NODE_TAGS", "role=node"),
+        ("KUBE_CLUSTER_NAME", ""),
+    ];
+    let session = Session::start(latency, binary, &emulator, &vpc, &env);
+    let (cold, report) = session.invoke(scheduled_event());
+    assert_eq!(report["totals"]["registered"], 200, "{report}");
+    let first = session.proxy.actions();
+    let (_, steady) = session.invoke(scheduled_event());
+    assert_eq!(steady["outcome"], "in_sync");
+    let second = session.proxy.actions();
+    session.finish();
+
+    let emulator = Emulator::start();
+    let client = emulator.client();
+    let tv = seed::targets_vpc(&client, &emulator.elbv2_client(), 5, 50, &[30001, 30002, 30003, 30004]).await;
+    let arns = tv.arns.join(",");
+    let env = [
+        ("_HANDLER", "targets"),
+        ("TARGET_GROUP_ARNS", arns.as_str()),
+        ("TARGET_NODE_TAGS", "role=node"),
+        ("KUBE_CLUSTER_NAME", ""),
+    ];
+    let vpc = Vpc { id: tv.vpc_id.clone(), source: String::new(), targets: Vec::new(), nodes: Vec::new() };
+    client.stop_instances().set_instance_ids(Some(tv.nodes.clone())).send().await.unwrap();
+    let session = Session::start(latency, binary, &emulator, &vpc, &env);
+    let (_, none) = session.invoke(scheduled_event());
+    assert_eq!(none["totals"]["registered"], 0, "{none}");
+    client.start_instances().set_instance_ids(Some(tv.nodes.clone())).send().await.unwrap();
+    let (warm, report) = session.invoke(scheduled_event());
+    assert_eq!(report["totals"]["registered"], 200, "{report}");
+    session.finish();
+    (cold, warm, calls_since(&Default::default(), &first), calls_since(&first, &second))
 }
 
 fn num_cores() -> usize {

@@ -4,7 +4,10 @@
 //! node routes, three out-of-sync private tables, a public table, a table in
 //! another VPC), prints the tables, runs the compiled `kube-rtsync` binary
 //! once through the Lambda Runtime API with `events/sns-launch.json`, prints
-//! its report, its logs and the tables after, then stops everything.
+//! its report, its logs and the tables after. Then the egress job: a
+//! zone's NAT stops and its tables fail over; and the targets job: two
+//! empty target groups are filled with the running nodes. Then it stops
+//! everything.
 //!
 //! Usage: demo <path to the kube-rtsync binary>
 
@@ -106,11 +109,88 @@ async fn main() {
     let after = seed::snapshot(&client, &vpcs).await;
     println!("{bold}Route tables after ({green}+ added{reset}{bold}, {red}- removed{reset}{bold}):{reset}");
     print_tables(&names, &after, Some(&before));
+
+    let ok = ok && egress(&binary, &emulator).await && targets(&binary, &emulator).await;
     drop(emulator);
     println!("Emulator stopped.");
     if !ok {
         std::process::exit(1);
     }
+}
+
+/// Runs the command line against the emulator; prints what it printed.
+fn run_cli(binary: &std::path::Path, emulator: &Emulator, env: &[(&str, &str)], args: &[&str]) -> bool {
+    let (_, _, _, dim, reset) = styles();
+    let shown: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    println!("{dim}  $ {} kube-rtsync {}{reset}", shown.join(" "), args.join(" "));
+    let out = std::process::Command::new(binary)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(emulator.env())
+        .envs(env.iter().copied())
+        .args(args)
+        .output()
+        .expect("run kube-rtsync");
+    for line in String::from_utf8_lossy(&out.stdout).lines().chain(String::from_utf8_lossy(&out.stderr).lines()) {
+        println!("  {line}");
+    }
+    println!();
+    out.status.success()
+}
+
+/// The egress job: two zones' tables on their zone's NAT instance; zone
+/// a's NAT stops, and its tables move to zone b's.
+async fn egress(binary: &std::path::Path, emulator: &Emulator) -> bool {
+    let (bold, green, _, _, reset) = styles();
+    let client = emulator.client();
+    println!("{bold}The egress job: each private table's default route on a healthy NAT{reset}");
+    let vpc = seed::egress_vpc(&client, 6, &[("us-east-1a", 2), ("us-east-1b", 1)]).await;
+    let ids: Vec<String> = vpc.tables.iter().map(|(_, id, _)| id.clone()).collect();
+    let env = [("VPC_ID", vpc.vpc_id.as_str())];
+    // A first sync turns the NATs' source/destination check off (a NAT cannot forward with it on).
+    let mut ok = run_cli(binary, emulator, &env, &["egress", "sync"]);
+    let before = seed::default_routes(&client, &ids).await;
+    println!("{bold}Zone us-east-1a's NAT ({}) stops.{reset}", vpc.nats[0].1);
+    client.stop_instances().instance_ids(&vpc.nats[0].1).send().await.expect("StopInstances");
+    ok &= run_cli(binary, emulator, &env, &["egress", "sync"]);
+    let after = seed::default_routes(&client, &ids).await;
+    let nat_of = |eni: &str| {
+        vpc.nats.iter().find(|(_, _, e)| e == eni).map(|(zone, i, _)| format!("{i} ({zone})")).unwrap_or("-".into())
+    };
+    println!("{bold}Default routes before -> after:{reset}");
+    for (zone, id, name) in &vpc.tables {
+        let (was, now) = (&before[id], &after[id]);
+        let mark = if was == now { " " } else { "~" };
+        println!("  {green}{mark}{reset} {id} {name} ({zone}): {} -> {}", nat_of(was), nat_of(now));
+    }
+    println!();
+    ok
+}
+
+/// The targets job: two empty target groups; a sync registers every node.
+async fn targets(binary: &std::path::Path, emulator: &Emulator) -> bool {
+    let (bold, green, _, _, reset) = styles();
+    let (client, elb) = (emulator.client(), emulator.elbv2_client());
+    println!("{bold}The targets job: NLB target groups holding exactly the running nodes{reset}");
+    let vpc = seed::targets_vpc(&client, &elb, 7, 3, &[30080, 30443]).await;
+    // One node is stopped: it must not be registered.
+    client.stop_instances().instance_ids(&vpc.nodes[2]).send().await.expect("StopInstances");
+    let arns = vpc.arns.join(",");
+    let env =
+        [("VPC_ID", vpc.vpc_id.as_str()), ("TARGET_GROUP_ARNS", arns.as_str()), ("TARGET_NODE_TAGS", "role=node")];
+    let mut before = Vec::new();
+    for arn in &vpc.arns {
+        before.push(seed::registered(&elb, arn).await);
+    }
+    let ok = run_cli(binary, emulator, &env, &["targets", "sync"]);
+    println!("{bold}Registered targets before -> after (node {} is stopped):{reset}", vpc.nodes[2]);
+    for (arn, was) in vpc.arns.iter().zip(before) {
+        let now = seed::registered(&elb, arn).await;
+        let name = arn.split('/').nth(1).unwrap_or(arn);
+        println!("  {name}: [{}] -> {green}[{}]{reset}", was.join(", "), now.join(", "));
+    }
+    println!();
+    ok
 }
 
 fn print_tables(

@@ -250,3 +250,23 @@ async fn a_bad_egress_variable_fails_init_naming_it() {
     let _ = std::fs::remove_file(&log_path);
     assert!(log.contains("EGRESS_DESTINATION") && log.contains("is not a CIDR"), "{log}");
 }
+
+#[tokio::test]
+async fn tables_that_must_choose_spread_over_two_nats_of_their_zone() {
+    let emulator = Emulator::start();
+    let client = emulator.client();
+    let vpc = support::seed::egress_vpc(&client, 8, &[("us-east-1a", 4), ("us-east-1a", 0)]).await;
+    let ids: Vec<String> = vpc.tables.iter().map(|(_, id, _)| id.clone()).collect();
+    for id in &ids {
+        client.delete_route().route_table_id(id).destination_cidr_block("0.0.0.0/0").send().await.unwrap();
+    }
+    let vars: BTreeMap<String, String> = BTreeMap::from([("VPC_ID".into(), vpc.vpc_id.clone())]);
+    let config = Config::from_lookup(|name| vars.get(name).cloned()).unwrap();
+    let ec2 = AwsEc2::new(client.clone());
+    let limiter = WriteLimiter::new(WriteRate { per_second: 0.0, burst: 1 });
+    let reconciler = Reconciler { ec2: &ec2, config: &config, limiter: &limiter, deadline: None };
+    reconciler.reconcile(vec![Trigger::Manual { command: "sync".into() }], T0).await.unwrap();
+    let routes = support::seed::default_routes(&client, &ids).await;
+    let on = |eni: &str| routes.values().filter(|t| *t == eni).count();
+    assert_eq!((on(&vpc.nats[0].2), on(&vpc.nats[1].2)), (2, 2), "{routes:?}");
+}

@@ -5,9 +5,37 @@
 use std::future::Future;
 
 use aws_sdk_elasticloadbalancingv2::types as sdk;
+use serde::{Deserialize, Serialize};
 
 use crate::aws::error::{AwsError, sdk_error};
-use crate::jobs::targets::model::{RegisteredTarget, TargetGroup};
+
+/// A target group as ELBv2 describes it; strings are kept as the API spells them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetGroup {
+    pub arn: String,
+    pub name: Option<String>,
+    /// `instance`, `ip`, `lambda` or `alb`.
+    pub target_type: String,
+    pub vpc_id: Option<String>,
+    pub port: Option<u16>,
+    pub protocol: Option<String>,
+}
+
+/// One registration in a target group: ELBv2 allows the same id several times at different ports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisteredTarget {
+    pub id: String,
+    pub port: Option<u16>,
+    /// `initial`, `healthy`, `unhealthy`, `unused`, `draining` or `unavailable`.
+    pub state: String,
+}
+
+impl RegisteredTarget {
+    /// A draining registration is already on its way out: it neither needs deregistering nor counts as present.
+    pub fn is_draining(&self) -> bool {
+        self.state == "draining"
+    }
+}
 
 /// A target group ARN ELBv2 does not know.
 pub const TARGET_GROUP_NOT_FOUND: &str = "TargetGroupNotFound";

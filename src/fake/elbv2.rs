@@ -8,9 +8,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, MutexGuard};
 
-use crate::aws::elbv2::{Elbv2, INVALID_TARGET, TARGET_GROUP_NOT_FOUND, TargetRef};
+use crate::aws::elbv2::{Elbv2, INVALID_TARGET, RegisteredTarget, TARGET_GROUP_NOT_FOUND, TargetGroup, TargetRef};
 use crate::aws::error::AwsError;
-use crate::jobs::targets::model::{RegisteredTarget, TargetGroup};
+use crate::fake::faults::Faults;
 
 /// Calls made, successful or not.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -30,8 +30,7 @@ struct State {
     /// Instances ELBv2 refuses to register (not running).
     refused: BTreeSet<String>,
     calls: ElbCalls,
-    /// (operation, ARN or any, code, times left)
-    faults: Vec<(&'static str, Option<String>, String, usize)>,
+    faults: Faults,
 }
 
 #[derive(Default)]
@@ -66,7 +65,7 @@ impl FakeElbv2 {
 
     /// The next `times` calls of `operation` (on `arn`, or any) fail with `code`.
     pub fn fail(&self, operation: &'static str, arn: Option<&str>, code: &str, times: usize) {
-        self.lock().faults.push((operation, arn.map(str::to_owned), code.to_owned(), times));
+        self.lock().faults.add(operation, arn, code, times);
     }
 
     pub fn calls(&self) -> ElbCalls {
@@ -79,15 +78,7 @@ impl FakeElbv2 {
     }
 
     fn check(state: &mut State, operation: &'static str, arn: Option<&str>) -> Result<(), AwsError> {
-        let hit = state
-            .faults
-            .iter_mut()
-            .find(|(op, on, _, left)| *op == operation && *left > 0 && on.as_deref().is_none_or(|on| Some(on) == arn));
-        if let Some((_, _, code, left)) = hit {
-            *left -= 1;
-            return Err(AwsError::service(operation, code.clone(), "injected fault"));
-        }
-        Ok(())
+        state.faults.check(operation, arn)
     }
 
     fn group<'a>(

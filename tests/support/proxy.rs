@@ -29,6 +29,8 @@ struct Counters {
     throttled: AtomicUsize,
     describes: AtomicUsize,
     connections: AtomicUsize,
+    /// Every call, by its `Action`.
+    actions: std::sync::Mutex<std::collections::BTreeMap<String, usize>>,
 }
 
 impl Proxy {
@@ -47,6 +49,12 @@ impl Proxy {
             }
         });
         Proxy { endpoint, counters }
+    }
+
+    /// Calls so far, by `Action` (every service of the emulator speaks a
+    /// query protocol with one).
+    pub fn actions(&self) -> std::collections::BTreeMap<String, usize> {
+        self.counters.actions.lock().unwrap().clone()
     }
 
     /// Client connections accepted so far.
@@ -102,6 +110,9 @@ fn serve(client: TcpStream, upstream: &str, behaviour: Behaviour, counters: &Cou
         let is_write = ["Action=CreateRoute&", "Action=ReplaceRoute&", "Action=DeleteRoute&"]
             .iter()
             .any(|a| body.starts_with(a) || body.contains(&format!("&{a}")));
+        if let Some(action) = body.split('&').find_map(|p| p.strip_prefix("Action=")) {
+            *counters.actions.lock().unwrap().entry(action.to_owned()).or_default() += 1;
+        }
         if body.contains("Action=DescribeRouteTables") {
             counters.describes.fetch_add(1, Ordering::SeqCst);
         }

@@ -296,3 +296,152 @@ pub async fn snapshot(client: &Client, vpc_ids: &[&str]) -> BTreeMap<String, BTr
         })
         .collect()
 }
+
+/// A VPC for the egress job: one enrolled NAT instance per zone, and
+/// enrolled private tables (zone-tagged) on their zone's NAT.
+#[derive(Clone, Debug)]
+pub struct EgressVpc {
+    pub vpc_id: String,
+    /// (zone, instance id, its primary ENI), in the order of `zones`.
+    pub nats: Vec<(String, String, String)>,
+    /// (zone, table id, table name)
+    pub tables: Vec<(String, String, String)>,
+}
+
+fn tag_spec(kind: ResourceType, pairs: &[(&str, &str)]) -> TagSpecification {
+    TagSpecification::builder()
+        .resource_type(kind)
+        .set_tags(Some(pairs.iter().map(|(k, v)| Tag::builder().key(*k).value(*v).build()).collect()))
+        .build()
+}
+
+/// `zones` gives, per NAT, its zone and the number of tables on it (a zone
+/// may appear twice: two NATs in one zone).
+pub async fn egress_vpc(client: &Client, cidr_octet: u8, zones: &[(&str, usize)]) -> EgressVpc {
+    let vpc = client.create_vpc().cidr_block(format!("10.{cidr_octet}.0.0/16")).send().await.expect("CreateVpc");
+    let vpc_id = vpc.vpc().and_then(|v| v.vpc_id()).unwrap().to_owned();
+    let mut nats = Vec::new();
+    let mut tables = Vec::new();
+    for (n, (zone, count)) in zones.iter().enumerate() {
+        let subnet = client
+            .create_subnet()
+            .vpc_id(&vpc_id)
+            .cidr_block(format!("10.{cidr_octet}.{n}.0/24"))
+            .availability_zone(*zone)
+            .send()
+            .await
+            .expect("CreateSubnet");
+        let run = client
+            .run_instances()
+            .image_id("ami-0abcdef1234567890")
+            .min_count(1)
+            .max_count(1)
+            .subnet_id(subnet.subnet().and_then(|s| s.subnet_id()).unwrap())
+            .tag_specifications(tag_spec(ResourceType::Instance, &[("aws-nat-router/id", "squid"), ("Name", "nat")]))
+            .send()
+            .await
+            .expect("RunInstances");
+        let i = &run.instances()[0];
+        let eni = i.network_interfaces()[0].network_interface_id().unwrap().to_owned();
+        nats.push((zone.to_string(), i.instance_id().unwrap().to_owned(), eni.clone()));
+        for t in 0..*count {
+            let name = format!("private_{zone}_{n}{t}");
+            let spec = tag_spec(
+                ResourceType::RouteTable,
+                &[("Name", &name), ("aws-nat-router/id", "squid"), ("aws-nat-router/zone", zone)],
+            );
+            let out = client.create_route_table().vpc_id(&vpc_id).tag_specifications(spec).send().await.unwrap();
+            let table = out.route_table().and_then(|t| t.route_table_id()).unwrap().to_owned();
+            client
+                .create_route()
+                .route_table_id(&table)
+                .destination_cidr_block("0.0.0.0/0")
+                .network_interface_id(&eni)
+                .send()
+                .await
+                .expect("CreateRoute");
+            tables.push((zone.to_string(), table, name));
+        }
+    }
+    EgressVpc { vpc_id, nats, tables }
+}
+
+/// Each table's default route target (ENI, NAT gateway or gateway id).
+pub async fn default_routes(client: &Client, tables: &[String]) -> BTreeMap<String, String> {
+    let out = client.describe_route_tables().set_route_table_ids(Some(tables.to_vec())).send().await.unwrap();
+    out.route_tables()
+        .iter()
+        .map(|t| {
+            let target = t
+                .routes()
+                .iter()
+                .find(|r| r.destination_cidr_block() == Some("0.0.0.0/0"))
+                .and_then(|r| r.network_interface_id().or(r.nat_gateway_id()).or(r.gateway_id()).or(r.instance_id()))
+                .unwrap_or("-");
+            (t.route_table_id().unwrap().to_owned(), target.to_owned())
+        })
+        .collect()
+}
+
+/// A VPC for the targets job: `nodes` running instances tagged
+/// `role=node`, and one TCP instance target group per port, empty.
+#[derive(Clone, Debug)]
+pub struct TargetsVpc {
+    pub vpc_id: String,
+    pub nodes: Vec<String>,
+    pub arns: Vec<String>,
+}
+
+pub async fn targets_vpc(
+    client: &Client,
+    elb: &aws_sdk_elasticloadbalancingv2::Client,
+    cidr_octet: u8,
+    nodes: usize,
+    ports: &[i32],
+) -> TargetsVpc {
+    use aws_sdk_elasticloadbalancingv2::types::{ProtocolEnum, TargetTypeEnum};
+    let vpc = client.create_vpc().cidr_block(format!("10.{cidr_octet}.0.0/16")).send().await.expect("CreateVpc");
+    let vpc_id = vpc.vpc().and_then(|v| v.vpc_id()).unwrap().to_owned();
+    let subnet = client
+        .create_subnet()
+        .vpc_id(&vpc_id)
+        .cidr_block(format!("10.{cidr_octet}.0.0/20"))
+        .send()
+        .await
+        .expect("CreateSubnet");
+    let run = client
+        .run_instances()
+        .image_id("ami-0abcdef1234567890")
+        .min_count(nodes as i32)
+        .max_count(nodes as i32)
+        .subnet_id(subnet.subnet().and_then(|s| s.subnet_id()).unwrap())
+        .tag_specifications(tag_spec(ResourceType::Instance, &[("role", "node")]))
+        .send()
+        .await
+        .expect("RunInstances");
+    let nodes = run.instances().iter().map(|i| i.instance_id().unwrap().to_owned()).collect();
+    let mut arns = Vec::new();
+    for port in ports {
+        let out = elb
+            .create_target_group()
+            .name(format!("nodes-{port}"))
+            .protocol(ProtocolEnum::Tcp)
+            .port(*port)
+            .vpc_id(&vpc_id)
+            .target_type(TargetTypeEnum::Instance)
+            .send()
+            .await
+            .expect("CreateTargetGroup");
+        arns.push(out.target_groups()[0].target_group_arn().unwrap().to_owned());
+    }
+    TargetsVpc { vpc_id, nodes, arns }
+}
+
+/// The instance ids registered in a target group, sorted.
+pub async fn registered(elb: &aws_sdk_elasticloadbalancingv2::Client, arn: &str) -> Vec<String> {
+    let out = elb.describe_target_health().target_group_arn(arn).send().await.expect("DescribeTargetHealth");
+    let mut ids: Vec<String> =
+        out.target_health_descriptions().iter().filter_map(|d| d.target()?.id().map(str::to_owned)).collect();
+    ids.sort();
+    ids
+}

@@ -1,39 +1,12 @@
 //! What the targets job observes (target groups, their registrations, the VPC's instances) and which instances are nodes.
 
-use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 pub use crate::aws::ec2::model::Instance;
 use crate::shared::selector::TagSelector;
 use crate::shared::tags::is_cluster_member as cluster_member;
 
-/// A target group as ELBv2 describes it; strings are kept as the API spells them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TargetGroup {
-    pub arn: String,
-    pub name: Option<String>,
-    /// `instance`, `ip`, `lambda` or `alb`.
-    pub target_type: String,
-    pub vpc_id: Option<String>,
-    pub port: Option<u16>,
-    pub protocol: Option<String>,
-}
-
-/// One registration in a target group: ELBv2 allows the same id several times at different ports.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RegisteredTarget {
-    pub id: String,
-    pub port: Option<u16>,
-    /// `initial`, `healthy`, `unhealthy`, `unused`, `draining` or `unavailable`.
-    pub state: String,
-}
-
-impl RegisteredTarget {
-    /// A draining registration is already on its way out: it neither needs deregistering nor counts as present.
-    pub fn is_draining(&self) -> bool {
-        self.state == "draining"
-    }
-}
+pub use crate::aws::elbv2::{RegisteredTarget, TargetGroup};
 
 /// Which instances are nodes: those matching the selector and tagged for the cluster, whichever are set.
 #[derive(Debug, Clone, PartialEq, Eq)]
