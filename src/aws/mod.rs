@@ -3,7 +3,9 @@
 //! the AWS error code ([`error::AwsError`]) and every client is built by
 //! [`sdk`] on the one HTTPS stack.
 
+pub mod dynamodb;
 pub mod ec2;
 pub mod elbv2;
 pub mod error;
+pub mod route53;
 pub mod sdk;

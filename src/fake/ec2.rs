@@ -7,11 +7,12 @@ use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 
 use crate::aws::ec2::model::{
-    Destination, Filter, Instance, InstanceStatus, NatGateway, Page, Route, RouteState, RouteTable, Subnet, Target,
+    Address, Destination, Filter, Instance, InstanceStatus, NatGateway, Page, Route, RouteState, RouteTable, Subnet,
+    Target,
 };
 use crate::aws::ec2::{
-    AwsError, Ec2, Ec2Nodes, FailureKind, INVALID_PARAMETER_VALUE, ROUTE_ALREADY_EXISTS, ROUTE_NOT_FOUND,
-    ROUTE_TABLE_NOT_FOUND, RouteTablePage,
+    ALREADY_ASSOCIATED, ASSOCIATION_NOT_FOUND, AwsError, Ec2, Ec2Addresses, Ec2Nodes, FailureKind,
+    INVALID_PARAMETER_VALUE, ROUTE_ALREADY_EXISTS, ROUTE_NOT_FOUND, ROUTE_TABLE_NOT_FOUND, RouteTablePage,
 };
 
 /// The EC2 operations the fake serves.
@@ -28,6 +29,9 @@ pub enum Operation {
     ModifyInstanceAttribute,
     CreateTags,
     DeleteTags,
+    DescribeAddresses,
+    AssociateAddress,
+    DisassociateAddress,
 }
 
 impl Operation {
@@ -44,6 +48,9 @@ impl Operation {
             Operation::ModifyInstanceAttribute => "ModifyInstanceAttribute",
             Operation::CreateTags => "CreateTags",
             Operation::DeleteTags => "DeleteTags",
+            Operation::DescribeAddresses => "DescribeAddresses",
+            Operation::AssociateAddress => "AssociateAddress",
+            Operation::DisassociateAddress => "DisassociateAddress",
         }
     }
 
@@ -174,6 +181,8 @@ struct State {
     instances: BTreeMap<String, Instance>,
     statuses: BTreeMap<String, InstanceStatus>,
     nat_gateways: BTreeMap<String, NatGateway>,
+    addresses: BTreeMap<String, Address>,
+    associations: usize,
 }
 
 /// EC2's token bucket for mutating actions: `capacity` requests, refilled
@@ -255,6 +264,14 @@ impl FakeEc2 {
         let status =
             InstanceStatus { id: id.to_owned(), system: Some(system.to_owned()), instance: Some(instance.to_owned()) };
         self.lock().statuses.insert(id.to_owned(), status);
+    }
+
+    pub fn insert_address(&self, address: Address) {
+        self.lock().addresses.insert(address.allocation_id.clone(), address);
+    }
+
+    pub fn addresses(&self) -> Vec<Address> {
+        self.lock().addresses.values().cloned().collect()
     }
 
     pub fn insert_nat_gateway(&self, gateway: NatGateway) {
@@ -530,6 +547,7 @@ fn describe<T: Clone>(
 /// The filters the fake serves for instances, subnets and NAT gateways.
 fn resource_matches(
     operation: Operation,
+    id: &str,
     vpc_id: &str,
     tags: &BTreeMap<String, String>,
     filters: &[Filter],
@@ -537,6 +555,7 @@ fn resource_matches(
     for filter in filters {
         let value = match filter.name.as_str() {
             "vpc-id" => Some(vpc_id),
+            "instance-id" => Some(id),
             name => match name.strip_prefix("tag:") {
                 Some(key) => tags.get(key).map(String::as_str),
                 None => {
@@ -561,7 +580,7 @@ impl Ec2Nodes for FakeEc2 {
         describe(&mut self.lock(), Operation::DescribeSubnets, |state| {
             let mut out = Vec::new();
             for subnet in state.subnets.values() {
-                if resource_matches(Operation::DescribeSubnets, &subnet.vpc_id, &no_tags, filters)? {
+                if resource_matches(Operation::DescribeSubnets, &subnet.id, &subnet.vpc_id, &no_tags, filters)? {
                     out.push(subnet.clone());
                 }
             }
@@ -573,7 +592,13 @@ impl Ec2Nodes for FakeEc2 {
         describe(&mut self.lock(), Operation::DescribeInstances, |state| {
             let mut out = Vec::new();
             for instance in state.instances.values() {
-                if resource_matches(Operation::DescribeInstances, &instance.vpc_id, &instance.tags, filters)? {
+                if resource_matches(
+                    Operation::DescribeInstances,
+                    &instance.id,
+                    &instance.vpc_id,
+                    &instance.tags,
+                    filters,
+                )? {
                     out.push(instance.clone());
                 }
             }
@@ -607,7 +632,13 @@ impl Ec2Nodes for FakeEc2 {
         describe(&mut self.lock(), Operation::DescribeNatGateways, |state| {
             let mut out = Vec::new();
             for gateway in state.nat_gateways.values() {
-                if resource_matches(Operation::DescribeNatGateways, &gateway.vpc_id, &gateway.tags, filters)? {
+                if resource_matches(
+                    Operation::DescribeNatGateways,
+                    &gateway.id,
+                    &gateway.vpc_id,
+                    &gateway.tags,
+                    filters,
+                )? {
                     out.push(gateway.clone());
                 }
             }
@@ -657,6 +688,77 @@ impl Ec2Nodes for FakeEc2 {
             table.tags.remove(key);
         }
         Ok(())
+    }
+}
+
+impl Ec2Addresses for FakeEc2 {
+    async fn describe_addresses(&self) -> Result<Vec<Address>, AwsError> {
+        describe(&mut self.lock(), Operation::DescribeAddresses, |state| {
+            Ok(state.addresses.values().cloned().collect())
+        })
+        .map(|page| page.items)
+    }
+
+    async fn associate_address(&self, allocation_id: &str, instance_id: &str) -> Result<String, AwsError> {
+        let mut state = self.lock();
+        state.calls.writes_other += 1;
+        Self::check_faults(&mut state, Operation::AssociateAddress, Some(allocation_id))?;
+        let Some(instance) = state.instances.get(instance_id).cloned() else {
+            return Err(AwsError::service(
+                "AssociateAddress",
+                "InvalidInstanceID.NotFound",
+                format!("The instance ID '{instance_id}' does not exist"),
+            ));
+        };
+        if instance.state != "running" && instance.state != "stopped" {
+            return Err(AwsError::service(
+                "AssociateAddress",
+                "IncorrectInstanceState",
+                format!("The instance '{instance_id}' is not in a valid state for this operation."),
+            ));
+        }
+        state.associations += 1;
+        let association = format!("eipassoc-{:08x}", state.associations);
+        let Some(address) = state.addresses.get_mut(allocation_id) else {
+            return Err(AwsError::service(
+                "AssociateAddress",
+                "InvalidAllocationID.NotFound",
+                format!("The allocation ID '{allocation_id}' does not exist"),
+            ));
+        };
+        if address.association_id.is_some() {
+            return Err(AwsError::service(
+                "AssociateAddress",
+                ALREADY_ASSOCIATED,
+                format!(
+                    "resource {allocation_id} is already associated with associate-id {:?}",
+                    address.association_id
+                ),
+            ));
+        }
+        address.association_id = Some(association.clone());
+        address.instance_id = Some(instance_id.to_owned());
+        address.network_interface_id = instance.eni_ids.first().cloned();
+        Ok(association)
+    }
+
+    async fn disassociate_address(&self, association_id: &str) -> Result<(), AwsError> {
+        let mut state = self.lock();
+        state.calls.writes_other += 1;
+        Self::check_faults(&mut state, Operation::DisassociateAddress, Some(association_id))?;
+        match state.addresses.values_mut().find(|a| a.association_id.as_deref() == Some(association_id)) {
+            Some(address) => {
+                address.association_id = None;
+                address.instance_id = None;
+                address.network_interface_id = None;
+                Ok(())
+            }
+            None => Err(AwsError::service(
+                "DisassociateAddress",
+                ASSOCIATION_NOT_FOUND,
+                format!("The association ID '{association_id}' does not exist"),
+            )),
+        }
     }
 }
 

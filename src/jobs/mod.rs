@@ -5,6 +5,7 @@
 //! (`_HANDLER`) picks one.
 
 pub mod egress;
+pub mod eip;
 pub mod routes;
 pub mod targets;
 

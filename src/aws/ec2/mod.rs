@@ -14,8 +14,8 @@ pub mod model;
 use crate::aws::error::sdk_error;
 pub use crate::aws::error::{AwsError, FailureKind};
 use model::{
-    Destination, Filter, Instance, InstanceStatus, NatGateway, Page, Route, RouteOrigin, RouteState, RouteTable,
-    Subnet, Target,
+    Address, Destination, Filter, Instance, InstanceStatus, NatGateway, Page, Route, RouteOrigin, RouteState,
+    RouteTable, Subnet, Target,
 };
 
 /// `CreateRoute` found the destination already routed.
@@ -115,6 +115,29 @@ pub trait Ec2Nodes: Ec2 {
 
     fn delete_tag(&self, resource_id: &str, key: &str) -> impl Future<Output = Result<(), AwsError>> + Send;
 }
+
+/// The Elastic IP calls of the eip job. Implemented by [`AwsEc2`] and by
+/// `FakeEc2` (feature `fakes`).
+pub trait Ec2Addresses: Ec2Nodes {
+    /// Every Elastic IP of the account and region (a few: the default quota is 5).
+    fn describe_addresses(&self) -> impl Future<Output = Result<Vec<Address>, AwsError>> + Send;
+
+    /// `AssociateAddress` with `AllowReassociation=false`: an address that
+    /// is already associated is refused (`Resource.AlreadyAssociated`).
+    /// Returns the association id.
+    fn associate_address(
+        &self,
+        allocation_id: &str,
+        instance_id: &str,
+    ) -> impl Future<Output = Result<String, AwsError>> + Send;
+
+    fn disassociate_address(&self, association_id: &str) -> impl Future<Output = Result<(), AwsError>> + Send;
+}
+
+/// `AssociateAddress` found the address associated already.
+pub const ALREADY_ASSOCIATED: &str = "Resource.AlreadyAssociated";
+/// `DisassociateAddress` found no such association.
+pub const ASSOCIATION_NOT_FOUND: &str = "InvalidAssociationID.NotFound";
 
 /// Pages a describe call may take before kube-rtsync gives up: far above
 /// what any VPC holds (EC2 allows 200 route tables per VPC).
@@ -395,6 +418,48 @@ impl Ec2Nodes for AwsEc2 {
             .send()
             .await
             .map_err(|e| sdk_error("DeleteTags", e))?;
+        Ok(())
+    }
+}
+
+impl Ec2Addresses for AwsEc2 {
+    async fn describe_addresses(&self) -> Result<Vec<Address>, AwsError> {
+        let out = self.client.describe_addresses().send().await.map_err(|e| sdk_error("DescribeAddresses", e))?;
+        let some = |s: Option<&str>| s.filter(|s| !s.is_empty()).map(str::to_owned);
+        Ok(out
+            .addresses()
+            .iter()
+            .map(|a| Address {
+                allocation_id: a.allocation_id().unwrap_or_default().to_owned(),
+                public_ip: a.public_ip().unwrap_or_default().to_owned(),
+                association_id: some(a.association_id()),
+                instance_id: some(a.instance_id()),
+                network_interface_id: some(a.network_interface_id()),
+                tags: tags_from_sdk(a.tags()),
+            })
+            .collect())
+    }
+
+    async fn associate_address(&self, allocation_id: &str, instance_id: &str) -> Result<String, AwsError> {
+        let out = self
+            .client
+            .associate_address()
+            .allocation_id(allocation_id)
+            .instance_id(instance_id)
+            .allow_reassociation(false)
+            .send()
+            .await
+            .map_err(|e| sdk_error("AssociateAddress", e))?;
+        Ok(out.association_id().unwrap_or_default().to_owned())
+    }
+
+    async fn disassociate_address(&self, association_id: &str) -> Result<(), AwsError> {
+        self.client
+            .disassociate_address()
+            .association_id(association_id)
+            .send()
+            .await
+            .map_err(|e| sdk_error("DisassociateAddress", e))?;
         Ok(())
     }
 }

@@ -260,6 +260,32 @@ impl Instance {
     pub fn is_pending(&self) -> bool {
         self.state == "pending"
     }
+
+    /// The primary network interface (device index 0).
+    pub fn primary_eni(&self) -> Option<&str> {
+        self.eni_ids.first().map(String::as_str)
+    }
+}
+
+/// An Elastic IP address.
+///
+/// An association made by network interface may leave `instance_id` empty: the holder is then found through
+/// the interface. Without `association_id` the address counts as free, whatever the other fields say, since
+/// there is nothing to disassociate.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Address {
+    pub allocation_id: String,
+    pub public_ip: String,
+    pub association_id: Option<String>,
+    pub instance_id: Option<String>,
+    pub network_interface_id: Option<String>,
+    pub tags: BTreeMap<String, String>,
+}
+
+impl Address {
+    pub fn is_associated(&self) -> bool {
+        self.association_id.is_some()
+    }
 }
 
 /// `DescribeInstanceStatus`: the two status checks of a running instance.

@@ -1,0 +1,202 @@
+//! The `eip` job: gives each selected node one Elastic IP from a tagged
+//! pool, an A record in Route 53 and a lease item in DynamoDB, and takes
+//! them back when the node goes.
+//!
+//! Rooms: [`config`] (its variables), [`model`] (pool, items, records,
+//! settings), [`plan`] (pure), [`apply`] (the safe order of writes),
+//! [`report`]. Observe is here: one round trip.
+
+pub mod apply;
+pub mod config;
+pub mod model;
+pub mod plan;
+pub mod report;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use crate::aws::dynamodb::BindingStore;
+use crate::aws::ec2::model::Filter;
+use crate::aws::ec2::{AwsError, Ec2Addresses, all_pages};
+use crate::aws::route53::Route53;
+use crate::shared::apply::Engine;
+use crate::shared::event::{self, Trigger};
+use crate::shared::limiter::WriteLimiter;
+use config::Config;
+pub use model::{ARecord, Binding, Dns, Instance, PoolAddress, Settings, dns_name};
+pub use plan::{Bind, Counts, EipPlan, Keep, LeftAlone, RecordChange, Release, ReleaseReason, Repair, plan};
+use report::Report;
+
+/// Why an eip invocation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid configuration: {0}")]
+    Config(#[from] crate::shared::config::ConfigError),
+
+    #[error("rejected event, nothing changed: {0}")]
+    Event(#[from] crate::shared::event::EventError),
+
+    #[error("could not read the pool, the instances, the records or the bindings, nothing changed: {0} ({hint})", hint = .0.hint())]
+    Describe(#[source] AwsError),
+
+    #[error(
+        "the address pool is exhausted: {} node(s) without an address ({}); add Elastic IPs tagged EIP_POOL_TAGS; Lambda retries the invocation",
+        .0.plan.unbound.len(), .0.plan.unbound.join(", ")
+    )]
+    PoolExhausted(Box<Report>),
+
+    #[error(
+        "eip incomplete: {} writes failed, {} not started; Lambda retries the invocation",
+        .0.totals.failed, .0.totals.not_started
+    )]
+    Incomplete(Box<Report>),
+}
+
+impl crate::shared::report::JobError for Error {
+    type Report = Report;
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Error::Config(_) => "InvalidConfiguration",
+            Error::Event(_) => "InvalidEvent",
+            Error::Describe(_) => "DescribeFailed",
+            Error::PoolExhausted(_) => "PoolExhausted",
+            Error::Incomplete(_) => "SyncIncomplete",
+        }
+    }
+
+    fn report(&self) -> Option<&Report> {
+        match self {
+            Error::PoolExhausted(report) | Error::Incomplete(report) => Some(report),
+            _ => None,
+        }
+    }
+}
+
+/// What a reconcile needs.
+pub struct Reconciler<'a, E, R, B> {
+    pub ec2: &'a E,
+    pub route53: &'a R,
+    pub bindings: &'a B,
+    pub config: &'a Config,
+    pub limiter: &'a WriteLimiter,
+    pub deadline: Option<Instant>,
+}
+
+/// Handles one invocation event: decode, then reconcile unless the event
+/// asks for nothing.
+pub async fn handle_event<E: Ec2Addresses, R: Route53, B: BindingStore>(
+    reconciler: &Reconciler<'_, E, R, B>,
+    event: &Value,
+) -> Result<Report, Error> {
+    let triggers = event::decode(event)?;
+    if !triggers.iter().any(Trigger::wants_reconcile) {
+        info!(triggers = ?triggers, "nothing to do");
+        return Ok(Report::new(triggers, &reconciler.config.vpc_id, reconciler.config.dry_run));
+    }
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    reconciler.reconcile(triggers, now).await.and_then(outcome)
+}
+
+/// An incomplete report is an error, so that Lambda retries.
+pub fn outcome(report: Report) -> Result<Report, Error> {
+    if report.totals.failed + report.totals.not_started > 0 {
+        Err(Error::Incomplete(Box::new(report)))
+    } else if report.totals.nodes_without_address > 0 {
+        Err(Error::PoolExhausted(Box::new(report)))
+    } else {
+        Ok(report)
+    }
+}
+
+impl<E: Ec2Addresses, R: Route53, B: BindingStore> Reconciler<'_, E, R, B> {
+    /// Observes (one round trip, plus one describe when a pool address is
+    /// held by an instance outside the VPC), plans at `now`, applies.
+    pub async fn reconcile(&self, triggers: Vec<Trigger>, now: u64) -> Result<Report, Error> {
+        let config = self.config;
+        let vpc = [Filter::new("vpc-id", [config.vpc_id.as_str()])];
+        let records = async {
+            match &config.dns {
+                Some(dns) => self.route53.a_records(&dns.zone_id, &dns.suffix).await,
+                None => Ok(Vec::new()),
+            }
+        };
+        let items = async {
+            match &config.table {
+                Some(table) => self.bindings.scan(table).await,
+                None => Ok(Vec::new()),
+            }
+        };
+        let (addresses, mut instances, records, items) = futures::try_join!(
+            self.ec2.describe_addresses(),
+            all_pages("DescribeInstances", |t| self.ec2.describe_instances(&vpc, t)),
+            records,
+            items,
+        )
+        .map_err(Error::Describe)?;
+        let mut pool: Vec<PoolAddress> = addresses.into_iter().filter(|a| config.pool_tags.matches(&a.tags)).collect();
+
+        // A holder outside the VPC is not ours, but the planner must see it
+        // to tell it from an instance that is gone.
+        let outside: Vec<String> = pool
+            .iter()
+            .filter_map(|a| a.instance_id.clone())
+            .filter(|id| !instances.iter().any(|i| &i.id == id))
+            .collect();
+        if !outside.is_empty() {
+            let filter = [Filter::new("instance-id", outside.iter().map(String::as_str))];
+            let more = all_pages("DescribeInstances", |t| self.ec2.describe_instances(&filter, t))
+                .await
+                .map_err(Error::Describe)?;
+            instances.extend(more);
+        }
+        // An address associated through an interface of no instance we can
+        // see (another service's interface) is never ours to release.
+        let mut warnings = Vec::new();
+        pool.retain(|a| {
+            let unknown = a.association_id.is_some()
+                && a.instance_id.is_none()
+                && !a
+                    .network_interface_id
+                    .as_ref()
+                    .is_some_and(|eni| instances.iter().any(|i| i.eni_ids.contains(eni)));
+            if unknown {
+                let msg = format!(
+                    "{} is associated with {} of no instance in view; left alone",
+                    a.public_ip,
+                    a.network_interface_id.as_deref().unwrap_or("an unknown target")
+                );
+                warn!("{msg}");
+                warnings.push(msg);
+            }
+            !unknown
+        });
+
+        let settings = Settings {
+            vpc_id: config.vpc_id.clone(),
+            node_selector: config.node_tags.clone(),
+            dns: config.dns.as_ref().map(|d| Dns { suffix: d.suffix.clone(), ttl: d.ttl }),
+            table: config.table.is_some(),
+        };
+        let plan = plan::plan(&instances, &pool, &items, &records, &settings, now);
+        if plan.is_empty() {
+            info!(keeps = plan.keeps.len(), pool_free = plan.pool_free_after, "no changes");
+        } else {
+            info!(changes = plan.changes(), "plan:\n{plan}");
+        }
+        if !plan.unbound.is_empty() {
+            warn!(nodes = ?plan.unbound, "the address pool is exhausted");
+        }
+        let engine = Engine::new(self.limiter, self.deadline, 16);
+        let clients = apply::Clients { ec2: self.ec2, route53: self.route53, bindings: self.bindings };
+        let writes = apply::apply(&clients, &engine, &plan, config, now).await;
+        let mut report = Report::new(triggers, &config.vpc_id, config.dry_run);
+        report.plan = plan;
+        report.warnings = warnings;
+        report.writes = writes;
+        Ok(report.finish())
+    }
+}

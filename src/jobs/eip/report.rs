@@ -1,0 +1,162 @@
+//! The eip report: the plan, each write and what became of it, the EMF record.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::plan::EipPlan;
+use crate::shared::event::Trigger;
+use crate::shared::metrics::{Record, Unit};
+pub use crate::shared::report::{Outcome, WriteStatus};
+
+/// One write and what became of it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct WriteResult {
+    /// The address (or `records` for the one Route 53 batch).
+    pub resource: String,
+    pub change: String,
+    #[serde(flatten)]
+    pub status: WriteStatus,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Totals {
+    pub bound: usize,
+    pub released: usize,
+    pub repaired: usize,
+    pub kept: usize,
+    pub nodes_without_address: usize,
+    pub pool_free: usize,
+    pub failed: usize,
+    pub not_started: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Report {
+    pub outcome: Outcome,
+    pub triggers: Vec<Trigger>,
+    pub vpc_id: String,
+    pub dry_run: bool,
+    pub plan: EipPlan,
+    /// Pool addresses kube-rtsync would not reason about (held by an
+    /// interface of no instance it can see).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    pub writes: Vec<WriteResult>,
+    pub totals: Totals,
+}
+
+impl Report {
+    pub fn new(triggers: Vec<Trigger>, vpc_id: &str, dry_run: bool) -> Self {
+        Report {
+            outcome: Outcome::NothingToDo,
+            triggers,
+            vpc_id: vpc_id.to_owned(),
+            dry_run,
+            plan: EipPlan::default(),
+            warnings: Vec::new(),
+            writes: Vec::new(),
+            totals: Totals::default(),
+        }
+    }
+
+    /// A bind or release counts once all of its writes are done; an empty
+    /// pool leaves the invocation incomplete, so that Lambda retries it.
+    pub fn finish(mut self) -> Self {
+        let ok = |resource: &str| {
+            self.writes
+                .iter()
+                .filter(|w| w.resource == resource)
+                .all(|w| matches!(w.status, WriteStatus::Done | WriteStatus::Planned))
+        };
+        let p = &self.plan;
+        self.totals = Totals {
+            bound: p.binds.iter().filter(|b| ok(&b.public_ip)).count(),
+            released: p.releases.iter().filter(|r| r.association_id.is_some() && ok(&r.public_ip)).count(),
+            repaired: p.repairs.iter().filter(|r| ok(&r.public_ip)).count(),
+            kept: p.keeps.len(),
+            nodes_without_address: p.unbound.len(),
+            pool_free: p.pool_free_after,
+            failed: self.writes.iter().filter(|w| matches!(w.status, WriteStatus::Failed { .. })).count(),
+            not_started: self.writes.iter().filter(|w| matches!(w.status, WriteStatus::NotStarted { .. })).count(),
+        };
+        let t = &self.totals;
+        self.outcome = if t.failed + t.not_started + t.nodes_without_address > 0 {
+            Outcome::Incomplete
+        } else if self.writes.is_empty() {
+            Outcome::InSync
+        } else if self.dry_run {
+            Outcome::DryRun
+        } else {
+            Outcome::Synced
+        };
+        self
+    }
+}
+
+impl crate::shared::report::JobReport for Report {
+    fn outcome(&self) -> Outcome {
+        self.outcome
+    }
+
+    fn changes(&self) -> usize {
+        self.plan.changes()
+    }
+
+    fn render(&self, _colour: bool) -> String {
+        let t = &self.totals;
+        let mut out = format!("Elastic IPs in {}\n\n{}", self.vpc_id, self.plan);
+        if !out.ends_with('\n') {
+            out.push('\n');
+        }
+        for w in &self.warnings {
+            let _ = writeln!(out, "warning: {w}");
+        }
+        for w in self.writes.iter().filter(|w| !matches!(w.status, WriteStatus::Done | WriteStatus::Planned)) {
+            let why = match &w.status {
+                WriteStatus::Failed { code, message, hint, .. } => {
+                    format!("failed: {}: {message} ({hint})", code.as_deref().unwrap_or("-"))
+                }
+                WriteStatus::NotStarted { reason } => format!("not started: {reason}"),
+                _ => String::new(),
+            };
+            let _ = writeln!(out, "! {} {}: {why}", w.resource, w.change);
+        }
+        let verb = if self.dry_run { "Plan" } else { "Applied" };
+        let _ = writeln!(
+            out,
+            "\n{verb}: {} bound, {} released, {} repaired, {} kept; {} free in the pool.",
+            self.plan.binds.len(),
+            self.plan.releases.len(),
+            self.plan.repairs.len(),
+            t.kept,
+            t.pool_free,
+        );
+        if t.nodes_without_address > 0 {
+            let _ = writeln!(out, "Pool exhausted: {} node(s) without an address.", t.nodes_without_address);
+        }
+        if t.failed + t.not_started > 0 {
+            let _ = writeln!(out, "Incomplete: {} writes failed, {} not started.", t.failed, t.not_started);
+        }
+        out
+    }
+}
+
+/// The EMF record of one invocation. Dimension: the VPC.
+pub fn emf_record(namespace: &str, report: &Report, throttled: usize, duration: Duration) -> Value {
+    let t = &report.totals;
+    let made = |n: usize| if report.dry_run { 0 } else { n as u64 };
+    Record::new(namespace, vec![("VpcId", report.vpc_id.clone())])
+        .property("Job", "eip")
+        .property("Outcome", report.outcome)
+        .property("DryRun", report.dry_run)
+        .metric("AddressesBound", Unit::Count, made(t.bound))
+        .metric("AddressesReleased", Unit::Count, made(t.released))
+        .metric("NodesWithoutAddress", Unit::Count, t.nodes_without_address as u64)
+        .metric("PoolFree", Unit::Count, t.pool_free as u64)
+        .metric("ThrottledRetries", Unit::Count, throttled as u64)
+        .metric("SyncDuration", Unit::Milliseconds, duration.as_millis() as u64)
+        .build()
+}
