@@ -13,7 +13,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::aws::ec2::AwsEc2;
 use crate::jobs::routes::{self, Reconciler, config::Config};
-use crate::jobs::{egress, targets};
+use crate::jobs::{egress, eip, targets};
 use crate::shared::config::ConfigError;
 use crate::shared::event::Trigger;
 use crate::shared::limiter::WriteLimiter;
@@ -69,6 +69,12 @@ pub enum Command {
         #[command(subcommand)]
         verb: Verb,
     },
+    /// Give each selected node an Elastic IP from a tagged pool, a DNS name and a
+    /// lease record (EIP_NODE_TAGS, EIP_POOL_TAGS, ... from the environment).
+    Eip {
+        #[command(subcommand)]
+        verb: Verb,
+    },
 }
 
 /// What to do with a job.
@@ -119,6 +125,7 @@ impl Command {
             Command::Routes { verb } => (Job::Routes, verb),
             Command::Egress { verb } => (Job::Egress, verb),
             Command::Targets { verb } => (Job::Targets, verb),
+            Command::Eip { verb } => (Job::Eip, verb),
         }
     }
 }
@@ -199,7 +206,32 @@ pub async fn run() -> ExitCode {
             let result = run_targets(&cli.options, verb).await;
             finish(verb.name(), verb.detailed(), cli.options.output, result)
         }
+        crate::jobs::Job::Eip => {
+            let result = run_eip(&cli.options, verb).await;
+            finish(verb.name(), verb.detailed(), cli.options.output, result)
+        }
     }
+}
+
+async fn run_eip(options: &Options, verb: Verb) -> Result<eip::report::Report, eip::Error> {
+    let mut config = eip::config::Config::from_lookup(options.lookup(|name| std::env::var(name).ok()))?;
+    config.dry_run |= verb.dry_run();
+    let sdk = sdk_config(options).await?;
+    let ec2 = AwsEc2::new(crate::aws::sdk::ec2_client(&sdk, Default::default()));
+    let route53 = crate::aws::route53::AwsRoute53::new(crate::aws::sdk::route53_client(&sdk, Default::default()));
+    let bindings = crate::aws::dynamodb::AwsBindings::new(crate::aws::sdk::dynamodb_client(&sdk, Default::default()));
+    let limiter = WriteLimiter::new(config.write_rate);
+    let reconciler = eip::Reconciler {
+        ec2: &ec2,
+        route53: &route53,
+        bindings: &bindings,
+        config: &config,
+        limiter: &limiter,
+        deadline: None,
+    };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let report = reconciler.reconcile(vec![Trigger::Manual { command: verb.name().to_owned() }], now).await?;
+    eip::outcome(report)
 }
 
 async fn run_targets(options: &Options, verb: Verb) -> Result<targets::report::Report, targets::Error> {

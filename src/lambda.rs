@@ -10,7 +10,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::aws::error::ThrottleCounter;
-use crate::jobs::{Job, egress, routes, targets};
+use crate::jobs::{Job, egress, eip, routes, targets};
 use crate::shared::config::{ConfigError, HANDLER, SharedConfig};
 use crate::shared::limiter::WriteLimiter;
 use crate::shared::report::{JobError, JobReport, Outcome};
@@ -23,7 +23,31 @@ pub async fn serve() -> Result<(), lambda_runtime::Error> {
         Job::Routes => serve_routes().await,
         Job::Egress => serve_egress().await,
         Job::Targets => serve_targets().await,
+        Job::Eip => serve_eip().await,
     }
+}
+
+async fn serve_eip() -> Result<(), lambda_runtime::Error> {
+    let config = eip::config::Config::from_env().map_err(invalid_configuration)?;
+    tracing::info!(job = "eip", vpc_id = %config.vpc_id, nodes = %config.node_tags, pool = %config.pool_tags,
+                   dns = config.dns.is_some(), table = ?config.table, dry_run = config.dry_run, "kube-rtsync starting");
+    let (ec2, throttled, limiter) = clients(&config).await?;
+    let sdk = sdk_config().await?;
+    let route53 = crate::aws::route53::AwsRoute53::new(crate::aws::sdk::route53_client(&sdk, throttled.clone()));
+    let bindings = crate::aws::dynamodb::AwsBindings::new(crate::aws::sdk::dynamodb_client(&sdk, throttled.clone()));
+    let namespace = config.metrics_namespace.clone();
+    run(
+        &throttled,
+        |event, deadline| {
+            let (ec2, route53, bindings, config, limiter) = (&ec2, &route53, &bindings, &config, &limiter);
+            async move {
+                let reconciler = eip::Reconciler { ec2, route53, bindings, config, limiter, deadline };
+                eip::handle_event(&reconciler, &event).await
+            }
+        },
+        |report, throttled, elapsed| eip::report::emf_record(&namespace, report, throttled, elapsed),
+    )
+    .await
 }
 
 async fn serve_targets() -> Result<(), lambda_runtime::Error> {

@@ -132,6 +132,30 @@ pub fn elbv2_client(
     aws_sdk_elasticloadbalancingv2::Client::from_conf(elbv2_config)
 }
 
+/// The Route 53 client for `config`, with kube-rtsync's rules.
+pub fn route53_client(
+    config: &aws_config::SdkConfig,
+    throttled: crate::aws::error::ThrottleCounter,
+) -> aws_sdk_route53::Client {
+    let route53_config = aws_sdk_route53::config::Builder::from(config)
+        .retry_classifier(crate::aws::error::NoRetryOnRefusedCertificate)
+        .interceptor(throttled)
+        .build();
+    aws_sdk_route53::Client::from_conf(route53_config)
+}
+
+/// The DynamoDB client for `config`, with kube-rtsync's rules.
+pub fn dynamodb_client(
+    config: &aws_config::SdkConfig,
+    throttled: crate::aws::error::ThrottleCounter,
+) -> aws_sdk_dynamodb::Client {
+    let dynamodb_config = aws_sdk_dynamodb::config::Builder::from(config)
+        .retry_classifier(crate::aws::error::NoRetryOnRefusedCertificate)
+        .interceptor(throttled)
+        .build();
+    aws_sdk_dynamodb::Client::from_conf(dynamodb_config)
+}
+
 /// kube-rtsync's rules on top of an EC2 client configuration: no retry of
 /// a call whose endpoint's certificate was refused.
 pub fn ec2_rules(builder: aws_sdk_ec2::config::Builder) -> aws_sdk_ec2::config::Builder {

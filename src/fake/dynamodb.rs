@@ -47,6 +47,11 @@ impl FakeBindings {
     pub fn fail(&self, operation: &'static str, code: &str, times: usize) {
         self.lock().faults.add(operation, None, code, times);
     }
+
+    /// The calls of `operation` after the first `skip` fail.
+    pub fn fail_after(&self, operation: &'static str, skip: usize, code: &str, times: usize) {
+        self.lock().faults.add_after(operation, None, code, skip, times);
+    }
 }
 
 impl BindingStore for FakeBindings {

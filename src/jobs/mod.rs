@@ -20,11 +20,13 @@ pub enum Job {
     Egress,
     /// Keeps hand-made NLB target groups holding exactly the running nodes.
     Targets,
+    /// Gives each selected node an Elastic IP, a DNS name and a lease record.
+    Eip,
 }
 
 impl Job {
     /// Every job, in the order the documentation lists them.
-    pub const ALL: [Job; 3] = [Job::Routes, Job::Egress, Job::Targets];
+    pub const ALL: [Job; 4] = [Job::Routes, Job::Egress, Job::Targets, Job::Eip];
 
     /// The job's name: its handler name, its command, its policy file.
     pub fn name(self) -> &'static str {
@@ -32,6 +34,7 @@ impl Job {
             Job::Routes => "routes",
             Job::Egress => "egress",
             Job::Targets => "targets",
+            Job::Eip => "eip",
         }
     }
 

@@ -31,6 +31,23 @@ fn moto_server() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server")
 }
 
+/// A client of any SDK crate for the emulator at `endpoint`, through
+/// kube-rtsync's HTTPS client trusting [`TEST_CA`].
+macro_rules! sdk_client {
+    ($sdk:ident, $endpoint:expr) => {{
+        let test_ca =
+            std::fs::read(TEST_CA).map(kube_rtsync::aws::sdk::CaBundle::from_pem).expect("the test CA").unwrap();
+        let config = $sdk::Config::builder()
+            .http_client(kube_rtsync::aws::sdk::https_client(kube_rtsync::aws::sdk::crypto(), Some(test_ca)))
+            .behavior_version($sdk::config::BehaviorVersion::latest())
+            .region($sdk::config::Region::new(REGION))
+            .endpoint_url($endpoint)
+            .credentials_provider($sdk::config::Credentials::new("test", "test", None, None, "kube-rtsync-tests"))
+            .build();
+        $sdk::Client::from_conf(config)
+    }};
+}
+
 impl Emulator {
     /// Starts a fresh emulator and waits until it answers.
     pub fn start() -> Emulator {
@@ -90,22 +107,17 @@ impl Emulator {
 
     /// An ELBv2 client for the emulator, with dummy credentials.
     pub fn elbv2_client(&self) -> aws_sdk_elasticloadbalancingv2::Client {
-        let test_ca =
-            std::fs::read(TEST_CA).map(kube_rtsync::aws::sdk::CaBundle::from_pem).expect("the test CA").unwrap();
-        let config = aws_sdk_elasticloadbalancingv2::Config::builder()
-            .http_client(kube_rtsync::aws::sdk::https_client(kube_rtsync::aws::sdk::crypto(), Some(test_ca)))
-            .behavior_version(aws_sdk_elasticloadbalancingv2::config::BehaviorVersion::latest())
-            .region(aws_sdk_elasticloadbalancingv2::config::Region::new(REGION))
-            .endpoint_url(self.endpoint())
-            .credentials_provider(aws_sdk_elasticloadbalancingv2::config::Credentials::new(
-                "test",
-                "test",
-                None,
-                None,
-                "kube-rtsync-tests",
-            ))
-            .build();
-        aws_sdk_elasticloadbalancingv2::Client::from_conf(config)
+        sdk_client!(aws_sdk_elasticloadbalancingv2, self.endpoint())
+    }
+
+    /// A Route 53 client for the emulator, with dummy credentials.
+    pub fn route53_client(&self) -> aws_sdk_route53::Client {
+        sdk_client!(aws_sdk_route53, self.endpoint())
+    }
+
+    /// A DynamoDB client for the emulator, with dummy credentials.
+    pub fn dynamodb_client(&self) -> aws_sdk_dynamodb::Client {
+        sdk_client!(aws_sdk_dynamodb, self.endpoint())
     }
 
     /// The environment a kube-rtsync process needs to talk to the emulator.

@@ -1,0 +1,302 @@
+//! The eip job against real EC2, Route 53 and DynamoDB APIs: the moto
+//! emulator in server mode, through the real SDK adapters.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
+use aws_sdk_ec2::types::{DomainType, ResourceType, Tag, TagSpecification};
+use kube_rtsync::aws::dynamodb::{AwsBindings, binding_from_item};
+use kube_rtsync::aws::ec2::AwsEc2;
+use kube_rtsync::aws::route53::AwsRoute53;
+use kube_rtsync::jobs::eip::config::Config;
+use kube_rtsync::jobs::eip::report::{Outcome, Report};
+use kube_rtsync::jobs::eip::{Error, Reconciler};
+use kube_rtsync::shared::config::WriteRate;
+use kube_rtsync::shared::event::Trigger;
+use kube_rtsync::shared::limiter::WriteLimiter;
+use support::emulator::Emulator;
+use support::runtime_api::RuntimeApi;
+use support::{LAUNCH, LambdaProcess};
+
+const SUFFIX: &str = "nodes.example.com";
+const TABLE: &str = "kube-rtsync-eip";
+
+struct World {
+    _emulator: Emulator,
+    ec2: aws_sdk_ec2::Client,
+    route53: aws_sdk_route53::Client,
+    dynamodb: aws_sdk_dynamodb::Client,
+    vpc_id: String,
+    subnet: String,
+    zone_id: String,
+    nodes: Vec<String>,
+}
+
+fn tags(kind: ResourceType, pairs: &[(&str, &str)]) -> TagSpecification {
+    TagSpecification::builder()
+        .resource_type(kind)
+        .set_tags(Some(pairs.iter().map(|(k, v)| Tag::builder().key(*k).value(*v).build()).collect()))
+        .build()
+}
+
+/// A VPC with `nodes` edge nodes, `pool` pool addresses and one address
+/// outside the pool, a hosted zone and the binding table.
+async fn world(nodes: usize, pool: usize) -> World {
+    let emulator = Emulator::start();
+    let (ec2, route53, dynamodb) = (emulator.client(), emulator.route53_client(), emulator.dynamodb_client());
+    let vpc = ec2.create_vpc().cidr_block("10.9.0.0/16").send().await.unwrap();
+    let vpc_id = vpc.vpc().and_then(|v| v.vpc_id()).unwrap().to_owned();
+    let subnet = ec2.create_subnet().vpc_id(&vpc_id).cidr_block("10.9.0.0/24").send().await.unwrap();
+    let subnet = subnet.subnet().and_then(|s| s.subnet_id()).unwrap().to_owned();
+    let mut w = World {
+        _emulator: emulator,
+        ec2,
+        route53,
+        dynamodb,
+        vpc_id,
+        subnet,
+        zone_id: String::new(),
+        nodes: Vec::new(),
+    };
+    for _ in 0..nodes {
+        let id = w.launch().await;
+        w.nodes.push(id);
+    }
+    for _ in 0..pool {
+        w.ec2
+            .allocate_address()
+            .domain(DomainType::Vpc)
+            .tag_specifications(tags(ResourceType::ElasticIp, &[("pool", "edge")]))
+            .send()
+            .await
+            .unwrap();
+    }
+    w.ec2.allocate_address().domain(DomainType::Vpc).send().await.unwrap();
+    let zone = w.route53.create_hosted_zone().name(SUFFIX).caller_reference("kube-rtsync-test").send().await.unwrap();
+    w.zone_id = zone.hosted_zone().unwrap().id().trim_start_matches("/hostedzone/").to_owned();
+    w.dynamodb
+        .create_table()
+        .table_name(TABLE)
+        .key_schema(KeySchemaElement::builder().attribute_name("PublicIp").key_type(KeyType::Hash).build().unwrap())
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("PublicIp")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .unwrap();
+    w
+}
+
+impl World {
+    async fn launch(&self) -> String {
+        let run = self
+            .ec2
+            .run_instances()
+            .image_id("ami-0abcdef1234567890")
+            .min_count(1)
+            .max_count(1)
+            .subnet_id(&self.subnet)
+            .tag_specifications(tags(ResourceType::Instance, &[("role", "edge")]))
+            .send()
+            .await
+            .unwrap();
+        run.instances()[0].instance_id().unwrap().to_owned()
+    }
+
+    fn config(&self, dns_and_table: bool) -> Config {
+        let mut vars: BTreeMap<&str, String> = [
+            ("VPC_ID", self.vpc_id.clone()),
+            ("EIP_NODE_TAGS", "role=edge".into()),
+            ("EIP_POOL_TAGS", "pool=edge".into()),
+        ]
+        .into();
+        if dns_and_table {
+            vars.extend([
+                ("DNS_ZONE_ID", self.zone_id.clone()),
+                ("DNS_SUFFIX", SUFFIX.into()),
+                ("BINDING_TABLE", TABLE.into()),
+            ]);
+        }
+        Config::from_lookup(|name| vars.get(name).cloned()).unwrap()
+    }
+
+    async fn run(&self, config: &Config) -> Result<Report, Error> {
+        let ec2 = AwsEc2::new(self.ec2.clone());
+        let route53 = AwsRoute53::new(self.route53.clone());
+        let bindings = AwsBindings::new(self.dynamodb.clone());
+        let limiter = WriteLimiter::new(WriteRate { per_second: 0.0, burst: 1 });
+        let reconciler =
+            Reconciler { ec2: &ec2, route53: &route53, bindings: &bindings, config, limiter: &limiter, deadline: None };
+        let report = reconciler.reconcile(vec![Trigger::Manual { command: "sync".into() }], 1_800_000_000).await?;
+        kube_rtsync::jobs::eip::outcome(report)
+    }
+
+    /// instance -> the pool address it holds, read with the plain SDK.
+    async fn held(&self) -> BTreeMap<String, String> {
+        let out = self.ec2.describe_addresses().send().await.unwrap();
+        out.addresses()
+            .iter()
+            .filter(|a| a.tags().iter().any(|t| t.key() == Some("pool")))
+            .filter_map(|a| Some((a.instance_id().filter(|i| !i.is_empty())?.to_owned(), a.public_ip()?.to_owned())))
+            .collect()
+    }
+
+    /// name -> value of the zone's A records.
+    async fn records(&self) -> BTreeMap<String, String> {
+        let out = self.route53.list_resource_record_sets().hosted_zone_id(&self.zone_id).send().await.unwrap();
+        out.resource_record_sets()
+            .iter()
+            .filter(|r| r.r#type().as_str() == "A")
+            .map(|r| (r.name().trim_end_matches('.').to_owned(), r.resource_records()[0].value().to_owned()))
+            .collect()
+    }
+
+    async fn item(&self, ip: &str) -> Option<kube_rtsync::aws::dynamodb::Binding> {
+        let out = self
+            .dynamodb
+            .get_item()
+            .table_name(TABLE)
+            .key("PublicIp", aws_sdk_dynamodb::types::AttributeValue::S(ip.into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap();
+        out.item().and_then(binding_from_item)
+    }
+
+    async fn assert_bound(&self, nodes: &[String]) {
+        let held = self.held().await;
+        let records = self.records().await;
+        for node in nodes {
+            let ip = held.get(node).unwrap_or_else(|| panic!("{node} holds no pool address: {held:?}"));
+            let name = format!("{}.{SUFFIX}", ip.replace('.', "-"));
+            assert_eq!(records.get(&name), Some(ip), "{name}");
+            let item = self.item(ip).await.unwrap();
+            assert!(
+                item.allocated && item.instance_id.as_deref() == Some(node.as_str()) && item.association_id.is_some()
+            );
+        }
+        let ips: Vec<&String> = held.values().collect();
+        let unique: std::collections::BTreeSet<&&String> = ips.iter().collect();
+        assert_eq!(ips.len(), unique.len(), "an address on two nodes: {held:?}");
+    }
+}
+
+#[tokio::test]
+async fn nodes_are_bound_named_and_recorded_and_a_duplicate_changes_nothing() {
+    let w = world(2, 3).await;
+    let report = w.run(&w.config(true)).await.unwrap();
+    assert_eq!(report.totals.bound, 2);
+    w.assert_bound(&w.nodes).await;
+    let again = w.run(&w.config(true)).await.unwrap();
+    assert_eq!(again.outcome, Outcome::InSync);
+    assert_eq!(again.totals.pool_free, 1);
+}
+
+#[tokio::test]
+async fn a_deleted_record_and_item_are_repaired() {
+    let w = world(2, 2).await;
+    w.run(&w.config(true)).await.unwrap();
+    let held = w.held().await;
+    let (ip0, ip1) = (held[&w.nodes[0]].clone(), held[&w.nodes[1]].clone());
+    let name = format!("{}.{SUFFIX}.", ip0.replace('.', "-"));
+    let record = aws_sdk_route53::types::ResourceRecordSet::builder()
+        .name(name)
+        .r#type(aws_sdk_route53::types::RrType::A)
+        .ttl(60)
+        .resource_records(aws_sdk_route53::types::ResourceRecord::builder().value(&ip0).build().unwrap())
+        .build()
+        .unwrap();
+    let change = aws_sdk_route53::types::Change::builder()
+        .action(aws_sdk_route53::types::ChangeAction::Delete)
+        .resource_record_set(record)
+        .build()
+        .unwrap();
+    w.route53
+        .change_resource_record_sets()
+        .hosted_zone_id(&w.zone_id)
+        .change_batch(aws_sdk_route53::types::ChangeBatch::builder().changes(change).build().unwrap())
+        .send()
+        .await
+        .unwrap();
+    w.dynamodb
+        .delete_item()
+        .table_name(TABLE)
+        .key("PublicIp", aws_sdk_dynamodb::types::AttributeValue::S(ip1.clone()))
+        .send()
+        .await
+        .unwrap();
+    let report = w.run(&w.config(true)).await.unwrap();
+    assert_eq!(report.totals.repaired, 2);
+    w.assert_bound(&w.nodes).await;
+    assert_eq!(w.held().await, held, "repairs associate nothing new");
+}
+
+#[tokio::test]
+async fn a_terminated_node_releases_its_address_for_the_next_node() {
+    let w = world(2, 2).await;
+    w.run(&w.config(true)).await.unwrap();
+    let freed = w.held().await[&w.nodes[0]].clone();
+    w.ec2.terminate_instances().instance_ids(&w.nodes[0]).send().await.unwrap();
+    let report = w.run(&w.config(true)).await.unwrap();
+    assert_eq!(report.totals.released, 1);
+    assert!(!w.held().await.contains_key(&w.nodes[0]));
+    assert!(!w.records().await.values().any(|ip| ip == &freed));
+    let item = w.item(&freed).await.unwrap();
+    assert!(!item.allocated && item.instance_id.is_none());
+    let next = w.launch().await;
+    w.run(&w.config(true)).await.unwrap();
+    assert_eq!(w.held().await[&next], freed, "the freed address is reused");
+    w.assert_bound(&[w.nodes[1].clone(), next]).await;
+}
+
+#[tokio::test]
+async fn an_exhausted_pool_fails_and_names_the_nodes_left_without() {
+    let w = world(3, 2).await;
+    let err = w.run(&w.config(true)).await.unwrap_err();
+    let Error::PoolExhausted(report) = &err else { panic!("{err}") };
+    assert_eq!(report.plan.unbound.len(), 1);
+    assert!(err.to_string().contains(&report.plan.unbound[0]), "{err}");
+    assert_eq!(w.held().await.len(), 2);
+}
+
+#[tokio::test]
+async fn without_dns_and_table_addresses_are_still_bound() {
+    let w = world(2, 2).await;
+    w.run(&w.config(false)).await.unwrap();
+    assert_eq!(w.held().await.len(), 2);
+    assert!(w.records().await.is_empty());
+    assert_eq!(w.run(&w.config(false)).await.unwrap().outcome, Outcome::InSync);
+}
+
+#[tokio::test]
+async fn a_bad_eip_variable_fails_init_naming_it() {
+    let api = RuntimeApi::start(vec![LAUNCH.to_owned()]);
+    let env = vec![
+        ("_HANDLER", "eip".to_owned()),
+        ("VPC_ID", "vpc-0123456789abcdef0".to_owned()),
+        ("EIP_NODE_TAGS", "role=edge".to_owned()),
+        ("EIP_POOL_TAGS", "pool=edge".to_owned()),
+        ("DNS_ZONE_ID", "Z0123456789ABC".to_owned()),
+    ];
+    let log_path = std::env::temp_dir().join(format!("kube-rtsync-eip-init-{}.log", std::process::id()));
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut lambda = LambdaProcess::spawn(Path::new(env!("CARGO_BIN_EXE_kube-rtsync")), &api.address, &env, log.into());
+    let start = std::time::Instant::now();
+    while lambda.exited().is_none() && start.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!lambda.exited().expect("init must fail and exit").success());
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let _ = std::fs::remove_file(&log_path);
+    assert!(log.contains("DNS_SUFFIX") && log.contains("is not set, but DNS_ZONE_ID is"), "{log}");
+}
