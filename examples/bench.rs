@@ -338,6 +338,22 @@ async fn jobs(binary: &Path, ideal: Duration) {
     }
     println!("   calls: {calls}");
     println!("   calls, steady-state reconcile: {steady}");
+
+    let (bind, calls, steady) = eip_bind(&binary, rtt()).await;
+    let (bind0, _, _) = eip_bind(&binary, Duration::ZERO).await;
+    let five = 5 * rtt();
+    println!();
+    println!("5. Eip: one new node is bound (claim, associate, record, item) beside 50 bound nodes (warm process)");
+    println!(
+        "   {} with {} per call, {} with none; the round trips' share = {:.2} x five round trips ({}: observe, claim, associate, record, item)",
+        ms(bind),
+        ms(rtt()),
+        ms(bind0),
+        bind.saturating_sub(bind0).as_secs_f64() / five.as_secs_f64(),
+        ms(five)
+    );
+    println!("   calls: {calls}");
+    println!("   calls, steady-state reconcile of 50 bound nodes: {steady}");
 }
 
 fn scheduled_event() -> String {
@@ -426,6 +442,37 @@ async fn targets_fill(binary: &Path, latency: Duration) -> (Duration, Duration, 
     assert_eq!(report["totals"]["registered"], 200, "{report}");
     session.finish();
     (cold, warm, calls_since(&Default::default(), &first), calls_since(&first, &second))
+}
+
+/// Scenario 5, eip: 50 edge nodes bound (a steady-state reconcile), then
+/// one more node launches and is bound, in a warm process.
+async fn eip_bind(binary: &Path, latency: Duration) -> (Duration, String, String) {
+    let emulator = Emulator::start();
+    let (client, route53, dynamodb) = (emulator.client(), emulator.route53_client(), emulator.dynamodb_client());
+    let ev = seed::eip_vpc(&client, &route53, &dynamodb, 10, 50, 51).await;
+    let vpc = Vpc { id: ev.vpc_id.clone(), source: String::new(), targets: Vec::new(), nodes: Vec::new() };
+    let env = [
+        ("_HANDLER", "eip"),
+        ("EIP_NODE_TAGS", "role=edge"),
+        ("EIP_POOL_TAGS", "pool=edge"),
+        ("DNS_ZONE_ID", ev.zone_id.as_str()),
+        ("DNS_SUFFIX", seed::EIP_SUFFIX),
+        ("BINDING_TABLE", seed::EIP_TABLE),
+        ("MAX_WRITES_PER_SECOND", "0"),
+    ];
+    let session = Session::start(latency, binary, &emulator, &vpc, &env);
+    let (_, first) = session.invoke(scheduled_event());
+    assert_eq!(first["totals"]["bound"], 50, "{first}");
+    let before = session.proxy.actions();
+    let (_, steady) = session.invoke(scheduled_event());
+    assert_eq!(steady["outcome"], "in_sync", "{steady}");
+    let middle = session.proxy.actions();
+    seed::edge_node(&client, &ev.subnet).await;
+    let (took, report) = session.invoke(scheduled_event());
+    assert_eq!(report["totals"]["bound"], 1, "{report}");
+    let after = session.proxy.actions();
+    session.finish();
+    (took, calls_since(&middle, &after), calls_since(&before, &middle))
 }
 
 fn num_cores() -> usize {

@@ -6,8 +6,9 @@
 //! once through the Lambda Runtime API with `events/sns-launch.json`, prints
 //! its report, its logs and the tables after. Then the egress job: a
 //! zone's NAT stops and its tables fail over; and the targets job: two
-//! empty target groups are filled with the running nodes. Then it stops
-//! everything.
+//! empty target groups are filled with the running nodes; and the eip
+//! job: two nodes get an address, a DNS name and a lease item. Then it
+//! stops everything.
 //!
 //! Usage: demo <path to the kube-rtsync binary>
 
@@ -110,7 +111,8 @@ async fn main() {
     println!("{bold}Route tables after ({green}+ added{reset}{bold}, {red}- removed{reset}{bold}):{reset}");
     print_tables(&names, &after, Some(&before));
 
-    let ok = ok && egress(&binary, &emulator).await && targets(&binary, &emulator).await;
+    let ok =
+        ok && egress(&binary, &emulator).await && targets(&binary, &emulator).await && eip(&binary, &emulator).await;
     drop(emulator);
     println!("Emulator stopped.");
     if !ok {
@@ -189,6 +191,47 @@ async fn targets(binary: &std::path::Path, emulator: &Emulator) -> bool {
         let name = arn.split('/').nth(1).unwrap_or(arn);
         println!("  {name}: [{}] -> {green}[{}]{reset}", was.join(", "), now.join(", "));
     }
+    println!();
+    ok
+}
+
+/// The eip job: two edge nodes, three pool addresses, a hosted zone and
+/// the binding table; a sync binds both nodes.
+async fn eip(binary: &std::path::Path, emulator: &Emulator) -> bool {
+    let (bold, green, _, _, reset) = styles();
+    let (client, route53, dynamodb) = (emulator.client(), emulator.route53_client(), emulator.dynamodb_client());
+    println!("{bold}The eip job: an Elastic IP, a DNS name and a lease record per node{reset}");
+    let vpc = seed::eip_vpc(&client, &route53, &dynamodb, 11, 2, 3).await;
+    let show = |held: &BTreeMap<String, String>, records: &BTreeMap<String, String>, items: &[String]| {
+        println!("  addresses held: {held:?}");
+        println!("  A records: {records:?}");
+        println!("  binding items:");
+        for item in items {
+            println!("    {item}");
+        }
+    };
+    println!("{bold}Before:{reset}");
+    show(
+        &seed::held_addresses(&client).await,
+        &seed::a_records(&route53, &vpc.zone_id).await,
+        &seed::binding_items(&dynamodb).await,
+    );
+    println!();
+    let env = [
+        ("VPC_ID", vpc.vpc_id.as_str()),
+        ("EIP_NODE_TAGS", "role=edge"),
+        ("EIP_POOL_TAGS", "pool=edge"),
+        ("DNS_ZONE_ID", vpc.zone_id.as_str()),
+        ("DNS_SUFFIX", seed::EIP_SUFFIX),
+        ("BINDING_TABLE", seed::EIP_TABLE),
+    ];
+    let ok = run_cli(binary, emulator, &env, &["eip", "sync"]);
+    println!("{bold}After ({green}both nodes bound{reset}{bold}):{reset}");
+    show(
+        &seed::held_addresses(&client).await,
+        &seed::a_records(&route53, &vpc.zone_id).await,
+        &seed::binding_items(&dynamodb).await,
+    );
     println!();
     ok
 }

@@ -7,8 +7,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
-use aws_sdk_ec2::types::{DomainType, ResourceType, Tag, TagSpecification};
 use kube_rtsync::aws::dynamodb::{AwsBindings, binding_from_item};
 use kube_rtsync::aws::ec2::AwsEc2;
 use kube_rtsync::aws::route53::AwsRoute53;
@@ -20,10 +18,8 @@ use kube_rtsync::shared::event::Trigger;
 use kube_rtsync::shared::limiter::WriteLimiter;
 use support::emulator::Emulator;
 use support::runtime_api::RuntimeApi;
+use support::seed::{self, EIP_SUFFIX as SUFFIX, EIP_TABLE as TABLE};
 use support::{LAUNCH, LambdaProcess};
-
-const SUFFIX: &str = "nodes.example.com";
-const TABLE: &str = "kube-rtsync-eip";
 
 struct World {
     _emulator: Emulator,
@@ -36,80 +32,25 @@ struct World {
     nodes: Vec<String>,
 }
 
-fn tags(kind: ResourceType, pairs: &[(&str, &str)]) -> TagSpecification {
-    TagSpecification::builder()
-        .resource_type(kind)
-        .set_tags(Some(pairs.iter().map(|(k, v)| Tag::builder().key(*k).value(*v).build()).collect()))
-        .build()
-}
-
-/// A VPC with `nodes` edge nodes, `pool` pool addresses and one address
-/// outside the pool, a hosted zone and the binding table.
 async fn world(nodes: usize, pool: usize) -> World {
     let emulator = Emulator::start();
     let (ec2, route53, dynamodb) = (emulator.client(), emulator.route53_client(), emulator.dynamodb_client());
-    let vpc = ec2.create_vpc().cidr_block("10.9.0.0/16").send().await.unwrap();
-    let vpc_id = vpc.vpc().and_then(|v| v.vpc_id()).unwrap().to_owned();
-    let subnet = ec2.create_subnet().vpc_id(&vpc_id).cidr_block("10.9.0.0/24").send().await.unwrap();
-    let subnet = subnet.subnet().and_then(|s| s.subnet_id()).unwrap().to_owned();
-    let mut w = World {
+    let v = seed::eip_vpc(&ec2, &route53, &dynamodb, 9, nodes, pool).await;
+    World {
         _emulator: emulator,
         ec2,
         route53,
         dynamodb,
-        vpc_id,
-        subnet,
-        zone_id: String::new(),
-        nodes: Vec::new(),
-    };
-    for _ in 0..nodes {
-        let id = w.launch().await;
-        w.nodes.push(id);
+        vpc_id: v.vpc_id,
+        subnet: v.subnet,
+        zone_id: v.zone_id,
+        nodes: v.nodes,
     }
-    for _ in 0..pool {
-        w.ec2
-            .allocate_address()
-            .domain(DomainType::Vpc)
-            .tag_specifications(tags(ResourceType::ElasticIp, &[("pool", "edge")]))
-            .send()
-            .await
-            .unwrap();
-    }
-    w.ec2.allocate_address().domain(DomainType::Vpc).send().await.unwrap();
-    let zone = w.route53.create_hosted_zone().name(SUFFIX).caller_reference("kube-rtsync-test").send().await.unwrap();
-    w.zone_id = zone.hosted_zone().unwrap().id().trim_start_matches("/hostedzone/").to_owned();
-    w.dynamodb
-        .create_table()
-        .table_name(TABLE)
-        .key_schema(KeySchemaElement::builder().attribute_name("PublicIp").key_type(KeyType::Hash).build().unwrap())
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("PublicIp")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .unwrap();
-    w
 }
 
 impl World {
     async fn launch(&self) -> String {
-        let run = self
-            .ec2
-            .run_instances()
-            .image_id("ami-0abcdef1234567890")
-            .min_count(1)
-            .max_count(1)
-            .subnet_id(&self.subnet)
-            .tag_specifications(tags(ResourceType::Instance, &[("role", "edge")]))
-            .send()
-            .await
-            .unwrap();
-        run.instances()[0].instance_id().unwrap().to_owned()
+        seed::edge_node(&self.ec2, &self.subnet).await
     }
 
     fn config(&self, dns_and_table: bool) -> Config {
@@ -140,24 +81,12 @@ impl World {
         kube_rtsync::jobs::eip::outcome(report)
     }
 
-    /// instance -> the pool address it holds, read with the plain SDK.
     async fn held(&self) -> BTreeMap<String, String> {
-        let out = self.ec2.describe_addresses().send().await.unwrap();
-        out.addresses()
-            .iter()
-            .filter(|a| a.tags().iter().any(|t| t.key() == Some("pool")))
-            .filter_map(|a| Some((a.instance_id().filter(|i| !i.is_empty())?.to_owned(), a.public_ip()?.to_owned())))
-            .collect()
+        seed::held_addresses(&self.ec2).await
     }
 
-    /// name -> value of the zone's A records.
     async fn records(&self) -> BTreeMap<String, String> {
-        let out = self.route53.list_resource_record_sets().hosted_zone_id(&self.zone_id).send().await.unwrap();
-        out.resource_record_sets()
-            .iter()
-            .filter(|r| r.r#type().as_str() == "A")
-            .map(|r| (r.name().trim_end_matches('.').to_owned(), r.resource_records()[0].value().to_owned()))
-            .collect()
+        seed::a_records(&self.route53, &self.zone_id).await
     }
 
     async fn item(&self, ip: &str) -> Option<kube_rtsync::aws::dynamodb::Binding> {

@@ -98,6 +98,28 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Request> {
     Some(Request { head, body })
 }
 
+/// The call a request makes: `Action=` of the query protocols (EC2, ELBv2),
+/// `X-Amz-Target` of the JSON ones (DynamoDB), or Route 53's REST path.
+fn action(head: &[String], body: &str) -> Option<String> {
+    if let Some(action) = body.split('&').find_map(|p| p.strip_prefix("Action=")) {
+        return Some(action.to_owned());
+    }
+    if let Some(target) = head.iter().find_map(|h| {
+        let (name, value) = h.split_once(':')?;
+        name.eq_ignore_ascii_case("x-amz-target").then(|| value.trim().to_owned())
+    }) {
+        return target.rsplit('.').next().map(str::to_owned);
+    }
+    let request_line = head.first()?;
+    let mut parts = request_line.split_whitespace();
+    let (method, path) = (parts.next()?, parts.next()?);
+    match (method, path.split('?').next()?.ends_with("/rrset")) {
+        ("POST", true) => Some("ChangeResourceRecordSets".into()),
+        ("GET", true) => Some("ListResourceRecordSets".into()),
+        _ => None,
+    }
+}
+
 fn serve(client: TcpStream, upstream: &str, behaviour: Behaviour, counters: &Counters) {
     let _ = client.set_nodelay(true);
     if !behaviour.latency.is_zero() {
@@ -110,8 +132,8 @@ fn serve(client: TcpStream, upstream: &str, behaviour: Behaviour, counters: &Cou
         let is_write = ["Action=CreateRoute&", "Action=ReplaceRoute&", "Action=DeleteRoute&"]
             .iter()
             .any(|a| body.starts_with(a) || body.contains(&format!("&{a}")));
-        if let Some(action) = body.split('&').find_map(|p| p.strip_prefix("Action=")) {
-            *counters.actions.lock().unwrap().entry(action.to_owned()).or_default() += 1;
+        if let Some(action) = action(&request.head, &body) {
+            *counters.actions.lock().unwrap().entry(action).or_default() += 1;
         }
         if body.contains("Action=DescribeRouteTables") {
             counters.describes.fetch_add(1, Ordering::SeqCst);

@@ -445,3 +445,122 @@ pub async fn registered(elb: &aws_sdk_elasticloadbalancingv2::Client, arn: &str)
     ids.sort();
     ids
 }
+
+/// The eip job's world: `nodes` edge nodes (`role=edge`), `pool` Elastic
+/// IPs tagged `pool=edge` and one outside the pool, a hosted zone for
+/// [`EIP_SUFFIX`] and the binding table [`EIP_TABLE`].
+#[derive(Clone, Debug)]
+pub struct EipVpc {
+    pub vpc_id: String,
+    pub subnet: String,
+    pub zone_id: String,
+    pub nodes: Vec<String>,
+}
+
+pub const EIP_SUFFIX: &str = "nodes.example.com";
+pub const EIP_TABLE: &str = "kube-rtsync-eip";
+
+pub async fn edge_node(client: &Client, subnet: &str) -> String {
+    let run = client
+        .run_instances()
+        .image_id("ami-0abcdef1234567890")
+        .min_count(1)
+        .max_count(1)
+        .subnet_id(subnet)
+        .tag_specifications(tag_spec(ResourceType::Instance, &[("role", "edge")]))
+        .send()
+        .await
+        .expect("RunInstances");
+    run.instances()[0].instance_id().unwrap().to_owned()
+}
+
+pub async fn eip_vpc(
+    ec2: &Client,
+    route53: &aws_sdk_route53::Client,
+    dynamodb: &aws_sdk_dynamodb::Client,
+    cidr_octet: u8,
+    nodes: usize,
+    pool: usize,
+) -> EipVpc {
+    use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
+    let vpc = ec2.create_vpc().cidr_block(format!("10.{cidr_octet}.0.0/16")).send().await.expect("CreateVpc");
+    let vpc_id = vpc.vpc().and_then(|v| v.vpc_id()).unwrap().to_owned();
+    let subnet = ec2
+        .create_subnet()
+        .vpc_id(&vpc_id)
+        .cidr_block(format!("10.{cidr_octet}.0.0/24"))
+        .send()
+        .await
+        .expect("CreateSubnet");
+    let subnet = subnet.subnet().and_then(|s| s.subnet_id()).unwrap().to_owned();
+    let mut ids = Vec::new();
+    for _ in 0..nodes {
+        ids.push(edge_node(ec2, &subnet).await);
+    }
+    for _ in 0..pool {
+        ec2.allocate_address()
+            .domain(DomainType::Vpc)
+            .tag_specifications(tag_spec(ResourceType::ElasticIp, &[("pool", "edge")]))
+            .send()
+            .await
+            .expect("AllocateAddress");
+    }
+    ec2.allocate_address().domain(DomainType::Vpc).send().await.expect("AllocateAddress");
+    let zone = route53
+        .create_hosted_zone()
+        .name(EIP_SUFFIX)
+        .caller_reference(format!("kube-rtsync-{cidr_octet}"))
+        .send()
+        .await
+        .expect("CreateHostedZone");
+    let zone_id = zone.hosted_zone().unwrap().id().trim_start_matches("/hostedzone/").to_owned();
+    let key = KeySchemaElement::builder().attribute_name("PublicIp").key_type(KeyType::Hash).build().unwrap();
+    let attribute = AttributeDefinition::builder()
+        .attribute_name("PublicIp")
+        .attribute_type(ScalarAttributeType::S)
+        .build()
+        .unwrap();
+    dynamodb
+        .create_table()
+        .table_name(EIP_TABLE)
+        .key_schema(key)
+        .attribute_definitions(attribute)
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .expect("CreateTable");
+    EipVpc { vpc_id, subnet, zone_id, nodes: ids }
+}
+
+/// instance -> the `pool=edge` address it holds.
+pub async fn held_addresses(client: &Client) -> BTreeMap<String, String> {
+    let out = client.describe_addresses().send().await.expect("DescribeAddresses");
+    out.addresses()
+        .iter()
+        .filter(|a| a.tags().iter().any(|t| t.key() == Some("pool")))
+        .filter_map(|a| Some((a.instance_id().filter(|i| !i.is_empty())?.to_owned(), a.public_ip()?.to_owned())))
+        .collect()
+}
+
+/// name -> value of the zone's A records.
+pub async fn a_records(route53: &aws_sdk_route53::Client, zone_id: &str) -> BTreeMap<String, String> {
+    let out = route53.list_resource_record_sets().hosted_zone_id(zone_id).send().await.expect("ListResourceRecordSets");
+    out.resource_record_sets()
+        .iter()
+        .filter(|r| r.r#type().as_str() == "A")
+        .map(|r| (r.name().trim_end_matches('.').to_owned(), r.resource_records()[0].value().to_owned()))
+        .collect()
+}
+
+/// The binding table's items, as JSON lines.
+pub async fn binding_items(dynamodb: &aws_sdk_dynamodb::Client) -> Vec<String> {
+    let out = dynamodb.scan().table_name(EIP_TABLE).send().await.expect("Scan");
+    let mut items: Vec<String> = out
+        .items()
+        .iter()
+        .filter_map(kube_rtsync::aws::dynamodb::binding_from_item)
+        .map(|b| serde_json::to_string(&b).unwrap())
+        .collect();
+    items.sort();
+    items
+}
