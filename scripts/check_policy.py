@@ -21,6 +21,20 @@ the file's examples are target group ARNs without wildcards; the function
 reads the same list (TARGET_GROUP_ARNS); and the role holds nothing else but
 its logs and its dead-letter queue.
 
+eip: the "eip" policy of EipRole followed by its "eip-dns" policy (present
+only under the EipHasDns condition) is policies/eip.json, statement for
+statement: both keep the same ${...} placeholders (the EipPoolTagKey,
+EipPoolTagValue, DnsZoneId, DnsSuffix and VpcId parameters, and the !Sub
+variable EipBindingTable, the binding table's name). Its reads are
+ec2:Describe* on "*", route53:ListResourceRecordSets on the one hosted zone
+and dynamodb:Scan on the one table; every write names a resource type: pool
+Elastic IPs (the pool-tag condition), the VPC's network interfaces (ec2:Vpc),
+instances (AssociateAddress only; EC2 offers no ec2:Vpc there), the hosted
+zone (A records only, UPSERT and DELETE only, names under DnsSuffix) and the
+table; the Route 53 statements live only in eip-dns; the function reads the
+same table, zone and suffix; and the role holds nothing else but its logs and
+its dead-letter queue.
+
 The JSON files keep CloudFormation's ${...} placeholders; the template wraps
 the same strings in !Sub.
 """
@@ -434,6 +448,272 @@ def check_targets(template):
     return problems
 
 
+# The eip job's whole vocabulary. In the Service Authorization Reference
+# (iann0036/iam-dataset, aws/iam_definition.json): DescribeAddresses and
+# DescribeInstances have no resource type (condition key ec2:Region only);
+# AssociateAddress takes the optional resource types elastic-ip (keys
+# aws:ResourceTag/${TagKey}, ec2:AllocationId, ec2:Domain, ec2:PublicIpAddress,
+# ...), instance (instance keys, no ec2:Vpc) and network-interface (ec2:Vpc,
+# ec2:Subnet, ...); DisassociateAddress elastic-ip and network-interface;
+# route53:ListResourceRecordSets and route53:ChangeResourceRecordSets require
+# hostedzone (arn:${Partition}:route53:::hostedzone/${Id}), the latter with the
+# keys route53:ChangeResourceRecordSetsActions, ...NormalizedRecordNames and
+# ...RecordTypes; dynamodb:Scan and dynamodb:PutItem require table.
+EIP_EC2_READS = {"ec2:DescribeAddresses", "ec2:DescribeInstances"}
+EIP_SCOPED_READS = {"route53:ListResourceRecordSets": "hostedzone", "dynamodb:Scan": "table"}
+EIP_WRITES = {
+    # action: the resource types it may be granted on
+    "ec2:AssociateAddress": {"elastic-ip", "instance", "network-interface"},
+    "ec2:DisassociateAddress": {"elastic-ip", "network-interface"},
+    "route53:ChangeResourceRecordSets": {"hostedzone"},
+    "dynamodb:PutItem": {"table"},
+}
+EIP_EC2_ARN = "arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:"
+EIP_RESOURCES = {
+    # resource type: the one Resource it is granted as
+    "elastic-ip": EIP_EC2_ARN + "elastic-ip/*",
+    "instance": EIP_EC2_ARN + "instance/*",
+    "network-interface": EIP_EC2_ARN + "network-interface/*",
+    "hostedzone": "arn:${AWS::Partition}:route53:::hostedzone/${DnsZoneId}",
+    "table": "arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/${EipBindingTable}",
+}
+EIP_CONDITIONS = {
+    # resource type: the Condition its writes must carry, exactly
+    "elastic-ip": {"StringEquals": {"aws:ResourceTag/${EipPoolTagKey}": "${EipPoolTagValue}"}},
+    "instance": {},
+    "network-interface": {"ArnEquals": {"ec2:Vpc": EIP_EC2_ARN + "vpc/${VpcId}"}},
+    "table": {},
+}
+EIP_RECORD_ACTIONS = {"UPSERT", "DELETE"}
+EIP_RECORD_NAMES = {"*.${DnsSuffix}"}
+EIP_MANAGED_POLICIES = {"AWSLambdaBasicExecutionRole"}  # its logs; it never runs in the VPC
+# The binding table the role is scoped to and the function writes: the stack's
+# own, or the BindingTableName parameter.
+EIP_TABLE = {"Fn::If": ["EipCreatesTable", {"Ref": "BindingTable"}, {"Ref": "BindingTableName"}]}
+
+
+def eip_resource_type(resource):
+    for kind, arn in EIP_RESOURCES.items():
+        if resource == arn:
+            return kind
+    return None
+
+
+def check_eip_record_condition(sid, condition, problems):
+    """ChangeResourceRecordSets: A records only, UPSERT and DELETE only, names
+    under the suffix. A batch always holds at least one change, so the
+    ForAllValues keys are never absent."""
+    expected_operators = {"ForAllValues:StringEquals", "ForAllValues:StringLike"}
+    if set(condition) != expected_operators:
+        problems.append(f"{sid}: record changes must be conditioned by {sorted(expected_operators)} only, not {sorted(condition)}")
+        return
+    equals, like = condition["ForAllValues:StringEquals"], condition["ForAllValues:StringLike"]
+    if set(equals) != {"route53:ChangeResourceRecordSetsActions", "route53:ChangeResourceRecordSetsRecordTypes"}:
+        problems.append(f"{sid}: ForAllValues:StringEquals must name the record actions and types, not {sorted(equals)}")
+        return
+    actions = as_set(equals["route53:ChangeResourceRecordSetsActions"])
+    if not actions or not actions <= EIP_RECORD_ACTIONS:
+        problems.append(f"{sid}: record actions must be among {sorted(EIP_RECORD_ACTIONS)}, not {sorted(actions)}")
+    if as_set(equals["route53:ChangeResourceRecordSetsRecordTypes"]) != {"A"}:
+        problems.append(f"{sid}: record types must be A only")
+    if set(like) != {"route53:ChangeResourceRecordSetsNormalizedRecordNames"} or as_set(
+        like["route53:ChangeResourceRecordSetsNormalizedRecordNames"]
+    ) != EIP_RECORD_NAMES:
+        problems.append(f"{sid}: record names must be limited (ForAllValues:StringLike) to {sorted(EIP_RECORD_NAMES)}")
+
+
+def check_eip_statements(policy, problems):
+    for statement in policy["Statement"]:
+        sid = statement.get("Sid")
+        actions = as_set(statement.get("Action"))
+        resources = as_set(statement.get("Resource"))
+        condition = statement.get("Condition", {})
+        if statement.get("Effect") != "Allow" or "NotAction" in statement or "NotResource" in statement:
+            problems.append(f"{sid}: only plain Allow statements are expected")
+            continue
+        unknown = actions - EIP_EC2_READS - set(EIP_SCOPED_READS) - set(EIP_WRITES)
+        if unknown:
+            problems.append(f"{sid}: actions outside the eip job's needs: {sorted(unknown)}")
+        ec2_reads, scoped_reads = actions & EIP_EC2_READS, actions & set(EIP_SCOPED_READS)
+        writes = actions & set(EIP_WRITES)
+        if sum(map(bool, (ec2_reads, scoped_reads, writes))) > 1:
+            problems.append(f"{sid}: EC2 reads, scoped reads and writes must not share a statement")
+            continue
+        if not all(a.split(":", 1)[1].startswith(("Describe", "List", "Scan")) for a in ec2_reads | scoped_reads):
+            problems.append(f"{sid}: reads must be Describe*, List* or Scan only")
+        if ec2_reads and (resources != {"*"} or condition):
+            problems.append(f"{sid}: these Describe* support no resource scoping; expected Resource \"*\" and no condition")
+        if scoped_reads:
+            kinds = {EIP_SCOPED_READS[a] for a in scoped_reads}
+            if len(kinds) != 1 or resources != {EIP_RESOURCES[next(iter(kinds))]} or condition:
+                problems.append(
+                    f"{sid}: ListResourceRecordSets must be on the hosted zone, Scan on the table, "
+                    f"each alone and without condition; not {sorted(resources)}"
+                )
+        if not writes:
+            continue
+        kinds = {eip_resource_type(r) for r in resources}
+        if None in kinds or len(kinds) != 1:
+            problems.append(
+                f"{sid}: writes must be on exactly one of {sorted(EIP_RESOURCES.values())}, not {sorted(resources)}"
+            )
+            continue
+        (kind,) = kinds
+        refused = sorted(a for a in writes if kind not in EIP_WRITES[a])
+        if refused:
+            problems.append(f"{sid}: {refused} may not be granted on {kind}")
+        if kind == "hostedzone":
+            check_eip_record_condition(sid, condition, problems)
+        elif condition != EIP_CONDITIONS[kind]:
+            hint = {
+                "elastic-ip": "writes on Elastic IPs must carry exactly the pool-tag condition",
+                "instance": "EC2 offers no ec2:Vpc for AssociateAddress on instance; a condition would deny every call",
+                "network-interface": "writes on network interfaces must carry exactly the ec2:Vpc condition",
+                "table": "writes on the table are scoped by its ARN; no condition expected",
+            }[kind]
+            problems.append(f"{sid}: {hint}: expected {json.dumps(EIP_CONDITIONS[kind])}, not {json.dumps(condition)}")
+    granted = set().union(*(as_set(s.get("Action")) for s in policy["Statement"]))
+    missing = (EIP_EC2_READS | set(EIP_SCOPED_READS) | set(EIP_WRITES)) - granted
+    if missing:
+        problems.append(f"the eip policy lacks actions the job needs: {sorted(missing)}")
+    # Each write on each type it needs: a missing grant would deny the call.
+    pairs = {
+        (a, eip_resource_type(r))
+        for s in policy["Statement"]
+        for a in as_set(s.get("Action")) & set(EIP_WRITES)
+        for r in as_set(s.get("Resource"))
+    }
+    absent = sorted(f"{a} on {k}" for a, kinds in EIP_WRITES.items() for k in kinds if (a, k) not in pairs)
+    if absent:
+        problems.append(f"the eip policy lacks grants the job needs: {absent}")
+
+
+def eip_policies_from_template(template, problems):
+    """The role's "eip" and "eip-dns" documents, parsed; None where absent or
+    malformed."""
+    role = template["Resources"]["EipRole"]["Properties"]
+    documents = {}
+    for policy in role.get("Policies", []):
+        conditional = set(policy) == {"Fn::If"}
+        if conditional:
+            condition, then, otherwise = policy["Fn::If"]
+            if then.get("PolicyName") != "eip-dns" or condition != "EipHasDns" or otherwise != {"Ref": "AWS::NoValue"}:
+                problems.append("EipRole: the only conditional policy must be eip-dns, under EipHasDns, else nothing")
+                continue
+            policy = then
+        name = policy.get("PolicyName")
+        if name not in {"eip", "eip-dns"}:
+            continue
+        if (name == "eip-dns") != conditional:
+            problems.append(f"EipRole's {name} policy must be attached " + (
+                "only under the EipHasDns condition" if name == "eip-dns" else "unconditionally"))
+            continue
+        document = policy.get("PolicyDocument")
+        text = None
+        if isinstance(document, dict) and set(document) == {"Fn::Sub"}:
+            sub = document["Fn::Sub"]
+            if name == "eip-dns" and isinstance(sub, str):
+                text = sub
+            elif name == "eip" and isinstance(sub, list) and len(sub) == 2:
+                text, variables = sub
+                if variables != {"EipBindingTable": EIP_TABLE}:
+                    problems.append(
+                        "EipRole's eip policy must define exactly one !Sub variable, "
+                        f"EipBindingTable: {json.dumps(EIP_TABLE)}"
+                    )
+        if not isinstance(text, str):
+            form = "a !Sub'ed JSON document" if name == "eip-dns" else "!Sub [JSON document, {EipBindingTable: ...}]"
+            problems.append(f"EipRole's {name} policy must be {form}")
+            continue
+        try:
+            documents[name] = json.loads(text)
+        except json.JSONDecodeError as error:
+            problems.append(f"EipRole's {name} policy is not JSON: {error}")
+    for name in ("eip", "eip-dns"):
+        if name not in documents:
+            problems.append(f"EipRole has no readable policy named {name}")
+    return documents
+
+
+def check_eip_role(template, documents, problems):
+    """The role holds the eip policies, its dead-letter queue and its logs,
+    nothing else; the function uses it and reads the same table, zone and
+    suffix."""
+    resources = template["Resources"]
+    function = resources["EipFunction"]["Properties"]
+    if function.get("Role") != {"Fn::GetAtt": ["EipRole", "Arn"]}:
+        problems.append("EipFunction must run as EipRole")
+    if "Policies" in function:
+        problems.append("EipFunction must not add SAM Policies: its role is EipRole")
+    role = resources["EipRole"]["Properties"]
+    for policy in role.get("Policies", []):
+        if set(policy) == {"Fn::If"}:
+            continue  # eip-dns, checked with the documents
+        name = policy.get("PolicyName")
+        if name in {"eip", "eip-dns"}:
+            continue  # checked with the documents
+        if name != "dead-letter-queue":
+            problems.append(f"EipRole has an unexpected inline policy {name!r}")
+            continue
+        for statement in policy["PolicyDocument"]["Statement"]:
+            if as_set(statement["Action"]) != {"sqs:SendMessage"} or statement.get("Resource") != {
+                "Fn::GetAtt": ["EipDeadLetterQueue", "Arn"]
+            }:
+                problems.append("EipRole's dead-letter-queue policy may only send to EipDeadLetterQueue")
+    for arn in role.get("ManagedPolicyArns", []):
+        text = json.dumps(arn)
+        names = set(re.findall(r"service-role/(AWSLambda\w+)", text))
+        if not names or not names <= EIP_MANAGED_POLICIES:
+            problems.append(f"EipRole has an unexpected managed policy {text}")
+    if "PermissionsBoundary" in role:
+        problems.append("EipRole: a permissions boundary is not expected here")
+    for name, resource in resources.items():
+        if resource.get("Type") in {"AWS::IAM::Policy", "AWS::IAM::ManagedPolicy", "AWS::IAM::RolePolicy"}:
+            if "EipRole" in json.dumps(resource.get("Properties", {})):
+                problems.append(f"{name} adds permissions to EipRole; its policies belong in the role")
+    # Without a zone the role must hold no Route 53 permission at all.
+    for name, document in documents.items():
+        services = {a.split(":", 1)[0] for s in document["Statement"] for a in as_set(s.get("Action"))}
+        if name == "eip" and "route53" in services:
+            problems.append("EipRole's eip policy must not grant Route 53: that belongs in eip-dns, under EipHasDns")
+        if name == "eip-dns" and services != {"route53"}:
+            problems.append(f"EipRole's eip-dns policy must grant Route 53 only, not {sorted(services)}")
+    # The role's scope and the job's settings must be the same table, zone and suffix.
+    variables = function["Environment"]["Variables"]
+    expected = {
+        "BINDING_TABLE": EIP_TABLE,
+        "DNS_ZONE_ID": {"Fn::If": ["EipHasDns", {"Ref": "DnsZoneId"}, {"Ref": "AWS::NoValue"}]},
+        "DNS_SUFFIX": {"Fn::If": ["EipHasDns", {"Ref": "DnsSuffix"}, {"Ref": "AWS::NoValue"}]},
+        "VPC_ID": {"Ref": "VpcId"},
+    }
+    for variable, value in expected.items():
+        if variables.get(variable) != value:
+            problems.append(f"EipFunction's {variable} must be {json.dumps(value)}, what its role is scoped to")
+
+
+def check_eip(template):
+    problems = []
+    if "EipRole" not in template["Resources"] or "EipFunction" not in template["Resources"]:
+        return ["template.yaml has no EipRole / EipFunction"]
+    from_file = json.loads((ROOT / "policies" / "eip.json").read_text())
+    documents = eip_policies_from_template(template, problems)
+    check_eip_role(template, documents, problems)
+    if "eip" in documents and "eip-dns" in documents:
+        from_template = {
+            "Version": documents["eip"].get("Version"),
+            "Statement": documents["eip"]["Statement"] + documents["eip-dns"]["Statement"],
+        }
+        if documents["eip-dns"].get("Version") != from_template["Version"]:
+            problems.append("EipRole's eip and eip-dns policies must have the same Version")
+        template_problems = []
+        check_eip_statements(from_template, template_problems)
+        problems.extend(f"template.yaml: {p}" for p in template_problems)
+        if from_template != from_file:
+            problems.append(differ("policies/eip.json", from_template, from_file))
+    check_eip_statements(from_file, problems)
+    return problems
+
+
 def main() -> int:
     template, errors = decode(str(ROOT / "template.yaml"))
     if errors:
@@ -446,6 +726,9 @@ def main() -> int:
                                  "is scoped to enrolled resources"),
         ("targets", check_targets, "template.yaml and policies/targets.json agree; reads are Describe*, writes are "
                                    "on the TargetGroupArns target groups only"),
+        ("eip", check_eip, "template.yaml and policies/eip.json agree; reads are Describe*, List* and Scan, writes "
+                           "are on pool Elastic IPs, the VPC's interfaces, instances, the zone's A records and "
+                           "the binding table only"),
     ):
         problems = check(template)
         for p in problems:

@@ -699,7 +699,12 @@ impl Ec2Addresses for FakeEc2 {
         .map(|page| page.items)
     }
 
-    async fn associate_address(&self, allocation_id: &str, instance_id: &str) -> Result<String, AwsError> {
+    async fn associate_address(
+        &self,
+        allocation_id: &str,
+        instance_id: &str,
+        network_interface_id: Option<&str>,
+    ) -> Result<String, AwsError> {
         let mut state = self.lock();
         state.calls.writes_other += 1;
         Self::check_faults(&mut state, Operation::AssociateAddress, Some(allocation_id))?;
@@ -736,9 +741,11 @@ impl Ec2Addresses for FakeEc2 {
                 ),
             ));
         }
+        // As on EC2: an association by interface still shows the instance.
         address.association_id = Some(association.clone());
         address.instance_id = Some(instance_id.to_owned());
-        address.network_interface_id = instance.eni_ids.first().cloned();
+        address.network_interface_id =
+            network_interface_id.map(str::to_owned).or_else(|| instance.eni_ids.first().cloned());
         Ok(association)
     }
 

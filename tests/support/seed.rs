@@ -532,13 +532,31 @@ pub async fn eip_vpc(
     EipVpc { vpc_id, subnet, zone_id, nodes: ids }
 }
 
-/// instance -> the `pool=edge` address it holds.
+/// instance -> the `pool=edge` address it holds (an address associated by
+/// interface shows no instance in the emulator: found through its interface).
 pub async fn held_addresses(client: &Client) -> BTreeMap<String, String> {
+    let instances = client.describe_instances().send().await.expect("DescribeInstances");
+    let owner: BTreeMap<String, String> = instances
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .flat_map(|i| {
+            let id = i.instance_id().unwrap_or_default().to_owned();
+            i.network_interfaces().iter().filter_map(move |n| Some((n.network_interface_id()?.to_owned(), id.clone())))
+        })
+        .collect();
     let out = client.describe_addresses().send().await.expect("DescribeAddresses");
     out.addresses()
         .iter()
         .filter(|a| a.tags().iter().any(|t| t.key() == Some("pool")))
-        .filter_map(|a| Some((a.instance_id().filter(|i| !i.is_empty())?.to_owned(), a.public_ip()?.to_owned())))
+        .filter_map(|a| {
+            let holder = a
+                .instance_id()
+                .filter(|i| !i.is_empty())
+                .map(str::to_owned)
+                .or_else(|| owner.get(a.network_interface_id().filter(|n| !n.is_empty())?).cloned())?;
+            Some((holder, a.public_ip()?.to_owned()))
+        })
         .collect()
 }
 

@@ -124,11 +124,14 @@ pub trait Ec2Addresses: Ec2Nodes {
 
     /// `AssociateAddress` with `AllowReassociation=false`: an address that
     /// is already associated is refused (`Resource.AlreadyAssociated`).
-    /// Returns the association id.
+    /// With a network interface (the instance's primary one), the address
+    /// goes there: EC2 refuses an instance id for an instance with several
+    /// interfaces. Returns the association id.
     fn associate_address(
         &self,
         allocation_id: &str,
         instance_id: &str,
+        network_interface_id: Option<&str>,
     ) -> impl Future<Output = Result<String, AwsError>> + Send;
 
     fn disassociate_address(&self, association_id: &str) -> impl Future<Output = Result<(), AwsError>> + Send;
@@ -440,16 +443,18 @@ impl Ec2Addresses for AwsEc2 {
             .collect())
     }
 
-    async fn associate_address(&self, allocation_id: &str, instance_id: &str) -> Result<String, AwsError> {
-        let out = self
-            .client
-            .associate_address()
-            .allocation_id(allocation_id)
-            .instance_id(instance_id)
-            .allow_reassociation(false)
-            .send()
-            .await
-            .map_err(|e| sdk_error("AssociateAddress", e))?;
+    async fn associate_address(
+        &self,
+        allocation_id: &str,
+        instance_id: &str,
+        network_interface_id: Option<&str>,
+    ) -> Result<String, AwsError> {
+        let req = self.client.associate_address().allocation_id(allocation_id).allow_reassociation(false);
+        let req = match network_interface_id {
+            Some(eni) => req.network_interface_id(eni),
+            None => req.instance_id(instance_id),
+        };
+        let out = req.send().await.map_err(|e| sdk_error("AssociateAddress", e))?;
         Ok(out.association_id().unwrap_or_default().to_owned())
     }
 

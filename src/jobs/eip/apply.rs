@@ -41,7 +41,7 @@ pub struct Clients<'a, E, R, B> {
 enum Step {
     Disassociate { ip: String, association_id: String },
     Claim { ip: String, item: Binding },
-    Associate { ip: String, allocation_id: String, instance_id: String },
+    Associate { ip: String, allocation_id: String, instance_id: String, network_interface_id: Option<String> },
     Records(Vec<RecordChange>),
     Item { ip: String, item: Binding, owner: Option<String> },
 }
@@ -109,8 +109,10 @@ pub async fn apply<E: Ec2Addresses, R: Route53, B: BindingStore>(
                         .paced(clients.bindings.put(table.unwrap_or_default(), item, item.instance_id.as_deref()))
                         .await
                 }
-                Step::Associate { ip, allocation_id, instance_id } => {
-                    let id = engine.paced(clients.ec2.associate_address(allocation_id, instance_id)).await?;
+                Step::Associate { ip, allocation_id, instance_id, network_interface_id } => {
+                    let associate =
+                        clients.ec2.associate_address(allocation_id, instance_id, network_interface_id.as_deref());
+                    let id = engine.paced(associate).await?;
                     associations.lock().unwrap_or_else(|p| p.into_inner()).insert(ip.clone(), id);
                     Ok(())
                 }
@@ -194,6 +196,7 @@ pub async fn apply<E: Ec2Addresses, R: Route53, B: BindingStore>(
             ip: b.public_ip.clone(),
             allocation_id: b.allocation_id.clone(),
             instance_id: b.instance_id.clone(),
+            network_interface_id: b.network_interface_id.clone(),
         })
         .collect();
     let outcomes = engine.run_group("address", vec![steps.clone()], run, stops_further_writes).await;
