@@ -5,8 +5,6 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::time::Duration;
 
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::types::{DomainType, ResourceType, Tag, TagSpecification};
@@ -18,8 +16,6 @@ use kube_rtsync::shared::config::WriteRate;
 use kube_rtsync::shared::event::Trigger;
 use kube_rtsync::shared::limiter::WriteLimiter;
 use support::emulator::Emulator;
-use support::runtime_api::RuntimeApi;
-use support::{LAUNCH, LambdaProcess};
 
 const T0: u64 = 1_800_000_000;
 
@@ -232,22 +228,12 @@ async fn a_held_failback_keeps_its_clock_on_the_table() {
 
 #[tokio::test]
 async fn a_bad_egress_variable_fails_init_naming_it() {
-    let api = RuntimeApi::start(vec![LAUNCH.to_owned()]);
     let env = vec![
         ("_HANDLER", "egress".to_owned()),
         ("VPC_ID", "vpc-0123456789abcdef0".to_owned()),
         ("EGRESS_DESTINATION", "0.0.0.0/33".to_owned()),
     ];
-    let log_path = std::env::temp_dir().join(format!("kube-rtsync-egress-init-{}.log", std::process::id()));
-    let log = std::fs::File::create(&log_path).unwrap();
-    let mut lambda = LambdaProcess::spawn(Path::new(env!("CARGO_BIN_EXE_kube-rtsync")), &api.address, &env, log.into());
-    let start = std::time::Instant::now();
-    while lambda.exited().is_none() && start.elapsed() < Duration::from_secs(30) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(!lambda.exited().expect("init must fail and exit").success());
-    let log = std::fs::read_to_string(&log_path).unwrap();
-    let _ = std::fs::remove_file(&log_path);
+    let log = support::failed_init_log(std::path::Path::new(env!("CARGO_BIN_EXE_kube-rtsync")), "egress", &env);
     assert!(log.contains("EGRESS_DESTINATION") && log.contains("is not a CIDR"), "{log}");
 }
 

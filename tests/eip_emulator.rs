@@ -4,8 +4,6 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::time::Duration;
 
 use kube_rtsync::aws::dynamodb::{AwsBindings, binding_from_item};
 use kube_rtsync::aws::ec2::AwsEc2;
@@ -17,9 +15,7 @@ use kube_rtsync::shared::config::WriteRate;
 use kube_rtsync::shared::event::Trigger;
 use kube_rtsync::shared::limiter::WriteLimiter;
 use support::emulator::Emulator;
-use support::runtime_api::RuntimeApi;
 use support::seed::{self, EIP_SUFFIX as SUFFIX, EIP_TABLE as TABLE};
-use support::{LAUNCH, LambdaProcess};
 
 struct World {
     _emulator: Emulator,
@@ -209,7 +205,6 @@ async fn without_dns_and_table_addresses_are_still_bound() {
 
 #[tokio::test]
 async fn a_bad_eip_variable_fails_init_naming_it() {
-    let api = RuntimeApi::start(vec![LAUNCH.to_owned()]);
     let env = vec![
         ("_HANDLER", "eip".to_owned()),
         ("VPC_ID", "vpc-0123456789abcdef0".to_owned()),
@@ -217,15 +212,6 @@ async fn a_bad_eip_variable_fails_init_naming_it() {
         ("EIP_POOL_TAGS", "pool=edge".to_owned()),
         ("DNS_ZONE_ID", "Z0123456789ABC".to_owned()),
     ];
-    let log_path = std::env::temp_dir().join(format!("kube-rtsync-eip-init-{}.log", std::process::id()));
-    let log = std::fs::File::create(&log_path).unwrap();
-    let mut lambda = LambdaProcess::spawn(Path::new(env!("CARGO_BIN_EXE_kube-rtsync")), &api.address, &env, log.into());
-    let start = std::time::Instant::now();
-    while lambda.exited().is_none() && start.elapsed() < Duration::from_secs(30) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(!lambda.exited().expect("init must fail and exit").success());
-    let log = std::fs::read_to_string(&log_path).unwrap();
-    let _ = std::fs::remove_file(&log_path);
+    let log = support::failed_init_log(std::path::Path::new(env!("CARGO_BIN_EXE_kube-rtsync")), "eip", &env);
     assert!(log.contains("DNS_SUFFIX") && log.contains("is not set, but DNS_ZONE_ID is"), "{log}");
 }

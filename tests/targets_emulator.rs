@@ -4,8 +4,6 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::time::Duration;
 
 use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
 use aws_sdk_elasticloadbalancingv2::types::{ProtocolEnum, TargetDescription, TargetTypeEnum};
@@ -18,8 +16,6 @@ use kube_rtsync::shared::config::WriteRate;
 use kube_rtsync::shared::event::Trigger;
 use kube_rtsync::shared::limiter::WriteLimiter;
 use support::emulator::Emulator;
-use support::runtime_api::RuntimeApi;
-use support::{LAUNCH, LambdaProcess};
 
 struct World {
     _emulator: Emulator,
@@ -187,22 +183,12 @@ async fn wrong_groups_are_named_and_nothing_is_written() {
 
 #[tokio::test]
 async fn a_malformed_arn_fails_init_naming_the_variable() {
-    let api = RuntimeApi::start(vec![LAUNCH.to_owned()]);
     let env = vec![
         ("_HANDLER", "targets".to_owned()),
         ("VPC_ID", "vpc-0123456789abcdef0".to_owned()),
         ("TARGET_GROUP_ARNS", "nodes-443".to_owned()),
         ("TARGET_NODE_TAGS", "role=node".to_owned()),
     ];
-    let log_path = std::env::temp_dir().join(format!("kube-rtsync-targets-init-{}.log", std::process::id()));
-    let log = std::fs::File::create(&log_path).unwrap();
-    let mut lambda = LambdaProcess::spawn(Path::new(env!("CARGO_BIN_EXE_kube-rtsync")), &api.address, &env, log.into());
-    let start = std::time::Instant::now();
-    while lambda.exited().is_none() && start.elapsed() < Duration::from_secs(30) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(!lambda.exited().expect("init must fail and exit").success());
-    let log = std::fs::read_to_string(&log_path).unwrap();
-    let _ = std::fs::remove_file(&log_path);
+    let log = support::failed_init_log(std::path::Path::new(env!("CARGO_BIN_EXE_kube-rtsync")), "targets", &env);
     assert!(log.contains("TARGET_GROUP_ARNS") && log.contains("is not a target group ARN"), "{log}");
 }

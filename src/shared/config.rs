@@ -170,10 +170,18 @@ fn check_namespace(ns: &str) -> Result<String, ConfigError> {
 
 /// Every job's configuration extends the shared one: `config.vpc_id`,
 /// `config.dry_run` and `config.write_rate` read through to its `shared`
-/// field.
+/// field, and `from_env` reads the process environment with the job's
+/// `from_lookup`.
 #[macro_export]
 macro_rules! extends_shared_config {
     ($config:ty) => {
+        impl $config {
+            /// Reads the configuration from the process environment.
+            pub fn from_env() -> Result<Self, $crate::shared::config::ConfigError> {
+                Self::from_lookup(|name| std::env::var(name).ok())
+            }
+        }
+
         impl std::ops::Deref for $config {
             type Target = $crate::shared::config::SharedConfig;
 

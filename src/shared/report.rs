@@ -77,3 +77,59 @@ impl WriteStatus {
         }
     }
 }
+
+/// One write (or batch of writes) on one resource, and what became of it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct WriteResult {
+    /// The resource written (a route table, an instance, an address, ...).
+    pub resource: String,
+    /// What the write does, for people.
+    pub change: String,
+    #[serde(flatten)]
+    pub status: WriteStatus,
+}
+
+impl WriteStatus {
+    pub fn is_made(&self) -> bool {
+        matches!(self, WriteStatus::Done | WriteStatus::Planned)
+    }
+}
+
+/// How writes ended: made (or planned), failed, not started.
+pub fn count_writes<'a>(statuses: impl IntoIterator<Item = &'a WriteStatus>) -> (usize, usize, usize) {
+    statuses.into_iter().fold((0, 0, 0), |(made, failed, not_started), s| match s {
+        WriteStatus::Done | WriteStatus::Planned => (made + 1, failed, not_started),
+        WriteStatus::Failed { .. } => (made, failed + 1, not_started),
+        WriteStatus::NotStarted { .. } => (made, failed, not_started + 1),
+    })
+}
+
+/// The outcome of an invocation that reconciled: incomplete when anything
+/// failed or was not started (or `unfinished` says so), else by whether
+/// anything was (or would be) changed.
+pub fn outcome_of(unfinished: bool, changes: usize, dry_run: bool) -> Outcome {
+    if unfinished {
+        Outcome::Incomplete
+    } else if changes == 0 {
+        Outcome::InSync
+    } else if dry_run {
+        Outcome::DryRun
+    } else {
+        Outcome::Synced
+    }
+}
+
+/// One line per write that was not made: `! <resource> <change>: failed: <code>: <message> (<hint>)`.
+pub fn render_unmade<'a>(out: &mut String, writes: impl IntoIterator<Item = (&'a str, &'a str, &'a WriteStatus)>) {
+    use std::fmt::Write as _;
+    for (resource, change, status) in writes {
+        let why = match status {
+            WriteStatus::Failed { code, message, hint, .. } => {
+                format!("failed: {}: {message} ({hint})", code.as_deref().unwrap_or("-"))
+            }
+            WriteStatus::NotStarted { reason } => format!("not started: {reason}"),
+            WriteStatus::Done | WriteStatus::Planned => continue,
+        };
+        let _ = writeln!(out, "! {resource} {change}: {why}");
+    }
+}

@@ -172,6 +172,23 @@ impl LambdaProcess {
     }
 }
 
+/// Runs `binary` as Lambda would, with `env`, and expects its init to
+/// fail: returns what it logged.
+pub fn failed_init_log(binary: &std::path::Path, name: &str, env: &[(&str, String)]) -> String {
+    let api = runtime_api::RuntimeApi::start(vec![LAUNCH.to_owned()]);
+    let log_path = std::env::temp_dir().join(format!("kube-rtsync-init-{name}-{}.log", std::process::id()));
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut lambda = LambdaProcess::spawn(binary, &api.address, env, log.into());
+    let start = std::time::Instant::now();
+    while lambda.exited().is_none() && start.elapsed() < std::time::Duration::from_secs(30) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(!lambda.exited().expect("init must fail and exit").success(), "{name}: init succeeded");
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let _ = std::fs::remove_file(&log_path);
+    log
+}
+
 impl Drop for LambdaProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();

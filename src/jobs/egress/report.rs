@@ -10,17 +10,8 @@ use serde_json::Value;
 use super::plan::EgressPlan;
 use crate::shared::event::Trigger;
 use crate::shared::metrics::{Record, Unit};
-pub use crate::shared::report::{Outcome, WriteStatus};
-
-/// One write and what became of it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct WriteResult {
-    /// The resource written: a route table or a NAT instance.
-    pub resource: String,
-    /// What the write does, for people (`replace 0.0.0.0/0 i-… -> eni-…`).
-    pub change: String,
-    pub status: WriteStatus,
-}
+pub use crate::shared::report::{Outcome, WriteResult, WriteStatus};
+use crate::shared::report::{count_writes, outcome_of, render_unmade};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Totals {
@@ -68,7 +59,7 @@ impl Report {
     /// retry can give them one, and the schedule comes back within a minute.
     pub fn finish(mut self) -> Self {
         let p = &self.plan;
-        let count = |f: fn(&WriteStatus) -> bool| self.writes.iter().filter(|w| f(&w.status)).count();
+        let (writes, failed, not_started) = count_writes(self.writes.iter().map(|w| &w.status));
         self.totals = Totals {
             tables: p.tables.len(),
             tables_failed_over: p.failed_over(),
@@ -77,20 +68,11 @@ impl Report {
             tables_left_alone: p.left_alone(),
             healthy_nats: p.healthy_nats(),
             unhealthy_nats: p.unhealthy_nats(),
-            writes: count(|s| matches!(s, WriteStatus::Done | WriteStatus::Planned)),
-            failed: count(|s| matches!(s, WriteStatus::Failed { .. })),
-            not_started: count(|s| matches!(s, WriteStatus::NotStarted { .. })),
+            writes,
+            failed,
+            not_started,
         };
-        let t = &self.totals;
-        self.outcome = if t.failed + t.not_started > 0 {
-            Outcome::Incomplete
-        } else if t.writes == 0 {
-            Outcome::InSync
-        } else if self.dry_run {
-            Outcome::DryRun
-        } else {
-            Outcome::Synced
-        };
+        self.outcome = outcome_of(failed + not_started > 0, writes, self.dry_run);
         self
     }
 }
@@ -111,16 +93,7 @@ impl crate::shared::report::JobReport for Report {
         if !out.ends_with('\n') {
             out.push('\n');
         }
-        for w in self.writes.iter().filter(|w| !matches!(w.status, WriteStatus::Done | WriteStatus::Planned)) {
-            let why = match &w.status {
-                WriteStatus::Failed { code, message, hint, .. } => {
-                    format!("failed: {}: {message} ({hint})", code.as_deref().unwrap_or("-"))
-                }
-                WriteStatus::NotStarted { reason } => format!("not started: {reason}"),
-                _ => String::new(),
-            };
-            let _ = writeln!(out, "! {} {}: {why}", w.resource, w.change);
-        }
+        render_unmade(&mut out, self.writes.iter().map(|w| (w.resource.as_str(), w.change.as_str(), &w.status)));
         let t = &self.totals;
         let verb = if self.dry_run { "Plan" } else { "Applied" };
         let _ = writeln!(

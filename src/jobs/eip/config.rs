@@ -45,10 +45,6 @@ pub struct Config {
 crate::extends_shared_config!(Config);
 
 impl Config {
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
-    }
-
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env::new(&lookup);
         let shared = SharedConfig::from_env(&env)?;

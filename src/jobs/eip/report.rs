@@ -9,17 +9,8 @@ use serde_json::Value;
 use super::plan::EipPlan;
 use crate::shared::event::Trigger;
 use crate::shared::metrics::{Record, Unit};
-pub use crate::shared::report::{Outcome, WriteStatus};
-
-/// One write and what became of it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct WriteResult {
-    /// The address (or `records` for the one Route 53 batch).
-    pub resource: String,
-    pub change: String,
-    #[serde(flatten)]
-    pub status: WriteStatus,
-}
+pub use crate::shared::report::{Outcome, WriteResult, WriteStatus};
+use crate::shared::report::{count_writes, outcome_of, render_unmade};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Totals {
@@ -65,12 +56,8 @@ impl Report {
     /// A bind or release counts once all of its writes are done; an empty
     /// pool leaves the invocation incomplete, so that Lambda retries it.
     pub fn finish(mut self) -> Self {
-        let ok = |resource: &str| {
-            self.writes
-                .iter()
-                .filter(|w| w.resource == resource)
-                .all(|w| matches!(w.status, WriteStatus::Done | WriteStatus::Planned))
-        };
+        let ok = |resource: &str| self.writes.iter().filter(|w| w.resource == resource).all(|w| w.status.is_made());
+        let (_, failed, not_started) = count_writes(self.writes.iter().map(|w| &w.status));
         let p = &self.plan;
         self.totals = Totals {
             bound: p.binds.iter().filter(|b| ok(&b.public_ip)).count(),
@@ -79,19 +66,11 @@ impl Report {
             kept: p.keeps.len(),
             nodes_without_address: p.unbound.len(),
             pool_free: p.pool_free_after,
-            failed: self.writes.iter().filter(|w| matches!(w.status, WriteStatus::Failed { .. })).count(),
-            not_started: self.writes.iter().filter(|w| matches!(w.status, WriteStatus::NotStarted { .. })).count(),
+            failed,
+            not_started,
         };
-        let t = &self.totals;
-        self.outcome = if t.failed + t.not_started + t.nodes_without_address > 0 {
-            Outcome::Incomplete
-        } else if self.writes.is_empty() {
-            Outcome::InSync
-        } else if self.dry_run {
-            Outcome::DryRun
-        } else {
-            Outcome::Synced
-        };
+        let unfinished = failed + not_started + self.totals.nodes_without_address > 0;
+        self.outcome = outcome_of(unfinished, self.writes.len(), self.dry_run);
         self
     }
 }
@@ -114,16 +93,7 @@ impl crate::shared::report::JobReport for Report {
         for w in &self.warnings {
             let _ = writeln!(out, "warning: {w}");
         }
-        for w in self.writes.iter().filter(|w| !matches!(w.status, WriteStatus::Done | WriteStatus::Planned)) {
-            let why = match &w.status {
-                WriteStatus::Failed { code, message, hint, .. } => {
-                    format!("failed: {}: {message} ({hint})", code.as_deref().unwrap_or("-"))
-                }
-                WriteStatus::NotStarted { reason } => format!("not started: {reason}"),
-                _ => String::new(),
-            };
-            let _ = writeln!(out, "! {} {}: {why}", w.resource, w.change);
-        }
+        render_unmade(&mut out, self.writes.iter().map(|w| (w.resource.as_str(), w.change.as_str(), &w.status)));
         let verb = if self.dry_run { "Plan" } else { "Applied" };
         let _ = writeln!(
             out,

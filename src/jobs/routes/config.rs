@@ -81,11 +81,6 @@ const CONCURRENCY_FORM: &str = "a whole number of writes in flight from 1 to 64,
 const WAIT_FORM: &str = "a whole number of seconds from 0 to 600 (0 disables the wait), e.g. 60";
 
 impl Config {
-    /// Reads the configuration from the process environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
-    }
-
     /// Reads the configuration through `lookup` (a name to its value, if set).
     /// Empty values count as unset.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {

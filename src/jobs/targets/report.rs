@@ -10,6 +10,7 @@ use super::plan::{Change, TargetsPlan};
 use crate::shared::event::Trigger;
 use crate::shared::metrics::{Record, Unit};
 pub use crate::shared::report::{Outcome, WriteStatus};
+use crate::shared::report::{count_writes, outcome_of, render_unmade};
 
 /// One `RegisterTargets` or `DeregisterTargets` batch and what became of it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -61,11 +62,12 @@ impl Report {
         let count = |f: fn(&WriteStatus) -> bool, action: &str| {
             self.calls.iter().filter(|c| c.action == action && f(&c.status)).map(|c| c.targets.len()).sum::<usize>()
         };
-        let made = |s: &WriteStatus| matches!(s, WriteStatus::Done | WriteStatus::Planned);
+        let made = WriteStatus::is_made;
         let mut failed_groups: Vec<&str> =
             self.calls.iter().filter(|c| !made(&c.status)).map(|c| c.target_group_arn.as_str()).collect();
         failed_groups.sort();
         failed_groups.dedup();
+        let (_, failed, not_started) = count_writes(self.calls.iter().map(|c| &c.status));
         let plan = self.plan.as_ref();
         self.totals = Totals {
             groups: plan.map_or(0, |p| p.groups.len()),
@@ -74,19 +76,11 @@ impl Report {
             registered: count(made, "register"),
             deregistered: count(made, "deregister"),
             foreign: plan.map_or(0, TargetsPlan::foreign),
-            failed: self.calls.iter().filter(|c| matches!(c.status, WriteStatus::Failed { .. })).count(),
-            not_started: self.calls.iter().filter(|c| matches!(c.status, WriteStatus::NotStarted { .. })).count(),
+            failed,
+            not_started,
         };
         let t = &self.totals;
-        self.outcome = if t.failed + t.not_started > 0 {
-            Outcome::Incomplete
-        } else if t.registered + t.deregistered == 0 {
-            Outcome::InSync
-        } else if self.dry_run {
-            Outcome::DryRun
-        } else {
-            Outcome::Synced
-        };
+        self.outcome = outcome_of(failed + not_started > 0, t.registered + t.deregistered, self.dry_run);
         self
     }
 }
@@ -111,16 +105,15 @@ impl crate::shared::report::JobReport for Report {
         if let Some(plan) = &self.plan {
             let _ = writeln!(out, "{plan}");
         }
-        for c in self.calls.iter().filter(|c| !matches!(c.status, WriteStatus::Done | WriteStatus::Planned)) {
-            let why = match &c.status {
-                WriteStatus::Failed { code, message, hint, .. } => {
-                    format!("failed: {}: {message} ({hint})", code.as_deref().unwrap_or("-"))
-                }
-                WriteStatus::NotStarted { reason } => format!("not started: {reason}"),
-                _ => String::new(),
-            };
-            let _ = writeln!(out, "! {} {} of {} target(s): {why}", c.target_group_arn, c.action, c.targets.len());
-        }
+        let changes: Vec<String> =
+            self.calls.iter().map(|c| format!("{} of {} target(s)", c.action, c.targets.len())).collect();
+        render_unmade(
+            &mut out,
+            self.calls
+                .iter()
+                .zip(&changes)
+                .map(|(c, change)| (c.target_group_arn.as_str(), change.as_str(), &c.status)),
+        );
         let verb = if self.dry_run { "Plan" } else { "Applied" };
         let _ = writeln!(
             out,
