@@ -49,6 +49,26 @@ impl Record {
         self
     }
 
+    /// A record with what every job's record carries: the job, how the
+    /// invocation ended, whether it was a dry run (logged fields), the
+    /// throttled attempts and the duration (metrics).
+    pub fn invocation(
+        namespace: &str,
+        dimensions: Vec<(&'static str, String)>,
+        job: &str,
+        outcome: crate::shared::report::Outcome,
+        dry_run: bool,
+        throttled: usize,
+        duration: std::time::Duration,
+    ) -> Self {
+        Record::new(namespace, dimensions)
+            .property("Job", job)
+            .property("Outcome", outcome)
+            .property("DryRun", dry_run)
+            .metric("ThrottledRetries", Unit::Count, throttled as u64)
+            .metric("SyncDuration", Unit::Milliseconds, duration.as_millis() as u64)
+    }
+
     pub fn build(self) -> Value {
         let mut record = Map::new();
         let declared: Vec<Value> =

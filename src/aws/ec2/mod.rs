@@ -183,17 +183,14 @@ where
 }
 
 /// Every route table matching `filters`, following `NextToken` to the end.
+/// Bounded as [`all_pages`] is: a repeated token or too many pages is an
+/// error, never an endless loop.
 pub async fn describe_all<E: Ec2>(ec2: &E, filters: &[Filter]) -> Result<Vec<RouteTable>, AwsError> {
-    let mut tables = Vec::new();
-    let mut token = None;
-    loop {
+    all_pages("DescribeRouteTables", |token| async move {
         let page = ec2.describe_route_tables(filters, token).await?;
-        tables.extend(page.route_tables);
-        match page.next_token {
-            Some(next) if !next.is_empty() => token = Some(next),
-            _ => return Ok(tables),
-        }
-    }
+        Ok(Page { items: page.route_tables, next_token: page.next_token })
+    })
+    .await
 }
 
 /// The [`Ec2`] port over `aws-sdk-ec2`.
@@ -651,5 +648,35 @@ mod tests {
         assert!(throttled.is_throttling());
         assert_eq!(throttled.to_string(), "CreateRoute failed with RequestLimitExceeded: Request limit exceeded.");
         assert!(AwsError::service("CreateRoute", "UnauthorizedOperation", "no").hint().contains("IAM"));
+    }
+
+    #[tokio::test]
+    async fn pages_end_on_a_repeated_token_or_after_the_bound_never_loop() {
+        let repeated = all_pages("DescribeRouteTables", |_| async {
+            Ok(Page { items: vec![1], next_token: Some("same".to_owned()) })
+        })
+        .await
+        .unwrap_err();
+        assert!(repeated.message.contains("\"same\" twice"), "{repeated}");
+        let mut n = 0;
+        let endless = all_pages("DescribeRouteTables", |_| {
+            n += 1;
+            let token = format!("t{n}");
+            async move { Ok(Page { items: vec![()], next_token: Some(token) }) }
+        })
+        .await
+        .unwrap_err();
+        assert!(endless.message.contains("more than 1000 pages"), "{endless}");
+        let pages = all_pages("DescribeRouteTables", |token: Option<String>| async move {
+            let next = match token.as_deref() {
+                None => Some("a".to_owned()),
+                Some("a") => Some("b".to_owned()),
+                _ => None,
+            };
+            Ok(Page { items: vec![token], next_token: next })
+        })
+        .await
+        .unwrap();
+        assert_eq!(pages, vec![None, Some("a".to_owned()), Some("b".to_owned())]);
     }
 }

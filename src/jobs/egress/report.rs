@@ -119,17 +119,20 @@ impl crate::shared::report::JobReport for Report {
 pub fn emf_record(namespace: &str, report: &Report, throttled: usize, duration: Duration) -> Value {
     let t = &report.totals;
     let made = |n: usize| if report.dry_run { 0 } else { n as u64 };
-    Record::new(namespace, vec![("VpcId", report.vpc_id.clone()), ("RouterId", report.router_id.clone())])
-        .property("Job", "egress")
-        .property("Outcome", report.outcome)
-        .property("DryRun", report.dry_run)
-        .metric("TablesFailedOver", Unit::Count, made(t.tables_failed_over))
-        .metric("TablesFailedBack", Unit::Count, made(t.tables_failed_back))
-        .metric("HealthyNats", Unit::Count, t.healthy_nats as u64)
-        .metric("UnhealthyNats", Unit::Count, t.unhealthy_nats as u64)
-        .metric("TablesWithoutHealthyNat", Unit::Count, t.tables_without_healthy_nat as u64)
-        .metric("EgressWritesFailed", Unit::Count, (t.failed + t.not_started) as u64)
-        .metric("ThrottledRetries", Unit::Count, throttled as u64)
-        .metric("SyncDuration", Unit::Milliseconds, duration.as_millis() as u64)
-        .build()
+    Record::invocation(
+        namespace,
+        vec![("VpcId", report.vpc_id.clone()), ("RouterId", report.router_id.clone())],
+        "egress",
+        report.outcome,
+        report.dry_run,
+        throttled,
+        duration,
+    )
+    .metric("TablesFailedOver", Unit::Count, made(t.tables_failed_over))
+    .metric("TablesFailedBack", Unit::Count, made(t.tables_failed_back))
+    .metric("HealthyNats", Unit::Count, t.healthy_nats as u64)
+    .metric("UnhealthyNats", Unit::Count, t.unhealthy_nats as u64)
+    .metric("TablesWithoutHealthyNat", Unit::Count, t.tables_without_healthy_nat as u64)
+    .metric("EgressWritesFailed", Unit::Count, (t.failed + t.not_started) as u64)
+    .build()
 }

@@ -118,15 +118,18 @@ impl crate::shared::report::JobReport for Report {
 pub fn emf_record(namespace: &str, report: &Report, throttled: usize, duration: Duration) -> Value {
     let t = &report.totals;
     let made = |n: usize| if report.dry_run { 0 } else { n as u64 };
-    Record::new(namespace, vec![("VpcId", report.vpc_id.clone())])
-        .property("Job", "eip")
-        .property("Outcome", report.outcome)
-        .property("DryRun", report.dry_run)
-        .metric("AddressesBound", Unit::Count, made(t.bound))
-        .metric("AddressesReleased", Unit::Count, made(t.released))
-        .metric("NodesWithoutAddress", Unit::Count, t.nodes_without_address as u64)
-        .metric("PoolFree", Unit::Count, t.pool_free as u64)
-        .metric("ThrottledRetries", Unit::Count, throttled as u64)
-        .metric("SyncDuration", Unit::Milliseconds, duration.as_millis() as u64)
-        .build()
+    Record::invocation(
+        namespace,
+        vec![("VpcId", report.vpc_id.clone())],
+        "eip",
+        report.outcome,
+        report.dry_run,
+        throttled,
+        duration,
+    )
+    .metric("AddressesBound", Unit::Count, made(t.bound))
+    .metric("AddressesReleased", Unit::Count, made(t.released))
+    .metric("NodesWithoutAddress", Unit::Count, t.nodes_without_address as u64)
+    .metric("PoolFree", Unit::Count, t.pool_free as u64)
+    .build()
 }

@@ -274,18 +274,22 @@ impl crate::shared::report::JobReport for Report {
 pub fn emf_record(namespace: &str, cluster: &str, report: &Report, throttled: usize, duration: Duration) -> Value {
     let t = &report.totals;
     let made = |n: usize| if report.dry_run { 0 } else { n as u64 };
-    Record::new(namespace, vec![("ClusterName", cluster.to_owned()), ("VpcId", report.vpc_id.clone())])
-        .property("Outcome", report.outcome)
-        .property("DryRun", report.dry_run)
-        .metric("RoutesCreated", Unit::Count, made(t.created))
-        .metric("RoutesReplaced", Unit::Count, made(t.replaced))
-        .metric("RoutesDeleted", Unit::Count, made(t.deleted))
-        .metric("RouteChangesFailed", Unit::Count, t.failed as u64)
-        .metric("TablesFailed", Unit::Count, t.tables_failed as u64)
-        .metric("ThrottledRetries", Unit::Count, throttled as u64)
-        .metric("SyncDuration", Unit::Milliseconds, duration.as_millis() as u64)
-        .metric("ManagedRoutes", Unit::Count, report.managed_routes as u64)
-        .build()
+    Record::invocation(
+        namespace,
+        vec![("ClusterName", cluster.to_owned()), ("VpcId", report.vpc_id.clone())],
+        "routes",
+        report.outcome,
+        report.dry_run,
+        throttled,
+        duration,
+    )
+    .metric("RoutesCreated", Unit::Count, made(t.created))
+    .metric("RoutesReplaced", Unit::Count, made(t.replaced))
+    .metric("RoutesDeleted", Unit::Count, made(t.deleted))
+    .metric("RouteChangesFailed", Unit::Count, t.failed as u64)
+    .metric("TablesFailed", Unit::Count, t.tables_failed as u64)
+    .metric("ManagedRoutes", Unit::Count, report.managed_routes as u64)
+    .build()
 }
 
 #[cfg(test)]

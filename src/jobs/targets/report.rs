@@ -136,15 +136,18 @@ impl crate::shared::report::JobReport for Report {
 pub fn emf_record(namespace: &str, report: &Report, throttled: usize, duration: Duration) -> Value {
     let t = &report.totals;
     let made = |n: usize| if report.dry_run { 0 } else { n as u64 };
-    Record::new(namespace, vec![("VpcId", report.vpc_id.clone())])
-        .property("Job", "targets")
-        .property("Outcome", report.outcome)
-        .property("DryRun", report.dry_run)
-        .metric("TargetsRegistered", Unit::Count, made(t.registered))
-        .metric("TargetsDeregistered", Unit::Count, made(t.deregistered))
-        .metric("GroupsFailed", Unit::Count, t.groups_failed as u64)
-        .metric("Nodes", Unit::Count, t.nodes as u64)
-        .metric("ThrottledRetries", Unit::Count, throttled as u64)
-        .metric("SyncDuration", Unit::Milliseconds, duration.as_millis() as u64)
-        .build()
+    Record::invocation(
+        namespace,
+        vec![("VpcId", report.vpc_id.clone())],
+        "targets",
+        report.outcome,
+        report.dry_run,
+        throttled,
+        duration,
+    )
+    .metric("TargetsRegistered", Unit::Count, made(t.registered))
+    .metric("TargetsDeregistered", Unit::Count, made(t.deregistered))
+    .metric("GroupsFailed", Unit::Count, t.groups_failed as u64)
+    .metric("Nodes", Unit::Count, t.nodes as u64)
+    .build()
 }
