@@ -18,7 +18,10 @@ SAM_VENV := $(CURDIR)/.venv-sam
 SAM := $(SAM_VENV)/bin/sam
 export SAM_CLI_TELEMETRY := 0
 AWS_REGION ?= us-east-1
-LAMBDA_ZIP := target/lambda/kube-rtsync/bootstrap.zip
+# Cargo's output directory: CARGO_TARGET_DIR when set (relative to here, as
+# cargo reads it), else target/.
+TARGET_DIR := $(abspath $(or $(CARGO_TARGET_DIR),$(CURDIR)/target))
+LAMBDA_ZIP := $(TARGET_DIR)/lambda/kube-rtsync/bootstrap.zip
 
 .PHONY: demo test lint build deploy invoke watch bench venv build-tools sam-tools clean
 
@@ -47,7 +50,7 @@ sam-tools: $(SAM_VENV)/.installed
 
 demo: venv
 	cargo build --quiet --bin kube-rtsync --example demo
-	$(CURDIR)/target/debug/examples/demo $(CURDIR)/target/debug/kube-rtsync
+	$(TARGET_DIR)/debug/examples/demo $(TARGET_DIR)/debug/kube-rtsync
 
 lint: venv sam-tools
 	cargo fmt --check
@@ -82,9 +85,9 @@ invoke: build-tools
 bench: venv
 	cargo build --release --bin kube-rtsync
 	cargo build --example bench
-	$(CURDIR)/target/debug/examples/bench $(CURDIR)/target/release/kube-rtsync
+	$(TARGET_DIR)/debug/examples/bench $(TARGET_DIR)/release/kube-rtsync
 	cargo build --profile bench --example tls
-	$(CURDIR)/target/release/examples/tls
+	$(TARGET_DIR)/release/examples/tls
 	cargo bench --bench planner
 
 clean:
