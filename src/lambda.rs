@@ -96,7 +96,11 @@ async fn serve_routes() -> Result<(), lambda_runtime::Error> {
     let config = routes::config::Config::from_env().map_err(invalid_configuration)?;
     tracing::info!(job = "routes", vpc_id = %config.vpc_id, source = %config.source, managed_cidrs = %config.managed,
                    dry_run = config.dry_run, "kube-rtsync starting");
-    let cluster = config.cluster_name.clone().unwrap_or_else(|| config.source.to_string());
+    let dimension = match (&config.cluster_name, &config.source) {
+        (Some(cluster), _) => routes::report::Dimension::from(cluster.as_str()),
+        (None, routes::config::SourceSelector::RouteTableId(id)) => routes::report::Dimension::source_table(id),
+        (None, routes::config::SourceSelector::ClusterTag(name)) => routes::report::Dimension::from(name.as_str()),
+    };
     let (ec2, throttled, limiter) = clients(&config).await?;
     let namespace = config.metrics_namespace.clone();
     run(
@@ -108,7 +112,9 @@ async fn serve_routes() -> Result<(), lambda_runtime::Error> {
                 routes::handle_event(&reconciler, &event).await
             }
         },
-        |report, throttled, elapsed| routes::report::emf_record(&namespace, &cluster, report, throttled, elapsed),
+        |report, throttled, elapsed| {
+            routes::report::emf_record(&namespace, dimension.clone(), report, throttled, elapsed)
+        },
     )
     .await
 }

@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use kube_rtsync::aws::ec2::FailureKind;
-use kube_rtsync::aws::ec2::model::{Route, RouteTable};
+use kube_rtsync::aws::ec2::model::{Route, RouteTable, Target};
 use kube_rtsync::fake::ec2::{FakeEc2, Fault, Operation};
 use kube_rtsync::jobs::routes::Error;
 use kube_rtsync::jobs::routes::config::Config;
@@ -331,13 +331,15 @@ async fn nothing_starts_once_the_deadline_is_too_close() {
 }
 
 #[tokio::test]
-async fn an_empty_source_withholds_deletes_and_fails_loudly() {
+async fn an_empty_source_withholds_deletes_and_reports_them_without_failing() {
+    // No retry can make a withheld change: it is reported and counted, and
+    // the invocation succeeds so that Lambda does not retry it for nothing.
     let mut tables = vpc();
     tables[0].routes.retain(|r| !r.destination.to_string().starts_with("100.96."));
     let fake = FakeEc2::new(tables);
-    let err = run(&fake, &config(&[]), &event(LAUNCH)).await.unwrap_err();
-    let Error::Incomplete(report) = err else { panic!("expected the guard to stop the sync") };
+    let report = run(&fake, &config(&[]), &event(LAUNCH)).await.expect("withheld changes do not fail the invocation");
     assert_eq!(report.totals.withheld, 3);
+    assert_eq!(report.totals.tables_failed, 0);
     assert_eq!(fake.calls().writes(), 0);
 
     let fake = FakeEc2::new(
@@ -464,4 +466,21 @@ async fn a_failure_after_the_first_pass_still_reports_what_was_written() {
         let message = Error::Incomplete(report).to_string();
         assert!(message.contains("new node's route") && message.contains(cause), "{message}");
     }
+}
+
+#[tokio::test]
+async fn an_operators_gateway_route_inside_the_cidrs_is_left_alone_and_reported() {
+    let mut tables = vpc();
+    let tgw = route("100.100.0.0/16", Target::TransitGateway("tgw-0a1".into()));
+    tables[1].routes.push(tgw.clone());
+    tables[0].routes.push(route("100.101.0.0/16", Target::TransitGateway("tgw-0a1".into())));
+    let fake = FakeEc2::new(tables);
+    let report = run(&fake, &config(&[]), &event(LAUNCH)).await.unwrap();
+    assert!(fake.table("rtb-0a0000000000000a").unwrap().routes.contains(&tgw), "never deleted");
+    for id in PRIVATE {
+        assert!(fake.table(id).unwrap().route(&cidr("100.101.0.0/16")).is_none(), "never copied into {id}");
+    }
+    let a = report.tables.iter().find(|t| t.route_table_id == "rtb-0a0000000000000a").unwrap();
+    assert!(a.skipped.iter().any(|s| s.destination == cidr("100.100.0.0/16")), "{:?}", a.skipped);
+    assert!(report.skipped.iter().any(|s| s.destination == cidr("100.101.0.0/16")), "{:?}", report.skipped);
 }

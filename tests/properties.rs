@@ -108,6 +108,14 @@ fn apply(table: &RouteTable, actions: &[RouteAction]) -> RouteTable {
 /// The source seen independently of the planner: the routes to mirror
 /// (active, static, managed, copyable), and the destinations the mirror must
 /// leave alone (active, static, managed, but not copyable).
+/// The contract's rule 1, stated again: a static route inside the CIDRs is
+/// kube-rtsync's only when it goes to an instance or a network interface, or
+/// is a blackhole; through any gateway it is an operator's.
+fn through_gateway(r: &Route) -> bool {
+    r.state != RouteState::Blackhole
+        && !matches!(r.target, Target::Instance(_) | Target::NetworkInterface(_) | Target::Unknown)
+}
+
 fn expected(source: &RouteTable) -> (BTreeMap<Destination, Target>, BTreeSet<Destination>) {
     let mut wanted = BTreeMap::new();
     let mut alone = BTreeSet::new();
@@ -116,7 +124,7 @@ fn expected(source: &RouteTable) -> (BTreeMap<Destination, Target>, BTreeSet<Des
         {
             continue;
         }
-        if r.target.is_copyable() {
+        if r.target.is_copyable() && !through_gateway(r) {
             wanted.insert(r.destination.clone(), r.target.clone());
         } else {
             alone.insert(r.destination.clone());
@@ -162,7 +170,7 @@ proptest! {
             prop_assert_eq!(untouched(&after), untouched(before));
             // Held destinations: a non-static route on them blocks the mirror.
             let blocked: BTreeSet<Destination> = before.routes.iter()
-                .filter(|r| r.origin != RouteOrigin::CreateRoute).map(|r| r.destination.clone()).collect();
+                .filter(|r| r.origin != RouteOrigin::CreateRoute || through_gateway(r)).map(|r| r.destination.clone()).collect();
             for r in after.routes.iter().filter(|r| managed().manages(r)) {
                 if alone.contains(&r.destination) {
                     prop_assert_eq!(before.route(&r.destination), Some(r), "a left-alone route changed");
@@ -198,7 +206,7 @@ proptest! {
                     continue;
                 }
                 match (table.route(d), wanted.get(d)) {
-                    (Some(r), _) if r.origin != RouteOrigin::CreateRoute => {}
+                    (Some(r), _) if r.origin != RouteOrigin::CreateRoute || through_gateway(r) => {}
                     (Some(r), Some(t)) => needed += usize::from(&r.target != t || r.state != RouteState::Active),
                     (Some(_), None) | (None, Some(_)) => needed += 1,
                     (None, None) => {}

@@ -4,7 +4,14 @@ use std::fmt;
 
 use ipnet::IpNet;
 
-use crate::aws::ec2::model::{Destination, Route, RouteOrigin};
+use crate::aws::ec2::model::{Destination, Route, RouteOrigin, RouteState, Target};
+
+/// Routes to a node (kubenet's pod routes), or blackholes (a node's route
+/// whose target is gone).
+fn reaches_node_or_hole(route: &Route) -> bool {
+    route.state == RouteState::Blackhole
+        || matches!(route.target, Target::Instance(_) | Target::NetworkInterface(_) | Target::Unknown)
+}
 
 /// The CIDRs whose routes kube-rtsync manages (`KUBE_ROUTE_CIDRS`).
 ///
@@ -31,9 +38,18 @@ impl ManagedCidrs {
     }
 
     /// A route kube-rtsync may change or delete in a target table: inside
-    /// the managed CIDRs and made with `CreateRoute`, whatever its state.
+    /// the managed CIDRs, made with `CreateRoute`, and to a node (an
+    /// instance or a network interface) or a blackhole.
     pub fn manages(&self, route: &Route) -> bool {
-        route.origin == RouteOrigin::CreateRoute && self.contains(&route.destination)
+        route.origin == RouteOrigin::CreateRoute && self.contains(&route.destination) && reaches_node_or_hole(route)
+    }
+
+    /// A static route inside the managed CIDRs through anything else (an
+    /// internet, transit or virtual private gateway, a peering connection,
+    /// a NAT, a carrier or core-network gateway): an operator's, never
+    /// copied, replaced or deleted, and reported as skipped.
+    pub fn is_gateway_route(&self, route: &Route) -> bool {
+        route.origin == RouteOrigin::CreateRoute && self.contains(&route.destination) && !reaches_node_or_hole(route)
     }
 }
 
@@ -52,7 +68,6 @@ impl fmt::Display for ManagedCidrs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aws::ec2::model::Target;
 
     fn net(s: &str) -> Destination {
         Destination::Cidr(s.parse().unwrap())

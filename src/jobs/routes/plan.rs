@@ -47,6 +47,15 @@ pub struct SkippedRoute {
 pub fn desired_routes(source: &RouteTable, managed: &ManagedCidrs) -> DesiredRoutes {
     let mut desired = DesiredRoutes::default();
     for route in &source.routes {
+        if managed.is_gateway_route(route) && route.state == RouteState::Active {
+            desired.skipped.push(SkippedRoute {
+                route_table_id: source.id.clone(),
+                destination: route.destination.clone(),
+                target: route.target.clone(),
+                reason: GATEWAY_ROUTE.into(),
+            });
+            continue;
+        }
         if !managed.manages(route) || route.state != RouteState::Active {
             continue;
         }
@@ -63,6 +72,10 @@ pub fn desired_routes(source: &RouteTable, managed: &ManagedCidrs) -> DesiredRou
     }
     desired
 }
+
+/// Why a route inside the managed CIDRs through a gateway is left alone.
+pub const GATEWAY_ROUTE: &str =
+    "the route goes through a gateway, not to an instance or a network interface; only pod routes are managed";
 
 /// One change to one route of one table.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -273,6 +286,17 @@ fn plan_table(desired: &DesiredIndex<'_>, table: &RouteTable, managed: &ManagedC
             }
             continue;
         }
+        if managed.is_gateway_route(route) {
+            // An operator's route (to another cluster's pods through a
+            // transit gateway, say): never replaced or deleted.
+            skipped.push(SkippedRoute {
+                route_table_id: table.id.clone(),
+                destination: route.destination.clone(),
+                target: route.target.clone(),
+                reason: GATEWAY_ROUTE.into(),
+            });
+            continue;
+        }
         match wanted {
             Some(target) if *target == route.target && route.state == RouteState::Active => {}
             Some(target) => actions.push(RouteAction::Replace {
@@ -442,13 +466,20 @@ mod tests {
         let expected: BTreeMap<Destination, Target> = [
             (cidr("100.96.1.0/24"), i("i-1")),
             (cidr("100.96.2.0/24"), eni("eni-2")),
-            (cidr("100.96.7.0/24"), Target::NatGateway("nat-7".into())),
             (cidr("fd00:100:96:3::/64"), eni("eni-3")),
         ]
         .into();
         assert_eq!(desired.routes, expected);
-        assert_eq!(desired.skipped.len(), 1);
-        assert_eq!(desired.skipped[0].destination, cidr("100.96.6.0/24"));
+        // Not copied: a blackhole-like unknown target, and a route through a NAT gateway.
+        let skipped: Vec<(Destination, &str)> =
+            desired.skipped.iter().map(|s| (s.destination.clone(), s.reason.as_str())).collect();
+        assert_eq!(
+            skipped,
+            vec![
+                (cidr("100.96.6.0/24"), "the source route's target cannot be copied with CreateRoute"),
+                (cidr("100.96.7.0/24"), GATEWAY_ROUTE),
+            ]
+        );
         assert_eq!(desired.managed_count(), 5);
     }
 
@@ -709,5 +740,25 @@ mod tests {
 . rtb-b 100.96.2.0/24 skipped: the table holds this destination with a route of origin EnableVgwRoutePropagation
 "
         );
+    }
+
+    #[test]
+    fn routes_through_gateways_inside_the_cidrs_are_never_copied_replaced_or_deleted() {
+        let tgw = |id: &str| Target::TransitGateway(id.into());
+        let source = table(SRC, vec![route("100.96.1.0/24", i("i-1")), route("100.96.2.0/24", i("i-2"))]);
+        let target = private(
+            "rtb-a",
+            vec![
+                // Another cluster's pods through a transit gateway: the source lacks it.
+                route("100.100.0.0/16", tgw("tgw-other")),
+                // The source has a pod route for it, the table an operator's gateway route.
+                route("100.96.2.0/24", Target::VpcPeeringConnection("pcx-1".into())),
+            ],
+        );
+        let p = plan_one(&source, &target);
+        assert_eq!(p.actions, vec![RouteAction::Create { destination: cidr("100.96.1.0/24"), target: i("i-1") }]);
+        let skipped: Vec<Destination> = p.skipped.iter().map(|s| s.destination.clone()).collect();
+        assert_eq!(skipped, vec![cidr("100.100.0.0/16"), cidr("100.96.2.0/24")]);
+        assert!(p.skipped.iter().all(|s| s.reason == GATEWAY_ROUTE));
     }
 }

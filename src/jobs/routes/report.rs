@@ -101,8 +101,11 @@ impl TableReport {
         }
     }
 
+    /// Whether every write that was tried or due went through. Changes a
+    /// guard withheld do not count: no retry can make them, so they are
+    /// reported and counted (`ChangesWithheld`), not failed.
     pub fn is_complete(&self) -> bool {
-        self.failures.is_empty() && self.not_started.is_empty() && self.withheld.is_empty()
+        self.failures.is_empty() && self.not_started.is_empty()
     }
 
     /// Orders every list by destination: writes finish in any order.
@@ -269,14 +272,39 @@ impl crate::shared::report::JobReport for Report {
     }
 }
 
-/// The EMF record of one invocation. Dimensions: the cluster (or, with
-/// `SOURCE_ROUTE_TABLE_ID` and no cluster name, the source table) and the VPC.
-pub fn emf_record(namespace: &str, cluster: &str, report: &Report, throttled: usize, duration: Duration) -> Value {
+/// The first dimension of the routes job's metrics: the cluster, or, with
+/// `SOURCE_ROUTE_TABLE_ID` and no cluster name, the source table (under a
+/// name that says so).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dimension(pub &'static str, pub String);
+
+impl Dimension {
+    pub fn source_table(id: &str) -> Self {
+        Dimension("SourceRouteTableId", id.to_owned())
+    }
+}
+
+impl From<&str> for Dimension {
+    fn from(cluster: &str) -> Self {
+        Dimension("ClusterName", cluster.to_owned())
+    }
+}
+
+/// The EMF record of one invocation. Dimensions: the cluster (or the source
+/// table) and the VPC.
+pub fn emf_record(
+    namespace: &str,
+    dimension: impl Into<Dimension>,
+    report: &Report,
+    throttled: usize,
+    duration: Duration,
+) -> Value {
+    let Dimension(name, value) = dimension.into();
     let t = &report.totals;
     let made = |n: usize| if report.dry_run { 0 } else { n as u64 };
     Record::invocation(
         namespace,
-        vec![("ClusterName", cluster.to_owned()), ("VpcId", report.vpc_id.clone())],
+        vec![(name, value), ("VpcId", report.vpc_id.clone())],
         "routes",
         report.outcome,
         report.dry_run,
@@ -289,6 +317,7 @@ pub fn emf_record(namespace: &str, cluster: &str, report: &Report, throttled: us
     .metric("RouteChangesFailed", Unit::Count, t.failed as u64)
     .metric("TablesFailed", Unit::Count, t.tables_failed as u64)
     .metric("ManagedRoutes", Unit::Count, report.managed_routes as u64)
+    .metric("ChangesWithheld", Unit::Count, t.withheld as u64)
     .build()
 }
 
@@ -303,8 +332,15 @@ mod emf_tests {
         let mut report = Report::new(vec![], "vpc-0123456789abcdef0", false);
         report.managed_routes = 4;
         report.tables = vec![TableReport::new("rtb-1")];
-        report.totals =
-            Totals { created: 3, replaced: 1, deleted: 2, failed: 1, tables_failed: 1, ..Totals::default() };
+        report.totals = Totals {
+            created: 3,
+            replaced: 1,
+            deleted: 2,
+            failed: 1,
+            tables_failed: 1,
+            withheld: 2,
+            ..Totals::default()
+        };
         let record = emf_record("KubeRtsync", "k8s.example.com", &report, 5, Duration::from_millis(1234));
         let directive = &record["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(directive["Namespace"], "KubeRtsync");
@@ -320,6 +356,7 @@ mod emf_tests {
             ("ThrottledRetries", 5),
             ("SyncDuration", 1234),
             ("ManagedRoutes", 4),
+            ("ChangesWithheld", 2),
         ];
         let declared = directive["Metrics"].as_array().unwrap();
         assert_eq!(declared.len(), expected.len());
@@ -337,5 +374,23 @@ mod emf_tests {
         let record = emf_record("X", "c", &report, 0, Duration::ZERO);
         assert_eq!(record["RoutesCreated"], 0);
         assert_eq!(record["DryRun"], true);
+    }
+}
+
+#[cfg(test)]
+mod dimension_tests {
+    use super::*;
+
+    #[test]
+    fn without_a_cluster_name_the_dimension_says_it_holds_the_source_table() {
+        let report = Report::new(vec![], "vpc-0123456789abcdef0", false);
+        let record =
+            emf_record("KubeRtsync", Dimension::source_table("rtb-0123456789abcdef0"), &report, 0, Duration::ZERO);
+        assert_eq!(
+            record["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            serde_json::json!([["SourceRouteTableId", "VpcId"]])
+        );
+        assert_eq!(record["SourceRouteTableId"], "rtb-0123456789abcdef0");
+        assert!(record.get("ClusterName").is_none());
     }
 }
