@@ -398,8 +398,23 @@ async fn a_new_node_route_written_after_the_launch_event_is_waited_for() {
     let before = world.snapshot().await;
     // A fifth node launches; the cluster's controller writes its route a
     // few seconds after the notification.
-    let run =
-        world.client.run_instances().image_id("ami-0abcdef1234567890").min_count(1).max_count(1).send().await.unwrap();
+    let subnet =
+        world.client.create_subnet().vpc_id(&world.vpc.vpc_id).cidr_block("10.0.200.0/24").send().await.unwrap();
+    let cluster_tag = aws_sdk_ec2::types::TagSpecification::builder()
+        .resource_type(aws_sdk_ec2::types::ResourceType::Instance)
+        .tags(aws_sdk_ec2::types::Tag::builder().key("KubernetesCluster").value(CLUSTER).build())
+        .build();
+    let run = world
+        .client
+        .run_instances()
+        .image_id("ami-0abcdef1234567890")
+        .min_count(1)
+        .max_count(1)
+        .subnet_id(subnet.subnet().and_then(|s| s.subnet_id()).unwrap())
+        .tag_specifications(cluster_tag)
+        .send()
+        .await
+        .unwrap();
     let node = run.instances()[0].instance_id().unwrap().to_owned();
     let (client, source, late_node) = (world.client.clone(), world.vpc.source.clone(), node.clone());
     let controller = tokio::spawn(async move {

@@ -379,6 +379,18 @@ async fn eventbridge_state_changes_and_schedules_reconcile() {
     assert_eq!(fake.calls(), Default::default());
 }
 
+/// The launch sample's instance, a node of the cluster in the VPC.
+fn with_sample_node(fake: FakeEc2) -> FakeEc2 {
+    fake.insert_instance(kube_rtsync::aws::ec2::model::Instance {
+        id: SAMPLE_INSTANCE.into(),
+        vpc_id: VPC.into(),
+        state: "running".into(),
+        tags: [("KubernetesCluster".to_owned(), CLUSTER.to_owned())].into(),
+        ..Default::default()
+    });
+    fake
+}
+
 /// The launch sample's instance gets its pod route.
 fn new_node_route(tables: &mut std::collections::BTreeMap<String, RouteTable>) {
     let source = tables.get_mut("rtb-0c0000000000000c").unwrap();
@@ -388,7 +400,7 @@ fn new_node_route(tables: &mut std::collections::BTreeMap<String, RouteTable>) {
 // Paused time: the waits are exact and cost no wall-clock time.
 #[tokio::test(start_paused = true)]
 async fn a_new_node_route_that_appears_while_waiting_is_mirrored() {
-    let fake = FakeEc2::new(vpc());
+    let fake = with_sample_node(FakeEc2::new(vpc()));
     // Describes 1 and 2 are the first reconcile; 3, 4, 5 are the checks.
     fake.on_describe(5, new_node_route);
     let report = run(&fake, &config(&[("ROUTE_WAIT_SECONDS", "60")]), &event(LAUNCH)).await.unwrap();
@@ -407,7 +419,7 @@ async fn a_new_node_route_that_appears_while_waiting_is_mirrored() {
 
 #[tokio::test(start_paused = true)]
 async fn a_new_node_route_that_never_appears_ends_the_wait_without_error() {
-    let fake = FakeEc2::new(vpc());
+    let fake = with_sample_node(FakeEc2::new(vpc()));
     let report = run(&fake, &config(&[("ROUTE_WAIT_SECONDS", "60")]), &event(RUNNING)).await.unwrap();
     let wait = report.route_wait.clone().unwrap();
     assert!(!wait.found);
@@ -426,7 +438,7 @@ async fn no_wait_when_the_route_is_there_or_the_event_is_not_a_launch() {
     assert_eq!(report.route_wait, None);
     assert_eq!(fake.calls().describe, 2);
 
-    let fake = FakeEc2::new(vpc());
+    let fake = with_sample_node(FakeEc2::new(vpc()));
     let report = run(&fake, &config(&[("ROUTE_WAIT_SECONDS", "60")]), &event(TERMINATE)).await.unwrap();
     assert_eq!(report.route_wait, None);
     assert_eq!(fake.calls().describe, 2);
@@ -434,7 +446,7 @@ async fn no_wait_when_the_route_is_there_or_the_event_is_not_a_launch() {
 
 #[tokio::test(start_paused = true)]
 async fn the_wait_stops_short_of_the_deadline() {
-    let fake = FakeEc2::new(vpc());
+    let fake = with_sample_node(FakeEc2::new(vpc()));
     let deadline = Instant::now() + Duration::from_secs(30);
     let report = run_with_deadline(&fake, &config(&[("ROUTE_WAIT_SECONDS", "600")]), &event(LAUNCH), Some(deadline))
         .await
@@ -449,11 +461,11 @@ async fn a_failure_after_the_first_pass_still_reports_what_was_written() {
     // The wait's first check finds the source gone (its tag removed), and
     // in a second run the check's describe fails: both after the first
     // pass wrote 9 routes, which the error must still report.
-    let vanish = FakeEc2::new(vpc());
+    let vanish = with_sample_node(FakeEc2::new(vpc()));
     vanish.on_describe(3, |tables| {
         tables.get_mut("rtb-0c0000000000000c").unwrap().tags.remove("KubernetesCluster");
     });
-    let failing = FakeEc2::new(vpc());
+    let failing = with_sample_node(FakeEc2::new(vpc()));
     failing.inject(Fault::code("InternalError").on(Operation::DescribeRouteTables).every(3));
     for (fake, cause) in [(&vanish, "no source route table"), (&failing, "InternalError")] {
         let result = run(fake, &config(&[("ROUTE_WAIT_SECONDS", "60")]), &event(LAUNCH)).await;
@@ -483,4 +495,39 @@ async fn an_operators_gateway_route_inside_the_cidrs_is_left_alone_and_reported(
     let a = report.tables.iter().find(|t| t.route_table_id == "rtb-0a0000000000000a").unwrap();
     assert!(a.skipped.iter().any(|s| s.destination == cidr("100.100.0.0/16")), "{:?}", a.skipped);
     assert!(report.skipped.iter().any(|s| s.destination == cidr("100.101.0.0/16")), "{:?}", report.skipped);
+}
+
+#[tokio::test(start_paused = true)]
+async fn another_instances_launch_costs_one_reconcile_and_never_a_wait() {
+    for (instance, why) in [
+        (
+            kube_rtsync::aws::ec2::model::Instance {
+                id: SAMPLE_INSTANCE.into(),
+                vpc_id: VPC.into(),
+                ..Default::default()
+            },
+            "untagged",
+        ),
+        (
+            kube_rtsync::aws::ec2::model::Instance {
+                id: SAMPLE_INSTANCE.into(),
+                vpc_id: OTHER_VPC.into(),
+                tags: [("KubernetesCluster".to_owned(), CLUSTER.to_owned())].into(),
+                ..Default::default()
+            },
+            "in another VPC",
+        ),
+    ] {
+        let fake = FakeEc2::new(vpc());
+        fake.insert_instance(instance);
+        let start = Instant::now();
+        let report = run(&fake, &config(&[("ROUTE_WAIT_SECONDS", "60")]), &event(LAUNCH)).await.unwrap();
+        assert_eq!(report.route_wait, None, "{why}");
+        assert_eq!(fake.calls().describe, 2, "{why}: one reconcile");
+        assert_eq!(start.elapsed(), Duration::ZERO, "{why}: no wait");
+    }
+    // An instance nobody knows (another account's event, or gone): no wait either.
+    let fake = FakeEc2::new(vpc());
+    let report = run(&fake, &config(&[("ROUTE_WAIT_SECONDS", "60")]), &event(RUNNING)).await.unwrap();
+    assert_eq!((report.route_wait, fake.calls().describe), (None, 2));
 }

@@ -22,8 +22,8 @@ use serde_json::Value;
 use tokio::time::Instant;
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::aws::ec2::Ec2;
 use crate::aws::ec2::model::RouteTable;
+use crate::aws::ec2::{Ec2, Ec2Nodes};
 use crate::shared::event::{self, Trigger};
 use crate::shared::limiter::WriteLimiter;
 use config::Config;
@@ -139,7 +139,7 @@ pub struct Observed {
 
 /// Handles one invocation event: decode, then reconcile unless the event
 /// asks for nothing. An error means Lambda should retry.
-pub async fn handle_event<E: Ec2>(reconciler: &Reconciler<'_, E>, event: &Value) -> Result<Report> {
+pub async fn handle_event<E: Ec2Nodes>(reconciler: &Reconciler<'_, E>, event: &Value) -> Result<Report> {
     let triggers = event::decode(event)?;
     if !triggers.iter().any(Trigger::wants_reconcile) {
         info!(triggers = ?triggers, "test notification: nothing to do");
@@ -153,9 +153,20 @@ pub async fn handle_event<E: Ec2>(reconciler: &Reconciler<'_, E>, event: &Value)
         && !observed.source.routes.iter().any(|r| r.reaches_instance(&instance))
     {
         // The first pass has written: whatever goes wrong from here, the
-        // report of those writes must come back with the error.
-        match reconciler.wait_for_route(&instance).await {
-            Ok(wait) => {
+        // report of those writes must come back with the error. Only a node
+        // of this cluster is waited for: any other instance's event (the
+        // state-change rule sees the whole region) costs one reconcile.
+        let wait = match reconciler.is_cluster_node(&instance).await {
+            Ok(true) => reconciler.wait_for_route(&instance).await.map(Some),
+            Ok(false) => {
+                info!(instance_id = %instance, "not an instance of this cluster in VPC_ID: no wait for a route");
+                Ok(None)
+            }
+            Err(err) => Err(err),
+        };
+        match wait {
+            Ok(None) => {}
+            Ok(Some(wait)) => {
                 let found = wait.found;
                 report.route_wait = Some(wait);
                 if found {

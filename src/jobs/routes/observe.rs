@@ -11,7 +11,7 @@ use super::config::SourceSelector;
 use super::report::RouteWait;
 use super::{Error, Observed, Reconciler, Result};
 use crate::aws::ec2::model::{Filter, RouteTable};
-use crate::aws::ec2::{Ec2, describe_all};
+use crate::aws::ec2::{Ec2, Ec2Nodes, all_pages, describe_all};
 use crate::shared::apply::DEADLINE_MARGIN;
 use crate::shared::tags::is_cluster_member;
 
@@ -122,5 +122,22 @@ fn is_source(table: &RouteTable, selector: &SourceSelector) -> bool {
     match selector {
         SourceSelector::RouteTableId(id) => &table.id == id,
         SourceSelector::ClusterTag(name) => is_cluster_member(&table.tags, name),
+    }
+}
+
+impl<E: Ec2Nodes> Reconciler<'_, E> {
+    /// Whether `instance_id` is a node of this cluster in `VPC_ID` (tagged
+    /// for the cluster in either style; with only `SOURCE_ROUTE_TABLE_ID`,
+    /// any instance of the VPC): one `DescribeInstances`.
+    pub async fn is_cluster_node(&self, instance_id: &str) -> Result<bool> {
+        let filters = [Filter::new("instance-id", [instance_id]), Filter::new("vpc-id", [self.config.vpc_id.as_str()])];
+        let found = all_pages("DescribeInstances", |t| self.ec2.describe_instances(&filters, t))
+            .await
+            .map_err(Error::Describe)?;
+        Ok(found.iter().any(|i| {
+            i.id == instance_id
+                && i.vpc_id == self.config.vpc_id
+                && self.config.cluster_name.as_deref().is_none_or(|name| is_cluster_member(&i.tags, name))
+        }))
     }
 }
