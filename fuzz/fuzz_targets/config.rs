@@ -5,31 +5,22 @@
 use kube_rtsync::jobs::routes::config::{self, Config};
 use libfuzzer_sys::fuzz_target;
 
-const NAMES: [&str; 12] = [
-    config::VPC_ID,
-    config::KUBE_CLUSTER_NAME,
-    config::SOURCE_ROUTE_TABLE_ID,
-    config::KUBE_ROUTE_CIDRS,
-    config::PRIVATE_RT_FILTERS,
-    config::DRY_RUN,
-    config::MAX_WRITES_PER_SECOND,
-    config::WRITE_BURST,
-    config::ALLOW_EMPTY_SOURCE,
-    config::ROUTE_TABLE_LIMIT,
-    config::APPLY_CONCURRENCY,
-    config::ROUTE_WAIT_SECONDS,
-];
+/// The variables, in the order the input fills them: the contract's one list.
+fn names() -> Vec<&'static str> {
+    kube_rtsync::shared::config::SHARED_VARIABLES.iter().chain(config::VARIABLES).copied().collect()
+}
 
 fuzz_target!(|data: &[u8]| {
     // The input is split on NUL into the variables' values, in order.
     let text = String::from_utf8_lossy(data);
     let values: Vec<&str> = text.split('\0').collect();
+    let names = names();
     let lookup = |name: &str| {
-        let i = NAMES.iter().position(|n| *n == name)?;
+        let i = names.iter().position(|n| *n == name)?;
         values.get(i).map(|v| v.to_string())
     };
     match Config::from_lookup(lookup) {
         Ok(c) => assert!(c.vpc_id.starts_with("vpc-")),
-        Err(e) => assert!(NAMES.contains(&e.variable)),
+        Err(e) => assert!(names.contains(&e.variable)),
     }
 });

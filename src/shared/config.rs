@@ -22,6 +22,10 @@ pub const METRICS_NAMESPACE: &str = "METRICS_NAMESPACE";
 /// it picks the job.
 pub const HANDLER: &str = "_HANDLER";
 
+/// The variables every job reads: the one list the documentation, the
+/// template and the fuzz target are checked against (`tests/contract.rs`).
+pub const SHARED_VARIABLES: &[&str] = &[VPC_ID, DRY_RUN, MAX_WRITES_PER_SECOND, WRITE_BURST, METRICS_NAMESPACE];
+
 pub const DEFAULT_MAX_WRITES_PER_SECOND: f64 = 4.0;
 pub const DEFAULT_WRITE_BURST: u32 = 20;
 pub const DEFAULT_METRICS_NAMESPACE: &str = "KubeRtsync";

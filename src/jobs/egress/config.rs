@@ -20,6 +20,17 @@ pub const EGRESS_PROBE_PORT: &str = "EGRESS_PROBE_PORT";
 /// Turn the source/destination check off on enrolled NAT instances.
 pub const EGRESS_FIX_SOURCE_DEST_CHECK: &str = "EGRESS_FIX_SOURCE_DEST_CHECK";
 
+/// The egress job's own variables.
+pub const VARIABLES: &[&str] = &[
+    EGRESS_TAG_KEY,
+    EGRESS_ROUTER_ID,
+    EGRESS_ZONE_TAG_KEY,
+    EGRESS_DESTINATION,
+    EGRESS_FAILBACK_SECONDS,
+    EGRESS_PROBE_PORT,
+    EGRESS_FIX_SOURCE_DEST_CHECK,
+];
+
 pub const DEFAULT_TAG_KEY: &str = "aws-nat-router/id";
 pub const DEFAULT_ROUTER_ID: &str = "squid";
 pub const DEFAULT_ZONE_TAG_KEY: &str = "aws-nat-router/zone";

@@ -16,6 +16,9 @@ pub const DNS_TTL: &str = "DNS_TTL";
 /// DynamoDB table of bindings (partition key `PublicIp`); unset: no items.
 pub const BINDING_TABLE: &str = "BINDING_TABLE";
 
+/// The eip job's own variables.
+pub const VARIABLES: &[&str] = &[EIP_NODE_TAGS, EIP_POOL_TAGS, DNS_ZONE_ID, DNS_SUFFIX, DNS_TTL, BINDING_TABLE];
+
 pub const DEFAULT_DNS_TTL: usize = 60;
 
 const SELECTOR_FORM: &str = "comma-separated key=value pairs (a bare key matches any value), e.g. role=edge";

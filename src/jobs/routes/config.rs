@@ -29,6 +29,19 @@ pub const APPLY_CONCURRENCY: &str = "APPLY_CONCURRENCY";
 /// pod route to appear in the source; `0` disables the wait.
 pub const ROUTE_WAIT_SECONDS: &str = "ROUTE_WAIT_SECONDS";
 
+/// The routes job's own variables (the shared ones are in
+/// [`crate::shared::config::SHARED_VARIABLES`]).
+pub const VARIABLES: &[&str] = &[
+    KUBE_CLUSTER_NAME,
+    SOURCE_ROUTE_TABLE_ID,
+    KUBE_ROUTE_CIDRS,
+    PRIVATE_RT_FILTERS,
+    ALLOW_EMPTY_SOURCE,
+    ROUTE_TABLE_LIMIT,
+    APPLY_CONCURRENCY,
+    ROUTE_WAIT_SECONDS,
+];
+
 pub const DEFAULT_ROUTE_CIDRS: &str = "100.96.0.0/11";
 pub const DEFAULT_PRIVATE_RT_FILTERS: &str = r#"[{"Name":"tag:Name","Values":["private_*"]}]"#;
 pub const DEFAULT_ROUTE_TABLE_LIMIT: usize = 50;

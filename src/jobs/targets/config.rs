@@ -18,6 +18,9 @@ pub const NLB_SYNC_LABELFILTERKEY: &str = "NLB_SYNC_LABELFILTERKEY";
 /// ...and its value (unset: any value).
 pub const NLB_SYNC_LABELFILTERVALUE: &str = "NLB_SYNC_LABELFILTERVALUE";
 
+/// The targets job's own variables (`node-nlb-sync`'s names aside).
+pub const VARIABLES: &[&str] = &[TARGET_GROUP_ARNS, TARGET_NODE_TAGS, KUBE_CLUSTER_NAME];
+
 const ARNS_FORM: &str = "comma-separated target group ARNs such as arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/nodes-443/0123456789abcdef";
 const SELECTOR_FORM: &str =
     "comma-separated key=value pairs (a bare key matches any value), e.g. kops.k8s.io/instancegroup=nodes";

@@ -1,0 +1,59 @@
+//! The configuration contract is one list per job in the code: every
+//! variable must be documented in its job's table and set by the template,
+//! or this test fails when they drift.
+
+use kube_rtsync::jobs::{egress, eip, routes, targets};
+use kube_rtsync::shared::config::SHARED_VARIABLES;
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/").to_owned() + path).unwrap()
+}
+
+/// The variables a configuration table documents (rows starting with `| \`NAME\``).
+fn documented(markdown: &str) -> Vec<String> {
+    markdown
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `")?.split('`').next().map(str::to_owned))
+        .filter(|v| v.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
+        .collect()
+}
+
+#[test]
+fn every_variable_is_documented_and_set_by_the_template() {
+    let template = read("template.yaml");
+    let jobs: [(&str, &[&str], String); 4] = [
+        ("routes", routes::config::VARIABLES, read("README.md")),
+        ("egress", egress::config::VARIABLES, read("docs/egress.md")),
+        ("targets", targets::config::VARIABLES, read("docs/targets.md")),
+        ("eip", eip::config::VARIABLES, read("docs/eip.md")),
+    ];
+    let readme = documented(&read("README.md"));
+    for variable in SHARED_VARIABLES {
+        assert!(readme.iter().any(|d| d == variable), "{variable} is not in the README's configuration table");
+    }
+    for (job, variables, page) in jobs {
+        let page = documented(&page);
+        for variable in variables.iter().chain(SHARED_VARIABLES) {
+            assert!(
+                template.lines().any(|l| l.trim_start().starts_with(&format!("{variable}:"))),
+                "{job}: {variable} is not set by template.yaml"
+            );
+        }
+        for variable in variables.iter() {
+            assert!(page.iter().any(|d| d == variable), "{job}: {variable} is not in its page's configuration table");
+        }
+    }
+}
+
+#[test]
+fn the_documented_routes_variables_are_the_code_s() {
+    // The README's table lists exactly the shared and the routes variables
+    // (and the handler name Lambda sets).
+    let mut documented = documented(&read("README.md"));
+    documented.retain(|v| v != "_HANDLER");
+    documented.sort();
+    let mut code: Vec<String> =
+        SHARED_VARIABLES.iter().chain(routes::config::VARIABLES).map(|v| v.to_string()).collect();
+    code.sort();
+    assert_eq!(documented, code);
+}
