@@ -11,6 +11,8 @@ use aws_lambda_events::sns::SnsEvent;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::shared::config::excerpt;
+
 /// Auto Scaling event names, as they appear in the notification's `Event`.
 const LAUNCH: &str = "autoscaling:EC2_INSTANCE_LAUNCH";
 const TERMINATE: &str = "autoscaling:EC2_INSTANCE_TERMINATE";
@@ -198,7 +200,7 @@ fn decode_sns(event: &Value) -> Result<Vec<Trigger>, EventError> {
         .enumerate()
         .map(|(index, record)| {
             if record.event_source != "aws:sns" {
-                return Err(EventError::NotSns { index, event_source: record.event_source.clone() });
+                return Err(EventError::NotSns { index, event_source: excerpt(&record.event_source) });
             }
             decode_autoscaling(&record.sns.message_id, &record.sns.message).map(Trigger::AutoScaling)
         })
@@ -209,26 +211,35 @@ fn decode_eventbridge(event: &Value) -> Result<Trigger, EventError> {
     let raw = RawEventBridge::deserialize(event).map_err(EventError::MalformedEventBridge)?;
     match (raw.source.as_str(), raw.detail_type.as_str()) {
         ("aws.ec2", STATE_CHANGE) => {
-            let detail = RawStateChange::deserialize(&raw.detail)
-                .map_err(|e| EventError::MalformedStateChange { event_id: raw.id.clone(), error: e.to_string() })?;
+            let detail = RawStateChange::deserialize(&raw.detail).map_err(|e| EventError::MalformedStateChange {
+                event_id: excerpt(&raw.id),
+                error: excerpt(&e.to_string()),
+            })?;
             Ok(Trigger::InstanceStateChange { instance_id: detail.instance_id, state: detail.state, event_id: raw.id })
         }
         ("aws.events", SCHEDULED) => Ok(Trigger::Schedule { event_id: raw.id }),
-        _ => Err(EventError::UnsupportedEventBridge { source_name: raw.source, detail_type: raw.detail_type }),
+        _ => Err(EventError::UnsupportedEventBridge {
+            source_name: excerpt(&raw.source),
+            detail_type: excerpt(&raw.detail_type),
+        }),
     }
 }
 
 fn decode_autoscaling(message_id: &str, message: &str) -> Result<AutoScalingNotification, EventError> {
+    // Event strings can be anything: error messages quote at most ~200 characters of each.
+    let message_id = &excerpt(message_id);
     let value: Value = serde_json::from_str(message).map_err(|e| EventError::MessageNotJson {
         message_id: message_id.to_owned(),
-        error: e.to_string(),
+        error: excerpt(&e.to_string()),
         excerpt: message.chars().take(40).collect(),
     })?;
-    let raw = RawAutoScalingMessage::deserialize(&value)
-        .map_err(|e| EventError::NotAutoScaling { message_id: message_id.to_owned(), error: e.to_string() })?;
+    let raw = RawAutoScalingMessage::deserialize(&value).map_err(|e| EventError::NotAutoScaling {
+        message_id: message_id.to_owned(),
+        error: excerpt(&e.to_string()),
+    })?;
     let event = AutoScalingEvent::parse(&raw.event).ok_or_else(|| EventError::UnknownAutoScalingEvent {
         message_id: message_id.to_owned(),
-        event: raw.event.clone(),
+        event: excerpt(&raw.event),
     })?;
     Ok(AutoScalingNotification {
         event,
@@ -243,7 +254,11 @@ fn describe_shape(value: &Value) -> String {
     match value {
         Value::Object(map) => {
             let keys: Vec<&str> = map.keys().map(String::as_str).take(8).collect();
-            if keys.is_empty() { "an empty object".into() } else { format!("an object with keys {}", keys.join(", ")) }
+            if keys.is_empty() {
+                "an empty object".into()
+            } else {
+                excerpt(&format!("an object with keys {}", keys.join(", ")))
+            }
         }
         Value::Array(_) => "an array".into(),
         Value::String(_) => "a string".into(),
@@ -398,5 +413,16 @@ mod tests {
         bad["Sns"]["Message"] = Value::String("garbage".into());
         event["Records"].as_array_mut().unwrap().push(bad);
         assert!(matches!(decode(&event), Err(EventError::MessageNotJson { .. })));
+    }
+
+    #[test]
+    fn long_event_strings_are_quoted_in_part() {
+        let long = "x".repeat(10_000);
+        let unsupported = serde_json::json!({"source": long, "detail-type": long, "detail": {}});
+        let bad_event = with_message(&format!(r#"{{"Event":"{long}","AutoScalingGroupName":"g"}}"#));
+        for event in [unsupported, bad_event] {
+            let message = decode(&event).unwrap_err().to_string();
+            assert!(message.len() < 1_000, "{} characters", message.len());
+        }
     }
 }
