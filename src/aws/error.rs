@@ -20,6 +20,9 @@ pub enum FailureKind {
     /// The endpoint's TLS certificate was refused (not trusted, expired,
     /// or for another name).
     Certificate,
+    /// Not made, or cut short: too little time was left before the
+    /// invocation's deadline (the next invocation makes it).
+    Deadline,
     /// Anything else (for example no credentials).
     Other,
 }
@@ -68,10 +71,13 @@ impl AwsError {
         match self.code() {
             _ if self.is_unauthorized() => "check the job's IAM policy (policies/<job>.json) and its conditions",
             Some(ROUTE_TABLE_NOT_FOUND) => "check the route table id and that it is in VPC_ID",
-            Some(ROUTE_LIMIT_EXCEEDED) => "raise the route table quota or narrow PRIVATE_RT_FILTERS / KUBE_ROUTE_CIDRS",
+            Some(ROUTE_LIMIT_EXCEEDED) => {
+                "raise the route table quota (Service Quotas: routes per route table) and ROUTE_TABLE_LIMIT with it, or narrow PRIVATE_RT_FILTERS / KUBE_ROUTE_CIDRS"
+            }
             _ if self.is_throttling() => "lower MAX_WRITES_PER_SECOND; the next invocation continues the work",
             _ => match self.kind {
                 FailureKind::Timeout | FailureKind::Network => "transient; the next invocation retries",
+                FailureKind::Deadline => "the invocation ran out of time; the next invocation continues the work",
                 FailureKind::Certificate => {
                     "the endpoint's certificate is not trusted: check AWS_ENDPOINT_URL and any HTTPS proxy, or add their CA with AWS_CA_BUNDLE"
                 }

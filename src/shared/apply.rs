@@ -23,6 +23,15 @@ use crate::shared::limiter::WriteLimiter;
 /// must still fit, and the report must get out.
 pub const DEADLINE_MARGIN: Duration = Duration::from_secs(10);
 
+/// Time kept after the last call for the report to get out.
+pub const REPORT_ROOM: Duration = Duration::from_secs(2);
+/// A call is not attempted with less than this left (after [`REPORT_ROOM`]).
+pub const MIN_CALL_TIME: Duration = Duration::from_secs(1);
+
+fn deadline_error(message: String) -> AwsError {
+    AwsError { operation: "write", kind: FailureKind::Deadline, code: None, message }
+}
+
 /// What became of one planned action.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ItemOutcome<A> {
@@ -57,10 +66,25 @@ impl<'a> Engine<'a> {
 
     /// One mutating call, paced by the shared limiter. Fallback calls (a
     /// create that became a replace) go through here too, so that they
-    /// count against the same budget.
+    /// count against the same budget. The deadline is checked again once the
+    /// limiter lets the call go, and the call is cut short at the time left
+    /// (less [`REPORT_ROOM`]), whatever the SDK's own timeout.
     pub async fn paced<T>(&self, call: impl Future<Output = Result<T, AwsError>>) -> Result<T, AwsError> {
         self.limiter.acquire().await;
-        call.await
+        let Some(deadline) = self.deadline else { return call.await };
+        let left = deadline.saturating_duration_since(Instant::now()).saturating_sub(REPORT_ROOM);
+        if left < MIN_CALL_TIME {
+            return Err(deadline_error(format!(
+                "not attempted: {} ms left before the invocation deadline",
+                left.as_millis()
+            )));
+        }
+        match tokio::time::timeout(left, call).await {
+            Ok(result) => result,
+            Err(_) => {
+                Err(deadline_error(format!("cut short after {} ms, at the invocation deadline", left.as_millis())))
+            }
+        }
     }
 
     /// Runs one group's actions: each wave's actions concurrently, waves in
@@ -183,5 +207,32 @@ mod tests {
         let engine = Engine::new(&limiter, Some(Instant::now() + DEADLINE_MARGIN / 2), 4);
         let outcomes = engine.run_group("group", vec![vec![1, 2]], |_| async { Ok(()) }, |_| false).await;
         assert!(outcomes.iter().all(|o| matches!(o, ItemOutcome::NotStarted(_, r) if r.contains("deadline"))));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_with_too_little_time_left_is_not_made_and_a_slow_one_is_cut_at_the_deadline() {
+        let limiter = unlimited();
+        let called = AtomicUsize::new(0);
+        let engine = Engine::new(&limiter, Some(Instant::now() + REPORT_ROOM + MIN_CALL_TIME / 2), 1);
+        let err = engine
+            .paced(async {
+                called.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            })
+            .await
+            .unwrap_err();
+        assert_eq!((err.kind, called.load(Ordering::SeqCst)), (FailureKind::Deadline, 0));
+
+        let start = Instant::now();
+        let engine = Engine::new(&limiter, Some(start + Duration::from_secs(10)), 1);
+        let err = engine
+            .paced(async {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                Ok(())
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, FailureKind::Deadline);
+        assert_eq!(start.elapsed(), Duration::from_secs(10) - REPORT_ROOM);
     }
 }
