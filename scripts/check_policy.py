@@ -2,8 +2,21 @@
 """Checks that template.yaml grants each function exactly the statements of
 its policy file, and that every write those statements allow is scoped.
 
-routes: the function's SAM Policies are the statements of
-policies/kube-rtsync.json, and no route-writing statement is unscoped.
+routes: the policies of FunctionRole, in order ("kube-rtsync", then
+"deny-cluster-tables" under the HasClusterName condition, then
+"deny-source-table" under HasSourceRouteTableId), are the statements of
+policies/kube-rtsync.json: both keep the same ${...} placeholders (VpcId,
+ClusterName, SourceRouteTableId). Reads are DescribeRouteTables on "*"; route
+writes are allowed on route tables with the ec2:Vpc condition only; and they
+are denied, whenever ClusterName is set, on the tables tagged
+KubernetesCluster=<ClusterName> and on those with the tag key
+kubernetes.io/cluster/<ClusterName>, and, whenever SourceRouteTableId is set,
+on that table. Every condition key of a route write is one the Service
+Authorization Reference offers for it. The function runs as FunctionRole and
+reads the same parameters under the same conditions; the role holds nothing
+else but its logs and its dead-letter queue. The created topic's policy lets
+only Auto Scaling's service-linked role and the TopicPublisherArns publish,
+and only over TLS.
 
 egress: the "egress" policy of EgressRole is policies/egress.json once the
 EgressTagKey and EgressRouterId parameters are replaced by their defaults;
@@ -48,6 +61,58 @@ from cfnlint.decode import decode  # cfn-lint's YAML loader understands !Sub and
 ROOT = Path(__file__).resolve().parent.parent
 
 ROUTES_WRITES = {"ec2:CreateRoute", "ec2:ReplaceRoute", "ec2:DeleteRoute"}
+ROUTES_EC2_ARN = "arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:"
+ROUTE_TABLES = ROUTES_EC2_ARN + "route-table/*"
+# In the Service Authorization Reference (iann0036/iam-dataset,
+# aws/iam_definition.json), CreateRoute, ReplaceRoute and DeleteRoute each take
+# the one resource type route-table (arn:${Partition}:ec2:${Region}:${Account}:
+# route-table/${RouteTableId}) with these condition keys, and
+# DescribeRouteTables and DescribeInstances (the check that a launched
+# instance is a node of the cluster) take no resource type ("*" only).
+ROUTES_WRITE_CONDITION_KEYS = ("aws:ResourceTag/", "ec2:ResourceTag/", "ec2:Region", "ec2:RouteTableID", "ec2:Vpc")
+ROUTES_ALLOWS = [
+    {"Effect": "Allow", "Action": ["ec2:DescribeInstances", "ec2:DescribeRouteTables"], "Resource": "*"},
+    {
+        "Effect": "Allow",
+        "Action": sorted(ROUTES_WRITES),
+        "Resource": ROUTE_TABLES,
+        "Condition": {"ArnEquals": {"ec2:Vpc": ROUTES_EC2_ARN + "vpc/${VpcId}"}},
+    },
+]
+# The conditional policies of FunctionRole: name -> (condition, parameter,
+# the Deny statements it must hold, Sid aside). Never write to the source
+# table: the tables tagged for the cluster (either tag style) when ClusterName
+# is set, the SourceRouteTableId table when that is set.
+ROUTES_DENIES = {
+    "deny-cluster-tables": ("HasClusterName", "ClusterName", [
+        {
+            "Effect": "Deny",
+            "Action": sorted(ROUTES_WRITES),
+            "Resource": ROUTE_TABLES,
+            "Condition": {"StringEquals": {"aws:ResourceTag/KubernetesCluster": "${ClusterName}"}},
+        },
+        {
+            "Effect": "Deny",
+            "Action": sorted(ROUTES_WRITES),
+            "Resource": ROUTE_TABLES,
+            "Condition": {"Null": {"aws:ResourceTag/kubernetes.io/cluster/${ClusterName}": "false"}},
+        },
+    ]),
+    "deny-source-table": ("HasSourceRouteTableId", "SourceRouteTableId", [
+        {
+            "Effect": "Deny",
+            "Action": sorted(ROUTES_WRITES),
+            "Resource": ROUTES_EC2_ARN + "route-table/${SourceRouteTableId}",
+        },
+    ]),
+}
+ROUTES_MANAGED_POLICIES = {"AWSLambdaBasicExecutionRole"}  # its logs; it never runs in the VPC
+# Auto Scaling publishes its notifications as its service-linked role (the
+# default one, or one with a custom suffix).
+AUTOSCALING_ROLES = (
+    "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/aws-service-role/autoscaling.amazonaws.com/"
+    "AWSServiceRoleForAutoScaling*"
+)
 
 # The egress job's whole vocabulary: anything else in its policy is a finding.
 EGRESS_READS = {
@@ -125,23 +190,219 @@ def differ(name, from_template, from_file):
             f"  file:     {json.dumps(from_file, sort_keys=True)}")
 
 
-def check_routes(template):
-    policies = template["Resources"]["Function"]["Properties"]["Policies"]
-    from_template = json.loads(json.dumps(unsub(policies[0])))
-    from_file = json.loads((ROOT / "policies" / "kube-rtsync.json").read_text())
-    problems = []
-    if len(policies) != 1:
-        problems.append(f"the function has {len(policies)} policies; expected exactly the one of policies/")
-    if from_template != from_file:
-        problems.append(differ("policies/kube-rtsync.json", from_template, from_file))
-    for statement in from_file["Statement"]:
-        actions = as_set(statement["Action"])
+def normalised(statement):
+    """A statement without its Sid, its Action as a sorted list."""
+    statement = {k: v for k, v in statement.items() if k != "Sid"}
+    if "Action" in statement and not isinstance(statement["Action"], str):
+        statement["Action"] = sorted(statement["Action"])
+    return statement
+
+
+def not_empty(parameter):
+    return {"Fn::Not": [{"Fn::Equals": [{"Ref": parameter}, ""]}]}
+
+
+def routes_policies_from_template(template, problems):
+    """FunctionRole's "kube-rtsync", "deny-cluster-tables" and
+    "deny-source-table" documents, parsed; None where absent or malformed."""
+    role = template["Resources"]["FunctionRole"]["Properties"]
+    documents = {}
+    for policy in role.get("Policies", []):
+        conditional = set(policy) == {"Fn::If"}
+        if conditional:
+            condition, then, otherwise = policy["Fn::If"]
+            name = then.get("PolicyName")
+            expected = ROUTES_DENIES.get(name, (None,))[0]
+            if condition != expected or otherwise != {"Ref": "AWS::NoValue"}:
+                problems.append(
+                    "FunctionRole: the conditional policies must be deny-cluster-tables under HasClusterName "
+                    f"and deny-source-table under HasSourceRouteTableId, else nothing; not {name!r} under {condition!r}"
+                )
+                continue
+            policy = then
+        name = policy.get("PolicyName")
+        if name not in {"kube-rtsync", *ROUTES_DENIES}:
+            continue
+        if (name in ROUTES_DENIES) != conditional:
+            problems.append(f"FunctionRole's {name} policy must be attached " + (
+                f"only under the {ROUTES_DENIES[name][0]} condition" if name in ROUTES_DENIES else "unconditionally"))
+            continue
+        text = unsub(policy.get("PolicyDocument"))
+        if not isinstance(text, str):
+            problems.append(f"FunctionRole's {name} policy must be a !Sub'ed JSON document")
+            continue
+        try:
+            documents[name] = json.loads(text)
+        except json.JSONDecodeError as error:
+            problems.append(f"FunctionRole's {name} policy is not JSON: {error}")
+    for name in ("kube-rtsync", *ROUTES_DENIES):
+        if name not in documents:
+            problems.append(f"FunctionRole has no readable policy named {name}")
+    return documents
+
+
+def check_routes_statements(policy, problems):
+    """Reads on "*"; route writes allowed only on the VPC's route tables, and
+    denied on the tables tagged for the cluster and on the source table."""
+    statements = policy["Statement"]
+    for statement in statements:
+        sid = statement.get("Sid")
+        if "NotAction" in statement or "NotResource" in statement or "Principal" in statement:
+            problems.append(f"{sid}: NotAction, NotResource and Principal are not expected")
+        actions = as_set(statement.get("Action"))
+        unknown = actions - ROUTES_WRITES - {"ec2:DescribeRouteTables", "ec2:DescribeInstances"}
+        if unknown:
+            problems.append(f"{sid}: actions outside the routes job's needs: {sorted(unknown)}")
         if actions & ROUTES_WRITES:
-            resource = statement.get("Resource")
-            if resource == "*" or not str(resource).endswith(":route-table/*"):
-                problems.append(f"{statement.get('Sid')}: route writes must be scoped to route tables, not {resource!r}")
-            if "ec2:Vpc" not in json.dumps(statement.get("Condition", {})):
-                problems.append(f"{statement.get('Sid')}: route writes must carry an ec2:Vpc condition")
+            if statement.get("Resource") == "*" or not str(statement.get("Resource")).startswith(
+                ROUTES_EC2_ARN + "route-table/"
+            ):
+                problems.append(f"{sid}: route writes must be scoped to route tables, not {statement.get('Resource')!r}")
+            for keys in statement.get("Condition", {}).values():
+                for key in keys:
+                    known = any(
+                        key.startswith(k) if k.endswith("/") else key == k for k in ROUTES_WRITE_CONDITION_KEYS
+                    )
+                    if not known:
+                        problems.append(
+                            f"{sid}: {key} is not a condition key of the route writes "
+                            f"(Service Authorization Reference: {', '.join(ROUTES_WRITE_CONDITION_KEYS)})"
+                        )
+    allows = [normalised(s) for s in statements if s.get("Effect") == "Allow"]
+    if allows != ROUTES_ALLOWS:
+        problems.append(
+            "the allowed statements must be exactly DescribeRouteTables on \"*\" and the route writes on route "
+            f"tables with the ec2:Vpc condition: expected {json.dumps(ROUTES_ALLOWS)}, not {json.dumps(allows)}"
+        )
+    denies = [normalised(s) for s in statements if s.get("Effect") == "Deny"]
+    expected = [s for _, _, wanted in ROUTES_DENIES.values() for s in wanted]
+    if denies != expected:
+        problems.append(
+            "the route writes must be denied on the tables tagged KubernetesCluster=${ClusterName}, on those with "
+            "the tag key kubernetes.io/cluster/${ClusterName} and on route-table/${SourceRouteTableId}: "
+            f"expected {json.dumps(expected)}, not {json.dumps(denies)}"
+        )
+
+
+def check_routes_role(template, problems):
+    """The function runs as FunctionRole and reads the parameters the role's
+    Denies name, under the same conditions; the role holds its policies, its
+    dead-letter queue and its logs, nothing else."""
+    resources = template["Resources"]
+    conditions = template.get("Conditions", {})
+    function = resources["Function"]["Properties"]
+    if function.get("Role") != {"Fn::GetAtt": ["FunctionRole", "Arn"]}:
+        problems.append("Function must run as FunctionRole")
+    if "Policies" in function:
+        problems.append("Function must not add SAM Policies: its role is FunctionRole")
+    variables = function["Environment"]["Variables"]
+    for variable, (condition, parameter) in {
+        "KUBE_CLUSTER_NAME": ROUTES_DENIES["deny-cluster-tables"][:2],
+        "SOURCE_ROUTE_TABLE_ID": ROUTES_DENIES["deny-source-table"][:2],
+    }.items():
+        # The Deny must be there whenever the parameter is set.
+        if conditions.get(condition) != not_empty(parameter):
+            problems.append(f"the {condition} condition must be !Not [!Equals [!Ref {parameter}, \"\"]]")
+        value = {"Fn::If": [condition, {"Ref": parameter}, {"Ref": "AWS::NoValue"}]}
+        if variables.get(variable) != value:
+            problems.append(f"Function's {variable} must be {json.dumps(value)}, what its role's Deny names")
+    if variables.get("VPC_ID") != {"Ref": "VpcId"}:
+        problems.append("Function's VPC_ID must be the VpcId parameter, what its role is scoped to")
+    role = resources["FunctionRole"]["Properties"]
+    for policy in role.get("Policies", []):
+        if set(policy) == {"Fn::If"} or policy.get("PolicyName") in {"kube-rtsync", *ROUTES_DENIES}:
+            continue  # checked with the documents
+        if policy.get("PolicyName") != "dead-letter-queue":
+            problems.append(f"FunctionRole has an unexpected inline policy {policy.get('PolicyName')!r}")
+            continue
+        for statement in policy["PolicyDocument"]["Statement"]:
+            if as_set(statement["Action"]) != {"sqs:SendMessage"} or statement.get("Resource") != {
+                "Fn::GetAtt": ["DeadLetterQueue", "Arn"]
+            }:
+                problems.append("FunctionRole's dead-letter-queue policy may only send to DeadLetterQueue")
+    for arn in role.get("ManagedPolicyArns", []):
+        text = json.dumps(arn)
+        names = set(re.findall(r"service-role/(AWSLambda\w+)", text))
+        if not names or not names <= ROUTES_MANAGED_POLICIES:
+            problems.append(f"FunctionRole has an unexpected managed policy {text}")
+    if "PermissionsBoundary" in role:
+        problems.append("FunctionRole: a permissions boundary is not expected here")
+    for name, resource in resources.items():
+        if resource.get("Type") in {"AWS::IAM::Policy", "AWS::IAM::ManagedPolicy", "AWS::IAM::RolePolicy"}:
+            if "FunctionRole" in json.dumps(resource.get("Properties", {})):
+                problems.append(f"{name} adds permissions to FunctionRole; its policies belong in the role")
+
+
+def check_topic_policy(template, problems):
+    """The created topic: Publish only by Auto Scaling's service-linked role
+    and the TopicPublisherArns (allowed, and every other principal denied),
+    and never without TLS."""
+    resources = template["Resources"]
+    policy = resources.get("TopicPolicy")
+    if policy is None or policy.get("Type") != "AWS::SNS::TopicPolicy":
+        problems.append("the created topic has no TopicPolicy")
+        return
+    if policy.get("Condition") != "CreateTopic" or policy["Properties"].get("Topics") != [{"Ref": "Topic"}]:
+        problems.append("TopicPolicy must be on Topic, under the CreateTopic condition")
+    publishers = unsub({
+        "Fn::If": [
+            "HasTopicPublishers",
+            {"Fn::Split": [",", {"Fn::Sub": [AUTOSCALING_ROLES + ",${Publishers}",
+                                              {"Publishers": {"Fn::Join": [",", {"Ref": "TopicPublisherArns"}]}}]}]},
+            [{"Fn::Sub": AUTOSCALING_ROLES}],
+        ]
+    })
+    expected = [
+        {"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sns:Publish", "Resource": {"Ref": "Topic"},
+         "Condition": {"ArnLike": {"aws:PrincipalArn": publishers}}},
+        {"Effect": "Deny", "Principal": "*", "Action": "sns:Publish", "Resource": {"Ref": "Topic"},
+         "Condition": {"ArnNotLike": {"aws:PrincipalArn": publishers}}},
+        {"Effect": "Deny", "Principal": "*", "Action": "sns:Publish", "Resource": {"Ref": "Topic"},
+         "Condition": {"Bool": {"aws:SecureTransport": "false"}}},
+    ]
+    statements = [normalised(s) for s in unsub(policy["Properties"]["PolicyDocument"]).get("Statement", [])]
+    if statements != expected:
+        problems.append(
+            "TopicPolicy must allow sns:Publish to Auto Scaling's service-linked role and the TopicPublisherArns "
+            "only, deny it to every other principal, and deny it without TLS: "
+            f"expected {json.dumps(expected)}, not {json.dumps(statements)}"
+        )
+    conditions = template.get("Conditions", {})
+    if conditions.get("HasTopicPublishers") != {
+        "Fn::Not": [{"Fn::Equals": [{"Fn::Join": [",", {"Ref": "TopicPublisherArns"}]}, ""]}]
+    }:
+        problems.append("the HasTopicPublishers condition must be !Not [!Equals [!Join [\",\", !Ref TopicPublisherArns], \"\"]]")
+
+
+def check_routes(template):
+    problems = []
+    if "FunctionRole" not in template["Resources"] or "Function" not in template["Resources"]:
+        return ["template.yaml has no FunctionRole / Function"]
+    from_file = json.loads((ROOT / "policies" / "kube-rtsync.json").read_text())
+    documents = routes_policies_from_template(template, problems)
+    check_routes_role(template, problems)
+    check_topic_policy(template, problems)
+    names = ("kube-rtsync", *ROUTES_DENIES)
+    if all(name in documents for name in names):
+        versions = {documents[name].get("Version") for name in names}
+        if len(versions) != 1:
+            problems.append("FunctionRole's policies must have the same Version")
+        from_template = {
+            "Version": documents["kube-rtsync"].get("Version"),
+            "Statement": [s for name in names for s in documents[name]["Statement"]],
+        }
+        for name, (_, parameter, wanted) in ROUTES_DENIES.items():
+            statements = [normalised(s) for s in documents[name]["Statement"]]
+            if statements != wanted:
+                problems.append(f"FunctionRole's {name} policy must hold exactly {json.dumps(wanted)}")
+            if "${" + parameter + "}" in json.dumps(documents["kube-rtsync"]):
+                problems.append(f"FunctionRole's kube-rtsync policy must not name {parameter}: it may be empty")
+        template_problems = []
+        check_routes_statements(from_template, template_problems)
+        problems.extend(f"template.yaml: {p}" for p in template_problems)
+        if from_template != from_file:
+            problems.append(differ("policies/kube-rtsync.json", from_template, from_file))
+    check_routes_statements(from_file, problems)
     return problems
 
 
@@ -721,7 +982,9 @@ def main() -> int:
         return 1
     failed = False
     for job, check, verdict in (
-        ("routes", check_routes, "template.yaml and policies/kube-rtsync.json agree; route writes are scoped to the VPC"),
+        ("routes", check_routes, "template.yaml and policies/kube-rtsync.json agree; route writes are scoped to the "
+                                 "VPC and denied on the tables tagged for ClusterName and on SourceRouteTableId; "
+                                 "only Auto Scaling and TopicPublisherArns may publish to the topic, over TLS"),
         ("egress", check_egress, "template.yaml and policies/egress.json agree; reads are Describe*, every write "
                                  "is scoped to enrolled resources"),
         ("targets", check_targets, "template.yaml and policies/targets.json agree; reads are Describe*, writes are "
