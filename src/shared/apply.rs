@@ -71,6 +71,17 @@ impl<'a> Engine<'a> {
     /// (less [`REPORT_ROOM`]), whatever the SDK's own timeout.
     pub async fn paced<T>(&self, call: impl Future<Output = Result<T, AwsError>>) -> Result<T, AwsError> {
         self.limiter.acquire().await;
+        let result = self.within_deadline(call).await;
+        // The pace learns: slower after a throttled write, back up slowly.
+        match &result {
+            Err(err) if err.is_throttling() => self.limiter.throttled().await,
+            Ok(_) => self.limiter.succeeded().await,
+            Err(_) => {}
+        }
+        result
+    }
+
+    async fn within_deadline<T>(&self, call: impl Future<Output = Result<T, AwsError>>) -> Result<T, AwsError> {
         let Some(deadline) = self.deadline else { return call.await };
         let left = deadline.saturating_duration_since(Instant::now()).saturating_sub(REPORT_ROOM);
         if left < MIN_CALL_TIME {
