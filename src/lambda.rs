@@ -31,8 +31,7 @@ async fn serve_eip() -> Result<(), lambda_runtime::Error> {
     let config = eip::config::Config::from_env().map_err(invalid_configuration)?;
     tracing::info!(job = "eip", vpc_id = %config.vpc_id, nodes = %config.node_tags, pool = %config.pool_tags,
                    dns = config.dns.is_some(), table = ?config.table, dry_run = config.dry_run, "kube-rtsync starting");
-    let (ec2, throttled, limiter) = clients(&config).await?;
-    let sdk = sdk_config().await?;
+    let (sdk, ec2, throttled, limiter) = clients(&config).await?;
     let route53 = crate::aws::route53::AwsRoute53::new(crate::aws::sdk::route53_client(&sdk, throttled.clone()));
     let bindings = crate::aws::dynamodb::AwsBindings::new(crate::aws::sdk::dynamodb_client(&sdk, throttled.clone()));
     let namespace = config.metrics_namespace.clone();
@@ -54,9 +53,8 @@ async fn serve_targets() -> Result<(), lambda_runtime::Error> {
     let config = targets::config::Config::from_env().map_err(invalid_configuration)?;
     tracing::info!(job = "targets", vpc_id = %config.vpc_id, groups = config.target_group_arns.len(),
                    dry_run = config.dry_run, "kube-rtsync starting");
-    let (ec2, throttled, limiter) = clients(&config).await?;
-    let elbv2 =
-        crate::aws::elbv2::AwsElbv2::new(crate::aws::sdk::elbv2_client(&sdk_config().await?, throttled.clone()));
+    let (sdk, ec2, throttled, limiter) = clients(&config).await?;
+    let elbv2 = crate::aws::elbv2::AwsElbv2::new(crate::aws::sdk::elbv2_client(&sdk, throttled.clone()));
     let namespace = config.metrics_namespace.clone();
     run(
         &throttled,
@@ -76,7 +74,7 @@ async fn serve_egress() -> Result<(), lambda_runtime::Error> {
     let config = egress::config::Config::from_env().map_err(invalid_configuration)?;
     tracing::info!(job = "egress", vpc_id = %config.vpc_id, tag = %config.tag_key, router_id = %config.router_id,
                    dry_run = config.dry_run, "kube-rtsync starting");
-    let (ec2, throttled, limiter) = clients(&config).await?;
+    let (_, ec2, throttled, limiter) = clients(&config).await?;
     let namespace = config.metrics_namespace.clone();
     run(
         &throttled,
@@ -101,7 +99,7 @@ async fn serve_routes() -> Result<(), lambda_runtime::Error> {
         (None, routes::config::SourceSelector::RouteTableId(id)) => routes::report::Dimension::source_table(id),
         (None, routes::config::SourceSelector::ClusterTag(name)) => routes::report::Dimension::from(name.as_str()),
     };
-    let (ec2, throttled, limiter) = clients(&config).await?;
+    let (_, ec2, throttled, limiter) = clients(&config).await?;
     let namespace = config.metrics_namespace.clone();
     run(
         &throttled,
@@ -126,14 +124,16 @@ async fn sdk_config() -> Result<aws_config::SdkConfig, lambda_runtime::Error> {
 
 /// One EC2 client (with its throttle counter) and one write limiter for
 /// the life of the execution environment.
+/// The SDK configuration is loaded once (credential chain, region) and every
+/// job's other clients are built from the same one.
 async fn clients(
     config: &SharedConfig,
-) -> Result<(crate::aws::ec2::AwsEc2, ThrottleCounter, WriteLimiter), lambda_runtime::Error> {
+) -> Result<(aws_config::SdkConfig, crate::aws::ec2::AwsEc2, ThrottleCounter, WriteLimiter), lambda_runtime::Error> {
     let sdk = sdk_config().await?;
     let throttled = ThrottleCounter::default();
     let ec2 = crate::aws::ec2::AwsEc2::new(crate::aws::sdk::ec2_client(&sdk, throttled.clone()));
     let limiter = WriteLimiter::new(config.write_rate).learning_from(throttled.clone());
-    Ok((ec2, throttled, limiter))
+    Ok((sdk, ec2, throttled, limiter))
 }
 
 /// The invocation loop every job shares: run the job, log the report (or
