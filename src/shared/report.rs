@@ -133,3 +133,11 @@ pub fn render_unmade<'a>(out: &mut String, writes: impl IntoIterator<Item = (&'a
         let _ = writeln!(out, "! {resource} {change}: {why}");
     }
 }
+
+/// The closing line of a report whose writes did not all go through.
+pub fn render_incomplete(out: &mut String, what: &str, failed: usize, not_started: usize) {
+    use std::fmt::Write as _;
+    if failed + not_started > 0 {
+        let _ = writeln!(out, "Incomplete: {failed} {what} failed, {not_started} not started.");
+    }
+}

@@ -11,7 +11,7 @@ use super::plan::EgressPlan;
 use crate::shared::event::Trigger;
 use crate::shared::metrics::{Record, Unit};
 pub use crate::shared::report::{Outcome, WriteResult, WriteStatus};
-use crate::shared::report::{count_writes, outcome_of, render_unmade};
+use crate::shared::report::{count_writes, outcome_of, render_incomplete, render_unmade};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Totals {
@@ -108,9 +108,7 @@ impl crate::shared::report::JobReport for Report {
             t.healthy_nats,
             t.unhealthy_nats,
         );
-        if t.failed + t.not_started > 0 {
-            let _ = writeln!(out, "Incomplete: {} failed, {} not started.", t.failed, t.not_started);
-        }
+        render_incomplete(&mut out, "writes", t.failed, t.not_started);
         out
     }
 }

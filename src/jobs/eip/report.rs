@@ -10,7 +10,7 @@ use super::plan::EipPlan;
 use crate::shared::event::Trigger;
 use crate::shared::metrics::{Record, Unit};
 pub use crate::shared::report::{Outcome, WriteResult, WriteStatus};
-use crate::shared::report::{count_writes, outcome_of, render_unmade};
+use crate::shared::report::{count_writes, outcome_of, render_incomplete, render_unmade};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Totals {
@@ -107,9 +107,7 @@ impl crate::shared::report::JobReport for Report {
         if t.nodes_without_address > 0 {
             let _ = writeln!(out, "Pool exhausted: {} node(s) without an address.", t.nodes_without_address);
         }
-        if t.failed + t.not_started > 0 {
-            let _ = writeln!(out, "Incomplete: {} writes failed, {} not started.", t.failed, t.not_started);
-        }
+        render_incomplete(&mut out, "writes", t.failed, t.not_started);
         out
     }
 }

@@ -10,7 +10,7 @@ use super::plan::{Change, TargetsPlan};
 use crate::shared::event::Trigger;
 use crate::shared::metrics::{Record, Unit};
 pub use crate::shared::report::{Outcome, WriteStatus};
-use crate::shared::report::{count_writes, outcome_of, render_unmade};
+use crate::shared::report::{count_writes, outcome_of, render_incomplete, render_unmade};
 
 /// One `RegisterTargets` or `DeregisterTargets` batch and what became of it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -125,9 +125,7 @@ impl crate::shared::report::JobReport for Report {
             t.foreign,
             if t.foreign == 1 { "" } else { "s" },
         );
-        if t.failed + t.not_started > 0 {
-            let _ = writeln!(out, "Incomplete: {} calls failed, {} not started.", t.failed, t.not_started);
-        }
+        render_incomplete(&mut out, "calls", t.failed, t.not_started);
         out
     }
 }
