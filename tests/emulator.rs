@@ -646,3 +646,147 @@ async fn a_resync_converges_behind_a_proxy_that_throttles_writes() {
     assert_eq!(throttled.count(), refused, "every refusal is counted as a throttled attempt");
     assert_mirror(&world.vpc, &before, &world.snapshot().await, &["100.96.0.0/11"], &privates(&world.vpc));
 }
+
+/// Runs an instance in `subnet` with the given tags; returns its id.
+async fn run_instance(client: &aws_sdk_ec2::Client, subnet: &str, tags: &[(&str, &str)]) -> String {
+    let mut spec =
+        aws_sdk_ec2::types::TagSpecification::builder().resource_type(aws_sdk_ec2::types::ResourceType::Instance);
+    for (key, value) in tags {
+        spec = spec.tags(aws_sdk_ec2::types::Tag::builder().key(*key).value(*value).build());
+    }
+    let mut run = client.run_instances().image_id("ami-0abcdef1234567890").min_count(1).max_count(1).subnet_id(subnet);
+    if !tags.is_empty() {
+        run = run.tag_specifications(spec.build());
+    }
+    let out = run.send().await.expect("RunInstances");
+    out.instances()[0].instance_id().unwrap().to_owned()
+}
+
+async fn create_subnet(client: &aws_sdk_ec2::Client, vpc_id: &str, cidr: &str) -> String {
+    let out = client.create_subnet().vpc_id(vpc_id).cidr_block(cidr).send().await.expect("CreateSubnet");
+    out.subnet().and_then(|s| s.subnet_id()).unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn another_instances_launch_costs_one_reconcile_and_no_wait() {
+    let world = World::new(ClusterTag::Legacy).await;
+    let before = world.snapshot().await;
+    // An instance of the VPC without the cluster's tag, and one tagged for
+    // the cluster but in another VPC: neither has a pod route, and neither
+    // is waited for, although the wait is on.
+    let here = create_subnet(&world.client, &world.vpc.vpc_id, "10.0.201.0/24").await;
+    let there = create_subnet(&world.client, &world.vpc.other_vpc_id, "10.200.1.0/24").await;
+    let untagged = run_instance(&world.client, &here, &[("Name", "bastion")]).await;
+    let elsewhere = run_instance(&world.client, &there, &[("KubernetesCluster", CLUSTER)]).await;
+    let config = world.config(&[("ROUTE_WAIT_SECONDS", "30")]);
+    let mut writes_by_run = Vec::new();
+    for (instance, why) in [(&untagged, "untagged in VPC_ID"), (&elsewhere, "the cluster's tag in another VPC")] {
+        for sample in [LAUNCH, RUNNING] {
+            let (result, (describes, writes)) = world.sync(&config, &sample.replace(SAMPLE_INSTANCE, instance)).await;
+            let report = result.unwrap_or_else(|e| panic!("{why}: {e}"));
+            assert_eq!(report.route_wait, None, "{why}: no wait");
+            // One reconcile: the source and the targets, read once each.
+            assert_eq!(describes, 2, "{why}: one reconcile");
+            writes_by_run.push(writes);
+        }
+    }
+    // The first reconcile mirrors the sample VPC; the others find it in sync.
+    assert_eq!(writes_by_run, vec![12, 0, 0, 0]);
+    assert_mirror(&world.vpc, &before, &world.snapshot().await, &["100.96.0.0/11"], &privates(&world.vpc));
+}
+
+#[tokio::test]
+async fn routes_through_gateways_inside_the_cidrs_are_never_copied_replaced_or_deleted() {
+    let world = World::new(ClusterTag::Legacy).await;
+    let (source, private) = (&world.vpc.source, &world.vpc.private);
+    let pcx = world.snapshot().await[source]
+        .iter()
+        .find(|r| r.1.starts_with("pcx-"))
+        .map(|r| r.1.clone())
+        .expect("the sample's peering route");
+    // Inside 100.96.0.0/11: a VPN route in the source, a peering route in a
+    // target that the source lacks, and a VPN route in a target at a
+    // destination the source sends to a node's interface.
+    seed::route(&world.client, source, "100.96.50.0/24", To::Gateway(&world.vpc.vgw)).await;
+    seed::route(&world.client, &private[0], "100.96.60.0/24", To::Peering(&pcx)).await;
+    seed::route(&world.client, &private[2], "100.96.4.0/24", To::Gateway(&world.vpc.vgw)).await;
+    let before = world.snapshot().await;
+
+    let (result, _) = world.sync(&world.config(&[]), LAUNCH).await;
+    let report = result.unwrap();
+    let after = world.snapshot().await;
+    let row =
+        |dest: &str, target: &str| (dest.to_owned(), target.to_owned(), "CreateRoute".to_owned(), "active".to_owned());
+    let vgw_row = row("100.96.50.0/24", &world.vpc.vgw);
+    for id in private {
+        assert!(!after[id].iter().any(|r| r.0 == "100.96.50.0/24"), "{id}: the source's VPN route was copied");
+    }
+    assert!(after[&private[0]].contains(&row("100.96.60.0/24", &pcx)), "the peering route was deleted");
+    assert!(after[&private[2]].contains(&row("100.96.4.0/24", &world.vpc.vgw)), "the VPN route was replaced");
+    assert!(after[source].contains(&vgw_row));
+    assert_eq!(after[source], before[source], "the source was written");
+    // Every node route of the source is mirrored, but where a target holds
+    // the destination through a gateway.
+    let node_routes: Vec<&RouteRow> =
+        after[source].iter().filter(|r| r.1.starts_with("i-") || r.1.starts_with("eni-")).collect();
+    assert_eq!(node_routes.len(), 4);
+    for id in private {
+        for wanted in &node_routes {
+            let kept_gateway = id == &private[2] && wanted.0 == "100.96.4.0/24";
+            assert_eq!(after[id].contains(*wanted), !kept_gateway, "{id}: {wanted:?}");
+        }
+    }
+    // The two target routes are reported as skipped, with the table.
+    let skipped: BTreeSet<(String, String)> = report
+        .tables
+        .iter()
+        .flat_map(|t| t.skipped.iter().map(|s| (s.route_table_id.clone(), s.destination.to_string())))
+        .collect();
+    assert!(skipped.contains(&(private[0].clone(), "100.96.60.0/24".into())), "{skipped:?}");
+    assert!(skipped.contains(&(private[2].clone(), "100.96.4.0/24".into())), "{skipped:?}");
+    // A second run finds nothing to do.
+    let (again, (_, writes)) = world.sync(&world.config(&[]), LAUNCH).await;
+    assert_eq!((again.unwrap().outcome, writes), (Outcome::InSync, 0));
+}
+
+#[tokio::test]
+async fn withheld_changes_are_reported_and_counted_and_the_invocation_succeeds() {
+    let world = World::new(ClusterTag::Legacy).await;
+    // The cluster is being rebuilt: its table has lost every pod route.
+    for dest in ["100.96.1.0/24", "100.96.2.0/24", "100.96.3.0/24", "100.96.4.0/24"] {
+        world
+            .client
+            .delete_route()
+            .route_table_id(&world.vpc.source)
+            .destination_cidr_block(dest)
+            .send()
+            .await
+            .expect("DeleteRoute");
+    }
+    let before = world.snapshot().await;
+    let api = RuntimeApi::start(vec![SCHEDULED.to_owned()]);
+    let mut env = world.emulator.env();
+    env.push(("VPC_ID", world.vpc.vpc_id.clone()));
+    env.push(("KUBE_CLUSTER_NAME", CLUSTER.to_owned()));
+    env.push(("AWS_LAMBDA_LOG_FORMAT", "JSON".to_owned()));
+    let log_path = std::env::temp_dir().join(format!("kube-rtsync-withheld-{}.log", std::process::id()));
+    let log = std::fs::File::create(&log_path).unwrap();
+    let lambda = LambdaProcess::spawn(Path::new(env!("CARGO_BIN_EXE_kube-rtsync")), &api.address, &env, log.into());
+    let (_, answer) = api.answer(Duration::from_secs(60));
+    // A success, not an error: Lambda does not retry what no retry can make.
+    let Answer::Response(report) = answer else { panic!("expected a report, got {answer:?}") };
+    // The targets' stale pod routes: 2 in a, 1 in b, 1 in c.
+    assert_eq!(report["totals"]["withheld"], 4, "{report}");
+    assert_eq!(report["totals"]["deleted"], 0, "{report}");
+    assert_eq!(world.snapshot().await, before, "a withheld change was made");
+    drop(lambda);
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let _ = std::fs::remove_file(&log_path);
+    let emf: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l.get("_aws").is_some())
+        .collect();
+    assert_eq!(emf.len(), 1, "{log}");
+    assert_eq!(emf[0]["ChangesWithheld"], 4, "{log}");
+}

@@ -210,8 +210,9 @@ async fn a_full_table_deletes_before_it_creates() {
         a.routes.push(route(&format!("10.{}.{}.0/24", 100 + n / 250, n % 250), i("i-0other00000000001")));
         n += 1;
     }
+    // An account that kept the old quota of 50, and says so.
     let fake = FakeEc2::new(tables).with_route_limit(50);
-    let report = invoke(&fake, &config(&[]), &no_limit()).await.unwrap();
+    let report = invoke(&fake, &config(&[("ROUTE_TABLE_LIMIT", "50")]), &no_limit()).await.unwrap();
     assert_eq!(report.outcome, Outcome::Synced);
     assert_mirror_of_pods(&fake);
     assert_eq!(fake.table("rtb-0a0000000000000a").unwrap().routes.len(), 49 - 1 + 2);

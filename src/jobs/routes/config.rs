@@ -44,7 +44,10 @@ pub const VARIABLES: &[&str] = &[
 
 pub const DEFAULT_ROUTE_CIDRS: &str = "100.96.0.0/11";
 pub const DEFAULT_PRIVATE_RT_FILTERS: &str = r#"[{"Name":"tag:Name","Values":["private_*"]}]"#;
-pub const DEFAULT_ROUTE_TABLE_LIMIT: usize = 50;
+/// EC2's default quota of routes per route table (Service Quotas: Amazon
+/// VPC, "Routes per route table", L-93826ACB): 500 since June 2025, when it
+/// was raised from 50; adjustable up to 1,000.
+pub const DEFAULT_ROUTE_TABLE_LIMIT: usize = 500;
 pub const DEFAULT_APPLY_CONCURRENCY: usize = 16;
 pub const DEFAULT_ROUTE_WAIT_SECONDS: usize = 60;
 
@@ -89,7 +92,7 @@ const CIDRS_FORM: &str =
     "comma-separated CIDRs such as 100.96.0.0/11,fd00:100:96::/48, or a dotted prefix such as 100.96";
 const FILTERS_FORM: &str =
     r#"a non-empty JSON array of EC2 filters such as [{"Name":"tag:Name","Values":["private_*"]}]"#;
-const LIMIT_FORM: &str = "a whole number of routes >= 1, e.g. 50";
+const LIMIT_FORM: &str = "a whole number of routes >= 1, e.g. 500";
 const CONCURRENCY_FORM: &str = "a whole number of writes in flight from 1 to 64, e.g. 16";
 const WAIT_FORM: &str = "a whole number of seconds from 0 to 600 (0 disables the wait), e.g. 60";
 
@@ -244,7 +247,7 @@ mod tests {
         assert!(!c.dry_run);
         assert!(!c.allow_empty_source);
         assert_eq!(c.write_rate, WriteRate { per_second: 4.0, burst: 20 });
-        assert_eq!(c.route_table_limit, 50);
+        assert_eq!(c.route_table_limit, 500);
         assert_eq!(c.apply_concurrency, 16);
         assert_eq!(c.route_wait.as_secs(), 60);
     }
@@ -266,7 +269,7 @@ mod tests {
             (ALLOW_EMPTY_SOURCE, "1"),
             (MAX_WRITES_PER_SECOND, "0"),
             (WRITE_BURST, "50"),
-            (ROUTE_TABLE_LIMIT, "500"),
+            (ROUTE_TABLE_LIMIT, "1000"),
             (APPLY_CONCURRENCY, "4"),
             (ROUTE_WAIT_SECONDS, "0"),
         ]);
@@ -276,7 +279,7 @@ mod tests {
         assert_eq!(c.target_filters[1].values, vec!["rtb-1", "rtb-2"]);
         assert!(c.dry_run && c.allow_empty_source);
         assert_eq!(c.write_rate, WriteRate { per_second: 0.0, burst: 50 });
-        assert_eq!(c.route_table_limit, 500);
+        assert_eq!(c.route_table_limit, 1000);
         assert_eq!(c.apply_concurrency, 4);
         assert!(c.route_wait.is_zero());
     }
