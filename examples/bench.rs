@@ -189,9 +189,13 @@ async fn main() {
     // emulator's own service time (it answers one request at a time) and
     // kube-rtsync's. Medians of JOIN_RUNS fresh processes.
     let ideal = 2 * rtt();
-    // BENCH_JOBS=1 runs only the egress and targets scenarios (3 and 4).
+    // BENCH_JOBS=1 runs only the scenarios of the other jobs (3 to 5),
+    // BENCH_PACING=1 only the pacing comparison (6).
     if std::env::var_os("BENCH_JOBS").is_some() {
         return jobs(&binary, ideal).await;
+    }
+    if std::env::var_os("BENCH_PACING").is_some() {
+        return pacing().await;
     }
     let mut runs = Vec::new();
     for _ in 0..JOIN_RUNS {
@@ -302,6 +306,82 @@ async fn main() {
     );
 
     jobs(&binary, ideal).await;
+    pacing().await;
+}
+
+/// Scenario 6: how to slow down when EC2's bucket is shared. A resync of
+/// about 130 route writes through a model of EC2's bucket (50, refilled at
+/// 5/s, of which the cluster's route controller takes 1.5/s; up to 50 ms of
+/// jitter per write), the client told 5/s with a burst of 50. Compared: the
+/// project's pace that learns (halve on a throttle, win back a fiftieth per
+/// write) with the SDK's standard retries, against the SDK's adaptive retry
+/// mode (its own client-side rate limiter, which also learns from
+/// throttles) with the project's limiter off, and both together. Invocations
+/// follow each other at once, so the bucket has no time to refill between
+/// them that a real Lambda retry would give it.
+async fn pacing() {
+    use aws_sdk_ec2::config::retry::RetryConfig;
+    use kube_rtsync::aws::ec2::AwsEc2;
+    use kube_rtsync::aws::error::ThrottleCounter;
+    use kube_rtsync::jobs::routes::{Error, Reconciler, config::Config, handle_event};
+    use kube_rtsync::shared::limiter::WriteLimiter;
+    use support::proxy::WriteBucket;
+
+    println!();
+    println!("6. Pacing against a shared EC2 bucket (50, 5/s, 1.5/s taken by the route controller; ~130 writes)");
+    let variants = [
+        ("the project's pace that learns, SDK standard retries", false, "5"),
+        ("SDK adaptive retry mode, the project's limiter off", true, "0"),
+        ("SDK adaptive retry mode and the project's pace that learns", true, "5"),
+    ];
+    for (label, adaptive, pace) in variants {
+        let emulator = Emulator::start();
+        let client = emulator.client();
+        let vpc = seed::seed(&client, seed::ClusterTag::Legacy).await;
+        for n in 0..40 {
+            let node = &vpc.nodes[n % vpc.nodes.len()].instance_id;
+            seed::route(&client, &vpc.source, &format!("100.97.{n}.0/24"), To::Instance(node)).await;
+        }
+        let bucket =
+            WriteBucket { capacity: 50.0, per_second: 5.0, others_per_second: 1.5, jitter: Duration::from_millis(50) };
+        let proxy = Proxy::start(&emulator.endpoint(), Behaviour { bucket: Some(bucket), ..Behaviour::default() });
+        let retries = if adaptive { RetryConfig::adaptive() } else { RetryConfig::standard() };
+        let throttled = ThrottleCounter::default();
+        let builder = support::emulator::client_config(&proxy.endpoint)
+            .retry_config(retries.with_max_attempts(4).with_max_backoff(Duration::from_secs(4)))
+            .interceptor(throttled.clone());
+        let ec2 = AwsEc2::new(Client::from_conf(kube_rtsync::aws::sdk::ec2_rules(builder).build()));
+        let vars = [
+            ("VPC_ID", vpc.vpc_id.clone()),
+            ("KUBE_CLUSTER_NAME", seed::CLUSTER.to_owned()),
+            ("MAX_WRITES_PER_SECOND", pace.to_owned()),
+            ("WRITE_BURST", "50".to_owned()),
+            ("ROUTE_WAIT_SECONDS", "0".to_owned()),
+        ];
+        let config = Config::from_lookup(|name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone())).unwrap();
+        let limiter = WriteLimiter::new(config.write_rate).learning_from(throttled.clone());
+        let reconciler = Reconciler { ec2: &ec2, config: &config, limiter: &limiter, deadline: None };
+        let event: serde_json::Value = serde_json::from_str(&scheduled_event()).unwrap();
+        let started = Instant::now();
+        let mut invocations = 0;
+        let converged = loop {
+            invocations += 1;
+            match handle_event(&reconciler, &event).await {
+                Ok(_) => break true,
+                Err(Error::Incomplete(_)) if invocations < 6 => continue,
+                Err(_) => break false,
+            }
+        };
+        let elapsed = started.elapsed();
+        let (writes, refused, _) = proxy.counts();
+        println!(
+            "   {label}: {} writes made, {refused} refused ({:.1} per 120), {invocations} invocation(s){}, {:.1} s",
+            writes - refused,
+            refused as f64 * 120.0 / (writes - refused).max(1) as f64,
+            if converged { "" } else { ", not converged" },
+            elapsed.as_secs_f64()
+        );
+    }
 }
 
 /// Scenarios 3 and 4: the egress and targets jobs.

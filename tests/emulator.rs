@@ -18,7 +18,7 @@ use kube_rtsync::jobs::routes::report::{Outcome, Report};
 use kube_rtsync::jobs::routes::{Reconciler, handle_event};
 use kube_rtsync::shared::limiter::WriteLimiter;
 use support::emulator::Emulator;
-use support::proxy::{Behaviour, Proxy};
+use support::proxy::{Behaviour, Proxy, WriteBucket};
 use support::runtime_api::{Answer, RuntimeApi};
 use support::seed::{self, CLUSTER, ClusterTag, RouteRow, SampleVpc, To};
 use support::{Counting, LAUNCH, LambdaProcess, RUNNING, SAMPLE_INSTANCE, SCHEDULED, TEST_NOTIFICATION, event};
@@ -789,4 +789,59 @@ async fn withheld_changes_are_reported_and_counted_and_the_invocation_succeeds()
         .collect();
     assert_eq!(emf.len(), 1, "{log}");
     assert_eq!(emf[0]["ChangesWithheld"], 4, "{log}");
+}
+
+#[tokio::test]
+async fn a_resync_through_ec2_s_shared_bucket_is_rarely_throttled() {
+    let world = World::new(ClusterTag::Legacy).await;
+    // 40 more nodes: 44 pod routes, so about 130 writes over the three
+    // private tables, far past the bucket's 50.
+    for n in 0..40 {
+        let node = &world.vpc.nodes[n % world.vpc.nodes.len()].instance_id;
+        seed::route(&world.client, &world.vpc.source, &format!("100.97.{n}.0/24"), To::Instance(node)).await;
+    }
+    let before = world.snapshot().await;
+    // EC2's bucket (50, refilled at 5/s), of which the cluster's route
+    // controller takes 1.5/s, with up to 50 ms of jitter per write; the
+    // function is told 5/s with a burst of 50, as if the bucket were its own.
+    let bucket =
+        WriteBucket { capacity: 50.0, per_second: 5.0, others_per_second: 1.5, jitter: Duration::from_millis(50) };
+    let proxy = Proxy::start(&world.emulator.endpoint(), Behaviour { bucket: Some(bucket), ..Behaviour::default() });
+    let api = RuntimeApi::start(vec![SCHEDULED.to_owned()]);
+    let mut env = world.emulator.env();
+    env.retain(|(k, _)| *k != "AWS_ENDPOINT_URL");
+    env.push(("AWS_ENDPOINT_URL", proxy.endpoint.clone()));
+    env.push(("VPC_ID", world.vpc.vpc_id.clone()));
+    env.push(("KUBE_CLUSTER_NAME", CLUSTER.to_owned()));
+    env.push(("MAX_WRITES_PER_SECOND", "5".to_owned()));
+    env.push(("WRITE_BURST", "50".to_owned()));
+    // The compiled binary: the production client (standard retries, the
+    // throttle counter) and the pace that learns from it.
+    let _lambda = LambdaProcess::spawn(
+        Path::new(env!("CARGO_BIN_EXE_kube-rtsync")),
+        &api.address,
+        &env,
+        std::process::Stdio::null(),
+    );
+    let mut invocations = 0;
+    loop {
+        invocations += 1;
+        match api.answer(Duration::from_secs(120)) {
+            (_, Answer::Response(report)) => {
+                assert_eq!(report["outcome"], "synced", "{report}");
+                break;
+            }
+            (_, Answer::Error(error)) if invocations < 4 => {
+                assert_eq!(error["errorType"], "SyncIncomplete", "{error}");
+                api.push(SCHEDULED.to_owned());
+            }
+            (_, other) => panic!("invocation {invocations}: {other:?}"),
+        }
+    }
+    let (writes, refused, _) = proxy.counts();
+    let made = writes - refused;
+    eprintln!("shared bucket: {made} writes made, {refused} refused, {invocations} invocations");
+    assert!(made >= 120, "{made} writes: the scenario is too small to tell");
+    assert!(refused <= 2, "{refused} of {writes} writes refused by the bucket in {invocations} invocations");
+    assert_mirror(&world.vpc, &before, &world.snapshot().await, &["100.96.0.0/11"], &privates(&world.vpc));
 }

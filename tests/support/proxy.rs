@@ -1,21 +1,38 @@
 //! A small HTTP proxy in front of the EC2 emulator, on loopback: it can
 //! refuse some route writes with EC2's throttling answer (HTTP 503
-//! `RequestLimitExceeded`) and add latency to every call, the way a real
-//! region's round trip would.
+//! `RequestLimitExceeded`), either every n-th or by metering them with a
+//! model of EC2's token bucket, and add latency to every call, the way a
+//! real region's round trip would.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Behaviour {
     /// Refuse every n-th route write (0: never).
     pub throttle_every: usize,
+    /// Meter route writes with this bucket and refuse those it has no
+    /// token for.
+    pub bucket: Option<WriteBucket>,
     /// Added before every answer, and once when a connection opens (the
     /// round trip of TCP's handshake). TLS is not modelled.
     pub latency: Duration,
+}
+
+/// EC2's bucket for mutating calls, per account and region: `capacity`
+/// tokens refilled at `per_second`, of which another writer of the account
+/// (the cluster's route controller) takes `others_per_second`. Each write
+/// reaches it after a pseudo-random delay of up to `jitter`, as requests of
+/// a real network do.
+#[derive(Clone, Copy, Debug)]
+pub struct WriteBucket {
+    pub capacity: f64,
+    pub per_second: f64,
+    pub others_per_second: f64,
+    pub jitter: Duration,
 }
 
 pub struct Proxy {
@@ -31,6 +48,8 @@ struct Counters {
     connections: AtomicUsize,
     /// Every call, by its `Action`.
     actions: std::sync::Mutex<std::collections::BTreeMap<String, usize>>,
+    /// The modelled bucket's tokens, and when they were counted.
+    tokens: std::sync::Mutex<Option<(f64, Instant)>>,
 }
 
 impl Proxy {
@@ -138,10 +157,12 @@ fn serve(client: TcpStream, upstream: &str, behaviour: Behaviour, counters: &Cou
         if body.contains("Action=DescribeRouteTables") {
             counters.describes.fetch_add(1, Ordering::SeqCst);
         }
-        let answer = if is_write
-            && behaviour.throttle_every > 0
-            && (counters.writes.fetch_add(1, Ordering::SeqCst) + 1).is_multiple_of(behaviour.throttle_every)
-        {
+        let refuse = is_write && {
+            let n = counters.writes.fetch_add(1, Ordering::SeqCst) + 1;
+            let nth = behaviour.throttle_every > 0 && n.is_multiple_of(behaviour.throttle_every);
+            nth || behaviour.bucket.is_some_and(|bucket| !take_token(&bucket, n, counters))
+        };
+        let answer = if refuse {
             counters.throttled.fetch_add(1, Ordering::SeqCst);
             let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>RequestLimitExceeded</Code><Message>Request limit exceeded.</Message></Error></Errors><RequestID>00000000-0000-4000-8000-000000000000</RequestID></Response>";
             format!(
@@ -150,9 +171,6 @@ fn serve(client: TcpStream, upstream: &str, behaviour: Behaviour, counters: &Cou
             )
             .into_bytes()
         } else {
-            if is_write && behaviour.throttle_every == 0 {
-                counters.writes.fetch_add(1, Ordering::SeqCst);
-            }
             match forward(upstream, &request) {
                 Some(answer) => answer,
                 None => return,
@@ -165,6 +183,25 @@ fn serve(client: TcpStream, upstream: &str, behaviour: Behaviour, counters: &Cou
             return;
         }
     }
+}
+
+/// Whether the modelled bucket has a token for the `n`-th write (and takes
+/// it), after that write's jitter.
+fn take_token(bucket: &WriteBucket, n: usize, counters: &Counters) -> bool {
+    // A fixed pseudo-random sequence (Knuth's multiplicative hash).
+    let fraction = ((n as u64).wrapping_mul(2_654_435_761) % 1_000) as f64 / 1_000.0;
+    std::thread::sleep(bucket.jitter.mul_f64(fraction));
+    let mut state = counters.tokens.lock().unwrap();
+    let now = Instant::now();
+    let (tokens, at) = state.get_or_insert((bucket.capacity, now));
+    let refill = bucket.per_second - bucket.others_per_second;
+    *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * refill).min(bucket.capacity);
+    *at = now;
+    if *tokens < 1.0 {
+        return false;
+    }
+    *tokens -= 1.0;
+    true
 }
 
 /// One request on a fresh upstream connection; the answer re-framed with a
