@@ -84,8 +84,9 @@ invoke: build-tools
 # Benchmarks, never timed tests: figures for the README.
 bench: venv
 	cargo build --release --bin kube-rtsync
-	cargo build --example bench
+	cargo build --example bench --example memory
 	$(TARGET_DIR)/debug/examples/bench $(TARGET_DIR)/release/kube-rtsync
+	$(TARGET_DIR)/debug/examples/memory $(TARGET_DIR)/release/kube-rtsync
 	cargo build --profile bench --example tls
 	$(TARGET_DIR)/release/examples/tls
 	cargo bench --bench planner

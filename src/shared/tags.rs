@@ -14,6 +14,10 @@ pub const KUBE_CLUSTER_NAME: &str = "KUBE_CLUSTER_NAME";
 pub const LEGACY_CLUSTER_TAG: &str = "KubernetesCluster";
 /// Cluster tag key prefix (`kubernetes.io/cluster/<name>`).
 pub const CLUSTER_TAG_PREFIX: &str = "kubernetes.io/cluster/";
+/// An EC2 filter pattern (`?` one character, `*` any) that every cluster
+/// tag key, of either style, matches: a server-side pre-selection, never
+/// the test itself ([`is_cluster_member`] is).
+pub const CLUSTER_TAG_KEYS: &str = "?ubernetes*";
 
 /// Whether the tags mark a resource of cluster `name`, in either style.
 pub fn is_cluster_member(tags: &BTreeMap<String, String>, name: &str) -> bool {

@@ -88,12 +88,12 @@ impl Proxy {
     }
 }
 
-struct Request {
-    head: Vec<String>,
-    body: Vec<u8>,
+pub struct Request {
+    pub head: Vec<String>,
+    pub body: Vec<u8>,
 }
 
-fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Request> {
+pub fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Request> {
     let mut head = Vec::new();
     let mut length = 0;
     loop {

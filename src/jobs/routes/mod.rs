@@ -183,6 +183,9 @@ pub async fn handle_event<E: Ec2Nodes>(reconciler: &Reconciler<'_, E>, event: &V
             Err(err) => report = report.interrupted("the wait for the new node's route", &err),
         }
     }
+    // What goes back to Lambda (and into the log's report line) is bounded;
+    // each change has its own log line.
+    let report = report.bounded(report::LISTED_ENTRIES);
     match report.is_complete() {
         true => Ok(report),
         false => Err(Error::Incomplete(Box::new(report))),

@@ -13,7 +13,7 @@ use super::{Error, Observed, Reconciler, Result};
 use crate::aws::ec2::model::{Filter, RouteTable};
 use crate::aws::ec2::{Ec2, Ec2Nodes, all_pages, describe_all};
 use crate::shared::apply::DEADLINE_MARGIN;
-use crate::shared::tags::is_cluster_member;
+use crate::shared::tags::{CLUSTER_TAG_KEYS, is_cluster_member};
 
 impl<E: Ec2> Reconciler<'_, E> {
     /// Reads the source and the target tables: two `DescribeRouteTables`
@@ -93,10 +93,19 @@ impl<E: Ec2> Reconciler<'_, E> {
         self.pick_source(tables)
     }
 
+    /// The source's describe reads only the candidate tables, not every
+    /// table of the VPC, which at EC2's maxima (200 tables of up to 1,000
+    /// routes) is the largest read of the job: by id, or those with a tag
+    /// key like either cluster tag (`KubernetesCluster`,
+    /// `kubernetes.io/cluster/<name>`), which [`is_source`] then checks
+    /// exactly. One wildcard value rather than the two keys: EC2 ORs a
+    /// filter's values, but moto, the emulator the tests run against, wants
+    /// a table to carry all of them.
     fn source_filters(&self) -> Vec<Filter> {
         let mut filters = vec![Filter::new("vpc-id", [self.config.vpc_id.as_str()])];
-        if let SourceSelector::RouteTableId(id) = &self.config.source {
-            filters.push(Filter::new("route-table-id", [id.as_str()]));
+        match &self.config.source {
+            SourceSelector::RouteTableId(id) => filters.push(Filter::new("route-table-id", [id.as_str()])),
+            SourceSelector::ClusterTag(_) => filters.push(Filter::new("tag-key", [CLUSTER_TAG_KEYS])),
         }
         filters
     }

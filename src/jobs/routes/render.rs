@@ -54,6 +54,10 @@ pub fn render(report: &Report, colour: bool) -> String {
         for s in &table.skipped {
             let _ = writeln!(out, "  {} {:<20} skipped: {}", paint("2", "."), s.destination.to_string(), s.reason);
         }
+        if table.omitted > 0 {
+            let _ =
+                writeln!(out, "    {}", paint("2", &format!("... {} more, left out of this report", table.omitted)));
+        }
     }
     for s in &report.skipped {
         let _ = writeln!(out, "\nsource route {} -> {} not mirrored: {}", s.destination, s.target, s.reason);

@@ -83,7 +83,22 @@ pub struct TableReport {
     pub withheld: Vec<WithheldAction>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub skipped: Vec<SkippedRoute>,
+    /// Entries left out of this table's lists to keep the report within
+    /// Lambda's limits (see [`Report::bounded`]); the totals count them.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub omitted: usize,
 }
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// Entries a report returned to Lambda lists at most, over all its tables.
+/// A resync of EC2's maxima (199 tables x 999 routes) would otherwise list
+/// about 200,000 changes: some 20 MB, past Lambda's 6 MB response and
+/// CloudWatch's 256 KB log event. 500 entries stay under ~150 KB; every
+/// change is also logged on its own line as it is made.
+pub const LISTED_ENTRIES: usize = 500;
 
 impl TableReport {
     pub fn new(route_table_id: &str) -> Self {
@@ -231,6 +246,41 @@ impl Report {
         tracing::error!(error = %err, "{during} failed after writes were made");
         self.errors.push(format!("{during} failed: {err}"));
         self.finish()
+    }
+
+    /// Keeps at most `max` entries in the tables' lists, the most telling
+    /// first: failures, then withheld, not started, deleted, replaced,
+    /// created and skipped, table by table within each kind. What is cut is
+    /// counted in each table's `omitted`; the totals and the outcome, taken
+    /// before, stay exact. Call it last: [`Report::finish`] counts lists.
+    pub fn bounded(mut self, max: usize) -> Self {
+        fn keep<T>(list: &mut Vec<T>, budget: &mut usize) -> usize {
+            let kept = list.len().min(*budget);
+            *budget -= kept;
+            let cut = list.len() - kept;
+            list.truncate(kept);
+            cut
+        }
+        let mut budget = max;
+        for kind in 0..7 {
+            for table in &mut self.tables {
+                table.omitted += match kind {
+                    0 => keep(&mut table.failures, &mut budget),
+                    1 => keep(&mut table.withheld, &mut budget),
+                    2 => keep(&mut table.not_started, &mut budget),
+                    3 => keep(&mut table.deleted, &mut budget),
+                    4 => keep(&mut table.replaced, &mut budget),
+                    5 => keep(&mut table.created, &mut budget),
+                    _ => keep(&mut table.skipped, &mut budget),
+                };
+            }
+        }
+        let cut = self.skipped.len().saturating_sub(budget);
+        self.skipped.truncate(budget);
+        if cut > 0 {
+            self.warnings.push(format!("{cut} unmirrored source routes left out of this report"));
+        }
+        self
     }
 
     /// Adds what a later pass of the same invocation did, table by table.
@@ -392,5 +442,83 @@ mod dimension_tests {
         );
         assert_eq!(record["SourceRouteTableId"], "rtb-0123456789abcdef0");
         assert!(record.get("ClusterName").is_none());
+    }
+}
+
+#[cfg(test)]
+mod bound_tests {
+    use super::*;
+    use crate::aws::ec2::model::{Destination, Target};
+    use crate::jobs::routes::plan::Guard;
+
+    fn created(n: usize) -> Vec<CreatedRoute> {
+        (0..n)
+            .map(|i| CreatedRoute {
+                destination: Destination::Cidr(format!("100.{}.{}.0/24", 96 + i / 256, i % 256).parse().unwrap()),
+                target: Target::Instance(format!("i-{i:017x}").into()),
+            })
+            .collect()
+    }
+
+    fn withheld(n: usize) -> Vec<WithheldAction> {
+        created(n)
+            .into_iter()
+            .map(|c| WithheldAction {
+                action: RouteAction::Create { destination: c.destination, target: c.target },
+                reason: Guard::RouteTableLimit,
+            })
+            .collect()
+    }
+
+    fn report() -> Report {
+        let mut report = Report::new(vec![], "vpc-0123456789abcdef0", false);
+        let mut a = TableReport::new("rtb-a");
+        a.created = created(400);
+        a.withheld = withheld(3);
+        let mut b = TableReport::new("rtb-b");
+        b.created = created(300);
+        b.withheld = withheld(2);
+        report.tables = vec![a, b];
+        report.finish()
+    }
+
+    #[test]
+    fn a_bounded_report_keeps_the_most_telling_entries_and_exact_totals() {
+        let full = report();
+        let bounded = full.clone().bounded(100);
+        // Withheld first in every table (3 + 2), then creates in table order.
+        let lens: Vec<(usize, usize, usize)> =
+            bounded.tables.iter().map(|t| (t.withheld.len(), t.created.len(), t.omitted)).collect();
+        assert_eq!(lens, vec![(3, 95, 305), (2, 0, 300)]);
+        assert_eq!(bounded.totals, full.totals);
+        assert_eq!((bounded.totals.created, bounded.totals.withheld), (700, 5));
+        assert_eq!(bounded.outcome, full.outcome);
+        let json = serde_json::to_value(&bounded).unwrap();
+        assert_eq!(json["tables"][1]["omitted"], 300);
+        assert_eq!(json["tables"][1]["created"], serde_json::json!([]));
+    }
+
+    #[test]
+    fn a_small_report_is_left_whole_and_says_nothing_of_omissions() {
+        let full = report();
+        let bounded = full.clone().bounded(LISTED_ENTRIES + 205);
+        assert_eq!(bounded, full);
+        let json = serde_json::to_value(&bounded).unwrap();
+        assert!(json["tables"][0].get("omitted").is_none(), "{json}");
+    }
+
+    #[test]
+    fn the_largest_resync_fits_lambda_s_limits_once_bounded() {
+        // EC2's maxima: 199 targets, each missing 999 routes.
+        let mut report = Report::new(vec![], "vpc-0123456789abcdef0", false);
+        report.tables = (0..199)
+            .map(|n| TableReport { created: created(999), ..TableReport::new(&format!("rtb-{n:017x}")) })
+            .collect();
+        let report = report.finish();
+        let full = serde_json::to_string(&report).unwrap().len();
+        let bounded = serde_json::to_string(&report.bounded(LISTED_ENTRIES)).unwrap().len();
+        assert!(full > 6 << 20, "{full} bytes: the case is not large enough to tell");
+        // CloudWatch Logs takes events of up to 256 KB.
+        assert!(bounded < 256 << 10, "{bounded} bytes");
     }
 }
