@@ -192,3 +192,35 @@ async fn a_malformed_arn_fails_init_naming_the_variable() {
     let log = support::failed_init_log(std::path::Path::new(env!("CARGO_BIN_EXE_kube-rtsync")), "targets", &env);
     assert!(log.contains("TARGET_GROUP_ARNS") && log.contains("is not a target group ARN"), "{log}");
 }
+
+#[tokio::test]
+async fn elbv2_throttling_is_retried_and_counted() {
+    use kube_rtsync::aws::error::ThrottleCounter;
+    use support::proxy::{Behaviour, Proxy, Refusal};
+    let w = world().await;
+    // ELBv2 throttles with HTTP 400 and the code `Throttling`, not 503.
+    let refusal = Refusal { action: "RegisterTargets", times: 2, status: 400, code: "Throttling" };
+    let proxy = Proxy::start(&w._emulator.endpoint(), Behaviour { refuse: Some(refusal), ..Behaviour::default() });
+    // The production client: kube-rtsync's configuration loader (standard
+    // retries), pointed at the proxy.
+    let sdk = kube_rtsync::aws::sdk::config_loader(|_| None)
+        .unwrap()
+        .endpoint_url(&proxy.endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_ec2::config::Credentials::new("test", "test", None, None, "kube-rtsync-tests"))
+        .load()
+        .await;
+    let throttled = ThrottleCounter::default();
+    let elbv2 = AwsElbv2::new(kube_rtsync::aws::sdk::elbv2_client(&sdk, throttled.clone()));
+    let ec2 = AwsEc2::new(w.ec2.clone());
+    let config = w.config(&w.arns());
+    let limiter = WriteLimiter::new(WriteRate { per_second: 0.0, burst: 1 });
+    let reconciler = Reconciler { ec2: &ec2, elbv2: &elbv2, config: &config, limiter: &limiter, deadline: None };
+    let report = reconciler.reconcile(vec![Trigger::Manual { command: "sync".into() }]).await.unwrap();
+    assert_eq!(report.outcome, Outcome::Synced, "{report:?}");
+    // n3 joins both groups; the SDK retried the two refused attempts.
+    assert_eq!(proxy.actions()["RegisterTargets"], 2 + 2);
+    assert_eq!(throttled.count(), 2, "both throttled attempts are counted in ThrottledRetries");
+    assert_eq!(w.registered(30443).await, vec!["bastion", "n1", "n2", "n3"]);
+    assert_eq!(w.registered(30080).await, vec!["n1", "n2", "n3"]);
+}

@@ -87,8 +87,10 @@ impl AwsError {
     }
 }
 
-/// Counts SDK attempts that EC2 answered with a throttling status (HTTP
-/// 503 `RequestLimitExceeded`, or 429), retried or not.
+/// Counts SDK attempts a service answered as throttled, retried or not:
+/// HTTP 503 (EC2's `RequestLimitExceeded`) or 429, or HTTP 400 with a
+/// throttling error code in the body (ELBv2 and Route 53's `Throttling`,
+/// DynamoDB's `ThrottlingException`; see [`throttling_code`]).
 #[derive(Clone, Debug, Default)]
 pub struct ThrottleCounter(std::sync::Arc<std::sync::atomic::AtomicUsize>);
 
@@ -114,13 +116,49 @@ impl aws_sdk_ec2::config::Intercept for ThrottleCounter {
         _runtime_components: &aws_sdk_ec2::config::RuntimeComponents,
         _cfg: &mut aws_sdk_ec2::config::ConfigBag,
     ) -> Result<(), aws_sdk_ec2::error::BoxError> {
-        if let Some(status) = context.response().map(|r| r.status().as_u16())
-            && (status == 503 || status == 429)
-        {
-            self.record();
+        if let Some(response) = context.response() {
+            let status = response.status().as_u16();
+            // Non-streaming answers are read whole before this runs.
+            let body = response.body().bytes().unwrap_or_default();
+            if status == 503 || status == 429 || (status == 400 && throttling_code(body).is_some()) {
+                self.record();
+            }
         }
         Ok(())
     }
+}
+
+/// The error codes AWS services throttle with (those the SDK's own retry
+/// classifier treats as throttling).
+const THROTTLING_CODES: [&str; 12] = [
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "ProvisionedThroughputExceededException",
+    "TransactionInProgressException",
+    "RequestLimitExceeded",
+    "BandwidthLimitExceeded",
+    "RequestThrottled",
+    "PriorRequestNotComplete",
+    "EC2ThrottledException",
+];
+
+/// The throttling code an error body carries, if any: in a query or REST
+/// XML error (`<Code>Throttling</Code>`) or a JSON one (`"__type":
+/// "com.amazonaws.dynamodb.v20120810#ThrottlingException"`, or the bare
+/// code).
+pub fn throttling_code(body: &[u8]) -> Option<&'static str> {
+    let text = std::str::from_utf8(body).ok()?;
+    let json_type = serde_json::from_str::<serde_json::Value>(text).ok().and_then(|v| {
+        let t = v.get("__type").or_else(|| v.get("code"))?.as_str()?.to_owned();
+        Some(t.rsplit('#').next().unwrap_or_default().to_owned())
+    });
+    THROTTLING_CODES.into_iter().find(|code| match &json_type {
+        Some(t) => t == code,
+        None => text.contains(&format!("<Code>{code}</Code>")),
+    })
 }
 
 /// Stops the SDK from retrying a call whose endpoint's certificate was
@@ -191,6 +229,39 @@ pub(crate) fn refused_certificate(err: &(dyn std::error::Error + 'static)) -> bo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn throttling_codes_are_found_in_xml_and_json_error_bodies() {
+        let cases: [(&str, Option<&str>); 7] = [
+            // ELBv2 (query XML) and Route 53 (REST XML).
+            (
+                r#"<ErrorResponse xmlns="http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/"><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error><RequestId>1</RequestId></ErrorResponse>"#,
+                Some("Throttling"),
+            ),
+            (
+                r#"<ErrorResponse><Error><Type>Sender</Type><Code>PriorRequestNotComplete</Code></Error></ErrorResponse>"#,
+                Some("PriorRequestNotComplete"),
+            ),
+            // DynamoDB (JSON 1.0).
+            (
+                r#"{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException","message":"Rate of requests exceeds the allowed throughput."}"#,
+                Some("ThrottlingException"),
+            ),
+            (r#"{"__type":"ProvisionedThroughputExceededException"}"#, Some("ProvisionedThroughputExceededException")),
+            // Not throttling: a condition check, a validation error, a
+            // code that merely starts like one.
+            (r#"{"__type":"com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException"}"#, None),
+            (
+                r#"<ErrorResponse><Error><Code>ValidationError</Code><Message>Throttling is not the matter</Message></Error></ErrorResponse>"#,
+                None,
+            ),
+            (r#"<Response><Errors><Error><Code>ThrottlingSomething</Code></Error></Errors></Response>"#, None),
+        ];
+        for (body, expected) in cases {
+            assert_eq!(throttling_code(body.as_bytes()), expected, "{body}");
+        }
+        assert_eq!(throttling_code(b"\xff\xfe"), None);
+    }
 
     #[test]
     fn a_refused_certificate_is_found_under_wrapped_io_errors() {

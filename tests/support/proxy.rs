@@ -17,6 +17,8 @@ pub struct Behaviour {
     /// Meter route writes with this bucket and refuse those it has no
     /// token for.
     pub bucket: Option<WriteBucket>,
+    /// Refuse the first calls of one action with a query-protocol error.
+    pub refuse: Option<Refusal>,
     /// Added before every answer, and once when a connection opens (the
     /// round trip of TCP's handshake). TLS is not modelled.
     pub latency: Duration,
@@ -35,6 +37,16 @@ pub struct WriteBucket {
     pub jitter: Duration,
 }
 
+/// The first `times` calls of `action` are answered with HTTP `status`
+/// and the error `code`, as ELBv2 and Route 53 throttle (400 `Throttling`).
+#[derive(Clone, Copy, Debug)]
+pub struct Refusal {
+    pub action: &'static str,
+    pub times: usize,
+    pub status: u16,
+    pub code: &'static str,
+}
+
 pub struct Proxy {
     pub endpoint: String,
     counters: Arc<Counters>,
@@ -50,6 +62,8 @@ struct Counters {
     actions: std::sync::Mutex<std::collections::BTreeMap<String, usize>>,
     /// The modelled bucket's tokens, and when they were counted.
     tokens: std::sync::Mutex<Option<(f64, Instant)>>,
+    /// Calls refused by [`Behaviour::refuse`].
+    refused: AtomicUsize,
 }
 
 impl Proxy {
@@ -151,8 +165,27 @@ fn serve(client: TcpStream, upstream: &str, behaviour: Behaviour, counters: &Cou
         let is_write = ["Action=CreateRoute&", "Action=ReplaceRoute&", "Action=DeleteRoute&"]
             .iter()
             .any(|a| body.starts_with(a) || body.contains(&format!("&{a}")));
-        if let Some(action) = action(&request.head, &body) {
-            *counters.actions.lock().unwrap().entry(action).or_default() += 1;
+        let action = action(&request.head, &body);
+        if let Some(action) = &action {
+            *counters.actions.lock().unwrap().entry(action.clone()).or_default() += 1;
+        }
+        if let Some(refusal) = behaviour.refuse
+            && action.as_deref() == Some(refusal.action)
+            && counters.refused.fetch_add(1, Ordering::SeqCst) < refusal.times
+        {
+            let xml = format!(
+                "<ErrorResponse><Error><Type>Sender</Type><Code>{}</Code><Message>Rate exceeded</Message></Error><RequestId>00000000-0000-4000-8000-000000000000</RequestId></ErrorResponse>",
+                refusal.code
+            );
+            let answer = format!(
+                "HTTP/1.1 {} Refused\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\r\n{xml}",
+                refusal.status,
+                xml.len()
+            );
+            if writer.write_all(answer.as_bytes()).is_err() {
+                return;
+            }
+            continue;
         }
         if body.contains("Action=DescribeRouteTables") {
             counters.describes.fetch_add(1, Ordering::SeqCst);
