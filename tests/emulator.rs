@@ -54,6 +54,14 @@ impl World {
         Config::from_lookup(|name| vars.get(name).cloned()).expect("valid configuration")
     }
 
+    /// The environment of a routes function for this VPC and the emulator.
+    fn function_env(&self) -> Vec<(&'static str, String)> {
+        let mut env = self.emulator.env();
+        env.push(("VPC_ID", self.vpc.vpc_id.clone()));
+        env.push(("KUBE_CLUSTER_NAME", CLUSTER.to_owned()));
+        env
+    }
+
     async fn snapshot(&self) -> Snapshot {
         seed::snapshot(&self.client, &[&self.vpc.vpc_id, &self.vpc.other_vpc_id]).await
     }
@@ -246,9 +254,7 @@ async fn the_binary_serves_events_through_the_lambda_runtime_api() {
     let node = world.vpc.nodes[0].instance_id.clone();
     let launch = LAUNCH.replace(SAMPLE_INSTANCE, &node);
     let api = RuntimeApi::start(vec![launch.clone(), launch, TEST_NOTIFICATION.to_owned(), bad.to_string()]);
-    let mut env = world.emulator.env();
-    env.push(("VPC_ID", world.vpc.vpc_id.clone()));
-    env.push(("KUBE_CLUSTER_NAME", CLUSTER.to_owned()));
+    let mut env = world.function_env();
     env.push(("AWS_LAMBDA_LOG_FORMAT", "JSON".to_owned()));
     let log_path = std::env::temp_dir().join(format!("kube-rtsync-binary-{}.log", std::process::id()));
     let log = std::fs::File::create(&log_path).unwrap();
@@ -348,9 +354,7 @@ async fn the_routes_handler_names_and_no_handler_all_run_the_routes_job() {
         let world = World::new(ClusterTag::Legacy).await;
         let node = world.vpc.nodes[0].instance_id.clone();
         let api = RuntimeApi::start(vec![LAUNCH.replace(SAMPLE_INSTANCE, &node)]);
-        let mut env = world.emulator.env();
-        env.push(("VPC_ID", world.vpc.vpc_id.clone()));
-        env.push(("KUBE_CLUSTER_NAME", CLUSTER.to_owned()));
+        let mut env = world.function_env();
         if let Some(handler) = handler {
             env.push(("_HANDLER", handler.to_owned()));
         }
@@ -765,9 +769,7 @@ async fn withheld_changes_are_reported_and_counted_and_the_invocation_succeeds()
     }
     let before = world.snapshot().await;
     let api = RuntimeApi::start(vec![SCHEDULED.to_owned()]);
-    let mut env = world.emulator.env();
-    env.push(("VPC_ID", world.vpc.vpc_id.clone()));
-    env.push(("KUBE_CLUSTER_NAME", CLUSTER.to_owned()));
+    let mut env = world.function_env();
     env.push(("AWS_LAMBDA_LOG_FORMAT", "JSON".to_owned()));
     let log_path = std::env::temp_dir().join(format!("kube-rtsync-withheld-{}.log", std::process::id()));
     let log = std::fs::File::create(&log_path).unwrap();
@@ -808,11 +810,9 @@ async fn a_resync_through_ec2_s_shared_bucket_is_rarely_throttled() {
         WriteBucket { capacity: 50.0, per_second: 5.0, others_per_second: 1.5, jitter: Duration::from_millis(50) };
     let proxy = Proxy::start(&world.emulator.endpoint(), Behaviour { bucket: Some(bucket), ..Behaviour::default() });
     let api = RuntimeApi::start(vec![SCHEDULED.to_owned()]);
-    let mut env = world.emulator.env();
+    let mut env = world.function_env();
     env.retain(|(k, _)| *k != "AWS_ENDPOINT_URL");
     env.push(("AWS_ENDPOINT_URL", proxy.endpoint.clone()));
-    env.push(("VPC_ID", world.vpc.vpc_id.clone()));
-    env.push(("KUBE_CLUSTER_NAME", CLUSTER.to_owned()));
     env.push(("MAX_WRITES_PER_SECOND", "5".to_owned()));
     env.push(("WRITE_BURST", "50".to_owned()));
     // The compiled binary: the production client (standard retries, the
