@@ -224,3 +224,23 @@ async fn elbv2_throttling_is_retried_and_counted() {
     assert_eq!(w.registered(30443).await, vec!["bastion", "n1", "n2", "n3"]);
     assert_eq!(w.registered(30080).await, vec!["n1", "n2", "n3"]);
 }
+
+#[tokio::test]
+async fn a_selector_that_matches_no_instance_deregisters_no_node() {
+    let w = world().await;
+    // A typo (`node` for `nodes`), with the cluster set: every registered
+    // node of the cluster "no longer matches", and the guard holds them.
+    let vars: BTreeMap<&str, String> = [
+        ("VPC_ID", w.vpc_id.clone()),
+        ("TARGET_GROUP_ARNS", w.arns().join(",")),
+        ("TARGET_NODE_TAGS", "kops.k8s.io/instancegroup=node".to_owned()),
+        ("KUBE_CLUSTER_NAME", "k8s.example.com".to_owned()),
+    ]
+    .into();
+    let config = Config::from_lookup(|name| vars.get(name).cloned()).unwrap();
+    let report = w.run(&config).await.unwrap();
+    assert_eq!(report.outcome, Outcome::InSync, "{report:?}");
+    assert_eq!((report.totals.nodes, report.totals.deregistered, report.totals.withheld), (0, 0, 4));
+    assert_eq!(w.registered(30443).await, vec!["bastion", "n1", "n2"]);
+    assert_eq!(w.registered(30080).await, vec!["n1", "n2"]);
+}

@@ -86,6 +86,11 @@ pub struct GroupPlan {
     pub port: Option<u16>,
     pub register: Vec<Change>,
     pub deregister: Vec<Change>,
+    /// Deregistrations held back by the guard: `TARGET_NODE_TAGS` matches
+    /// no instance of the VPC at all, so "no longer matches" more likely
+    /// means a wrong selector than nodes re-tagged (see [`plan`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub withheld: Vec<Change>,
     /// Registrations that are not ours and are left alone.
     pub foreign: usize,
 }
@@ -135,6 +140,10 @@ impl TargetsPlan {
     pub fn foreign(&self) -> usize {
         self.groups.iter().map(|g| g.foreign).sum()
     }
+
+    pub fn withheld(&self) -> usize {
+        self.groups.iter().map(|g| g.withheld.len()).sum()
+    }
 }
 
 impl GroupPlan {
@@ -164,6 +173,11 @@ enum Fate {
 ///
 /// `instances` must be every instance of `vpc_id` (in any state): a registered `i-…` id missing from it is taken to
 /// be gone. Groups are expected to have passed [`check_groups`].
+///
+/// The guard: when no instance of the VPC, in any state, is a node (the selector matches nothing), the
+/// deregistrations of running cluster instances that "no longer match" are withheld rather than planned. A selector
+/// with a typo, or naming a Kubernetes label that is not an instance tag, would otherwise take every node out of
+/// every group at once. Nodes that stop or go are still deregistered.
 pub fn plan(
     groups: &[(TargetGroup, Vec<RegisteredTarget>)],
     instances: &[Instance],
@@ -177,9 +191,18 @@ pub fn plan(
     // BTreeMap order makes every register list come out sorted by id.
     let running_nodes: Vec<&str> =
         by_id.values().filter(|i| i.is_running() && rule.is_node(i, vpc_id)).map(|i| i.id.as_str()).collect();
+    let selector_matches_nothing = !by_id.values().any(|i| rule.is_node(i, vpc_id));
     let groups = groups
         .iter()
-        .map(|(group, registered)| plan_group(group, registered, &by_id, &running_nodes, rule, vpc_id))
+        .map(|(group, registered)| {
+            let mut plan = plan_group(group, registered, &by_id, &running_nodes, rule, vpc_id);
+            if selector_matches_nothing {
+                let (held, kept) =
+                    plan.deregister.into_iter().partition(|c| matches!(c.reason, Reason::NoLongerMatches(_)));
+                (plan.withheld, plan.deregister) = (held, kept);
+            }
+            plan
+        })
         .collect();
     TargetsPlan { groups, nodes: running_nodes.len() }
 }
@@ -214,7 +237,15 @@ fn plan_group(
     // ELBv2 reports each (id, port) once; a duplicate in the input must still not become two calls.
     deregister.dedup_by(|a, b| a.instance_id == b.instance_id && a.port == b.port);
 
-    GroupPlan { arn: group.arn.clone(), name: group.name.clone(), port: group.port, register, deregister, foreign }
+    GroupPlan {
+        arn: group.arn.clone(),
+        name: group.name.clone(),
+        port: group.port,
+        register,
+        deregister,
+        withheld: Vec::new(),
+        foreign,
+    }
 }
 
 fn fate(
@@ -269,10 +300,10 @@ impl fmt::Display for GroupPlan {
             Some(port) => write!(f, " (port {port})")?,
             None => f.write_str(" (no port)")?,
         }
-        if self.is_empty() {
+        if self.is_empty() && self.withheld.is_empty() {
             return f.write_str("\n  in sync");
         }
-        for (sign, changes) in [('+', &self.register), ('-', &self.deregister)] {
+        for (sign, changes) in [('+', &self.register), ('-', &self.deregister), ('?', &self.withheld)] {
             for change in changes {
                 write!(f, "\n  {sign} {}", change.instance_id)?;
                 // Only an off-port registration needs its port spelled out to be told apart.
@@ -280,6 +311,9 @@ impl fmt::Display for GroupPlan {
                     write!(f, ":{port}")?;
                 }
                 write!(f, " ({})", change.reason)?;
+                if sign == '?' {
+                    f.write_str(" withheld: the selector matches no instance of the VPC")?;
+                }
             }
         }
         Ok(())
@@ -421,9 +455,43 @@ mod tests {
     #[test]
     fn a_cluster_instance_that_loses_its_selector_tag_is_deregistered_when_the_cluster_is_set() {
         let former = instance("i-a", "running", &[("role", "ingress"), ("KubernetesCluster", "prod")]);
-        let g = plan_one(vec![reg("i-a", 30080, "healthy")], &[former], &cluster_rule());
+        let still = node("i-b", "running");
+        let g = plan_one(
+            vec![reg("i-a", 30080, "healthy"), reg("i-b", 30080, "healthy")],
+            &[former, still],
+            &cluster_rule(),
+        );
         assert_eq!(lines(&g.deregister), ["i-a Some(30080) instance of the cluster no longer matches role=node"]);
         assert_eq!(g.foreign, 0);
+    }
+
+    #[test]
+    fn a_selector_that_matches_no_instance_withholds_the_no_longer_matches_deregistrations() {
+        // A typo: no instance carries role=nodes. The running cluster
+        // instances stay registered; the stopped one still goes.
+        let typo = rule(Some("role=nodes"), Some("prod"));
+        let instances = [node("i-a", "running"), node("i-b", "running"), node("i-c", "stopped")];
+        let registered = vec![reg("i-a", 30080, "healthy"), reg("i-b", 30080, "healthy"), reg("i-c", 30080, "unused")];
+        let g = plan_one(registered.clone(), &instances, &typo);
+        assert!(g.register.is_empty() && g.deregister.is_empty(), "{g}");
+        assert_eq!(
+            lines(&g.withheld),
+            [
+                "i-a Some(30080) instance of the cluster no longer matches role=nodes",
+                "i-b Some(30080) instance of the cluster no longer matches role=nodes",
+                "i-c Some(30080) instance of the cluster no longer matches role=nodes",
+            ]
+        );
+        assert!(g.to_string().contains("? i-a (instance of the cluster no longer matches role=nodes) withheld"), "{g}");
+        // A node that is gone is deregistered whatever the selector.
+        let g = plan_one(vec![reg("i-z", 30080, "unused")], &instances, &typo);
+        assert_eq!(lines(&g.deregister), ["i-z Some(30080) instance no longer exists"]);
+        // One instance matching, in any state, and the same targets go.
+        let mut with_one = instances.to_vec();
+        with_one.push(instance("i-d", "stopped", &[("role", "nodes"), ("KubernetesCluster", "prod")]));
+        let g = plan_one(registered, &with_one, &typo);
+        assert!(g.withheld.is_empty());
+        assert_eq!(g.deregister.len(), 3, "{g}");
     }
 
     #[test]

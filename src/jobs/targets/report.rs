@@ -32,6 +32,8 @@ pub struct Totals {
     pub foreign: usize,
     pub failed: usize,
     pub not_started: usize,
+    /// Deregistrations the guard held back (the selector matches no instance).
+    pub withheld: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -78,6 +80,7 @@ impl Report {
             foreign: plan.map_or(0, TargetsPlan::foreign),
             failed,
             not_started,
+            withheld: plan.map_or(0, TargetsPlan::withheld),
         };
         let t = &self.totals;
         self.outcome = outcome_of(failed + not_started > 0, t.registered + t.deregistered, self.dry_run);
@@ -125,6 +128,14 @@ impl crate::shared::report::JobReport for Report {
             t.foreign,
             if t.foreign == 1 { "" } else { "s" },
         );
+        if t.withheld > 0 {
+            let _ = writeln!(
+                out,
+                "Withheld: {} deregistration{}: the node selector matches no instance of the VPC.",
+                t.withheld,
+                if t.withheld == 1 { "" } else { "s" }
+            );
+        }
         render_incomplete(&mut out, "calls", t.failed, t.not_started);
         out
     }
@@ -147,5 +158,6 @@ pub fn emf_record(namespace: &str, report: &Report, throttled: usize, duration: 
     .metric("TargetsDeregistered", Unit::Count, made(t.deregistered))
     .metric("GroupsFailed", Unit::Count, t.groups_failed as u64)
     .metric("Nodes", Unit::Count, t.nodes as u64)
+    .metric("ChangesWithheld", Unit::Count, t.withheld as u64)
     .build()
 }
