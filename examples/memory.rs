@@ -90,7 +90,7 @@ fn decode(s: &str) -> String {
 }
 
 /// Whether table `n` passes the request's filters (the ones kube-rtsync
-/// sends: vpc-id, route-table-id, tag:Name with a trailing `*`, tag-key).
+/// sends: vpc-id, route-table-id, tag:Name and tag-key, with EC2's wildcards).
 fn matches(n: usize, params: &[(String, String)]) -> bool {
     let name = if n == 0 { CLUSTER.to_owned() } else { format!("private_{n}") };
     let mut filters: std::collections::BTreeMap<String, (String, Vec<String>)> = Default::default();
@@ -109,28 +109,15 @@ fn matches(n: usize, params: &[(String, String)]) -> bool {
         values.iter().any(|value| match filter.as_str() {
             "vpc-id" => value == VPC,
             "route-table-id" => *value == format!("rtb-{n:017x}"),
-            "tag:Name" => match value.strip_suffix('*') {
-                Some(prefix) => name.starts_with(prefix),
-                None => *value == name,
-            },
+            "tag:Name" => kube_rtsync::fake::ec2::glob(value, &name),
             "tag-key" => {
                 let keys: &[&str] = if n == 0 { &["Name", "KubernetesCluster"] } else { &["Name"] };
-                keys.iter().any(|key| glob(value.as_bytes(), key.as_bytes()))
+                keys.iter().any(|key| kube_rtsync::fake::ec2::glob(value, key))
             }
             "tag:KubernetesCluster" => n == 0 && value == CLUSTER,
             _ => false,
         })
     })
-}
-
-/// EC2's filter wildcards: `*` any run of characters, `?` one.
-fn glob(pattern: &[u8], text: &[u8]) -> bool {
-    match pattern.split_first() {
-        None => text.is_empty(),
-        Some((b'*', rest)) => (0..=text.len()).any(|i| glob(rest, &text[i..])),
-        Some((b'?', rest)) => !text.is_empty() && glob(rest, &text[1..]),
-        Some((c, rest)) => text.first() == Some(c) && glob(rest, &text[1..]),
-    }
 }
 
 fn answer(stream: &mut TcpStream, status: &str, body: &str) -> std::io::Result<()> {

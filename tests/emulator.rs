@@ -402,24 +402,8 @@ async fn a_new_node_route_written_after_the_launch_event_is_waited_for() {
     let before = world.snapshot().await;
     // A fifth node launches; the cluster's controller writes its route a
     // few seconds after the notification.
-    let subnet =
-        world.client.create_subnet().vpc_id(&world.vpc.vpc_id).cidr_block("10.0.200.0/24").send().await.unwrap();
-    let cluster_tag = aws_sdk_ec2::types::TagSpecification::builder()
-        .resource_type(aws_sdk_ec2::types::ResourceType::Instance)
-        .tags(aws_sdk_ec2::types::Tag::builder().key("KubernetesCluster").value(CLUSTER).build())
-        .build();
-    let run = world
-        .client
-        .run_instances()
-        .image_id("ami-0abcdef1234567890")
-        .min_count(1)
-        .max_count(1)
-        .subnet_id(subnet.subnet().and_then(|s| s.subnet_id()).unwrap())
-        .tag_specifications(cluster_tag)
-        .send()
-        .await
-        .unwrap();
-    let node = run.instances()[0].instance_id().unwrap().to_owned();
+    let subnet = seed::subnet(&world.client, &world.vpc.vpc_id, "10.0.200.0/24").await;
+    let node = seed::instance(&world.client, &subnet, &[("KubernetesCluster", CLUSTER)]).await;
     let (client, source, late_node) = (world.client.clone(), world.vpc.source.clone(), node.clone());
     let controller = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_secs(3)).await;
@@ -651,26 +635,6 @@ async fn a_resync_converges_behind_a_proxy_that_throttles_writes() {
     assert_mirror(&world.vpc, &before, &world.snapshot().await, &["100.96.0.0/11"], &privates(&world.vpc));
 }
 
-/// Runs an instance in `subnet` with the given tags; returns its id.
-async fn run_instance(client: &aws_sdk_ec2::Client, subnet: &str, tags: &[(&str, &str)]) -> String {
-    let mut spec =
-        aws_sdk_ec2::types::TagSpecification::builder().resource_type(aws_sdk_ec2::types::ResourceType::Instance);
-    for (key, value) in tags {
-        spec = spec.tags(aws_sdk_ec2::types::Tag::builder().key(*key).value(*value).build());
-    }
-    let mut run = client.run_instances().image_id("ami-0abcdef1234567890").min_count(1).max_count(1).subnet_id(subnet);
-    if !tags.is_empty() {
-        run = run.tag_specifications(spec.build());
-    }
-    let out = run.send().await.expect("RunInstances");
-    out.instances()[0].instance_id().unwrap().to_owned()
-}
-
-async fn create_subnet(client: &aws_sdk_ec2::Client, vpc_id: &str, cidr: &str) -> String {
-    let out = client.create_subnet().vpc_id(vpc_id).cidr_block(cidr).send().await.expect("CreateSubnet");
-    out.subnet().and_then(|s| s.subnet_id()).unwrap().to_owned()
-}
-
 #[tokio::test]
 async fn another_instances_launch_costs_one_reconcile_and_no_wait() {
     let world = World::new(ClusterTag::Legacy).await;
@@ -678,10 +642,10 @@ async fn another_instances_launch_costs_one_reconcile_and_no_wait() {
     // An instance of the VPC without the cluster's tag, and one tagged for
     // the cluster but in another VPC: neither has a pod route, and neither
     // is waited for, although the wait is on.
-    let here = create_subnet(&world.client, &world.vpc.vpc_id, "10.0.201.0/24").await;
-    let there = create_subnet(&world.client, &world.vpc.other_vpc_id, "10.200.1.0/24").await;
-    let untagged = run_instance(&world.client, &here, &[("Name", "bastion")]).await;
-    let elsewhere = run_instance(&world.client, &there, &[("KubernetesCluster", CLUSTER)]).await;
+    let here = seed::subnet(&world.client, &world.vpc.vpc_id, "10.0.201.0/24").await;
+    let there = seed::subnet(&world.client, &world.vpc.other_vpc_id, "10.200.1.0/24").await;
+    let untagged = seed::instance(&world.client, &here, &[("Name", "bastion")]).await;
+    let elsewhere = seed::instance(&world.client, &there, &[("KubernetesCluster", CLUSTER)]).await;
     let config = world.config(&[("ROUTE_WAIT_SECONDS", "30")]);
     let mut writes_by_run = Vec::new();
     for (instance, why) in [(&untagged, "untagged in VPC_ID"), (&elsewhere, "the cluster's tag in another VPC")] {

@@ -308,11 +308,27 @@ pub struct EgressVpc {
     pub tables: Vec<(String, String, String)>,
 }
 
-fn tag_spec(kind: ResourceType, pairs: &[(&str, &str)]) -> TagSpecification {
-    TagSpecification::builder()
-        .resource_type(kind)
-        .set_tags(Some(pairs.iter().map(|(k, v)| Tag::builder().key(*k).value(*v).build()).collect()))
-        .build()
+/// A VPC with one subnet: (VPC id, subnet id).
+pub async fn vpc_with_subnet(client: &Client, vpc_cidr: &str, subnet_cidr: &str) -> (String, String) {
+    let vpc = client.create_vpc().cidr_block(vpc_cidr).send().await.expect("CreateVpc");
+    let vpc_id = vpc.vpc().and_then(|v| v.vpc_id()).unwrap().to_owned();
+    let subnet_id = subnet(client, &vpc_id, subnet_cidr).await;
+    (vpc_id, subnet_id)
+}
+
+pub async fn subnet(client: &Client, vpc_id: &str, cidr: &str) -> String {
+    let out = client.create_subnet().vpc_id(vpc_id).cidr_block(cidr).send().await.expect("CreateSubnet");
+    out.subnet().and_then(|s| s.subnet_id()).unwrap().to_owned()
+}
+
+/// Runs one instance in `subnet` with these tags (none: untagged); returns its id.
+pub async fn instance(client: &Client, subnet: &str, pairs: &[(&str, &str)]) -> String {
+    let mut run = client.run_instances().image_id("ami-0abcdef1234567890").min_count(1).max_count(1).subnet_id(subnet);
+    if !pairs.is_empty() {
+        run = run.tag_specifications(tags(ResourceType::Instance, pairs));
+    }
+    let out = run.send().await.expect("RunInstances");
+    out.instances()[0].instance_id().unwrap().to_owned()
 }
 
 /// `zones` gives, per NAT, its zone and the number of tables on it (a zone
@@ -337,7 +353,7 @@ pub async fn egress_vpc(client: &Client, cidr_octet: u8, zones: &[(&str, usize)]
             .min_count(1)
             .max_count(1)
             .subnet_id(subnet.subnet().and_then(|s| s.subnet_id()).unwrap())
-            .tag_specifications(tag_spec(ResourceType::Instance, &[("aws-nat-router/id", "squid"), ("Name", "nat")]))
+            .tag_specifications(tags(ResourceType::Instance, &[("aws-nat-router/id", "squid"), ("Name", "nat")]))
             .send()
             .await
             .expect("RunInstances");
@@ -346,7 +362,7 @@ pub async fn egress_vpc(client: &Client, cidr_octet: u8, zones: &[(&str, usize)]
         nats.push((zone.to_string(), i.instance_id().unwrap().to_owned(), eni.clone()));
         for t in 0..*count {
             let name = format!("private_{zone}_{n}{t}");
-            let spec = tag_spec(
+            let spec = tags(
                 ResourceType::RouteTable,
                 &[("Name", &name), ("aws-nat-router/id", "squid"), ("aws-nat-router/zone", zone)],
             );
@@ -400,22 +416,15 @@ pub async fn targets_vpc(
     ports: &[i32],
 ) -> TargetsVpc {
     use aws_sdk_elasticloadbalancingv2::types::{ProtocolEnum, TargetTypeEnum};
-    let vpc = client.create_vpc().cidr_block(format!("10.{cidr_octet}.0.0/16")).send().await.expect("CreateVpc");
-    let vpc_id = vpc.vpc().and_then(|v| v.vpc_id()).unwrap().to_owned();
-    let subnet = client
-        .create_subnet()
-        .vpc_id(&vpc_id)
-        .cidr_block(format!("10.{cidr_octet}.0.0/20"))
-        .send()
-        .await
-        .expect("CreateSubnet");
+    let (vpc_id, subnet) =
+        vpc_with_subnet(client, &format!("10.{cidr_octet}.0.0/16"), &format!("10.{cidr_octet}.0.0/20")).await;
     let run = client
         .run_instances()
         .image_id("ami-0abcdef1234567890")
         .min_count(nodes as i32)
         .max_count(nodes as i32)
-        .subnet_id(subnet.subnet().and_then(|s| s.subnet_id()).unwrap())
-        .tag_specifications(tag_spec(ResourceType::Instance, &[("role", "node")]))
+        .subnet_id(&subnet)
+        .tag_specifications(tags(ResourceType::Instance, &[("role", "node")]))
         .send()
         .await
         .expect("RunInstances");
@@ -461,17 +470,7 @@ pub const EIP_SUFFIX: &str = "nodes.example.com";
 pub const EIP_TABLE: &str = "kube-rtsync-eip";
 
 pub async fn edge_node(client: &Client, subnet: &str) -> String {
-    let run = client
-        .run_instances()
-        .image_id("ami-0abcdef1234567890")
-        .min_count(1)
-        .max_count(1)
-        .subnet_id(subnet)
-        .tag_specifications(tag_spec(ResourceType::Instance, &[("role", "edge")]))
-        .send()
-        .await
-        .expect("RunInstances");
-    run.instances()[0].instance_id().unwrap().to_owned()
+    instance(client, subnet, &[("role", "edge")]).await
 }
 
 pub async fn eip_vpc(
@@ -483,16 +482,8 @@ pub async fn eip_vpc(
     pool: usize,
 ) -> EipVpc {
     use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
-    let vpc = ec2.create_vpc().cidr_block(format!("10.{cidr_octet}.0.0/16")).send().await.expect("CreateVpc");
-    let vpc_id = vpc.vpc().and_then(|v| v.vpc_id()).unwrap().to_owned();
-    let subnet = ec2
-        .create_subnet()
-        .vpc_id(&vpc_id)
-        .cidr_block(format!("10.{cidr_octet}.0.0/24"))
-        .send()
-        .await
-        .expect("CreateSubnet");
-    let subnet = subnet.subnet().and_then(|s| s.subnet_id()).unwrap().to_owned();
+    let (vpc_id, subnet) =
+        vpc_with_subnet(ec2, &format!("10.{cidr_octet}.0.0/16"), &format!("10.{cidr_octet}.0.0/24")).await;
     let mut ids = Vec::new();
     for _ in 0..nodes {
         ids.push(edge_node(ec2, &subnet).await);
@@ -500,7 +491,7 @@ pub async fn eip_vpc(
     for _ in 0..pool {
         ec2.allocate_address()
             .domain(DomainType::Vpc)
-            .tag_specifications(tag_spec(ResourceType::ElasticIp, &[("pool", "edge")]))
+            .tag_specifications(tags(ResourceType::ElasticIp, &[("pool", "edge")]))
             .send()
             .await
             .expect("AllocateAddress");
