@@ -165,7 +165,10 @@ where
         }
         if let Some(report) = report.filter(|r| r.outcome() != Outcome::NothingToDo) {
             // EMF records are plain JSON lines on stdout, beside the logs.
-            println!("{}", emf(report, throttled.count() - throttled_before, started.elapsed()));
+            println!(
+                "{}",
+                crate::shared::metrics::line(emf(report, throttled.count() - throttled_before, started.elapsed()))
+            );
         }
         result.map_err(|err| lambda_runtime::Diagnostic {
             error_type: err.kind().to_owned(),
@@ -188,12 +191,29 @@ fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
+/// Deadlines below this (milliseconds) cannot be an epoch time of this
+/// century (10^12 ms is September 2001).
+pub const EPOCH_DEADLINE_FLOOR_MS: u64 = 1_000_000_000_000;
+
 /// Lambda gives the deadline as milliseconds since the epoch. A deadline
 /// already past means no time is left (never "no deadline"): nothing new
-/// may start.
+/// may start. cargo-lambda's emulator sends a duration instead (its
+/// `Lambda-Runtime-Deadline-Ms` is the function timeout, 600000): a value
+/// that cannot be an epoch time of this century is read as milliseconds
+/// from now, and logged once.
 pub fn deadline_instant(deadline_ms: u64, now_ms: u64) -> Option<Instant> {
     if deadline_ms == 0 {
         return None;
+    }
+    if deadline_ms < EPOCH_DEADLINE_FLOOR_MS {
+        static SAID: std::sync::Once = std::sync::Once::new();
+        SAID.call_once(|| {
+            tracing::warn!(
+                deadline_ms,
+                "the Runtime API sent a deadline that is no epoch time (a local emulator's duration): read as {deadline_ms} ms from now"
+            )
+        });
+        return Some(Instant::now() + Duration::from_millis(deadline_ms));
     }
     Some(Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms)))
 }
@@ -204,14 +224,22 @@ mod tests {
 
     #[test]
     fn a_deadline_in_the_future_leaves_that_much_time() {
-        let deadline = deadline_instant(1_000_060_000, 1_000_000_000).unwrap();
+        let deadline = deadline_instant(1_800_000_060_000, 1_800_000_000_000).unwrap();
         let left = deadline.saturating_duration_since(Instant::now());
         assert!(left > Duration::from_secs(59) && left <= Duration::from_secs(60), "{left:?}");
     }
 
     #[test]
+    fn a_duration_from_a_local_emulator_is_read_as_time_from_now() {
+        // cargo-lambda's emulator sends the timeout itself: 600000.
+        let deadline = deadline_instant(600_000, 1_800_000_000_000).expect("a deadline");
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(left > Duration::from_secs(599) && left <= Duration::from_secs(600), "{left:?}");
+    }
+
+    #[test]
     fn a_deadline_already_past_leaves_no_time_rather_than_none() {
-        let deadline = deadline_instant(1_000_000_000, 1_000_005_000).expect("a deadline, not none");
+        let deadline = deadline_instant(1_800_000_000_000, 1_800_000_005_000).expect("a deadline, not none");
         assert_eq!(deadline.saturating_duration_since(Instant::now()), Duration::ZERO);
     }
 }

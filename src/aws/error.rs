@@ -50,9 +50,11 @@ impl AwsError {
         self.code() == Some(code)
     }
 
-    /// EC2 refused the call for its request rate.
+    /// The service refused the call for its request rate (any service's
+    /// throttling code: the one list the counter, the pace and the engine's
+    /// stop share).
     pub fn is_throttling(&self) -> bool {
-        matches!(self.code(), Some("RequestLimitExceeded" | "Throttling" | "ThrottlingException" | "RequestThrottled"))
+        self.code().is_some_and(|code| THROTTLING_CODES.contains(&code))
     }
 
     /// `ReplaceRoute` found no route to replace (the route vanished).
@@ -130,7 +132,7 @@ impl aws_sdk_ec2::config::Intercept for ThrottleCounter {
 
 /// The error codes AWS services throttle with (those the SDK's own retry
 /// classifier treats as throttling).
-const THROTTLING_CODES: [&str; 12] = [
+pub const THROTTLING_CODES: [&str; 12] = [
     "Throttling",
     "ThrottlingException",
     "ThrottledException",
@@ -261,6 +263,23 @@ mod tests {
             assert_eq!(throttling_code(body.as_bytes()), expected, "{body}");
         }
         assert_eq!(throttling_code(b"\xff\xfe"), None);
+    }
+
+    #[test]
+    fn every_throttling_code_slows_the_pace_and_stops_a_group_not_only_ec2_s() {
+        // Route 53 and DynamoDB throttle with codes EC2 never uses.
+        for code in
+            ["Throttling", "PriorRequestNotComplete", "ProvisionedThroughputExceededException", "ThrottlingException"]
+        {
+            let err = AwsError::service("ChangeResourceRecordSets", code, "Rate exceeded");
+            assert!(err.is_throttling(), "{code}");
+            assert!(crate::shared::apply::stops_further_writes(&err), "{code}");
+        }
+        for code in THROTTLING_CODES {
+            assert!(AwsError::service("X", code, "").is_throttling(), "{code}");
+        }
+        assert!(!AwsError::service("PutItem", "ConditionalCheckFailedException", "").is_throttling());
+        assert!(!AwsError::service("X", "ThrottlingSomething", "").is_throttling());
     }
 
     #[test]

@@ -27,6 +27,9 @@ impl Unit {
 #[derive(Clone, Debug)]
 pub struct Record {
     namespace: String,
+    /// The job, when the record is an invocation's: a second dimension set
+    /// (`Job` before the job's own) keeps the jobs' common metrics apart.
+    job: Option<&'static str>,
     dimensions: Vec<(&'static str, String)>,
     metrics: Vec<(&'static str, Unit, u64)>,
     properties: Map<String, Value>,
@@ -35,7 +38,7 @@ pub struct Record {
 impl Record {
     /// A record in `namespace` whose metrics carry these dimensions.
     pub fn new(namespace: &str, dimensions: Vec<(&'static str, String)>) -> Self {
-        Record { namespace: namespace.to_owned(), dimensions, metrics: Vec::new(), properties: Map::new() }
+        Record { namespace: namespace.to_owned(), job: None, dimensions, metrics: Vec::new(), properties: Map::new() }
     }
 
     pub fn metric(mut self, name: &'static str, unit: Unit, value: u64) -> Self {
@@ -49,38 +52,50 @@ impl Record {
         self
     }
 
-    /// A record with what every job's record carries: the job, how the
-    /// invocation ended, whether it was a dry run (logged fields), the
-    /// throttled attempts and the duration (metrics).
+    /// A record with what every job's record carries: the job (a dimension,
+    /// beside the job's own dimensions, which stay a dimension set of their
+    /// own so that existing series and alarms continue), how the invocation
+    /// ended, whether it was a dry run (logged fields), the throttled
+    /// attempts, the writes that failed or were not started, and the
+    /// duration (metrics).
+    #[allow(clippy::too_many_arguments)]
     pub fn invocation(
         namespace: &str,
         dimensions: Vec<(&'static str, String)>,
-        job: &str,
+        job: &'static str,
         outcome: crate::shared::report::Outcome,
         dry_run: bool,
         throttled: usize,
+        writes_failed: usize,
         duration: std::time::Duration,
     ) -> Self {
-        Record::new(namespace, dimensions)
-            .property("Job", job)
+        let mut record = Record::new(namespace, dimensions)
             .property("Outcome", outcome)
             .property("DryRun", dry_run)
             .metric("ThrottledRetries", Unit::Count, throttled as u64)
-            .metric("SyncDuration", Unit::Milliseconds, duration.as_millis() as u64)
+            .metric("WritesFailed", Unit::Count, writes_failed as u64)
+            .metric("SyncDuration", Unit::Milliseconds, duration.as_millis() as u64);
+        record.job = Some(job);
+        record
     }
 
     pub fn build(self) -> Value {
         let mut record = Map::new();
         let declared: Vec<Value> =
             self.metrics.iter().map(|(name, unit, _)| json!({"Name": name, "Unit": unit.name()})).collect();
-        let dimension_names: Vec<&str> = self.dimensions.iter().map(|(name, _)| *name).collect();
+        let own: Vec<&str> = self.dimensions.iter().map(|(name, _)| *name).collect();
+        let mut dimension_sets = vec![own.clone()];
+        if let Some(job) = self.job {
+            dimension_sets.push(std::iter::once("Job").chain(own).collect());
+            record.insert("Job".into(), Value::String(job.to_owned()));
+        }
         record.insert(
             "_aws".into(),
             json!({
                 "Timestamp": SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
                 "CloudWatchMetrics": [{
                     "Namespace": self.namespace,
-                    "Dimensions": [dimension_names],
+                    "Dimensions": dimension_sets,
                     "Metrics": declared,
                 }],
             }),
@@ -94,6 +109,27 @@ impl Record {
         }
         Value::Object(record)
     }
+}
+
+/// The level an EMF line carries, so that Lambda's application log-level
+/// filter never drops it: with the JSON log format, a line without a
+/// `level` counts as INFO and is dropped at WARN and above, which would
+/// silence every alarm on a custom metric. The record takes the configured
+/// level itself (`AWS_LAMBDA_LOG_LEVEL`), the lowest one that passes.
+pub fn line_level(configured: Option<&str>) -> &'static str {
+    const LEVELS: [&str; 6] = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"];
+    let configured = configured.map(str::trim).unwrap_or_default();
+    LEVELS.into_iter().find(|level| level.eq_ignore_ascii_case(configured)).unwrap_or("INFO")
+}
+
+/// The record as the one line the function prints, with its `level`.
+pub fn line(record: Value) -> String {
+    let mut record = record;
+    if let Value::Object(fields) = &mut record {
+        let configured = std::env::var("AWS_LAMBDA_LOG_LEVEL").ok();
+        fields.insert("level".into(), Value::String(line_level(configured.as_deref()).to_owned()));
+    }
+    record.to_string()
 }
 
 #[cfg(test)]
@@ -117,5 +153,39 @@ mod tests {
         assert_eq!((record["A"].clone(), record["B"].clone()), (json!(3), json!(7)));
         assert_eq!((record["ClusterName"].clone(), record["Outcome"].clone()), (json!("c"), json!("synced")));
         assert!(record["_aws"]["Timestamp"].as_u64().unwrap() > 0);
+    }
+
+    #[test]
+    fn an_invocation_record_adds_a_job_dimension_set_and_keeps_the_job_s_own() {
+        let record = Record::invocation(
+            "Ns",
+            vec![("VpcId", "vpc-1".into())],
+            "eip",
+            crate::shared::report::Outcome::Synced,
+            false,
+            2,
+            3,
+            std::time::Duration::from_millis(5),
+        )
+        .build();
+        let directive = &record["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(directive["Dimensions"], json!([["VpcId"], ["Job", "VpcId"]]));
+        assert_eq!(record["Job"], "eip");
+        assert_eq!((record["WritesFailed"].clone(), record["ThrottledRetries"].clone()), (json!(3), json!(2)));
+    }
+
+    #[test]
+    fn an_emf_line_carries_the_configured_level_so_the_level_filter_keeps_it() {
+        let cases = [
+            (None, "INFO"),
+            (Some("WARN"), "WARN"),
+            (Some("error"), "ERROR"),
+            (Some("FATAL"), "FATAL"),
+            (Some("DEBUG"), "DEBUG"),
+            (Some("nonsense"), "INFO"),
+        ];
+        for (configured, expected) in cases {
+            assert_eq!(line_level(configured), expected, "{configured:?}");
+        }
     }
 }

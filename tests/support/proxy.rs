@@ -38,7 +38,8 @@ pub struct WriteBucket {
 }
 
 /// The first `times` calls of `action` are answered with HTTP `status`
-/// and the error `code`, as ELBv2 and Route 53 throttle (400 `Throttling`).
+/// and the error `code`, as ELBv2 and Route 53 throttle (400 `Throttling`)
+/// or EC2 refuses (403 `UnauthorizedOperation`, in EC2's error document).
 #[derive(Clone, Copy, Debug)]
 pub struct Refusal {
     pub action: &'static str,
@@ -173,10 +174,18 @@ fn serve(client: TcpStream, upstream: &str, behaviour: Behaviour, counters: &Cou
             && action.as_deref() == Some(refusal.action)
             && counters.refused.fetch_add(1, Ordering::SeqCst) < refusal.times
         {
-            let xml = format!(
-                "<ErrorResponse><Error><Type>Sender</Type><Code>{}</Code><Message>Rate exceeded</Message></Error><RequestId>00000000-0000-4000-8000-000000000000</RequestId></ErrorResponse>",
-                refusal.code
-            );
+            // EC2's protocol has its own error document; ELBv2's and Route 53's are the query one.
+            let xml = if body.contains("Version=2016-11-15") {
+                format!(
+                    "<Response><Errors><Error><Code>{}</Code><Message>Refused by the test proxy</Message></Error></Errors><RequestID>00000000-0000-4000-8000-000000000000</RequestID></Response>",
+                    refusal.code
+                )
+            } else {
+                format!(
+                    "<ErrorResponse><Error><Type>Sender</Type><Code>{}</Code><Message>Rate exceeded</Message></Error><RequestId>00000000-0000-4000-8000-000000000000</RequestId></ErrorResponse>",
+                    refusal.code
+                )
+            };
             let answer = format!(
                 "HTTP/1.1 {} Refused\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\r\n{xml}",
                 refusal.status,

@@ -35,6 +35,9 @@ struct Shared {
     first_poll: Mutex<Option<Instant>>,
     /// When each event was handed out, and when its answer came back.
     served: Mutex<Vec<(String, Instant)>>,
+    /// `Lambda-Runtime-Deadline-Ms` as sent verbatim; None: 5 minutes from
+    /// now in epoch milliseconds, as Lambda sends it.
+    deadline_header: Mutex<Option<u64>>,
     answered: Mutex<Vec<(String, Instant)>>,
 }
 
@@ -54,6 +57,7 @@ impl RuntimeApi {
             first_poll: Mutex::new(None),
             served: Mutex::new(Vec::new()),
             answered: Mutex::new(Vec::new()),
+            deadline_header: Mutex::new(None),
         });
         let server = Arc::clone(&shared);
         std::thread::spawn(move || {
@@ -67,6 +71,12 @@ impl RuntimeApi {
             api.push(event);
         }
         api
+    }
+
+    /// Sends `Lambda-Runtime-Deadline-Ms: value` verbatim from now on (a
+    /// local emulator's duration, for example).
+    pub fn send_deadline_header(&self, value: u64) {
+        *self.shared.deadline_header.lock().unwrap() = Some(value);
     }
 
     /// Queues one more event, after those already given.
@@ -161,7 +171,10 @@ fn serve(stream: TcpStream, shared: &Shared) {
                     events = shared.pushed.wait_timeout(events, Duration::from_millis(100)).unwrap().0;
                 }
             };
-            let deadline = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() + 300_000;
+            let deadline = match *shared.deadline_header.lock().unwrap() {
+                Some(value) => u128::from(value),
+                None => SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() + 300_000,
+            };
             let head = format!(
                 "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nLambda-Runtime-Aws-Request-Id: {request_id}\r\nLambda-Runtime-Deadline-Ms: {deadline}\r\nLambda-Runtime-Invoked-Function-Arn: arn:aws:lambda:us-east-1:123456789012:function:kube-rtsync\r\nLambda-Runtime-Trace-Id: Root=1-00000000-000000000000000000000000;Sampled=0\r\nContent-Length: {}\r\n\r\n",
                 event.len()

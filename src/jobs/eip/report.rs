@@ -123,6 +123,7 @@ pub fn emf_record(namespace: &str, report: &Report, throttled: usize, duration: 
         report.outcome,
         report.dry_run,
         throttled,
+        t.failed + t.not_started,
         duration,
     )
     .metric("AddressesBound", Unit::Count, made(t.bound))

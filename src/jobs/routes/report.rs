@@ -359,6 +359,7 @@ pub fn emf_record(
         report.outcome,
         report.dry_run,
         throttled,
+        t.failed + t.not_started,
         duration,
     )
     .metric("RoutesCreated", Unit::Count, made(t.created))
@@ -394,7 +395,8 @@ mod emf_tests {
         let record = emf_record("KubeRtsync", "k8s.example.com", &report, 5, Duration::from_millis(1234));
         let directive = &record["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(directive["Namespace"], "KubeRtsync");
-        assert_eq!(directive["Dimensions"], json!([["ClusterName", "VpcId"]]));
+        assert_eq!(directive["Dimensions"], json!([["ClusterName", "VpcId"], ["Job", "ClusterName", "VpcId"]]));
+        assert_eq!(record["Job"], "routes");
         assert_eq!(record["ClusterName"], "k8s.example.com");
         assert_eq!(record["VpcId"], "vpc-0123456789abcdef0");
         let expected = [
@@ -407,6 +409,7 @@ mod emf_tests {
             ("SyncDuration", 1234),
             ("ManagedRoutes", 4),
             ("ChangesWithheld", 2),
+            ("WritesFailed", 1),
         ];
         let declared = directive["Metrics"].as_array().unwrap();
         assert_eq!(declared.len(), expected.len());
@@ -438,7 +441,7 @@ mod dimension_tests {
             emf_record("KubeRtsync", Dimension::source_table("rtb-0123456789abcdef0"), &report, 0, Duration::ZERO);
         assert_eq!(
             record["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
-            serde_json::json!([["SourceRouteTableId", "VpcId"]])
+            serde_json::json!([["SourceRouteTableId", "VpcId"], ["Job", "SourceRouteTableId", "VpcId"]])
         );
         assert_eq!(record["SourceRouteTableId"], "rtb-0123456789abcdef0");
         assert!(record.get("ClusterName").is_none());

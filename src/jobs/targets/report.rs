@@ -152,6 +152,7 @@ pub fn emf_record(namespace: &str, report: &Report, throttled: usize, duration: 
         report.outcome,
         report.dry_run,
         throttled,
+        t.failed + t.not_started,
         duration,
     )
     .metric("TargetsRegistered", Unit::Count, made(t.registered))
