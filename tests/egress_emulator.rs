@@ -15,7 +15,8 @@ use kube_rtsync::jobs::egress::{Error, Reconciler};
 use kube_rtsync::shared::config::WriteRate;
 use kube_rtsync::shared::event::Trigger;
 use kube_rtsync::shared::limiter::WriteLimiter;
-use support::emulator::Emulator;
+use support::emulator::{Emulator, client_config};
+use support::proxy::{Behaviour, Proxy, Refusal};
 
 const T0: u64 = 1_800_000_000;
 
@@ -119,10 +120,15 @@ async fn world() -> World {
 
 impl World {
     async fn run(&self, extra: &[(&str, &str)], now: u64) -> Result<Report, Error> {
+        self.run_via(&self.client, extra, now).await
+    }
+
+    /// A run whose EC2 calls go through `client` (a proxy, for example).
+    async fn run_via(&self, client: &Client, extra: &[(&str, &str)], now: u64) -> Result<Report, Error> {
         let mut vars: BTreeMap<String, String> = BTreeMap::from([("VPC_ID".into(), self.vpc_id.clone())]);
         vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let config = Config::from_lookup(|name| vars.get(name).cloned()).unwrap();
-        let ec2 = AwsEc2::new(self.client.clone());
+        let ec2 = AwsEc2::new(client.clone());
         let limiter = WriteLimiter::new(WriteRate { per_second: 0.0, burst: 1 });
         let reconciler = Reconciler { ec2: &ec2, config: &config, limiter: &limiter, deadline: None };
         let report = reconciler.reconcile(vec![Trigger::Manual { command: "sync".into() }], now).await?;
@@ -255,4 +261,92 @@ async fn tables_that_must_choose_spread_over_two_nats_of_their_zone() {
     let routes = support::seed::default_routes(&client, &ids).await;
     let on = |eni: &str| routes.values().filter(|t| *t == eni).count();
     assert_eq!((on(&vpc.nats[0].2), on(&vpc.nats[1].2)), (2, 2), "{routes:?}");
+}
+
+type CreateRoute = aws_sdk_ec2::operation::create_route::builders::CreateRouteFluentBuilder;
+
+/// An enrolled table of its own subnet in zone a, its default route through `route`'s target; returns its id.
+async fn zone_a_table(w: &World, cidr: &str, route: impl FnOnce(CreateRoute) -> CreateRoute) -> String {
+    let subnet = w
+        .client
+        .create_subnet()
+        .vpc_id(&w.vpc_id)
+        .cidr_block(cidr)
+        .availability_zone("us-east-1a")
+        .send()
+        .await
+        .unwrap();
+    let subnet = subnet.subnet().and_then(|s| s.subnet_id()).unwrap().to_owned();
+    let t = w
+        .client
+        .create_route_table()
+        .vpc_id(&w.vpc_id)
+        .tag_specifications(tagged(ResourceType::RouteTable, &[enrolled()]))
+        .send()
+        .await
+        .unwrap();
+    let id = t.route_table().and_then(|t| t.route_table_id()).unwrap().to_owned();
+    w.client.associate_route_table().route_table_id(&id).subnet_id(&subnet).send().await.unwrap();
+    route(w.client.create_route().route_table_id(&id).destination_cidr_block("0.0.0.0/0")).send().await.unwrap();
+    id
+}
+
+async fn default_of(w: &World, table: &str) -> String {
+    let t = w.client.describe_route_tables().route_table_ids(table).send().await.unwrap();
+    let route = t.route_tables()[0].routes().iter().find(|r| r.destination_cidr_block() == Some("0.0.0.0/0")).unwrap();
+    route.network_interface_id().or(route.nat_gateway_id()).or(route.instance_id()).unwrap_or("-").to_owned()
+}
+
+#[tokio::test]
+async fn a_refused_source_dest_fix_and_next_hops_that_are_not_enrolled_nats_keep_the_tables_off_them() {
+    let w = world().await;
+    // An appliance (a firewall instance, not enrolled) and another router
+    // id's NAT gateway, each the next hop of an enrolled table of zone a.
+    let subnet_c = w.client.describe_nat_gateways().nat_gateway_ids(&w.gateway).send().await.unwrap();
+    let subnet_c = subnet_c.nat_gateways()[0].subnet_id().unwrap().to_owned();
+    let appliance = support::seed::instance(&w.client, &subnet_c, &[("Name", "firewall")]).await;
+    let described = w.client.describe_instances().instance_ids(&appliance).send().await.unwrap();
+    let appliance_eni =
+        described.reservations()[0].instances()[0].network_interfaces()[0].network_interface_id().unwrap().to_owned();
+    let eip = w.client.allocate_address().domain(DomainType::Vpc).send().await.unwrap();
+    let other_router = Tag::builder().key("aws-nat-router/id").value("another-router").build();
+    let other = w
+        .client
+        .create_nat_gateway()
+        .subnet_id(&subnet_c)
+        .allocation_id(eip.allocation_id().unwrap())
+        .tag_specifications(tagged(ResourceType::Natgateway, &[other_router]))
+        .send()
+        .await
+        .unwrap();
+    let other = other.nat_gateway().and_then(|g| g.nat_gateway_id()).unwrap().to_owned();
+    let through_appliance = zone_a_table(&w, "10.1.20.0/24", |r| r.network_interface_id(&appliance_eni)).await;
+    let through_other = zone_a_table(&w, "10.1.21.0/24", |r| r.nat_gateway_id(&other)).await;
+
+    // Zone a's NAT stops; both NAT instances still have EC2's default
+    // source/destination check on, and the fix is refused (an SCP).
+    w.client.stop_instances().instance_ids(&w.nat[&'a'].0).send().await.unwrap();
+    let refusal =
+        Refusal { action: "ModifyInstanceAttribute", times: usize::MAX, status: 403, code: "UnauthorizedOperation" };
+    let proxy = Proxy::start(&w._emulator.endpoint(), Behaviour { refuse: Some(refusal), ..Behaviour::default() });
+    let proxied = Client::from_conf(client_config(&proxy.endpoint).build());
+    let err =
+        w.run_via(&proxied, &[("EGRESS_FAILBACK_SECONDS", "0")], T0).await.expect_err("the refused fix is a failure");
+    let Error::Incomplete(report) = &err else { panic!("{err}") };
+    assert_eq!(w.source_dest_check('b').await, Some(true), "the refusal held");
+    let now = w.defaults().await;
+    for table in ['a', 'n', 'b'] {
+        assert_eq!(now[&table], w.gateway, "table {table} must go to the one NAT that forwards");
+    }
+    assert_eq!(default_of(&w, &through_appliance).await, appliance_eni, "the appliance's table was moved");
+    assert_eq!(default_of(&w, &through_other).await, other, "another router's table was moved");
+    // The appliance, the other router's gateway and the internet gateway.
+    assert_eq!(report.totals.tables_left_alone, 3, "{}", report.plan);
+
+    // Once the fix is allowed, zone b comes home; the others stay.
+    w.run(&[("EGRESS_FAILBACK_SECONDS", "0")], T0 + 60).await.unwrap();
+    assert_eq!(w.source_dest_check('b').await, Some(false));
+    assert_eq!(w.defaults().await[&'b'], w.nat[&'b'].1);
+    assert_eq!(default_of(&w, &through_appliance).await, appliance_eni);
+    assert_eq!(default_of(&w, &through_other).await, other);
 }

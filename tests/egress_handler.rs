@@ -258,3 +258,67 @@ async fn test_notifications_do_nothing_and_state_changes_reconcile() {
     assert_eq!(handle_event(&reconciler, &running).await.unwrap().outcome, Outcome::InSync);
     assert_eq!(fake.calls().describe, 1, "any instance's event costs one reconcile");
 }
+
+#[tokio::test]
+async fn a_nat_whose_source_dest_fix_failed_carries_no_table() {
+    for code in ["UnauthorizedOperation", "RequestLimitExceeded"] {
+        let fake = vpc();
+        // Zone a's NAT is down, so rtb-0a must move; b's NAT cannot forward
+        // until its check is off, and that fix is refused (an SCP, a
+        // permission boundary, throttling).
+        fake.edit_instance("i-0a", |i| i.state = "stopped".into());
+        fake.edit_instance("i-0b", |i| i.source_dest_check = Some(true));
+        fake.inject(Fault::code(code).on(Operation::ModifyInstanceAttribute));
+        let err = run(&fake, &config(&[]), T0).await.expect_err("the failed fix fails the invocation");
+        let Error::Incomplete(report) = &err else { panic!("{code}: {err}") };
+        assert_eq!(fake.instance("i-0b").unwrap().source_dest_check, Some(true), "{code}");
+        let gateway = Target::NatGateway("nat-0c".into());
+        assert_eq!(default_target(&fake, "rtb-0a"), gateway, "{code}: zone a went to a NAT that drops its traffic");
+        assert_eq!(default_target(&fake, "rtb-0b"), gateway, "{code}: zone b stayed on a NAT that cannot forward");
+        assert_eq!(report.totals.failed, 1, "{code}: only the fix failed");
+        // A retry once the fix is allowed brings zone b home.
+        fake.clear_faults();
+        run(&fake, &config(&[("EGRESS_FAILBACK_SECONDS", "0")]), T0 + 60).await.unwrap();
+        assert_eq!(default_target(&fake, "rtb-0b"), eni("eni-0b"), "{code}");
+    }
+}
+
+#[tokio::test]
+async fn default_routes_through_next_hops_that_are_not_enrolled_nats_are_left_alone_and_counted() {
+    let fake = vpc();
+    // Zone a's NAT is down: every table of zone a would be moved if its
+    // next hop counted as a failed NAT.
+    fake.edit_instance("i-0a", |i| i.state = "stopped".into());
+    let appliance = Instance { tags: tags(&[("Name", "firewall")]), ..nat_instance("i-0f", "us-east-1a", "10.0.0.9") };
+    fake.insert_instance(appliance);
+    fake.insert_nat_gateway(NatGateway {
+        id: "nat-0o".into(),
+        vpc_id: VPC.into(),
+        subnet_id: Some("subnet-a".into()),
+        state: "available".into(),
+        tags: tags(&[("aws-nat-router/id", "another-router")]),
+        regional: false,
+    });
+    let next_hops = [
+        ("rtb-0f", eni("eni-0f")),
+        ("rtb-0g", Target::Instance("i-0f".into())),
+        ("rtb-0o", Target::NatGateway("nat-0o".into())),
+        ("rtb-0t", Target::TransitGateway("tgw-01".into())),
+        ("rtb-0p", Target::VpcPeeringConnection("pcx-01".into())),
+    ];
+    for (id, target) in &next_hops {
+        fake.insert(table(id, "subnet-a", target.clone()));
+    }
+    fake.blackhole(&Target::TransitGateway("tgw-01".into()));
+    fake.blackhole(&Target::VpcPeeringConnection("pcx-01".into()));
+    let report = run(&fake, &config(&[]), T0).await.unwrap();
+    for (id, target) in &next_hops {
+        assert_eq!(&default_target(&fake, id), target, "{id} was moved");
+    }
+    assert_ne!(default_target(&fake, "rtb-0a"), eni("eni-0a"), "zone a's own table still fails over");
+    // The five above and the table through the internet gateway.
+    assert_eq!(report.totals.tables_left_alone, 6);
+    let record = kube_rtsync::jobs::egress::report::emf_record("KubeRtsync", &report, 0, Default::default());
+    assert_eq!(record["TablesLeftAlone"], 6, "{record}");
+    assert_eq!(record["Job"], "egress", "{record}");
+}

@@ -5,7 +5,9 @@ use kube_rtsync::jobs::egress::model::{
     DefaultRoute, EgressTable, Nat, NatGatewayFacts, NatInstanceFacts, NatKind, NatTarget, ProbeResult, Settings,
     TableZone,
 };
-use kube_rtsync::jobs::egress::plan::{EgressPlan, Reason, RouteChange, TagChange, plan};
+use kube_rtsync::jobs::egress::plan::{
+    EgressPlan, Reason, RouteChange, TagChange, plan, source_dest_fixes, with_source_dest_fixed,
+};
 use proptest::prelude::*;
 
 const ZONES: [&str; 3] = ["us-east-1a", "us-east-1b", "us-east-1c"];
@@ -80,6 +82,7 @@ fn route() -> impl Strategy<Value = DefaultRoute> {
         4 => (0..4usize, 0..3usize).prop_map(|(k, j)| DefaultRoute::NetworkInterface(format!("eni-{k}-{j}"))),
         3 => (0..4usize).prop_map(|k| DefaultRoute::NatGateway(format!("nat-{k}"))),
         1 => Just(DefaultRoute::Other { kind: "igw".into(), id: "igw-1".into() }),
+        1 => Just(DefaultRoute::Other { kind: "blackholed transit gateway".into(), id: "tgw-1".into() }),
         1 => target.prop_map(DefaultRoute::Blackhole),
     ]
 }
@@ -131,24 +134,45 @@ fn nat_behind<'a>(route: &DefaultRoute, nats: &'a [Nat]) -> Option<&'a Nat> {
     })
 }
 
+/// A next hop that is not ours (rule 4): anything but a NAT, or an active route through an instance, interface or
+/// NAT gateway that is not enrolled. A missing route and a blackhole through one of those three are this job's.
+fn next_hop_is_not_ours(route: &DefaultRoute, nats: &[Nat]) -> bool {
+    match route {
+        DefaultRoute::Missing | DefaultRoute::Blackhole(_) => false,
+        DefaultRoute::Other { .. } => true,
+        DefaultRoute::Instance(_) | DefaultRoute::NetworkInterface(_) | DefaultRoute::NatGateway(_) => {
+            nat_behind(route, nats).is_none()
+        }
+    }
+}
+
 fn must_be_left_alone(table: &EgressTable, nats: &[Nat]) -> bool {
     let through_regional = nats.iter().any(|nat| nat.is_regional() && table.default_route.target_id() == Some(&nat.id));
-    !matches!(table.zone, TableZone::Zone(_))
-        || matches!(table.default_route, DefaultRoute::Other { .. })
-        || through_regional
+    !matches!(table.zone, TableZone::Zone(_)) || next_hop_is_not_ours(&table.default_route, nats) || through_regional
 }
 
 fn is_usable(nat: &Nat, settings: &Settings) -> bool {
     !nat.is_regional() && evaluate(nat, settings).is_healthy()
 }
 
-/// What the caller does with a plan: source/destination fixes, routes, failback clocks.
-fn apply(tables: &mut [EgressTable], nats: &mut [Nat], plan: &EgressPlan) {
-    for nat in nats.iter_mut().filter(|nat| plan.source_dest_fixes.contains(&nat.id)) {
-        if let NatKind::Instance { facts, .. } = &mut nat.kind {
-            facts.source_dest_check = Some(false);
-        }
-    }
+/// What a reconcile does, as the job runs it: the source/destination fixes first (those at `failing` positions of
+/// the fix list fail), then the plan with the facts the fixes left, then its routes and failback clocks.
+fn reconcile(tables: &mut [EgressTable], nats: &mut [Nat], settings: &Settings, failing: &[bool]) -> EgressPlan {
+    let fixes = source_dest_fixes(nats, settings);
+    let made: Vec<&str> = fixes
+        .iter()
+        .enumerate()
+        .filter(|(k, _)| !failing.get(*k).copied().unwrap_or(false))
+        .map(|(_, id)| id.as_str())
+        .collect();
+    with_source_dest_fixed(nats, &made);
+    let plan = plan(tables, nats, settings, NOW);
+    apply(tables, &plan);
+    plan
+}
+
+/// The plan's routes and failback clocks.
+fn apply(tables: &mut [EgressTable], plan: &EgressPlan) {
     for table in tables {
         let decision = plan.tables.iter().find(|d| d.table_id == table.id).expect("every table is in the plan");
         if let Some(RouteChange::Create { nat: target } | RouteChange::Replace { to: target, .. }) =
@@ -199,21 +223,46 @@ proptest! {
     fn planning_again_after_applying_the_plan_changes_nothing(
         mut tables in tables(), mut nats in nats(), settings in settings()
     ) {
-        let first = plan(&tables, &nats, &settings, NOW);
-        apply(&mut tables, &mut nats, &first);
+        let first = reconcile(&mut tables, &mut nats, &settings, &[]);
         let second = plan(&tables, &nats, &settings, NOW);
         prop_assert!(second.is_empty(), "first:\n{}second:\n{}", first, second);
+    }
+
+    #[test]
+    fn no_plan_writes_a_table_whose_next_hop_is_not_an_enrolled_nat(
+        tables in tables(), nats in nats(), settings in settings()
+    ) {
+        let plan = plan(&tables, &nats, &settings, NOW);
+        for table in tables.iter().filter(|t| next_hop_is_not_ours(&t.default_route, &nats)) {
+            let decision = plan.tables.iter().find(|d| d.table_id == table.id).unwrap();
+            prop_assert_eq!(&decision.route_change, &None, "{}: {:?}\n{}", table.id, table.default_route, plan);
+            prop_assert_eq!(decision.tag_change, None, "{}", decision);
+            prop_assert!(matches!(decision.reason, Reason::LeftAlone(_)), "{}", decision);
+        }
+    }
+
+    #[test]
+    fn no_table_is_routed_to_an_instance_whose_source_dest_fix_failed(
+        mut tables in tables(), mut nats in nats(), settings in settings(), failing in prop::collection::vec(any::<bool>(), 6)
+    ) {
+        let plan = reconcile(&mut tables, &mut nats, &settings, &failing);
+        for (table_id, change) in plan.route_changes() {
+            let (RouteChange::Create { nat: target } | RouteChange::Replace { to: target, .. }) = change;
+            let nat = nat_behind(&target.into(), &nats).expect("a route change names a NAT");
+            if let NatKind::Instance { facts, .. } = &nat.kind {
+                prop_assert_ne!(facts.source_dest_check, Some(true), "{} routed to {} whose check is on\n{}", table_id, nat.id, plan);
+            }
+        }
     }
 
     #[test]
     fn every_table_not_left_alone_ends_on_a_healthy_zonal_nat_when_there_is_one_else_nothing_changes(
         mut tables in tables(), mut nats in nats(), settings in settings()
     ) {
-        let any_usable = nats.iter().any(|nat| is_usable(nat, &settings));
-        let plan = plan(&tables, &nats, &settings, NOW);
         let left_alone: Vec<bool> = tables.iter().map(|t| must_be_left_alone(t, &nats)).collect();
         let before = tables.clone();
-        apply(&mut tables, &mut nats, &plan);
+        let plan = reconcile(&mut tables, &mut nats, &settings, &[]);
+        let any_usable = nats.iter().any(|nat| is_usable(nat, &settings));
         for ((table, was), _) in tables.iter().zip(&before).zip(left_alone).filter(|(_, alone)| !alone) {
             if any_usable {
                 let nat = nat_behind(&table.default_route, &nats);

@@ -1,7 +1,7 @@
 //! The egress job's writes, through the shared apply engine: first the
-//! source/destination fixes (the plan already counts those NATs healthy),
-//! then per table its default route, then its failback clock, the clock
-//! only once the route is written.
+//! source/destination fixes (before the plan: only a fix that succeeded
+//! lets a NAT carry a table), then per table its default route, then its
+//! failback clock, the clock only once the route is written.
 
 use ipnet::IpNet;
 use tracing::{error, info};
@@ -51,7 +51,24 @@ fn target(nat: &NatTarget) -> Target {
     }
 }
 
-/// Applies the plan (or, in a dry run, records it as planned).
+/// Turns the source/destination check off on these NAT instances (or, in
+/// a dry run, records it as planned). This runs before the plan that
+/// routes tables: only an instance whose fix is made may carry one.
+pub async fn fix_source_dest_checks<E: Ec2Nodes>(
+    ec2: &E,
+    engine: &Engine<'_>,
+    instance_ids: &[String],
+    destination: IpNet,
+    dry_run: bool,
+) -> Vec<WriteResult> {
+    let fixes: Vec<EgressWrite> =
+        instance_ids.iter().map(|id| EgressWrite::SourceDestCheckOff { instance_id: id.clone() }).collect();
+    run_groups(ec2, engine, vec![vec![fixes]], destination, dry_run, |_| false).await
+}
+
+/// Applies the plan's route and failback-clock writes (or, in a dry run,
+/// records them as planned). Its source/destination fixes are made before
+/// it was planned, by [`fix_source_dest_checks`].
 pub async fn apply<E: Ec2Nodes>(
     ec2: &E,
     engine: &Engine<'_>,
@@ -59,8 +76,6 @@ pub async fn apply<E: Ec2Nodes>(
     destination: IpNet,
     dry_run: bool,
 ) -> Vec<WriteResult> {
-    let fixes: Vec<EgressWrite> =
-        plan.source_dest_fixes.iter().map(|id| EgressWrite::SourceDestCheckOff { instance_id: id.clone() }).collect();
     let tables: Vec<Vec<Vec<EgressWrite>>> = plan
         .tables
         .iter()
@@ -72,25 +87,35 @@ pub async fn apply<E: Ec2Nodes>(
         })
         .filter(|waves: &Vec<Vec<EgressWrite>>| waves.iter().any(|w| !w.is_empty()))
         .collect();
+    // A table's clock is written only after its route: any failure stops the table.
+    run_groups(ec2, engine, tables, destination, dry_run, |_| true).await
+}
+
+/// Each group's waves through the engine, groups concurrently; results by
+/// resource, then change.
+async fn run_groups<E: Ec2Nodes>(
+    ec2: &E,
+    engine: &Engine<'_>,
+    groups: Vec<Vec<Vec<EgressWrite>>>,
+    destination: IpNet,
+    dry_run: bool,
+    stops: fn(&AwsError) -> bool,
+) -> Vec<WriteResult> {
     let result = |write: &EgressWrite, status| WriteResult {
         resource: write.resource().to_owned(),
         change: write.describe(&destination),
         status,
     };
     if dry_run {
-        let all = fixes.iter().chain(tables.iter().flatten().flatten());
-        return all.map(|w| result(w, WriteStatus::Planned)).collect();
+        return groups.iter().flatten().flatten().map(|w| result(w, WriteStatus::Planned)).collect();
     }
     let run = |write: &EgressWrite| {
         let write = write.clone();
         async move { write_one(ec2, engine, &write, destination).await }
     };
-    let mut outcomes = engine.run_group("instance", vec![fixes], run, |_| false).await;
-    // A table's clock is written only after its route: any failure stops the table.
-    let per_table = tables.into_iter().map(|waves| engine.run_group("table", waves, run, |_| true));
-    outcomes.extend(futures::future::join_all(per_table).await.into_iter().flatten());
+    let per_group = groups.into_iter().map(|waves| engine.run_group("table", waves, run, stops));
+    let outcomes = futures::future::join_all(per_group).await.into_iter().flatten();
     let mut results: Vec<WriteResult> = outcomes
-        .into_iter()
         .map(|outcome| match outcome {
             ItemOutcome::Done(w) => result(&w, WriteStatus::Done),
             ItemOutcome::Failed(w, err) => result(&w, WriteStatus::failed(&err)),

@@ -60,8 +60,9 @@ fn evaluate_instance(facts: &NatInstanceFacts, has_private_ip: bool, settings: &
             return Health::unhealthy(format!("{check} status check impaired"));
         }
     }
-    // With the fix on, the check is turned off before any route moves, so the instance can forward by then.
-    if facts.source_dest_check == Some(true) && !settings.fix_source_dest_check {
+    // Rule 1: an instance with the check on drops what it should forward. The fix (when allowed) runs before any
+    // route is planned, and only a fix that succeeded turns these facts to "off".
+    if facts.source_dest_check == Some(true) {
         return Health::unhealthy("source/destination check is on");
     }
     if settings.probe_enabled {
@@ -155,9 +156,15 @@ mod tests {
                 settings(true, false),
                 Health::Healthy,
             ),
-            ("check on, fixed", with(|f| f.source_dest_check = Some(true)), settings(true, false), Health::Healthy),
             (
-                "check on, not fixed",
+                // The fix is allowed but has not been made (or failed): it cannot forward yet.
+                "check on, fix allowed",
+                with(|f| f.source_dest_check = Some(true)),
+                settings(true, false),
+                unhealthy("source/destination check is on"),
+            ),
+            (
+                "check on, fix not allowed",
                 with(|f| f.source_dest_check = Some(true)),
                 settings(false, false),
                 unhealthy("source/destination check is on"),

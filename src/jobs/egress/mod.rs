@@ -102,13 +102,22 @@ impl<E: Ec2Nodes> Reconciler<'_, E> {
     /// before any write.
     pub async fn reconcile(&self, triggers: Vec<Trigger>, now: u64) -> Result<Report, Error> {
         let config = self.config;
-        let observed = observe::observe(self.ec2, config, self.deadline).await.map_err(Error::Describe)?;
+        let mut observed = observe::observe(self.ec2, config, self.deadline).await.map_err(Error::Describe)?;
         let settings = Settings {
             failback_seconds: config.failback_seconds,
             fix_source_dest_check: config.fix_source_dest_check,
             probe_enabled: config.probe_port.is_some(),
         };
-        let plan = plan::plan(&observed.tables, &observed.nats, &settings, now);
+        let engine = Engine::new(self.limiter, self.deadline, 16);
+        // Rule 1: fix first, then plan with what the fixes achieved, so that
+        // no table is routed to an instance that still cannot forward.
+        let fixes = plan::source_dest_fixes(&observed.nats, &settings);
+        let mut writes =
+            apply::fix_source_dest_checks(self.ec2, &engine, &fixes, config.destination, config.dry_run).await;
+        let fixed: Vec<&str> = writes.iter().filter(|w| w.status.is_made()).map(|w| w.resource.as_str()).collect();
+        plan::with_source_dest_fixed(&mut observed.nats, &fixed);
+        let mut plan = plan::plan(&observed.tables, &observed.nats, &settings, now);
+        plan.source_dest_fixes = fixes;
         info!(tables = plan.tables.len(), nats = plan.nats.len(), "egress plan:\n{plan}");
         if plan.without_healthy_nat() > 0 {
             warn!(
@@ -116,8 +125,10 @@ impl<E: Ec2Nodes> Reconciler<'_, E> {
                 "tables without a healthy NAT; nothing can be done for them now"
             );
         }
-        let engine = Engine::new(self.limiter, self.deadline, 16);
-        let writes = apply::apply(self.ec2, &engine, &plan, config.destination, config.dry_run).await;
+        if plan.left_alone() > 0 {
+            warn!(tables = plan.left_alone(), "tables left alone: their default route is not this job's to move");
+        }
+        writes.extend(apply::apply(self.ec2, &engine, &plan, config.destination, config.dry_run).await);
         let mut report = Report::new(triggers, &config.vpc_id, &config.router_id, config.dry_run);
         report.plan = plan;
         report.writes = writes;

@@ -119,10 +119,20 @@ fn egress_table(
     };
     let default_route = match table.route(destination) {
         None => DefaultRoute::Missing,
-        Some(route) if route.state == RouteState::Blackhole => DefaultRoute::Blackhole(route.target.id().to_owned()),
         Some(route) if route.origin != RouteOrigin::CreateRoute => {
             DefaultRoute::Other { kind: "a propagated route".into(), id: route.target.id().to_owned() }
         }
+        // Rule 4: a blackhole is a failed NAT only through an instance, an
+        // interface or a NAT gateway; through anything else (a transit
+        // gateway, peering, a firewall endpoint) it is not ours to replace.
+        Some(route) if route.state == RouteState::Blackhole => match &route.target {
+            Target::Instance(id) | Target::NetworkInterface(id) | Target::NatGateway(id) => {
+                DefaultRoute::Blackhole(id.to_string())
+            }
+            other => {
+                DefaultRoute::Other { kind: format!("blackholed {}", target_kind(other)), id: other.id().to_owned() }
+            }
+        },
         Some(route) => match &route.target {
             Target::Instance(id) => DefaultRoute::Instance(id.to_string()),
             Target::NetworkInterface(id) => DefaultRoute::NetworkInterface(id.to_string()),
@@ -143,7 +153,7 @@ fn target_kind(target: &Target) -> &'static str {
     match target {
         Target::Gateway(id) if id.starts_with("igw-") => "internet gateway",
         Target::Gateway(id) if id.starts_with("vgw-") => "virtual private gateway",
-        Target::Gateway(id) if id.starts_with("vpce-") => "VPC endpoint",
+        Target::Gateway(id) if id.starts_with("vpce-") => "VPC endpoint (firewall or gateway load balancer)",
         Target::Gateway(_) => "gateway",
         Target::TransitGateway(_) => "transit gateway",
         Target::VpcPeeringConnection(_) => "peering connection",
@@ -177,4 +187,59 @@ async fn probe_all(instances: &[Instance], port: u16, deadline: Option<Instant>)
         })
     });
     futures::future::join_all(probes).await.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aws::ec2::model::Route;
+
+    fn default_route_of(target: Target, state: RouteState, origin: RouteOrigin) -> DefaultRoute {
+        let destination = Destination::Cidr("0.0.0.0/0".parse().unwrap());
+        let route = Route { state, origin, ..Route::active(destination.clone(), target) };
+        let table = RouteTable::new("rtb-1", "vpc-1").with_tag("zone", "us-east-1a").with_route(route);
+        egress_table(table, &destination, "zone", &BTreeMap::new()).default_route
+    }
+
+    #[test]
+    fn a_blackhole_is_a_failed_nat_only_through_an_instance_an_interface_or_a_nat_gateway() {
+        use RouteOrigin::{CreateRoute, EnableVgwRoutePropagation};
+        use RouteState::{Active, Blackhole};
+        let other = |kind: &str, id: &str| DefaultRoute::Other { kind: kind.into(), id: id.into() };
+        let cases = [
+            (Target::Instance("i-1".into()), Blackhole, CreateRoute, DefaultRoute::Blackhole("i-1".into())),
+            (Target::NetworkInterface("eni-1".into()), Blackhole, CreateRoute, DefaultRoute::Blackhole("eni-1".into())),
+            (Target::NatGateway("nat-1".into()), Blackhole, CreateRoute, DefaultRoute::Blackhole("nat-1".into())),
+            (
+                Target::TransitGateway("tgw-1".into()),
+                Blackhole,
+                CreateRoute,
+                other("blackholed transit gateway", "tgw-1"),
+            ),
+            (
+                Target::VpcPeeringConnection("pcx-1".into()),
+                Blackhole,
+                CreateRoute,
+                other("blackholed peering connection", "pcx-1"),
+            ),
+            (
+                Target::Gateway("vpce-1".into()),
+                Blackhole,
+                CreateRoute,
+                other("blackholed VPC endpoint (firewall or gateway load balancer)", "vpce-1"),
+            ),
+            (
+                Target::Gateway("vgw-1".into()),
+                Blackhole,
+                EnableVgwRoutePropagation,
+                other("a propagated route", "vgw-1"),
+            ),
+            (Target::Unknown, Blackhole, CreateRoute, other("blackholed target", "-")),
+            (Target::Instance("i-1".into()), Active, CreateRoute, DefaultRoute::Instance("i-1".into())),
+            (Target::TransitGateway("tgw-1".into()), Active, CreateRoute, other("transit gateway", "tgw-1")),
+        ];
+        for (target, state, origin, expected) in cases {
+            assert_eq!(default_route_of(target.clone(), state, origin), expected, "{target:?} {state:?}");
+        }
+    }
 }

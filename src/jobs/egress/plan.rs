@@ -13,8 +13,8 @@ pub struct EgressPlan {
     /// Ordered as the tables chose: by zone, then id (tables without a zone first).
     pub tables: Vec<TableDecision>,
     pub nats: Vec<NatStatus>,
-    /// NAT instances whose source/destination check must be turned off. Apply these before the route changes:
-    /// the planner already counts them healthy and may route tables to them.
+    /// NAT instances whose source/destination check must be turned off. They count unhealthy (rule 1): the caller
+    /// makes these fixes first, then plans again with the facts of the fixes that succeeded.
     pub source_dest_fixes: Vec<String>,
 }
 
@@ -103,8 +103,18 @@ pub enum Reason {
 pub enum LeftAlone {
     NoZone,
     SeveralZones,
-    NotThroughNat { kind: String, id: String },
-    RegionalNatGateway { id: String },
+    NotThroughNat {
+        kind: String,
+        id: String,
+    },
+    /// An existing instance, interface or NAT gateway that is not enrolled: an appliance, another router id's NAT.
+    NotEnrolled {
+        kind: String,
+        id: String,
+    },
+    RegionalNatGateway {
+        id: String,
+    },
 }
 
 impl fmt::Display for Reason {
@@ -131,6 +141,7 @@ impl fmt::Display for LeftAlone {
             LeftAlone::NoZone => f.write_str("no zone (tag the table with its zone or associate a subnet)"),
             LeftAlone::SeveralZones => f.write_str("subnets in several zones (tag the table with its zone)"),
             LeftAlone::NotThroughNat { kind, id } => write!(f, "through {kind} {id}, not a NAT"),
+            LeftAlone::NotEnrolled { kind, id } => write!(f, "through {kind} {id}, which is not an enrolled NAT"),
             LeftAlone::RegionalNatGateway { id } => write!(f, "through regional NAT gateway {id}"),
         }
     }
@@ -192,9 +203,7 @@ pub fn plan(tables: &[EgressTable], nats: &[Nat], settings: &Settings, now: u64)
     order.sort_by(|a, b| (a.zone.zone(), &a.id).cmp(&(b.zone.zone(), &b.id)));
     let decisions = order.into_iter().map(|table| planner.decide(table)).collect();
 
-    let mut source_dest_fixes: Vec<String> =
-        nats.iter().filter(|nat| needs_source_dest_fix(nat, settings)).map(|nat| nat.id.clone()).collect();
-    source_dest_fixes.sort();
+    let source_dest_fixes = source_dest_fixes(nats, settings);
     let nats = nats
         .iter()
         .zip(planner.health)
@@ -206,6 +215,24 @@ pub fn plan(tables: &[EgressTable], nats: &[Nat], settings: &Settings, now: u64)
         })
         .collect();
     EgressPlan { tables: decisions, nats, source_dest_fixes }
+}
+
+/// The NAT instances whose source/destination check this job turns off, by id.
+pub fn source_dest_fixes(nats: &[Nat], settings: &Settings) -> Vec<String> {
+    let mut fixes: Vec<String> =
+        nats.iter().filter(|nat| needs_source_dest_fix(nat, settings)).map(|nat| nat.id.clone()).collect();
+    fixes.sort();
+    fixes
+}
+
+/// The facts once these instances' source/destination check is off: only a fix that succeeded (or, in a dry run,
+/// one that is planned) lets an instance carry a table (rule 1).
+pub fn with_source_dest_fixed(nats: &mut [Nat], fixed: &[&str]) {
+    for nat in nats.iter_mut().filter(|nat| fixed.contains(&nat.id.as_str())) {
+        if let crate::jobs::egress::model::NatKind::Instance { facts, .. } = &mut nat.kind {
+            facts.source_dest_check = Some(false);
+        }
+    }
 }
 
 fn is_blackhole(route: &DefaultRoute) -> bool {
@@ -282,6 +309,18 @@ impl Planner<'_> {
             (_, DefaultRoute::Other { kind, id }, _) => {
                 Err(LeftAlone::NotThroughNat { kind: kind.clone(), id: id.clone() })
             }
+            // Rule 4: an active route through an instance, interface or NAT gateway that is not enrolled goes through
+            // something that exists and is not ours (a firewall, a proxy, another router id's NAT). Only a blackhole
+            // through one of them counts as a failed NAT.
+            (_, DefaultRoute::Instance(id), None) => {
+                Err(LeftAlone::NotEnrolled { kind: "instance".into(), id: id.clone() })
+            }
+            (_, DefaultRoute::NetworkInterface(id), None) => {
+                Err(LeftAlone::NotEnrolled { kind: "network interface".into(), id: id.clone() })
+            }
+            (_, DefaultRoute::NatGateway(id), None) => {
+                Err(LeftAlone::NotEnrolled { kind: "NAT gateway".into(), id: id.clone() })
+            }
             // Even blackholed or unhealthy: whoever routed the table through a regional gateway chose regional egress.
             (_, _, Some(i)) if self.nats[i].is_regional() => {
                 Err(LeftAlone::RegionalNatGateway { id: self.nats[i].id.clone() })
@@ -333,7 +372,7 @@ impl Planner<'_> {
         let health = match named {
             _ if is_blackhole(route) => Health::unhealthy("route is a blackhole"),
             Some(i) => self.health[i].clone(),
-            None => Health::unhealthy("unknown NAT (not enrolled, or gone)"),
+            None => Health::unhealthy("unknown NAT (gone)"),
         };
         let nat = named.map(|i| &self.nats[i]);
         Some(Current { target, nat: nat.map(|n| n.id.clone()), zone: nat.and_then(|n| n.zone.clone()), health })
@@ -606,18 +645,18 @@ mod tests {
                 "route is a blackhole",
             ),
             (
-                "interface no longer listed",
-                stopped(a1()),
-                DefaultRoute::NetworkInterface("eni-gone".into()),
+                "source/dest check on, fix not made",
+                with(a1(), |f| f.source_dest_check = Some(true)),
+                DefaultRoute::Instance("i-a1".into()),
                 settings(),
-                "unknown NAT (not enrolled, or gone)",
+                "source/destination check is on",
             ),
             (
-                "gateway no longer listed",
+                "blackhole through an instance that is not enrolled",
                 stopped(a1()),
-                DefaultRoute::NatGateway("nat-gone".into()),
+                DefaultRoute::Blackhole("i-gone".into()),
                 settings(),
-                "unknown NAT (not enrolled, or gone)",
+                "route is a blackhole",
             ),
         ];
         for (case, own, route, settings, why) in cases {
@@ -885,31 +924,64 @@ mod tests {
     }
 
     #[test]
-    fn instances_with_the_source_dest_check_on_are_fixed_and_count_healthy_meanwhile() {
+    fn a_nat_whose_source_dest_check_is_on_carries_no_table_until_its_fix_succeeded() {
         let on = |nat| with(nat, |f| f.source_dest_check = Some(true));
-        let nats = [on(instance("i-a2", A)), on(instance("i-a1", A)), stopped(on(instance("i-b1", B)))];
-        let tables = [table("rtb-a", A, via("i-a1"))];
+        let mut nats = vec![on(instance("i-a2", A)), on(instance("i-a1", A)), stopped(on(instance("i-b1", B)))];
+        let tables = [table("rtb-a", A, via("i-a1")), table("rtb-new", A, DefaultRoute::Missing)];
         let plan = plan(&tables, &nats, &settings(), NOW);
-        assert_eq!(plan.source_dest_fixes, ["i-a1", "i-a2"]);
-        assert_eq!(decision(&plan, "rtb-a").reason, Reason::Keep);
+        assert_eq!(plan.source_dest_fixes, ["i-a1", "i-a2"], "stopped instances are not fixed");
+        for id in ["rtb-a", "rtb-new"] {
+            let d = decision(&plan, id);
+            assert_eq!((&d.reason, d.route_change.as_ref()), (&Reason::NoHealthyNat, None), "{id}");
+        }
         assert!(!plan.is_empty());
+
+        // The fix of i-a2 went through, i-a1's did not: rtb-a leaves i-a1 for i-a2, the new table goes there too.
+        with_source_dest_fixed(&mut nats, &["i-a2"]);
+        let plan = super::plan(&tables, &nats, &settings(), NOW);
+        assert_eq!(plan.source_dest_fixes, ["i-a1"]);
+        assert_eq!(decision(&plan, "rtb-a").route_change, replace("eni-a1", "i-a2"));
+        assert_eq!(decision(&plan, "rtb-new").route_change, Some(RouteChange::Create { nat: to("i-a2") }));
 
         let no_fix = Settings { fix_source_dest_check: false, ..settings() };
         let plan = super::plan(&tables, &nats, &no_fix, NOW);
         assert!(plan.source_dest_fixes.is_empty());
-        assert_eq!(decision(&plan, "rtb-a").route_change, None);
-        assert_eq!(decision(&plan, "rtb-a").reason, Reason::NoHealthyNat);
+    }
+
+    #[test]
+    fn a_default_route_through_a_next_hop_that_is_not_an_enrolled_nat_is_left_alone() {
+        let nats = [stopped(instance("i-a1", A)), instance("i-b1", B)];
+        let cases = [
+            (DefaultRoute::Instance("i-firewall".into()), "instance i-firewall"),
+            (DefaultRoute::NetworkInterface("eni-proxy".into()), "network interface eni-proxy"),
+            (DefaultRoute::NatGateway("nat-other-router".into()), "NAT gateway nat-other-router"),
+            (DefaultRoute::Other { kind: "transit gateway".into(), id: "tgw-1".into() }, "transit gateway tgw-1"),
+            (
+                DefaultRoute::Other { kind: "blackholed gateway load balancer endpoint".into(), id: "vpce-1".into() },
+                "blackholed gateway load balancer endpoint vpce-1",
+            ),
+        ];
+        for (route, what) in cases {
+            let plan = plan(&[table("rtb-a", A, route)], &nats, &settings(), NOW);
+            let d = decision(&plan, "rtb-a");
+            assert!(matches!(d.reason, Reason::LeftAlone(_)), "{what}: {d}");
+            assert!(d.to_string().contains(what), "{what}: {d}");
+            assert_eq!((d.route_change.as_ref(), d.tag_change), (None, None), "{what}");
+            assert_eq!(plan.left_alone(), 1, "{what}");
+            assert!(plan.is_empty(), "{what}");
+        }
     }
 
     #[test]
     fn the_plan_prints_one_line_per_fix_and_per_table() {
         let nats = [
             stopped(instance("i-0aaa", A)),
-            with(instance("i-0bbb", B), |f| f.source_dest_check = Some(true)),
+            instance("i-0bbb", B),
             gateway("nat-0ccc", C, "available"),
             gateway("nat-0ddd", "us-east-1d", "available"),
             instance("i-0eee", "us-east-1e"),
             regional("nat-0rrr", "available"),
+            with(instance("i-0fff", "us-east-1f"), |f| f.source_dest_check = Some(true)),
         ];
         let mut named = table("rtb-0c", C, via("nat-0ccc"));
         named.name = Some("private-c".into());
@@ -926,7 +998,7 @@ mod tests {
         ];
         let plan = plan(&tables, &nats, &settings(), NOW);
         let expected = "\
-~ i-0bbb: source/destination check off
+~ i-0fff: source/destination check off
 ! rtb-0e (-): left alone: no zone (tag the table with its zone or associate a subnet)
 ~ rtb-0a (us-east-1a): i-0aaa (unhealthy: state stopped) -> nat-0ddd (us-east-1d): fail over
 ~ rtb-0i (us-east-1b): eni-0gone (unhealthy: route is a blackhole) -> eni-0bbb (i-0bbb): fail over

@@ -124,6 +124,7 @@ pub fn emf_record(namespace: &str, report: &Report, throttled: usize, duration: 
         report.outcome,
         report.dry_run,
         throttled,
+        t.failed + t.not_started,
         duration,
     )
     .metric("TablesFailedOver", Unit::Count, made(t.tables_failed_over))
@@ -131,6 +132,7 @@ pub fn emf_record(namespace: &str, report: &Report, throttled: usize, duration: 
     .metric("HealthyNats", Unit::Count, t.healthy_nats as u64)
     .metric("UnhealthyNats", Unit::Count, t.unhealthy_nats as u64)
     .metric("TablesWithoutHealthyNat", Unit::Count, t.tables_without_healthy_nat as u64)
+    .metric("TablesLeftAlone", Unit::Count, t.tables_left_alone as u64)
     .metric("EgressWritesFailed", Unit::Count, (t.failed + t.not_started) as u64)
     .build()
 }
