@@ -57,6 +57,7 @@ lint: venv sam-tools
 	cargo clippy --all-targets -- -D warnings
 	$(BIN)/cfn-lint template.yaml
 	$(BIN)/python scripts/check_policy.py
+	$(BIN)/python scripts/check_template.py
 	$(SAM) validate --lint --region $(AWS_REGION)
 
 test: lint

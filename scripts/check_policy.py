@@ -48,6 +48,16 @@ table; the Route 53 statements live only in eip-dns; the function reads the
 same table, zone and suffix; and the role holds nothing else but its logs and
 its dead-letter queue.
 
+Resource policies: each function's dead-letter queue has one queue policy
+(under the function's condition) with one statement: events.amazonaws.com may
+sqs:SendMessage to that queue only for the function's own EventBridge rules
+(aws:SourceArn, ArnEquals, exactly the rules of its Schedule, CloudWatchEvent
+and EventBridgeRule events), the events those rules could not deliver. The
+created alarm topic (AlarmTopic, under CreateAlarmTopic) lets only CloudWatch
+publish, for alarms of this account and region (aws:SourceAccount and
+aws:SourceArn), and denies publishing without TLS. No other queue or topic
+policy names these queues or topics.
+
 The JSON files keep CloudFormation's ${...} placeholders; the template wraps
 the same strings in !Sub.
 """
@@ -374,6 +384,84 @@ def check_topic_policy(template, problems):
         problems.append("the HasTopicPublishers condition must be !Not [!Equals [!Join [\",\", !Ref TopicPublisherArns], \"\"]]")
 
 
+RULE_EVENTS = {"Schedule", "CloudWatchEvent", "EventBridgeRule"}
+ALARM_TOPIC_STATEMENTS = [
+    {"Effect": "Allow", "Principal": {"Service": "cloudwatch.amazonaws.com"}, "Action": "sns:Publish",
+     "Resource": {"Ref": "AlarmTopic"},
+     "Condition": {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}},
+                   "ArnLike": {"aws:SourceArn": "arn:${AWS::Partition}:cloudwatch:${AWS::Region}:${AWS::AccountId}:alarm:*"}}},
+    {"Effect": "Deny", "Principal": "*", "Action": "sns:Publish", "Resource": {"Ref": "AlarmTopic"},
+     "Condition": {"Bool": {"aws:SecureTransport": "false"}}},
+]
+
+
+def policies_naming(template, policy_type, key, logical_id):
+    """The policies of policy_type whose `key` list holds !Ref logical_id."""
+    return sorted(
+        name for name, resource in template["Resources"].items()
+        if resource.get("Type") == policy_type
+        and {"Ref": logical_id} in (resource.get("Properties", {}).get(key) or [])
+    )
+
+
+def check_dead_letter_queue_policy(template, function_name, problems):
+    """The function's dead-letter queue: EventBridge may send to it, for the
+    function's own rules only; nothing else is granted."""
+    resources = template["Resources"]
+    function = resources[function_name]
+    queue = function_name.removesuffix("Function") + "DeadLetterQueue"
+    name = queue + "Policy"
+    rules = sorted(
+        function_name + event for event, spec in function["Properties"].get("Events", {}).items()
+        if spec.get("Type") in RULE_EVENTS
+    )
+    named = policies_naming(template, "AWS::SQS::QueuePolicy", "Queues", queue)
+    if named != [name]:
+        problems.append(f"{queue} must have exactly one queue policy, {name}, not {named}")
+    policy = resources.get(name)
+    if policy is None:
+        return
+    if policy.get("Condition") != function.get("Condition") or policy["Properties"].get("Queues") != [{"Ref": queue}]:
+        problems.append(f"{name} must be on {queue} alone, under {function_name}'s condition {function.get('Condition')!r}")
+    document = policy["Properties"].get("PolicyDocument", {})
+    statements = [normalised(s) for s in unsub(document).get("Statement", [])]
+    for statement in statements:  # the rules in any order
+        arns = statement.get("Condition", {}).get("ArnEquals", {}).get("aws:SourceArn")
+        if isinstance(arns, list):
+            arns.sort(key=json.dumps)
+    expected = [{
+        "Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"}, "Action": "sqs:SendMessage",
+        "Resource": {"Fn::GetAtt": [queue, "Arn"]},
+        "Condition": {"ArnEquals": {"aws:SourceArn": [{"Fn::GetAtt": [rule, "Arn"]} for rule in rules]}},
+    }]
+    if document.get("Version") != "2012-10-17" or statements != expected:
+        problems.append(
+            f"{name} must only let EventBridge send to {queue} for {function_name}'s rules {rules}: "
+            f"expected {json.dumps(expected)}, not {json.dumps(statements)}"
+        )
+
+
+def check_alarm_topic_policy(template, problems):
+    """The created alarm topic: only CloudWatch, for this account's alarms in
+    this region, publishes; never without TLS."""
+    resources = template["Resources"]
+    named = policies_naming(template, "AWS::SNS::TopicPolicy", "Topics", "AlarmTopic")
+    if named != ["AlarmTopicPolicy"]:
+        problems.append(f"AlarmTopic must have exactly one topic policy, AlarmTopicPolicy, not {named}")
+    policy = resources.get("AlarmTopicPolicy")
+    if policy is None:
+        return
+    if policy.get("Condition") != "CreateAlarmTopic" or policy["Properties"].get("Topics") != [{"Ref": "AlarmTopic"}]:
+        problems.append("AlarmTopicPolicy must be on AlarmTopic alone, under the CreateAlarmTopic condition")
+    statements = [normalised(s) for s in unsub(policy["Properties"].get("PolicyDocument", {})).get("Statement", [])]
+    if statements != ALARM_TOPIC_STATEMENTS:
+        problems.append(
+            "AlarmTopicPolicy must let only cloudwatch.amazonaws.com publish (aws:SourceAccount, and aws:SourceArn "
+            f"on this region's alarms) and deny publishing without TLS: expected {json.dumps(ALARM_TOPIC_STATEMENTS)}, "
+            f"not {json.dumps(statements)}"
+        )
+
+
 def check_routes(template):
     problems = []
     if "FunctionRole" not in template["Resources"] or "Function" not in template["Resources"]:
@@ -382,6 +470,8 @@ def check_routes(template):
     documents = routes_policies_from_template(template, problems)
     check_routes_role(template, problems)
     check_topic_policy(template, problems)
+    check_dead_letter_queue_policy(template, "Function", problems)
+    check_alarm_topic_policy(template, problems)
     names = ("kube-rtsync", *ROUTES_DENIES)
     if all(name in documents for name in names):
         versions = {documents[name].get("Version") for name in names}
@@ -556,6 +646,7 @@ def check_egress(template):
         if substituted != from_file:
             problems.append(differ("policies/egress.json", substituted, from_file))
     check_egress_role(template, problems)
+    check_dead_letter_queue_policy(template, "EgressFunction", problems)
     check_egress_statements(from_file, defaults[TAG_KEY_PARAMETER], defaults[ROUTER_ID_PARAMETER], problems)
     return problems
 
@@ -705,6 +796,7 @@ def check_targets(template):
         if from_template != generalised:
             problems.append(differ("policies/targets.json", from_template, generalised))
     check_targets_role(template, problems)
+    check_dead_letter_queue_policy(template, "TargetsFunction", problems)
     check_targets_statements(from_file, False, problems)
     return problems
 
@@ -959,6 +1051,7 @@ def check_eip(template):
     from_file = json.loads((ROOT / "policies" / "eip.json").read_text())
     documents = eip_policies_from_template(template, problems)
     check_eip_role(template, documents, problems)
+    check_dead_letter_queue_policy(template, "EipFunction", problems)
     if "eip" in documents and "eip-dns" in documents:
         from_template = {
             "Version": documents["eip"].get("Version"),
@@ -984,14 +1077,19 @@ def main() -> int:
     for job, check, verdict in (
         ("routes", check_routes, "template.yaml and policies/kube-rtsync.json agree; route writes are scoped to the "
                                  "VPC and denied on the tables tagged for ClusterName and on SourceRouteTableId; "
-                                 "only Auto Scaling and TopicPublisherArns may publish to the topic, over TLS"),
+                                 "only Auto Scaling and TopicPublisherArns may publish to the topic, over TLS; "
+                                 "only CloudWatch to the alarm topic; only the function's rules to its "
+                                 "dead-letter queue"),
         ("egress", check_egress, "template.yaml and policies/egress.json agree; reads are Describe*, every write "
-                                 "is scoped to enrolled resources"),
+                                 "is scoped to enrolled resources; only the function's rules may send to its "
+                                 "dead-letter queue"),
         ("targets", check_targets, "template.yaml and policies/targets.json agree; reads are Describe*, writes are "
-                                   "on the TargetGroupArns target groups only"),
+                                   "on the TargetGroupArns target groups only; only the function's rules may "
+                                   "send to its dead-letter queue"),
         ("eip", check_eip, "template.yaml and policies/eip.json agree; reads are Describe*, List* and Scan, writes "
                            "are on pool Elastic IPs, the VPC's interfaces, instances, the zone's A records and "
-                           "the binding table only"),
+                           "the binding table only; only the function's rules may send to its dead-letter "
+                           "queue"),
     ):
         problems = check(template)
         for p in problems:
