@@ -221,12 +221,14 @@ async fn run_eip(options: &Options, verb: Verb) -> Result<eip::report::Report, e
     let route53 = crate::aws::route53::AwsRoute53::new(crate::aws::sdk::route53_client(&sdk, Default::default()));
     let bindings = crate::aws::dynamodb::AwsBindings::new(crate::aws::sdk::dynamodb_client(&sdk, Default::default()));
     let limiter = WriteLimiter::new(config.write_rate);
+    let dns_limiter = WriteLimiter::new(eip::ROUTE53_WRITE_RATE);
     let reconciler = eip::Reconciler {
         ec2: &ec2,
         route53: &route53,
         bindings: &bindings,
         config: &config,
         limiter: &limiter,
+        dns_limiter: &dns_limiter,
         deadline: None,
     };
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);

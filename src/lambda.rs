@@ -32,15 +32,20 @@ async fn serve_eip() -> Result<(), lambda_runtime::Error> {
     tracing::info!(job = "eip", vpc_id = %config.vpc_id, nodes = %config.node_tags, pool = %config.pool_tags,
                    dns = config.dns.is_some(), table = ?config.table, dry_run = config.dry_run, "kube-rtsync starting");
     let (sdk, ec2, throttled, limiter) = clients(&config).await?;
-    let route53 = crate::aws::route53::AwsRoute53::new(crate::aws::sdk::route53_client(&sdk, throttled.clone()));
-    let bindings = crate::aws::dynamodb::AwsBindings::new(crate::aws::sdk::dynamodb_client(&sdk, throttled.clone()));
+    // Route 53 meters record changes per account, apart from EC2: its own
+    // counter and its own pace.
+    let dns_throttled = throttled.service();
+    let dns_limiter = WriteLimiter::new(eip::ROUTE53_WRITE_RATE).learning_from(dns_throttled.clone());
+    let route53 = crate::aws::route53::AwsRoute53::new(crate::aws::sdk::route53_client(&sdk, dns_throttled));
+    let bindings = crate::aws::dynamodb::AwsBindings::new(crate::aws::sdk::dynamodb_client(&sdk, throttled.service()));
     let namespace = config.metrics_namespace.clone();
     run(
         &throttled,
         |event, deadline| {
-            let (ec2, route53, bindings, config, limiter) = (&ec2, &route53, &bindings, &config, &limiter);
+            let (ec2, route53, bindings, config, limiter, dns_limiter) =
+                (&ec2, &route53, &bindings, &config, &limiter, &dns_limiter);
             async move {
-                let reconciler = eip::Reconciler { ec2, route53, bindings, config, limiter, deadline };
+                let reconciler = eip::Reconciler { ec2, route53, bindings, config, limiter, dns_limiter, deadline };
                 eip::handle_event(&reconciler, &event).await
             }
         },
@@ -54,7 +59,7 @@ async fn serve_targets() -> Result<(), lambda_runtime::Error> {
     tracing::info!(job = "targets", vpc_id = %config.vpc_id, groups = config.target_group_arns.len(),
                    dry_run = config.dry_run, "kube-rtsync starting");
     let (sdk, ec2, throttled, limiter) = clients(&config).await?;
-    let elbv2 = crate::aws::elbv2::AwsElbv2::new(crate::aws::sdk::elbv2_client(&sdk, throttled.clone()));
+    let elbv2 = crate::aws::elbv2::AwsElbv2::new(crate::aws::sdk::elbv2_client(&sdk, throttled.service()));
     let namespace = config.metrics_namespace.clone();
     run(
         &throttled,
@@ -131,8 +136,9 @@ async fn clients(
 ) -> Result<(aws_config::SdkConfig, crate::aws::ec2::AwsEc2, ThrottleCounter, WriteLimiter), lambda_runtime::Error> {
     let sdk = sdk_config().await?;
     let throttled = ThrottleCounter::default();
-    let ec2 = crate::aws::ec2::AwsEc2::new(crate::aws::sdk::ec2_client(&sdk, throttled.clone()));
-    let limiter = WriteLimiter::new(config.write_rate).learning_from(throttled.clone());
+    let ec2_throttled = throttled.service();
+    let ec2 = crate::aws::ec2::AwsEc2::new(crate::aws::sdk::ec2_client(&sdk, ec2_throttled.clone()));
+    let limiter = WriteLimiter::new(config.write_rate).learning_from(ec2_throttled);
     Ok((sdk, ec2, throttled, limiter))
 }
 

@@ -71,8 +71,15 @@ impl World {
         let route53 = AwsRoute53::new(self.route53.clone());
         let bindings = AwsBindings::new(self.dynamodb.clone());
         let limiter = WriteLimiter::new(WriteRate { per_second: 0.0, burst: 1 });
-        let reconciler =
-            Reconciler { ec2: &ec2, route53: &route53, bindings: &bindings, config, limiter: &limiter, deadline: None };
+        let reconciler = Reconciler {
+            ec2: &ec2,
+            route53: &route53,
+            bindings: &bindings,
+            config,
+            limiter: &limiter,
+            dns_limiter: &limiter,
+            deadline: None,
+        };
         let report = reconciler.reconcile(vec![Trigger::Manual { command: "sync".into() }], 1_800_000_000).await?;
         kube_rtsync::jobs::eip::outcome(report)
     }
@@ -214,4 +221,62 @@ async fn a_bad_eip_variable_fails_init_naming_it() {
     ];
     let log = support::failed_init_log(std::path::Path::new(env!("CARGO_BIN_EXE_kube-rtsync")), "eip", &env);
     assert!(log.contains("DNS_SUFFIX") && log.contains("is not set, but DNS_ZONE_ID is"), "{log}");
+}
+
+#[tokio::test]
+async fn an_exhausted_pool_recovers_in_the_first_reconcile_after_a_node_goes() {
+    let w = world(3, 2).await;
+    let err = w.run(&w.config(true)).await.unwrap_err();
+    let Error::PoolExhausted(report) = &err else { panic!("{err}") };
+    let waiting = report.plan.unbound[0].clone();
+    let bound: Vec<String> = w.nodes.iter().filter(|n| **n != waiting).cloned().collect();
+    let freed = w.held().await[&bound[0]].clone();
+    w.ec2.terminate_instances().instance_ids(&bound[0]).send().await.unwrap();
+    // DynamoDB's conditional write is real here: the claim must not be
+    // refused by the released address's own item.
+    let report = w.run(&w.config(true)).await.unwrap_or_else(|e| panic!("the pool did not recover: {e}"));
+    assert_eq!((report.totals.bound, report.totals.nodes_without_address), (1, 0));
+    assert_eq!(w.held().await.get(&waiting), Some(&freed));
+    w.assert_bound(&[bound[1].clone(), waiting]).await;
+    assert_eq!(w.run(&w.config(true)).await.unwrap().outcome, Outcome::InSync);
+}
+
+#[tokio::test]
+async fn an_item_naming_another_instance_than_the_holder_is_repaired() {
+    let w = world(2, 2).await;
+    w.run(&w.config(true)).await.unwrap();
+    let ip = w.held().await[&w.nodes[0]].clone();
+    let mut item = w.item(&ip).await.unwrap();
+    item.instance_id = Some(w.nodes[1].clone());
+    w.dynamodb
+        .put_item()
+        .table_name(TABLE)
+        .set_item(Some(kube_rtsync::aws::dynamodb::item_from_binding(&item)))
+        .send()
+        .await
+        .unwrap();
+    let report = w.run(&w.config(true)).await.unwrap_or_else(|e| panic!("the repair was refused: {e}"));
+    assert_eq!(report.totals.repaired, 1);
+    w.assert_bound(&w.nodes).await;
+}
+
+#[tokio::test]
+async fn a_node_selector_that_matches_no_instance_withholds_the_releases() {
+    let w = world(2, 2).await;
+    w.run(&w.config(true)).await.unwrap();
+    let before = w.held().await;
+    let vars: BTreeMap<&str, String> = [
+        ("VPC_ID", w.vpc_id.clone()),
+        ("EIP_NODE_TAGS", "role=egde".into()),
+        ("EIP_POOL_TAGS", "pool=edge".into()),
+        ("DNS_ZONE_ID", w.zone_id.clone()),
+        ("DNS_SUFFIX", SUFFIX.into()),
+        ("BINDING_TABLE", TABLE.into()),
+    ]
+    .into();
+    let typo = Config::from_lookup(|name| vars.get(name).cloned()).unwrap();
+    let report = w.run(&typo).await.expect("withheld releases do not fail the invocation");
+    assert_eq!((report.totals.withheld, report.totals.released), (2, 0));
+    assert_eq!(w.held().await, before);
+    w.assert_bound(&w.nodes).await;
 }

@@ -14,6 +14,7 @@ use kube_rtsync::jobs::eip::{Error, Reconciler};
 use kube_rtsync::shared::config::WriteRate;
 use kube_rtsync::shared::event::Trigger;
 use kube_rtsync::shared::limiter::WriteLimiter;
+use kube_rtsync::shared::report::JobReport;
 
 const VPC: &str = "vpc-0a00000000000001";
 const SUFFIX: &str = "nodes.example.com";
@@ -78,6 +79,7 @@ impl World {
             bindings: &self.bindings,
             config,
             limiter: &limiter,
+            dns_limiter: &limiter,
             deadline: None,
         };
         let report = reconciler.reconcile(vec![Trigger::Schedule { event_id: "test".into() }], NOW).await?;
@@ -148,7 +150,8 @@ async fn a_failure_after_each_step_then_a_retry_ends_consistent() {
     let cases: [(&str, Inject); 4] = [
         ("claim", |w| w.bindings.fail("PutItem", "InternalServerError", 1)),
         ("associate", |w| w.ec2.inject(Fault::code("InternalError").on(Operation::AssociateAddress).times(1))),
-        ("records", |w| w.route53.fail("ChangeResourceRecordSets", "PriorRequestNotComplete", 4)),
+        // Route 53 still busy with an earlier change: the batch fails as a whole (and is not split, which would only send more).
+        ("records", |w| w.route53.fail("ChangeResourceRecordSets", "PriorRequestNotComplete", 1)),
         ("items", |w| w.bindings.fail_after("PutItem", 3, "InternalServerError", 3)),
     ];
     for (step, inject) in cases {
@@ -231,4 +234,122 @@ async fn without_dns_or_table_only_addresses_are_bound() {
     assert_eq!(w.held().len(), 3);
     assert!(w.route53.records().is_empty() && w.bindings.items().is_empty());
     assert_eq!(w.run(&config(&vars)).await.unwrap().outcome, Outcome::InSync);
+}
+
+#[tokio::test]
+async fn an_exhausted_pool_recovers_in_the_first_reconcile_after_a_node_goes() {
+    let w = world();
+    w.run(&config(&[])).await.unwrap();
+    w.ec2.insert_instance(node("i-4"));
+    let err = w.run(&config(&[])).await.unwrap_err();
+    assert!(matches!(err, Error::PoolExhausted(_)), "{err}");
+    let freed = w.held()["i-2"][0].clone();
+    w.ec2.edit_instance("i-2", |i| i.state = "terminated".into());
+    let report = w.run(&config(&[])).await.unwrap_or_else(|e| panic!("the freed address did not reach i-4: {e}"));
+    assert_eq!((report.totals.bound, report.totals.nodes_without_address), (1, 0));
+    assert_eq!(w.held()["i-4"], vec![freed.clone()], "i-4 holds the address i-2 gave back");
+    w.assert_bound(&["i-1", "i-3", "i-4"]);
+    assert_eq!(w.bindings.item(&freed).unwrap().instance_id.as_deref(), Some("i-4"));
+    assert_eq!(w.run(&config(&[])).await.unwrap().outcome, Outcome::InSync);
+}
+
+#[tokio::test]
+async fn a_node_whose_primary_address_holds_an_elastic_ip_from_outside_the_pool_is_left_alone() {
+    let w = world();
+    // i-1's own Elastic IP, from outside the pool, on its primary interface.
+    w.ec2.insert_address(Address {
+        association_id: Some("eipassoc-own".into()),
+        instance_id: Some("i-1".into()),
+        network_interface_id: Some("eni-i-1".into()),
+        ..address(9, false)
+    });
+    let report = w.run(&config(&[])).await.unwrap();
+    let own = w.ec2.addresses().into_iter().find(|a| a.public_ip == "3.0.0.9").unwrap();
+    assert_eq!(own.instance_id.as_deref(), Some("i-1"), "the node's own address was taken off it");
+    assert!(!w.held().contains_key("i-1"), "{:?}", w.held());
+    w.assert_bound(&["i-2", "i-3"]);
+    assert_eq!(report.totals.nodes_left_alone, 1);
+    assert!(report.plan.nodes_left_alone[0].why.contains("3.0.0.9"), "{:?}", report.plan.nodes_left_alone);
+    assert_eq!(report.totals.pool_free, 1, "the address i-1 did not take stays free");
+}
+
+#[tokio::test]
+async fn an_item_naming_another_instance_than_the_holder_is_repaired() {
+    let w = world();
+    w.run(&config(&[])).await.unwrap();
+    let ip = w.held()["i-1"][0].clone();
+    // A point-in-time restore of the table: the item names i-2.
+    let mut item = w.bindings.item(&ip).unwrap();
+    item.instance_id = Some("i-2".into());
+    w.bindings.insert(item);
+    let report = w.run(&config(&[])).await.unwrap_or_else(|e| panic!("the repair was refused: {e}"));
+    assert_eq!(report.totals.repaired, 1);
+    w.assert_bound(&["i-1", "i-2", "i-3"]);
+    assert_eq!(w.run(&config(&[])).await.unwrap().outcome, Outcome::InSync);
+}
+
+#[tokio::test]
+async fn a_node_selector_that_matches_no_instance_withholds_the_releases_and_says_so() {
+    let w = world();
+    w.run(&config(&[])).await.unwrap();
+    let before = w.held();
+    let typo = config(&[("EIP_NODE_TAGS", "role=egde")]);
+    let report = w.run(&typo).await.expect("withheld releases do not fail the invocation: no retry can help");
+    assert_eq!(w.held(), before, "a selector typo stripped the nodes");
+    assert_eq!((report.totals.withheld, report.totals.released), (3, 0));
+    let record = kube_rtsync::jobs::eip::report::emf_record("KubeRtsync", &report, 0, Default::default());
+    assert_eq!(record["ChangesWithheld"], 3, "{record}");
+    assert!(report.render(false).contains("Withheld: 3 releases"), "{}", report.render(false));
+    // A node that stops still gives its address back.
+    w.ec2.edit_instance("i-1", |i| i.state = "stopped".into());
+    let report = w.run(&typo).await.unwrap();
+    assert_eq!((report.totals.withheld, report.totals.released), (2, 1));
+    assert!(!w.held().contains_key("i-1"));
+}
+
+#[tokio::test]
+async fn hundreds_of_records_go_in_batches_within_route_53_s_limits() {
+    let w = World { ec2: FakeEc2::new([]), route53: FakeRoute53::default(), bindings: FakeBindings::default() };
+    let nodes: Vec<String> = (0..600).map(|n| format!("i-{n:04}")).collect();
+    for (n, id) in nodes.iter().enumerate() {
+        w.ec2.insert_instance(node(id));
+        let ip = format!("3.0.{}.{}", n / 250, n % 250 + 1);
+        let tags = [("pool".to_owned(), "edge".to_owned())].into();
+        w.ec2.insert_address(Address {
+            allocation_id: format!("eipalloc-{n}"),
+            public_ip: ip,
+            tags,
+            ..Address::default()
+        });
+    }
+    w.run(&config(&[])).await.unwrap_or_else(|e| panic!("{e}"));
+    let ids: Vec<&str> = nodes.iter().map(String::as_str).collect();
+    w.assert_bound(&ids);
+    // 600 UPSERTs count 1,200 ResourceRecord elements: two requests (500
+    // and 100), and none refused (a refused batch is retried change by
+    // change, which would make 601).
+    assert_eq!(w.route53.batches(), 2);
+    assert_eq!(w.route53.records().len(), 600);
+}
+
+#[tokio::test(start_paused = true)]
+async fn route_53_throttling_slows_route_53_s_pace_and_not_ec2_s() {
+    let w = world();
+    w.route53.fail("ChangeResourceRecordSets", "Throttling", 1);
+    let ec2_limiter = WriteLimiter::new(WriteRate { per_second: 4.0, burst: 20 });
+    let dns_limiter = WriteLimiter::new(WriteRate { per_second: 5.0, burst: 5 });
+    let config = config(&[]);
+    let reconciler = Reconciler {
+        ec2: &w.ec2,
+        route53: &w.route53,
+        bindings: &w.bindings,
+        config: &config,
+        limiter: &ec2_limiter,
+        dns_limiter: &dns_limiter,
+        deadline: None,
+    };
+    let report = reconciler.reconcile(vec![Trigger::Schedule { event_id: "test".into() }], NOW).await.unwrap();
+    assert!(report.totals.failed > 0, "the throttled batch is reported");
+    assert_eq!(ec2_limiter.pace().await, 4.0, "EC2's pace heard Route 53's throttling");
+    assert!(dns_limiter.pace().await < 5.0, "Route 53's pace did not");
 }

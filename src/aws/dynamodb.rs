@@ -40,16 +40,26 @@ pub trait BindingStore: Send + Sync {
     /// Every item of the table.
     fn scan(&self, table: &str) -> impl Future<Output = Result<Vec<Binding>, AwsError>> + Send;
 
-    /// Writes `item` only if the address is not allocated to another
-    /// instance: the item is absent, or `Allocated` is false, or it already
-    /// names `owner`. `owner: None` writes unconditionally. A refusal is
+    /// Writes `item` only if the address is not allocated to anyone but
+    /// `owners`: the item is absent, or `Allocated` is false, or it names
+    /// no instance, or one of `owners` (the instance the write is for, and the one the item
+    /// named when it was read). Never unconditional. A refusal is
     /// [`CONDITIONAL_CHECK_FAILED`].
-    fn put(
-        &self,
-        table: &str,
-        item: &Binding,
-        owner: Option<&str>,
-    ) -> impl Future<Output = Result<(), AwsError>> + Send;
+    fn put(&self, table: &str, item: &Binding, owners: &[&str]) -> impl Future<Output = Result<(), AwsError>> + Send;
+}
+
+/// The condition of [`BindingStore::put`] with this many owners
+/// (`:owner0`, `:owner1`, ...).
+pub fn put_condition(owners: usize) -> String {
+    // An allocated item that names no instance was never a claim (a claim
+    // always names its node): nobody can finish it, so it is claimable.
+    let mut condition =
+        "attribute_not_exists(PublicIp) OR Allocated = :free OR attribute_not_exists(InstanceId)".to_owned();
+    if owners > 0 {
+        let names: Vec<String> = (0..owners).map(|k| format!(":owner{k}")).collect();
+        condition.push_str(&format!(" OR InstanceId IN ({})", names.join(", ")));
+    }
+    condition
 }
 
 /// The [`BindingStore`] port over `aws-sdk-dynamodb`.
@@ -121,13 +131,16 @@ impl BindingStore for AwsBindings {
         Err(AwsError::service("Scan", "TooManyPages", format!("more than {} pages", crate::aws::ec2::MAX_PAGES)))
     }
 
-    async fn put(&self, table: &str, item: &Binding, owner: Option<&str>) -> Result<(), AwsError> {
-        let mut req = self.client.put_item().table_name(table).set_item(Some(item_from_binding(item)));
-        if let Some(owner) = owner {
-            req = req
-                .condition_expression("attribute_not_exists(PublicIp) OR Allocated = :free OR InstanceId = :owner")
-                .expression_attribute_values(":free", AttributeValue::Bool(false))
-                .expression_attribute_values(":owner", AttributeValue::S(owner.to_owned()));
+    async fn put(&self, table: &str, item: &Binding, owners: &[&str]) -> Result<(), AwsError> {
+        let mut req = self
+            .client
+            .put_item()
+            .table_name(table)
+            .set_item(Some(item_from_binding(item)))
+            .condition_expression(put_condition(owners.len()))
+            .expression_attribute_values(":free", AttributeValue::Bool(false));
+        for (k, owner) in owners.iter().enumerate() {
+            req = req.expression_attribute_values(format!(":owner{k}"), AttributeValue::S((*owner).to_owned()));
         }
         req.send().await.map_err(|e| sdk_error("PutItem", e))?;
         Ok(())

@@ -94,16 +94,29 @@ impl AwsError {
 /// throttling error code in the body (ELBv2 and Route 53's `Throttling`,
 /// DynamoDB's `ThrottlingException`; see [`throttling_code`]).
 #[derive(Clone, Debug, Default)]
-pub struct ThrottleCounter(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+pub struct ThrottleCounter {
+    own: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// The invocation's total, which every service's counter adds to.
+    total: Option<std::sync::Arc<std::sync::atomic::AtomicUsize>>,
+}
 
 impl ThrottleCounter {
     pub fn count(&self) -> usize {
-        self.0.load(std::sync::atomic::Ordering::Relaxed)
+        self.own.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// One more throttled attempt.
     pub fn record(&self) {
-        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.own.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Some(total) = &self.total {
+            total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// A counter of one service's own (whose pace learns from it alone)
+    /// that also counts into this one.
+    pub fn service(&self) -> ThrottleCounter {
+        ThrottleCounter { own: Default::default(), total: Some(std::sync::Arc::clone(&self.own)) }
     }
 }
 
@@ -263,6 +276,16 @@ mod tests {
             assert_eq!(throttling_code(body.as_bytes()), expected, "{body}");
         }
         assert_eq!(throttling_code(b"\xff\xfe"), None);
+    }
+
+    #[test]
+    fn a_service_s_counter_counts_into_the_total_and_not_into_another_service_s() {
+        let total = ThrottleCounter::default();
+        let (ec2, route53) = (total.service(), total.service());
+        route53.record();
+        route53.record();
+        ec2.record();
+        assert_eq!((total.count(), ec2.count(), route53.count()), (3, 1, 2));
     }
 
     #[test]

@@ -27,13 +27,65 @@ pub enum RecordChange {
     Delete(ARecord),
 }
 
+/// `ChangeResourceRecordSets` takes at most this many `ResourceRecord`
+/// elements per request, an `UPSERT`'s counted twice.
+pub const MAX_RESOURCE_RECORDS: usize = 1000;
+/// ... and at most this many characters in all `Value` elements, an
+/// `UPSERT`'s counted twice.
+pub const MAX_VALUE_CHARACTERS: usize = 32_000;
+
+impl RecordChange {
+    pub fn record(&self) -> &ARecord {
+        match self {
+            RecordChange::Upsert(r) | RecordChange::Delete(r) => r,
+        }
+    }
+
+    /// What the change counts against a request's limits: `ResourceRecord`
+    /// elements and `Value` characters.
+    pub fn weight(&self) -> (usize, usize) {
+        let times = match self {
+            RecordChange::Upsert(_) => 2,
+            RecordChange::Delete(_) => 1,
+        };
+        let record = self.record();
+        (times * record.values.len(), times * record.values.iter().map(String::len).sum::<usize>())
+    }
+}
+
+/// `changes`, in order, cut into as few requests as Route 53's limits
+/// allow ([`MAX_RESOURCE_RECORDS`], [`MAX_VALUE_CHARACTERS`]). A request
+/// never holds two changes of one name, which Route 53 refuses.
+pub fn batches(changes: &[RecordChange]) -> Vec<Vec<RecordChange>> {
+    let mut out: Vec<Vec<RecordChange>> = Vec::new();
+    let (mut records, mut characters) = (0, 0);
+    for change in changes {
+        let (r, c) = change.weight();
+        let name = &change.record().name;
+        let fits = out.last().is_some_and(|batch| {
+            records + r <= MAX_RESOURCE_RECORDS
+                && characters + c <= MAX_VALUE_CHARACTERS
+                && !batch.iter().any(|other| other.record().name.eq_ignore_ascii_case(name))
+        });
+        if !fits {
+            out.push(Vec::new());
+            (records, characters) = (0, 0);
+        }
+        out.last_mut().expect("a batch was pushed").push(change.clone());
+        records += r;
+        characters += c;
+    }
+    out
+}
+
 /// The hosted zone's A records. Implemented by [`AwsRoute53`] and by
 /// `FakeRoute53` (feature `fakes`).
 pub trait Route53: Send + Sync {
     /// The zone's A records whose name ends with `suffix`.
     fn a_records(&self, zone_id: &str, suffix: &str) -> impl Future<Output = Result<Vec<ARecord>, AwsError>> + Send;
 
-    /// Every change in one `ChangeResourceRecordSets` (all or nothing).
+    /// Every change in one `ChangeResourceRecordSets` (all or nothing);
+    /// callers keep within its limits with [`batches`].
     fn change(&self, zone_id: &str, changes: &[RecordChange]) -> impl Future<Output = Result<(), AwsError>> + Send;
 }
 
@@ -119,5 +171,51 @@ impl Route53 for AwsRoute53 {
             .await
             .map_err(|e| sdk_error("ChangeResourceRecordSets", e))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upsert(n: usize) -> RecordChange {
+        let ip = format!("3.0.{}.{}", n / 256, n % 256);
+        RecordChange::Upsert(ARecord {
+            name: format!("{}.nodes.example.com", ip.replace('.', "-")),
+            ttl: 60,
+            values: vec![ip],
+        })
+    }
+
+    #[test]
+    fn changes_are_cut_at_route_53_s_limits_with_upserts_counted_twice() {
+        let cases: [(usize, Vec<usize>); 4] =
+            [(1, vec![1]), (500, vec![500]), (501, vec![500, 1]), (1200, vec![500, 500, 200])];
+        for (n, sizes) in cases {
+            let changes: Vec<RecordChange> = (0..n).map(upsert).collect();
+            let got: Vec<usize> = batches(&changes).iter().map(Vec::len).collect();
+            assert_eq!(got, sizes, "{n} upserts");
+            let flat: Vec<RecordChange> = batches(&changes).into_iter().flatten().collect();
+            assert_eq!(flat, changes, "order and content kept");
+        }
+        let deletes: Vec<RecordChange> = (0..1000).map(|n| RecordChange::Delete(upsert(n).record().clone())).collect();
+        assert_eq!(batches(&deletes).len(), 1, "a DELETE counts once");
+        assert!(batches(&[]).is_empty());
+    }
+
+    #[test]
+    fn long_values_cut_a_batch_by_characters_and_one_name_never_appears_twice_in_a_batch() {
+        let long = |n: usize| {
+            RecordChange::Delete(ARecord {
+                name: format!("r{n}.example.com"),
+                ttl: 60,
+                values: vec!["x".repeat(10_000)],
+            })
+        };
+        let got: Vec<usize> = batches(&[long(1), long(2), long(3), long(4)]).iter().map(Vec::len).collect();
+        assert_eq!(got, [3, 1], "32,000 characters at most");
+        let delete = RecordChange::Delete(upsert(7).record().clone());
+        let got: Vec<usize> = batches(&[delete, upsert(8), upsert(7)]).iter().map(Vec::len).collect();
+        assert_eq!(got, [2, 1]);
     }
 }

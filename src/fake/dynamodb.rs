@@ -61,14 +61,13 @@ impl BindingStore for FakeBindings {
         Ok(state.items.values().cloned().collect())
     }
 
-    async fn put(&self, _table: &str, item: &Binding, owner: Option<&str>) -> Result<(), AwsError> {
+    async fn put(&self, _table: &str, item: &Binding, owners: &[&str]) -> Result<(), AwsError> {
         let mut state = self.lock();
         state.puts += 1;
         state.faults.check("PutItem", None)?;
-        if let Some(owner) = owner
-            && let Some(current) = state.items.get(&item.public_ip)
+        if let Some(current) = state.items.get(&item.public_ip)
             && current.allocated
-            && current.instance_id.as_deref() != Some(owner)
+            && current.instance_id.as_deref().is_some_and(|id| !owners.contains(&id))
         {
             return Err(AwsError::service("PutItem", CONDITIONAL_CHECK_FAILED, "The conditional request failed"));
         }

@@ -756,10 +756,25 @@ impl Ec2Addresses for FakeEc2 {
             ));
         }
         // As on EC2: an association by interface still shows the instance.
+        let eni = network_interface_id.map(str::to_owned).or_else(|| instance.eni_ids.first().cloned());
         address.association_id = Some(association.clone());
         address.instance_id = Some(instance_id.to_owned());
-        address.network_interface_id =
-            network_interface_id.map(str::to_owned).or_else(|| instance.eni_ids.first().cloned());
+        address.network_interface_id = eni.clone();
+        address.private_ip = instance.private_ip.clone();
+        // As on EC2: the interface's primary private address holds one Elastic
+        // IP, and associating another takes the one it had off it.
+        let private_ip = instance.private_ip.clone();
+        for other in state.addresses.values_mut().filter(|a| a.allocation_id != allocation_id) {
+            let same_interface = other.network_interface_id.is_some() && other.network_interface_id == eni
+                || other.network_interface_id.is_none() && other.instance_id.as_deref() == Some(instance_id);
+            let same_address = other.private_ip.is_none() || private_ip.is_none() || other.private_ip == private_ip;
+            if other.association_id.is_some() && same_interface && same_address {
+                other.association_id = None;
+                other.instance_id = None;
+                other.network_interface_id = None;
+                other.private_ip = None;
+            }
+        }
         Ok(association)
     }
 
@@ -772,6 +787,7 @@ impl Ec2Addresses for FakeEc2 {
                 address.association_id = None;
                 address.instance_id = None;
                 address.network_interface_id = None;
+                address.private_ip = None;
                 Ok(())
             }
             None => Err(AwsError::service(

@@ -1,12 +1,13 @@
 //! An in-memory [`Route53`] zone: A records by name; `UPSERT` replaces,
-//! `DELETE` must name the record exactly (TTL and values), and a batch is
-//! all or nothing (`InvalidChangeBatch`).
+//! `DELETE` must name the record exactly (TTL and values), a batch is all
+//! or nothing (`InvalidChangeBatch`), holds one change per name, and keeps
+//! within Route 53's limits of `ResourceRecord` elements and characters.
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 
 use crate::aws::error::AwsError;
-use crate::aws::route53::{ARecord, RecordChange, Route53};
+use crate::aws::route53::{ARecord, MAX_RESOURCE_RECORDS, MAX_VALUE_CHARACTERS, RecordChange, Route53};
 use crate::fake::faults::Faults;
 
 #[derive(Default)]
@@ -60,6 +61,25 @@ impl Route53 for FakeRoute53 {
         let mut state = self.lock();
         state.batches += 1;
         state.faults.check("ChangeResourceRecordSets", None)?;
+        let refuse =
+            |message: String| Err(AwsError::service("ChangeResourceRecordSets", "InvalidChangeBatch", message));
+        let (records, characters) =
+            changes.iter().map(RecordChange::weight).fold((0, 0), |(r, c), (dr, dc)| (r + dr, c + dc));
+        if records > MAX_RESOURCE_RECORDS {
+            return refuse(format!("Number of records limit of {MAX_RESOURCE_RECORDS} exceeded."));
+        }
+        if characters > MAX_VALUE_CHARACTERS {
+            return refuse(format!("Number of characters limit of {MAX_VALUE_CHARACTERS} exceeded."));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for change in changes {
+            if !names.insert(change.record().name.to_ascii_lowercase()) {
+                return refuse(format!(
+                    "The request contains an invalid set of changes for a resource record set 'A {}.'",
+                    change.record().name
+                ));
+            }
+        }
         for change in changes {
             if let RecordChange::Delete(record) = change
                 && state.records.get(&record.name) != Some(record)

@@ -70,13 +70,28 @@ impl<'a> Engine<'a> {
     /// limiter lets the call go, and the call is cut short at the time left
     /// (less [`REPORT_ROOM`]), whatever the SDK's own timeout.
     pub async fn paced<T>(&self, call: impl Future<Output = Result<T, AwsError>>) -> Result<T, AwsError> {
-        self.limiter.acquire().await;
+        self.paced_by(Some(self.limiter), call).await
+    }
+
+    /// One mutating call of another service than EC2, paced by that
+    /// service's own `limiter` (Route 53's per-account rate, say) or by
+    /// none (`None`: a table whose capacity is not shared), so that its
+    /// throttling neither slows EC2's pace nor waits on it. The deadline
+    /// rules of [`Engine::paced`] hold the same.
+    pub async fn paced_by<T>(
+        &self,
+        limiter: Option<&WriteLimiter>,
+        call: impl Future<Output = Result<T, AwsError>>,
+    ) -> Result<T, AwsError> {
+        if let Some(limiter) = limiter {
+            limiter.acquire().await;
+        }
         let result = self.within_deadline(call).await;
         // The pace learns: slower after a throttled write, back up slowly.
-        match &result {
-            Err(err) if err.is_throttling() => self.limiter.throttled().await,
-            Ok(_) => self.limiter.succeeded().await,
-            Err(_) => {}
+        match (&result, limiter) {
+            (Err(err), Some(limiter)) if err.is_throttling() => limiter.throttled().await,
+            (Ok(_), Some(limiter)) => limiter.succeeded().await,
+            _ => {}
         }
         result
     }

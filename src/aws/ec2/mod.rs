@@ -436,6 +436,7 @@ impl Ec2Addresses for AwsEc2 {
                 association_id: some(a.association_id()),
                 instance_id: some(a.instance_id()),
                 network_interface_id: some(a.network_interface_id()),
+                private_ip: some(a.private_ip_address()),
                 tags: tags_from_sdk(a.tags()),
             })
             .collect())

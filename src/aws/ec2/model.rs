@@ -279,6 +279,10 @@ pub struct Address {
     pub association_id: Option<String>,
     pub instance_id: Option<String>,
     pub network_interface_id: Option<String>,
+    /// The private address of the interface the address is on (its primary
+    /// one unless EC2 was told otherwise).
+    #[serde(default)]
+    pub private_ip: Option<String>,
     pub tags: BTreeMap<String, String>,
 }
 

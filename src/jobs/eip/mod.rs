@@ -83,8 +83,17 @@ pub struct Reconciler<'a, E, R, B> {
     pub bindings: &'a B,
     pub config: &'a Config,
     pub limiter: &'a WriteLimiter,
+    /// Route 53's own pace for record changes ([`ROUTE53_WRITE_RATE`]).
+    pub dns_limiter: &'a WriteLimiter,
     pub deadline: Option<Instant>,
 }
+
+/// The pace of record changes: Route 53 meters `ChangeResourceRecordSets`
+/// per account, apart from EC2 (10 requests per second since July 2026),
+/// and other tools of the account (external-dns, cert-manager) share it:
+/// kube-rtsync takes half.
+pub const ROUTE53_WRITE_RATE: crate::shared::config::WriteRate =
+    crate::shared::config::WriteRate { per_second: 5.0, burst: 5 };
 
 /// Handles one invocation event: decode, then reconcile unless the event
 /// asks for nothing.
@@ -137,7 +146,8 @@ impl<E: Ec2Addresses, R: Route53, B: BindingStore> Reconciler<'_, E, R, B> {
             items,
         )
         .map_err(Error::Describe)?;
-        let mut pool: Vec<PoolAddress> = addresses.into_iter().filter(|a| config.pool_tags.matches(&a.tags)).collect();
+        let (mut pool, others): (Vec<PoolAddress>, Vec<PoolAddress>) =
+            addresses.into_iter().partition(|a| config.pool_tags.matches(&a.tags));
 
         // A holder outside the VPC is not ours, but the planner must see it
         // to tell it from an instance that is gone.
@@ -181,7 +191,7 @@ impl<E: Ec2Addresses, R: Route53, B: BindingStore> Reconciler<'_, E, R, B> {
             dns: config.dns.as_ref().map(|d| Dns { suffix: d.suffix.clone(), ttl: d.ttl }),
             table: config.table.is_some(),
         };
-        let plan = plan::plan(&instances, &pool, &items, &records, &settings, now);
+        let plan = plan::plan(&instances, &pool, &others, &items, &records, &settings, now);
         if plan.is_empty() {
             info!(keeps = plan.keeps.len(), pool_free = plan.pool_free_after, "no changes");
         } else {
@@ -190,8 +200,23 @@ impl<E: Ec2Addresses, R: Route53, B: BindingStore> Reconciler<'_, E, R, B> {
         if !plan.unbound.is_empty() {
             warn!(nodes = ?plan.unbound, "the address pool is exhausted");
         }
+        if !plan.withheld.is_empty() {
+            warn!(
+                releases = plan.withheld.len(),
+                selector = %config.node_tags,
+                "EIP_NODE_TAGS matches no instance of the VPC: its releases are withheld"
+            );
+        }
+        for node in &plan.nodes_left_alone {
+            warn!(instance_id = %node.instance_id, why = %node.why, "node left alone");
+        }
         let engine = Engine::new(self.limiter, self.deadline, 16);
-        let clients = apply::Clients { ec2: self.ec2, route53: self.route53, bindings: self.bindings };
+        let clients = apply::Clients {
+            ec2: self.ec2,
+            route53: self.route53,
+            bindings: self.bindings,
+            dns_limiter: self.dns_limiter,
+        };
         let writes = apply::apply(&clients, &engine, &plan, config, now).await;
         let mut report = Report::new(triggers, &config.vpc_id, config.dry_run);
         report.plan = plan;

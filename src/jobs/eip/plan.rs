@@ -30,8 +30,22 @@ pub struct EipPlan {
     pub unbound: Vec<String>,
     /// By address.
     pub left_alone: Vec<LeftAlone>,
+    /// Releases a guard holds back (rule 5a: the node selector matches no instance of the VPC), by address.
+    pub withheld: Vec<Release>,
+    /// Nodes that get no pool address because their primary private address holds an Elastic IP from outside the
+    /// pool, which associating would take off them (rule 3), by id.
+    pub nodes_left_alone: Vec<NodeLeftAlone>,
+    /// Records under the suffix that name an address no longer in the pool and associated nowhere (its pool tag
+    /// removed, or released back to AWS), by name.
+    pub orphan_records: Vec<ARecord>,
     /// Pool addresses still claimable once the plan is applied.
     pub pool_free_after: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct NodeLeftAlone {
+    pub instance_id: String,
+    pub why: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -44,6 +58,9 @@ pub struct Bind {
     pub dns_name: Option<String>,
     /// Completes a claim an earlier invocation wrote but did not finish: the item already names this node.
     pub resumed: bool,
+    /// The instance the address's item names as allocated when it was read, if another: the claim is conditioned on
+    /// it (an address released in this plan is claimed straight from its former holder).
+    pub item_owner: Option<String>,
 }
 
 impl Bind {
@@ -84,6 +101,9 @@ pub struct Repair {
     pub association_id: Option<String>,
     pub record: Option<RecordChange>,
     pub item: Option<Binding>,
+    /// The instance the item names as allocated when it was read, if another: the rewrite is conditioned on what
+    /// the item says now, so an item naming the wrong instance is repaired (rule 7).
+    pub item_owner: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -99,6 +119,8 @@ pub struct Release {
     pub record_delete: Option<ARecord>,
     /// Allocated false, without instance or association.
     pub item: Option<Binding>,
+    /// The instance the item names as allocated when it was read: the released item is conditioned on it.
+    pub item_owner: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -147,18 +169,21 @@ pub struct Counts {
     pub releases: usize,
     pub unbound: usize,
     pub left_alone: usize,
+    pub withheld: usize,
+    pub nodes_left_alone: usize,
+    pub orphan_records: usize,
     pub pool_free_after: usize,
 }
 
 impl EipPlan {
-    /// Nothing to write: keeps, unbound nodes and addresses left alone change nothing.
+    /// Nothing to write: keeps, unbound nodes, withheld releases and what is left alone change nothing.
     pub fn is_empty(&self) -> bool {
-        self.binds.is_empty() && self.repairs.is_empty() && self.releases.is_empty()
+        self.binds.is_empty() && self.repairs.is_empty() && self.releases.is_empty() && self.orphan_records.is_empty()
     }
 
-    /// Planned changes: binds, repairs and releases.
+    /// Planned changes: binds, repairs, releases and orphan records.
     pub fn changes(&self) -> usize {
-        self.binds.len() + self.repairs.len() + self.releases.len()
+        self.binds.len() + self.repairs.len() + self.releases.len() + self.orphan_records.len()
     }
 
     pub fn counts(&self) -> Counts {
@@ -170,6 +195,9 @@ impl EipPlan {
             releases: self.releases.len(),
             unbound: self.unbound.len(),
             left_alone: self.left_alone.len(),
+            withheld: self.withheld.len(),
+            nodes_left_alone: self.nodes_left_alone.len(),
+            orphan_records: self.orphan_records.len(),
             pool_free_after: self.pool_free_after,
         }
     }
@@ -197,11 +225,30 @@ impl fmt::Display for EipPlan {
             let parts: Vec<&str> = parts.into_iter().flatten().collect();
             writeln!(f, "~ repair {} {}: {}", repair.instance_id, repair.public_ip, parts.join(", "))?;
         }
+        for record in &self.orphan_records {
+            writeln!(
+                f,
+                "- {} A {} deleted (the address is no longer in the pool)",
+                record.name,
+                record.values.join(",")
+            )?;
+        }
         for keep in &self.keeps {
             writeln!(f, "= {} {}", keep.instance_id, keep.public_ip)?;
         }
         for id in &self.unbound {
             writeln!(f, "! {id} no free address in the pool")?;
+        }
+        for release in &self.withheld {
+            let holder = release.instance_id.as_deref().unwrap_or("-");
+            writeln!(
+                f,
+                "? {holder} -> {} release withheld ({}): the node selector matches no instance of the VPC",
+                release.public_ip, release.reason
+            )?;
+        }
+        for node in &self.nodes_left_alone {
+            writeln!(f, ". {} left alone: {}", node.instance_id, node.why)?;
         }
         for alone in &self.left_alone {
             writeln!(f, ". {} left alone: {}", alone.public_ip, alone.why)?;
@@ -291,6 +338,11 @@ impl<'a> View<'a> {
         self.instances.get(id).copied().filter(|instance| self.settings.is_node(instance))
     }
 
+    /// The instance the address's item names as allocated, if any other than `except`.
+    fn item_owner(&self, address: &PoolAddress, except: Option<&str>) -> Option<String> {
+        self.claim(address).flatten().filter(|&owner| Some(owner) != except).map(str::to_owned)
+    }
+
     /// `Some(claimant)` when the item marks the address allocated.
     fn claim(&self, address: &PoolAddress) -> Option<Option<&'a str>> {
         let item = self.items.get(address.public_ip.as_str())?;
@@ -315,6 +367,7 @@ impl<'a> View<'a> {
             reason,
             record_delete: self.record(address).cloned(),
             item: self.settings.table.then(|| Binding::released(address, self.now)),
+            item_owner: self.item_owner(address, None),
         }
     }
 
@@ -326,6 +379,7 @@ impl<'a> View<'a> {
             public_ip: address.public_ip.clone(),
             dns_name: self.dns_name(address),
             resumed,
+            item_owner: self.item_owner(address, Some(&node.id)),
         }
     }
 
@@ -354,6 +408,22 @@ impl<'a> View<'a> {
             association_id: address.association_id.clone(),
             record,
             item,
+            item_owner: self.item_owner(address, Some(&node.id)),
+        })
+    }
+
+    /// Rule 3: an Elastic IP from outside the pool on the node's primary private address, if any.
+    fn outside_address_on(&self, node: &Instance, outside: &'a [PoolAddress]) -> Option<&'a PoolAddress> {
+        outside.iter().filter(|a| a.is_associated()).find(|a| {
+            let on_node = match (a.network_interface_id.as_deref(), node.primary_eni()) {
+                (Some(eni), Some(primary)) => eni == primary,
+                (Some(_), None) => false,
+                (None, _) => a.instance_id.as_deref() == Some(node.id.as_str()),
+            };
+            // An address whose private address is unknown counts as on the primary one: leaving a node alone is
+            // the safe side of not knowing.
+            let on_primary = a.private_ip.is_none() || node.private_ip.is_none() || a.private_ip == node.private_ip;
+            on_node && on_primary
         })
     }
 }
@@ -362,10 +432,14 @@ impl<'a> View<'a> {
 ///
 /// `instances` must include every instance that holds a pool address, in the VPC or not: a holder missing from
 /// it counts as gone, and its address is released. `pool` holds only the pool's addresses, which bounds every
-/// write; items and records of other addresses are ignored.
+/// address write; `outside` the account's other addresses, which are never written but keep a node that holds
+/// one on its primary private address from being bound (rule 3). Items of other addresses are ignored; records
+/// of other addresses are only deleted when they follow the job's naming under the suffix and name an address
+/// that is associated nowhere (it left the pool, or the account).
 pub fn plan(
     instances: &[Instance],
     pool: &[PoolAddress],
+    outside: &[PoolAddress],
     bindings: &[Binding],
     records: &[ARecord],
     settings: &Settings,
@@ -407,6 +481,14 @@ pub fn plan(
         }
     }
 
+    // Rule 3: nodes without a pool address whose primary private address holds one from outside the pool.
+    let mut theirs: BTreeMap<&str, &PoolAddress> = BTreeMap::new();
+    for node in view.instances.values().filter(|i| settings.is_node(i) && !held.contains_key(i.id.as_str())) {
+        if let Some(address) = view.outside_address_on(node, outside) {
+            theirs.insert(&node.id, address);
+        }
+    }
+
     // A claim on a free address is finished by its node if that node still lacks an address, else it is stale.
     let mut resumed = BTreeSet::new();
     let mut unclaimed = Vec::new();
@@ -417,7 +499,11 @@ pub fn plan(
             continue;
         };
         match claimant.and_then(|id| view.node(id)) {
-            Some(node) if !held.contains_key(node.id.as_str()) && resumed.insert(node.id.as_str()) => {
+            Some(node)
+                if !held.contains_key(node.id.as_str())
+                    && !theirs.contains_key(node.id.as_str())
+                    && resumed.insert(node.id.as_str()) =>
+            {
                 out.binds.push(view.bind(node, address, true));
             }
             _ => {
@@ -427,10 +513,31 @@ pub fn plan(
         }
     }
 
+    // Rule 5a: a node selector that matches no instance of the VPC in any state is a typo, not a cluster whose
+    // every node left: its "no longer matches" releases are withheld. Nodes that stop or are gone still release.
+    let selector_matches_none =
+        !view.instances.values().any(|i| i.vpc_id == settings.vpc_id && settings.selects(&i.tags));
+    if selector_matches_none {
+        let (withheld, kept): (Vec<Release>, Vec<Release>) =
+            out.releases.drain(..).partition(|r| r.reason == ReleaseReason::NoLongerMatches);
+        out.releases = kept;
+        let withheld_ips: BTreeSet<&str> = withheld.iter().map(|r| r.public_ip.as_str()).collect();
+        spare.retain(|address| !withheld_ips.contains(address.public_ip.as_str()));
+        out.withheld = withheld;
+    }
+
     spare.sort_by(|a, b| ip_cmp(&a.public_ip, &b.public_ip));
     let mut spare = spare.into_iter();
     let waiting = view.instances.values().filter(|instance| settings.is_node(instance));
     for node in waiting.filter(|node| !held.contains_key(node.id.as_str()) && !resumed.contains(node.id.as_str())) {
+        if let Some(address) = theirs.get(node.id.as_str()) {
+            let why = format!(
+                "its primary private address holds {}, an Elastic IP from outside the pool, which associating would take off it",
+                address.public_ip
+            );
+            out.nodes_left_alone.push(NodeLeftAlone { instance_id: node.id.clone(), why });
+            continue;
+        }
         match spare.next() {
             Some(address) => out.binds.push(view.bind(node, address, false)),
             None => out.unbound.push(node.id.clone()),
@@ -446,8 +553,27 @@ pub fn plan(
         }
     }
 
+    // Records that follow the job's naming under the suffix but name an address of no pool: collected once that
+    // address is associated nowhere (its pool tag removed, or released back to AWS).
+    if let Some(dns) = &settings.dns {
+        let in_pool: BTreeSet<&str> = pool.iter().map(|a| a.public_ip.as_str()).collect();
+        let associated: BTreeSet<&str> =
+            outside.iter().filter(|a| a.is_associated()).map(|a| a.public_ip.as_str()).collect();
+        for record in view.records.values() {
+            let [ip] = record.values.as_slice() else { continue };
+            let ours = ip.parse::<std::net::Ipv4Addr>().is_ok()
+                && record.name.trim_end_matches('.').eq_ignore_ascii_case(&dns_name(ip, &dns.suffix));
+            if ours && !in_pool.contains(ip.as_str()) && !associated.contains(ip.as_str()) {
+                out.orphan_records.push((*record).clone());
+            }
+        }
+        out.orphan_records.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+
     out.releases.sort_by(|a, b| ip_cmp(&a.public_ip, &b.public_ip));
+    out.withheld.sort_by(|a, b| ip_cmp(&a.public_ip, &b.public_ip));
     out.binds.sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
+    out.nodes_left_alone.sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
     out
 }
 
@@ -517,7 +643,7 @@ mod tests {
     }
 
     fn run(instances: &[Instance], pool: &[PoolAddress], items: &[Binding], records: &[ARecord]) -> EipPlan {
-        plan(instances, pool, items, records, &settings(), NOW)
+        plan(instances, pool, &[], items, records, &settings(), NOW)
     }
 
     fn bound(plan: &EipPlan) -> Vec<(&str, &str, bool)> {
@@ -660,8 +786,94 @@ mod tests {
     #[test]
     fn an_instance_that_no_longer_matches_the_node_tags_gives_its_address_back() {
         let retagged = Instance { tags: [("role".to_string(), "web".to_string())].into(), ..node("i-1") };
-        let plan = run(&[retagged], &[held("3.0.0.1", "i-1")], &[], &[]);
+        let other = Instance { state: "stopped".into(), ..node("i-2") };
+        let plan = run(&[retagged, other], &[held("3.0.0.1", "i-1")], &[], &[]);
         assert_eq!(released(&plan), [("3.0.0.1", ReleaseReason::NoLongerMatches)]);
+        assert!(plan.withheld.is_empty());
+    }
+
+    #[test]
+    fn a_node_selector_that_matches_no_instance_of_the_vpc_withholds_its_no_longer_matches_releases() {
+        let retagged = |id: &str| Instance { tags: [("role".to_string(), "web".to_string())].into(), ..node(id) };
+        // A stopped node and a vanished holder still release: the guard is only for the selector.
+        let stopped = Instance { tags: BTreeMap::new(), ..in_state("stopped", node("i-3")) };
+        let outside_vpc = Instance { vpc_id: "vpc-2".into(), ..node("i-9") };
+        let instances = [retagged("i-1"), retagged("i-2"), stopped, outside_vpc];
+        let pool = [held("3.0.0.1", "i-1"), held("3.0.0.2", "i-2"), held("3.0.0.3", "i-3"), held("3.0.0.4", "i-gone")];
+        let items = [item("3.0.0.1", "i-1"), item("3.0.0.2", "i-2")];
+        let plan = run(&instances, &pool, &items, &[record("3.0.0.1")]);
+        let withheld: Vec<(&str, ReleaseReason)> =
+            plan.withheld.iter().map(|r| (r.public_ip.as_str(), r.reason.clone())).collect();
+        assert_eq!(
+            withheld,
+            [("3.0.0.1", ReleaseReason::NoLongerMatches), ("3.0.0.2", ReleaseReason::NoLongerMatches)]
+        );
+        assert_eq!(
+            released(&plan),
+            [("3.0.0.3", ReleaseReason::NotRunning("stopped".into())), ("3.0.0.4", ReleaseReason::InstanceGone)]
+        );
+        assert_eq!(plan.pool_free_after, 2, "withheld addresses are not free");
+        assert!(plan.to_string().contains("? i-1 -> 3.0.0.1 release withheld"), "{plan}");
+    }
+
+    #[test]
+    fn a_node_holding_an_elastic_ip_from_outside_the_pool_on_its_primary_address_is_left_alone() {
+        let theirs = |eni: Option<&str>, instance: Option<&str>, private_ip: Option<&str>| PoolAddress {
+            association_id: Some("eipassoc-theirs".into()),
+            network_interface_id: eni.map(str::to_owned),
+            instance_id: instance.map(str::to_owned),
+            private_ip: private_ip.map(str::to_owned),
+            ..free("198.51.100.7")
+        };
+        let with_ip = Instance { private_ip: Some("10.0.0.5".into()), ..node("i-1") };
+        let cases = [
+            ("on the primary interface", theirs(Some("eni-i-1"), None, None), true),
+            ("on the primary private address", theirs(Some("eni-i-1"), Some("i-1"), Some("10.0.0.5")), true),
+            ("by instance id only", theirs(None, Some("i-1"), None), true),
+            ("on a secondary private address", theirs(Some("eni-i-1"), Some("i-1"), Some("10.0.0.6")), false),
+            ("on the secondary interface", theirs(Some("eni-i-1-b"), Some("i-1"), None), false),
+            ("on another node", theirs(Some("eni-i-2"), None, None), false),
+            ("not associated", PoolAddress { association_id: None, ..theirs(Some("eni-i-1"), None, None) }, false),
+        ];
+        for (case, address, left_alone) in cases {
+            let p = plan(&[with_ip.clone()], &[free("3.0.0.1")], &[address], &[], &[], &settings(), NOW);
+            assert_eq!(p.nodes_left_alone.len(), usize::from(left_alone), "{case}: {p}");
+            assert_eq!(p.binds.len(), usize::from(!left_alone), "{case}");
+            assert!(p.unbound.is_empty(), "{case}: left alone is not waiting for the pool");
+            if left_alone {
+                assert!(
+                    p.to_string().contains(". i-1 left alone: its primary private address holds 198.51.100.7"),
+                    "{p}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn item_writes_are_conditioned_on_the_instance_the_item_names_now() {
+        // EC2 shows i-1 holding the address; the item says it is allocated to i-2 (a restore, a hand association).
+        let plan = run(
+            &[node("i-1"), node("i-2")],
+            &[held("3.0.0.1", "i-1"), free("3.0.0.2")],
+            &[item("3.0.0.1", "i-2")],
+            &[record("3.0.0.1")],
+        );
+        let repair = plan.repairs.iter().find(|r| r.public_ip == "3.0.0.1").expect("a repair");
+        assert_eq!(repair.item.as_ref().and_then(|i| i.instance_id.as_deref()), Some("i-1"));
+        assert_eq!(repair.item_owner.as_deref(), Some("i-2"));
+        // A released address handed to a waiting node is claimed from its former holder.
+        let plan = run(
+            &[in_state("terminated", node("i-1")), node("i-2")],
+            &[held("3.0.0.1", "i-1")],
+            &[item("3.0.0.1", "i-1")],
+            &[],
+        );
+        assert_eq!(bound(&plan), [("i-2", "3.0.0.1", false)]);
+        assert_eq!(plan.binds[0].item_owner.as_deref(), Some("i-1"));
+        assert_eq!(plan.releases[0].item_owner.as_deref(), Some("i-1"));
+        // An item that already names the node is no other owner.
+        let plan = run(&[node("i-1")], &[free("3.0.0.1")], &[claim("3.0.0.1", "i-1")], &[]);
+        assert_eq!((plan.binds[0].resumed, plan.binds[0].item_owner.clone()), (true, None));
     }
 
     #[test]
@@ -797,7 +1009,7 @@ mod tests {
         let records = [record("3.0.0.1"), record("3.0.0.2"), ARecord { values: vec![], ..record("3.0.0.3") }];
         let items = [Binding { dns_name: None, ..item("3.0.0.2", "i-2") }];
         let pool = [free("3.0.0.1"), held("3.0.0.2", "i-2"), free("3.0.0.3")];
-        let plan = plan(&instances, &pool, &items, &records, &settings, NOW);
+        let plan = plan(&instances, &pool, &[], &items, &records, &settings, NOW);
         assert_eq!(plan.binds[0].dns_name, None);
         assert_eq!(plan.releases.len(), 1);
         assert_eq!(plan.releases[0].record_delete, None);
@@ -808,7 +1020,7 @@ mod tests {
         let settings = Settings { table: false, ..settings() };
         let instances = [node("i-1"), in_state("stopped", node("i-2"))];
         let pool = [free("3.0.0.1"), held("3.0.0.2", "i-2")];
-        let plan = plan(&instances, &pool, &[claim("3.0.0.1", "i-9")], &[record("3.0.0.2")], &settings, NOW);
+        let plan = plan(&instances, &pool, &[], &[claim("3.0.0.1", "i-9")], &[record("3.0.0.2")], &settings, NOW);
         assert_eq!(bound(&plan), [("i-1", "3.0.0.1", false)]);
         assert_eq!(released(&plan), [("3.0.0.2", ReleaseReason::NotRunning("stopped".into()))]);
         assert_eq!(plan.releases[0].item, None);
@@ -818,8 +1030,27 @@ mod tests {
     #[test]
     fn records_and_items_of_other_addresses_are_never_touched() {
         let others = [record("9.9.9.9"), ARecord { name: format!("www.{SUFFIX}"), ..record("3.0.0.1") }];
-        let plan = run(&[], &[free("3.0.0.1")], &[claim("9.9.9.9", "i-1")], &others);
+        let associated = PoolAddress { association_id: Some("eipassoc-x".into()), ..free("9.9.9.9") };
+        let plan = plan(&[], &[free("3.0.0.1")], &[associated], &[claim("9.9.9.9", "i-1")], &others, &settings(), NOW);
         assert!(plan.is_empty(), "{plan}");
+    }
+
+    #[test]
+    fn the_record_of_an_address_that_left_the_pool_or_the_account_is_collected_once_it_is_associated_nowhere() {
+        let untagged_free = free("9.9.9.8");
+        let untagged_held = PoolAddress { association_id: Some("eipassoc-x".into()), ..free("9.9.9.9") };
+        let records = [
+            record("9.9.9.7"),                                               // the address is gone from the account
+            record("9.9.9.8"),                                               // out of the pool, free
+            record("9.9.9.9"),                                               // out of the pool, still on something
+            ARecord { values: vec!["9.9.9.6".into()], ..record("9.9.9.5") }, // not the job's naming
+            ARecord { values: vec!["9.9.9.4".into(), "9.9.9.3".into()], ..record("9.9.9.4") },
+        ];
+        let plan = plan(&[], &[], &[untagged_free, untagged_held], &[], &records, &settings(), NOW);
+        assert_eq!(plan.orphan_records, [record("9.9.9.7"), record("9.9.9.8")]);
+        assert!(plan.to_string().contains("- 9-9-9-7.nodes.example.com A 9.9.9.7 deleted"), "{plan}");
+        let no_dns = Settings { dns: None, ..settings() };
+        assert!(super::plan(&[], &[], &[], &[], &records, &no_dns, NOW).orphan_records.is_empty());
     }
 
     #[test]

@@ -19,6 +19,10 @@ pub struct Totals {
     pub repaired: usize,
     pub kept: usize,
     pub nodes_without_address: usize,
+    /// Nodes not bound because an Elastic IP from outside the pool is on their primary private address (rule 3).
+    pub nodes_left_alone: usize,
+    /// Releases the selector guard held back (rule 5a).
+    pub withheld: usize,
     pub pool_free: usize,
     pub failed: usize,
     pub not_started: usize,
@@ -65,6 +69,8 @@ impl Report {
             repaired: p.repairs.iter().filter(|r| ok(&r.public_ip)).count(),
             kept: p.keeps.len(),
             nodes_without_address: p.unbound.len(),
+            nodes_left_alone: p.nodes_left_alone.len(),
+            withheld: p.withheld.len(),
             pool_free: p.pool_free_after,
             failed,
             not_started,
@@ -107,6 +113,14 @@ impl crate::shared::report::JobReport for Report {
         if t.nodes_without_address > 0 {
             let _ = writeln!(out, "Pool exhausted: {} node(s) without an address.", t.nodes_without_address);
         }
+        if t.withheld > 0 {
+            let _ = writeln!(
+                out,
+                "Withheld: {} release{}: the node selector (EIP_NODE_TAGS) matches no instance of the VPC.",
+                t.withheld,
+                if t.withheld == 1 { "" } else { "s" }
+            );
+        }
         render_incomplete(&mut out, "writes", t.failed, t.not_started);
         out
     }
@@ -130,5 +144,7 @@ pub fn emf_record(namespace: &str, report: &Report, throttled: usize, duration: 
     .metric("AddressesReleased", Unit::Count, made(t.released))
     .metric("NodesWithoutAddress", Unit::Count, t.nodes_without_address as u64)
     .metric("PoolFree", Unit::Count, t.pool_free as u64)
+    .metric("ChangesWithheld", Unit::Count, t.withheld as u64)
+    .metric("NodesLeftAlone", Unit::Count, t.nodes_left_alone as u64)
     .build()
 }
