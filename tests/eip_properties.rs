@@ -399,7 +399,8 @@ fn touched(plan: &EipPlan) -> Vec<(&str, &str)> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2000))]
+    // Failures print their minimal case; nothing is written next to the sources.
+    #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn applying_a_plan_leaves_one_address_per_node_and_replanning_finds_nothing_to_do(seed in seeds()) {

@@ -836,7 +836,7 @@ mod tests {
             ("not associated", PoolAddress { association_id: None, ..theirs(Some("eni-i-1"), None, None) }, false),
         ];
         for (case, address, left_alone) in cases {
-            let p = plan(&[with_ip.clone()], &[free("3.0.0.1")], &[address], &[], &[], &settings(), NOW);
+            let p = plan(std::slice::from_ref(&with_ip), &[free("3.0.0.1")], &[address], &[], &[], &settings(), NOW);
             assert_eq!(p.nodes_left_alone.len(), usize::from(left_alone), "{case}: {p}");
             assert_eq!(p.binds.len(), usize::from(!left_alone), "{case}");
             assert!(p.unbound.is_empty(), "{case}: left alone is not waiting for the pool");
