@@ -322,3 +322,48 @@ async fn default_routes_through_next_hops_that_are_not_enrolled_nats_are_left_al
     assert_eq!(record["TablesLeftAlone"], 6, "{record}");
     assert_eq!(record["Job"], "egress", "{record}");
 }
+
+#[tokio::test]
+async fn status_checks_are_read_for_the_nat_instances_only() {
+    // An account with 500 other running instances.
+    let fake = vpc();
+    for n in 0..500 {
+        fake.insert_instance(Instance {
+            tags: BTreeMap::new(),
+            ..nat_instance(&format!("i-{n:04}"), "us-east-1a", "10.0.9.9")
+        });
+    }
+    fake.set_status("i-0a", "impaired", "ok");
+    let report = run(&fake, &config(&[]), T0).await.unwrap();
+    assert_eq!(report.totals.tables_failed_over, 1, "the impaired NAT's status was read");
+    // Subnets, NAT instances (by tag), gateways, and one call of statuses,
+    // which answers for the two running NAT instances alone.
+    assert_eq!(fake.calls().describe_other, 4);
+    assert_eq!(fake.calls().statuses_read, 2);
+}
+
+#[tokio::test]
+async fn a_failed_clock_delete_is_reported_and_a_leftover_clock_never_skips_a_hold() {
+    let fake = vpc();
+    let config = config(&[("EGRESS_FAILBACK_SECONDS", "300")]);
+    // rtb-0a is home on its healthy NAT, with a clock left from an old failover.
+    fake.edit("rtb-0a", |t| drop(t.tags.insert(FAILBACK_CLOCK_TAG.into(), (T0 - 7200).to_string())));
+    fake.inject(Fault::code("UnauthorizedOperation").on(Operation::DeleteTags));
+    let err = run(&fake, &config, T0).await.expect_err("a clock that cannot be cleared is a failed write");
+    let Error::Incomplete(report) = &err else { panic!("{err}") };
+    let failed: Vec<&str> = report
+        .writes
+        .iter()
+        .filter(|w| matches!(w.status, WriteStatus::Failed { .. }))
+        .map(|w| w.change.as_str())
+        .collect();
+    assert_eq!(failed, [format!("untag {FAILBACK_CLOCK_TAG}")]);
+    // Zone a's NAT fails and comes back while the clock is still there: the
+    // leftover does not count as two hours of health.
+    fake.edit_instance("i-0a", |i| i.state = "stopped".into());
+    let _ = run(&fake, &config, T0 + 60).await;
+    fake.edit_instance("i-0a", |i| i.state = "running".into());
+    let _ = run(&fake, &config, T0 + 120).await;
+    assert_ne!(default_target(&fake, "rtb-0a"), eni("eni-0a"), "failed back without the hold");
+    assert_eq!(clock(&fake, "rtb-0a"), Some((T0 + 120).to_string()), "the clock restarted");
+}

@@ -79,6 +79,8 @@ pub struct CallCounts {
     pub describe_other: usize,
     /// Attribute and tag writes.
     pub writes_other: usize,
+    /// Instance statuses `DescribeInstanceStatus` answered with, in all.
+    pub statuses_read: usize,
 }
 
 impl CallCounts {
@@ -625,7 +627,8 @@ impl Ec2Nodes for FakeEc2 {
         instance_ids: &[String],
         _: Option<String>,
     ) -> Result<Page<InstanceStatus>, AwsError> {
-        describe(&mut self.lock(), Operation::DescribeInstanceStatus, |state| {
+        let mut state = self.lock();
+        let page = describe(&mut state, Operation::DescribeInstanceStatus, |state| {
             // Running instances only, as EC2 answers without IncludeAllInstances.
             Ok(state
                 .instances
@@ -639,7 +642,9 @@ impl Ec2Nodes for FakeEc2 {
                     })
                 })
                 .collect())
-        })
+        })?;
+        state.calls.statuses_read += page.items.len();
+        Ok(page)
     }
 
     async fn describe_nat_gateways(&self, filters: &[Filter], _: Option<String>) -> Result<Page<NatGateway>, AwsError> {

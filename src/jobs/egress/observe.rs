@@ -1,7 +1,8 @@
-//! What the egress job reads, in one round trip: the enrolled route tables,
-//! the VPC's subnets (for the tables' zones), the enrolled NAT instances
-//! with their status checks, and the NAT gateways, all concurrently; then,
-//! when a probe port is set, a TCP connect to each running NAT instance.
+//! What the egress job reads, in two round trips: the enrolled route
+//! tables, the VPC's subnets (for the tables' zones), the enrolled NAT
+//! instances and the NAT gateways, all concurrently; then the status checks
+//! of the running NAT instances, and, when a probe port is set, a TCP
+//! connect to each of them.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -16,6 +17,9 @@ use crate::aws::ec2::model::{
     Destination, Filter, Instance, InstanceStatus, RouteOrigin, RouteState, RouteTable, Target,
 };
 use crate::aws::ec2::{AwsError, Ec2Nodes, all_pages, describe_all};
+
+/// Instance ids `DescribeInstanceStatus` takes in one call.
+pub const STATUS_IDS_PER_CALL: usize = 100;
 
 /// How long a probe may take to connect.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -36,23 +40,36 @@ pub async fn observe<E: Ec2Nodes>(ec2: &E, config: &Config, deadline: Option<Ins
     let table_filters = [vpc.clone(), enrolled.clone()];
     let instance_filters = [vpc.clone(), enrolled];
     let vpc_only = [vpc];
-    let (tables, subnets, instances, statuses, gateways) = futures::try_join!(
+    // The tables, subnets, NAT instances and gateways at once; then the
+    // status checks of the running NAT instances only (EC2 cannot filter
+    // statuses by tag, and a region-wide read pages through every instance
+    // of the account).
+    let (tables, subnets, instances, gateways) = futures::try_join!(
         describe_all(ec2, &table_filters),
         all_pages("DescribeSubnets", |t| ec2.describe_subnets(&vpc_only, t)),
         all_pages("DescribeInstances", |t| ec2.describe_instances(&instance_filters, t)),
-        all_pages("DescribeInstanceStatus", |t| ec2.describe_instance_status(&[], t)),
         all_pages("DescribeNatGateways", |t| ec2.describe_nat_gateways(&vpc_only, t)),
     )?;
     let is_enrolled = |tags: &BTreeMap<String, String>| tags.get(&config.tag_key) == Some(&config.router_id);
     let subnet_zone: BTreeMap<String, String> = subnets.into_iter().map(|s| (s.id, s.zone)).collect();
-    let statuses: BTreeMap<String, InstanceStatus> = statuses.into_iter().map(|s| (s.id.clone(), s)).collect();
 
     let instances: Vec<Instance> =
         instances.into_iter().filter(|i| i.vpc_id == config.vpc_id && is_enrolled(&i.tags)).collect();
-    let probes = match config.probe_port {
-        Some(port) => probe_all(&instances, port, deadline).await,
-        None => BTreeMap::new(),
+    let running: Vec<String> = instances.iter().filter(|i| i.is_running()).map(|i| i.id.clone()).collect();
+    let statuses = futures::future::try_join_all(
+        running
+            .chunks(STATUS_IDS_PER_CALL)
+            .map(|ids| all_pages("DescribeInstanceStatus", move |t| ec2.describe_instance_status(ids, t))),
+    );
+    let probes = async {
+        match config.probe_port {
+            Some(port) => probe_all(&instances, port, deadline).await,
+            None => BTreeMap::new(),
+        }
     };
+    let (statuses, probes) = futures::join!(statuses, probes);
+    let statuses: BTreeMap<String, InstanceStatus> =
+        statuses?.into_iter().flatten().map(|s| (s.id.clone(), s)).collect();
     let mut nats: Vec<Nat> = instances
         .into_iter()
         .map(|i| {

@@ -217,6 +217,12 @@ pub fn plan(tables: &[EgressTable], nats: &[Nat], settings: &Settings, now: u64)
     EgressPlan { tables: decisions, nats, source_dest_fixes }
 }
 
+/// Age (seconds) past which a failback clock is read as left behind by a delete that failed: twice the hold, and ten
+/// minutes more for invocations that failed or came late.
+pub fn stale_clock_after(failback_seconds: u64) -> u64 {
+    failback_seconds.saturating_mul(2).saturating_add(600)
+}
+
 /// The NAT instances whose source/destination check this job turns off, by id.
 pub fn source_dest_fixes(nats: &[Nat], settings: &Settings) -> Vec<String> {
     let mut fixes: Vec<String> =
@@ -271,8 +277,12 @@ impl Planner<'_> {
         };
         let active = named.filter(|_| !is_blackhole(route));
         let home = self.least_loaded(|i| self.is_in(i, zone));
-        // A clock from the future (skew, a hand-edited tag) would hold the failback indefinitely: restart it.
-        let since = table.home_healthy_since.filter(|&t| t <= self.now);
+        // A clock from the future (skew, a hand-edited tag) would hold the failback indefinitely: restart it. A clock
+        // far older than the hold is one a failed delete left behind (a running clock is used, and cleared, once
+        // the hold is over): restart it too, so that a leftover never skips a later hold.
+        let since = table
+            .home_healthy_since
+            .filter(|&t| t <= self.now && self.now - t <= stale_clock_after(self.settings.failback_seconds));
         let (end, reason) = self.choose(zone, active, home, since, decision.current.as_ref());
         decision.reason = reason;
 
@@ -594,6 +604,28 @@ mod tests {
     }
 
     #[test]
+    fn a_failback_clock_left_behind_by_a_failed_delete_is_restarted_not_trusted() {
+        let nats = [instance("i-a1", A), instance("i-b1", B)];
+        let cases = [
+            ("three hours old", NOW - 3 * 3600, Reason::FailBackHeld { healthy_for_s: 0, needed_s: 300 }, Some(NOW)),
+            ("just past the bound", NOW - 1201, Reason::FailBackHeld { healthy_for_s: 0, needed_s: 300 }, Some(NOW)),
+            ("within the bound", NOW - 1200, Reason::FailBack { healthy_for_s: 1200 }, None),
+            ("a running clock", NOW - 310, Reason::FailBack { healthy_for_s: 310 }, None),
+        ];
+        for (case, since, reason, restarted) in cases {
+            let plan = plan(&[tagged(table("rtb-a", A, via("i-b1")), since)], &nats, &settings(), NOW);
+            let d = decision(&plan, "rtb-a");
+            assert_eq!(d.reason, reason, "{case}");
+            match restarted {
+                Some(at) => {
+                    assert_eq!((d.tag_change, d.route_change.as_ref()), (Some(TagChange::Set(at)), None), "{case}")
+                }
+                None => assert_eq!(d.route_change, replace("eni-b1", "i-a1"), "{case}"),
+            }
+        }
+    }
+
+    #[test]
     fn a_table_back_home_has_its_failback_clock_cleared() {
         let nats = [instance("i-a1", A)];
         let plan = plan(&[tagged(table("rtb-a", A, via("i-a1")), NOW - 10)], &nats, &settings(), NOW);
@@ -756,10 +788,11 @@ mod tests {
                 Some(TagChange::Clear),
             ),
             (
+                // Overdue (earlier failback writes failed), within twice the hold and ten minutes.
                 "long due",
                 300,
-                Some(NOW - 5000),
-                Reason::FailBack { healthy_for_s: 5000 },
+                Some(NOW - 1000),
+                Reason::FailBack { healthy_for_s: 1000 },
                 back.clone(),
                 Some(TagChange::Clear),
             ),
