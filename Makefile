@@ -3,6 +3,7 @@
 #   make test    everything CI checks: fmt, clippy, template lint, unit, handler and emulator tests
 #   make build   the arm64 Lambda artifact (cargo lambda build --release --arm64)
 #   make deploy  sam deploy (guided the first time)
+#   make sandbox a local emulator with the sample VPC, kept running for `make watch` / `make invoke`
 #   make invoke  send events/$(EVENT).json to a function served by `cargo lambda watch`
 #   make bench   end-to-end figures (release binary, emulator + 40 ms per call), the TLS set-up and the planner bench
 
@@ -23,7 +24,7 @@ AWS_REGION ?= us-east-1
 TARGET_DIR := $(abspath $(or $(CARGO_TARGET_DIR),$(CURDIR)/target))
 LAMBDA_ZIP := $(TARGET_DIR)/lambda/kube-rtsync/bootstrap.zip
 
-.PHONY: demo test lint build deploy invoke watch bench venv build-tools sam-tools clean
+.PHONY: demo sandbox test lint build deploy invoke watch bench venv build-tools sam-tools clean
 
 # Python tools (the EC2 emulator, cfn-lint), pinned, in a project-local venv.
 $(BIN)/.dev-installed: requirements-dev.txt
@@ -47,6 +48,11 @@ $(SAM_VENV)/.installed: requirements-sam.txt
 	@touch $@
 
 sam-tools: $(SAM_VENV)/.installed
+
+# A local emulator with the sample VPC for `make watch` / `make invoke`
+# (prints the variables to export in the other shells; Ctrl-C stops it).
+sandbox: venv
+	cargo run --quiet --example sandbox
 
 demo: venv
 	cargo build --quiet --bin kube-rtsync --example demo
