@@ -9,7 +9,7 @@
 //!
 //! Usage: bench <path to the kube-rtsync binary>
 
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/it/support/mod.rs"]
 mod support;
 
 use std::path::{Path, PathBuf};

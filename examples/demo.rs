@@ -12,7 +12,7 @@
 //!
 //! Usage: demo <path to the kube-rtsync binary>
 
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/it/support/mod.rs"]
 mod support;
 
 use std::collections::BTreeMap;

@@ -6,7 +6,7 @@
 //!
 //! Usage: memory <path to the kube-rtsync binary>
 
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/it/support/mod.rs"]
 mod support;
 
 use std::fmt::Write as _;

@@ -3,7 +3,7 @@
 //! line). It prints the variables a shell needs to point kube-rtsync at it,
 //! then waits until it is stopped (Ctrl-C stops the emulator too).
 
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/it/support/mod.rs"]
 mod support;
 
 use support::emulator::Emulator;
@@ -18,7 +18,9 @@ async fn main() {
     env.push(("VPC_ID", vpc.vpc_id.clone()));
     env.push(("KUBE_CLUSTER_NAME", CLUSTER.to_owned()));
     println!("# The sample VPC is seeded: {} (cluster {CLUSTER}), three private tables out of sync.", vpc.vpc_id);
-    println!("# In each other shell, export these, then `make watch` in one and `make invoke EVENT=sns-launch` in another:");
+    println!(
+        "# In each other shell, export these, then `make watch` in one and `make invoke EVENT=sns-launch` in another:"
+    );
     for (name, value) in &env {
         println!("export {name}={value}");
     }

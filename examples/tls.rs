@@ -14,7 +14,7 @@
 //!
 //! Build it optimised: `cargo build --profile bench --example tls`.
 
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/it/support/mod.rs"]
 mod support;
 
 use std::process::Command;

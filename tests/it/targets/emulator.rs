@@ -1,10 +1,9 @@
 //! The targets job against real EC2 and ELBv2 APIs: the moto emulator in
 //! server mode, through the real SDK adapters.
 
-mod support;
-
 use std::collections::BTreeMap;
 
+use crate::support::emulator::Emulator;
 use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
 use aws_sdk_elasticloadbalancingv2::types::{ProtocolEnum, TargetDescription, TargetTypeEnum};
 use kube_rtsync::aws::ec2::AwsEc2;
@@ -15,7 +14,6 @@ use kube_rtsync::jobs::targets::{Error, Reconciler};
 use kube_rtsync::shared::config::WriteRate;
 use kube_rtsync::shared::event::Trigger;
 use kube_rtsync::shared::limiter::WriteLimiter;
-use support::emulator::Emulator;
 
 struct World {
     _emulator: Emulator,
@@ -132,6 +130,7 @@ impl World {
 
 #[tokio::test]
 async fn the_groups_follow_the_nodes_and_foreign_targets_stay() {
+    crate::require_emulator!();
     let w = world().await;
     let config = w.config(&w.arns());
     let report = w.run(&config).await.unwrap();
@@ -166,6 +165,7 @@ async fn the_groups_follow_the_nodes_and_foreign_targets_stay() {
 
 #[tokio::test]
 async fn wrong_groups_are_named_and_nothing_is_written() {
+    crate::require_emulator!();
     let w = world().await;
     let ip = group(&w.elb, "ips", &w.vpc_id, 30001, TargetTypeEnum::Ip).await;
     let elsewhere = group(&w.elb, "elsewhere", &w.other_vpc_id, 30002, TargetTypeEnum::Instance).await;
@@ -183,20 +183,22 @@ async fn wrong_groups_are_named_and_nothing_is_written() {
 
 #[tokio::test]
 async fn a_malformed_arn_fails_init_naming_the_variable() {
+    crate::require_emulator!();
     let env = vec![
         ("_HANDLER", "targets".to_owned()),
         ("VPC_ID", "vpc-0123456789abcdef0".to_owned()),
         ("TARGET_GROUP_ARNS", "nodes-443".to_owned()),
         ("TARGET_NODE_TAGS", "role=node".to_owned()),
     ];
-    let log = support::failed_init_log(std::path::Path::new(env!("CARGO_BIN_EXE_kube-rtsync")), "targets", &env);
+    let log = crate::support::failed_init_log(std::path::Path::new(env!("CARGO_BIN_EXE_kube-rtsync")), "targets", &env);
     assert!(log.contains("TARGET_GROUP_ARNS") && log.contains("is not a target group ARN"), "{log}");
 }
 
 #[tokio::test]
 async fn elbv2_throttling_is_retried_and_counted() {
+    crate::require_emulator!();
+    use crate::support::proxy::{Behaviour, Proxy, Refusal};
     use kube_rtsync::aws::error::ThrottleCounter;
-    use support::proxy::{Behaviour, Proxy, Refusal};
     let w = world().await;
     // ELBv2 throttles with HTTP 400 and the code `Throttling`, not 503.
     let refusal = Refusal { action: "RegisterTargets", times: 2, status: 400, code: "Throttling" };
@@ -227,6 +229,7 @@ async fn elbv2_throttling_is_retried_and_counted() {
 
 #[tokio::test]
 async fn a_selector_that_matches_no_instance_deregisters_no_node() {
+    crate::require_emulator!();
     let w = world().await;
     // A typo (`node` for `nodes`), with the cluster set: every registered
     // node of the cluster "no longer matches", and the guard holds them.

@@ -48,6 +48,42 @@ macro_rules! sdk_client {
     }};
 }
 
+/// Whether the emulator is installed. Without it an emulator test returns
+/// early, saying so, so that plain `cargo test` on a fresh clone runs the
+/// rest; with `KUBE_RTSYNC_REQUIRE_EMULATOR` set (`make test` sets it) a
+/// missing emulator fails the test instead, so CI cannot pass by skipping.
+pub fn available(test: &str) -> bool {
+    if moto_server().exists() {
+        return true;
+    }
+    if std::env::var_os("KUBE_RTSYNC_REQUIRE_EMULATOR").is_some() {
+        panic!("{test}: the emulator is required but not installed at {}: run `make venv`", moto_server().display());
+    }
+    // Once, and past the test harness's capture (which hides what passing
+    // tests print), so that the skip is seen.
+    static SAID: std::sync::Once = std::sync::Once::new();
+    SAID.call_once(|| {
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "\nkube-rtsync: the emulator is not installed ({}): the emulator tests are skipped (first: {test}); `make venv` installs it, `make test` runs them\n",
+            moto_server().display()
+        );
+    });
+    false
+}
+
+/// Returns from an emulator test when the emulator is not installed (see
+/// [`available`]).
+#[macro_export]
+macro_rules! require_emulator {
+    () => {
+        if !$crate::support::emulator::available(module_path!()) {
+            return;
+        }
+    };
+}
+
 impl Emulator {
     /// Starts a fresh emulator and waits until it answers.
     pub fn start() -> Emulator {

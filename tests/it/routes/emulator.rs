@@ -3,12 +3,15 @@
 //! the plain SDK, runs a sync through the real adapter (or the compiled
 //! binary), and checks the result with independent describes.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
+use crate::support::emulator::Emulator;
+use crate::support::proxy::{Behaviour, Proxy, WriteBucket};
+use crate::support::runtime_api::{Answer, RuntimeApi};
+use crate::support::seed::{self, CLUSTER, ClusterTag, RouteRow, SampleVpc, To};
+use crate::support::{Counting, LAUNCH, LambdaProcess, RUNNING, SAMPLE_INSTANCE, SCHEDULED, TEST_NOTIFICATION, event};
 use ipnet::IpNet;
 use kube_rtsync::aws::ec2::AwsEc2;
 use kube_rtsync::aws::error::ThrottleCounter;
@@ -17,11 +20,6 @@ use kube_rtsync::jobs::routes::config::{Config, WriteRate};
 use kube_rtsync::jobs::routes::report::{Outcome, Report};
 use kube_rtsync::jobs::routes::{Reconciler, handle_event};
 use kube_rtsync::shared::limiter::WriteLimiter;
-use support::emulator::Emulator;
-use support::proxy::{Behaviour, Proxy, WriteBucket};
-use support::runtime_api::{Answer, RuntimeApi};
-use support::seed::{self, CLUSTER, ClusterTag, RouteRow, SampleVpc, To};
-use support::{Counting, LAUNCH, LambdaProcess, RUNNING, SAMPLE_INSTANCE, SCHEDULED, TEST_NOTIFICATION, event};
 
 type Snapshot = BTreeMap<String, BTreeSet<RouteRow>>;
 
@@ -111,6 +109,7 @@ fn privates(vpc: &SampleVpc) -> Vec<&str> {
 
 #[tokio::test]
 async fn a_launch_event_mirrors_the_pod_routes_with_the_minimal_writes() {
+    crate::require_emulator!();
     let world = World::new(ClusterTag::Legacy).await;
     let before = world.snapshot().await;
     let (result, (describes, writes)) = world.sync(&world.config(&[]), LAUNCH).await;
@@ -132,6 +131,7 @@ async fn a_launch_event_mirrors_the_pod_routes_with_the_minimal_writes() {
 
 #[tokio::test]
 async fn a_duplicate_event_makes_zero_writes() {
+    crate::require_emulator!();
     let world = World::new(ClusterTag::Legacy).await;
     let config = world.config(&[]);
     world.sync(&config, LAUNCH).await.0.unwrap();
@@ -145,6 +145,7 @@ async fn a_duplicate_event_makes_zero_writes() {
 
 #[tokio::test]
 async fn a_test_notification_changes_nothing() {
+    crate::require_emulator!();
     let world = World::new(ClusterTag::Legacy).await;
     let before = world.snapshot().await;
     let (result, calls) = world.sync(&world.config(&[]), TEST_NOTIFICATION).await;
@@ -155,6 +156,7 @@ async fn a_test_notification_changes_nothing() {
 
 #[tokio::test]
 async fn the_new_style_cluster_tag_finds_the_source() {
+    crate::require_emulator!();
     let world = World::new(ClusterTag::Owned).await;
     let before = world.snapshot().await;
     let (result, (_, writes)) = world.sync(&world.config(&[]), LAUNCH).await;
@@ -165,6 +167,7 @@ async fn the_new_style_cluster_tag_finds_the_source() {
 
 #[tokio::test]
 async fn custom_filters_select_only_the_tables_they_match() {
+    crate::require_emulator!();
     let world = World::new(ClusterTag::Legacy).await;
     let before = world.snapshot().await;
     let filters = format!(r#"[{{"Name":"route-table-id","Values":["{}"]}}]"#, world.vpc.private[1]);
@@ -177,6 +180,7 @@ async fn custom_filters_select_only_the_tables_they_match() {
 
 #[tokio::test]
 async fn dry_run_reports_the_plan_and_changes_nothing() {
+    crate::require_emulator!();
     let world = World::new(ClusterTag::Legacy).await;
     let before = world.snapshot().await;
     let (result, (_, writes)) = world.sync(&world.config(&[("DRY_RUN", "true")]), LAUNCH).await;
@@ -189,6 +193,7 @@ async fn dry_run_reports_the_plan_and_changes_nothing() {
 
 #[tokio::test]
 async fn containment_is_by_cidr_not_by_text() {
+    crate::require_emulator!();
     let world = World::new(ClusterTag::Legacy).await;
     let (c, vpc) = (&world.client, &world.vpc);
     let node = |n: usize| To::Instance(&vpc.nodes[n].instance_id);
@@ -215,6 +220,7 @@ async fn containment_is_by_cidr_not_by_text() {
 
 #[tokio::test]
 async fn the_legacy_dotted_prefix_is_read_as_its_cidr() {
+    crate::require_emulator!();
     let world = World::new(ClusterTag::Legacy).await;
     let before = world.snapshot().await;
     let (result, (_, writes)) = world.sync(&world.config(&[("KUBE_ROUTE_CIDRS", "100.96")]), LAUNCH).await;
@@ -225,6 +231,7 @@ async fn the_legacy_dotted_prefix_is_read_as_its_cidr() {
 
 #[tokio::test]
 async fn a_missing_source_is_an_error_and_changes_nothing() {
+    crate::require_emulator!();
     let world = World::new(ClusterTag::Legacy).await;
     let before = world.snapshot().await;
     let cases = [
@@ -244,6 +251,7 @@ async fn a_missing_source_is_an_error_and_changes_nothing() {
 
 #[tokio::test]
 async fn the_binary_serves_events_through_the_lambda_runtime_api() {
+    crate::require_emulator!();
     let world = World::new(ClusterTag::Legacy).await;
     let before = world.snapshot().await;
     let mut bad = event(LAUNCH);
@@ -319,6 +327,7 @@ async fn the_binary_serves_events_through_the_lambda_runtime_api() {
 
 #[tokio::test]
 async fn invalid_configuration_fails_init_naming_the_variable() {
+    crate::require_emulator!();
     let cases = [
         ("KUBE_ROUTE_CIDRS", "100.96.0.0/33", "expected comma-separated CIDRs"),
         ("AWS_CA_BUNDLE", "/nonexistent/ca.pem", "cannot read /nonexistent/ca.pem"),
@@ -350,6 +359,7 @@ async fn invalid_configuration_fails_init_naming_the_variable() {
 
 #[tokio::test]
 async fn the_routes_handler_names_and_no_handler_all_run_the_routes_job() {
+    crate::require_emulator!();
     for handler in [None, Some("bootstrap"), Some("routes")] {
         let world = World::new(ClusterTag::Legacy).await;
         let node = world.vpc.nodes[0].instance_id.clone();
@@ -373,6 +383,7 @@ async fn the_routes_handler_names_and_no_handler_all_run_the_routes_job() {
 
 #[tokio::test]
 async fn a_deadline_sent_as_a_duration_by_cargo_lambda_s_emulator_still_lets_the_sync_write() {
+    crate::require_emulator!();
     // cargo-lambda 1.9's `watch` sends `Lambda-Runtime-Deadline-Ms: 600000`,
     // the timeout itself rather than an epoch time.
     let world = World::new(ClusterTag::Legacy).await;
@@ -396,6 +407,7 @@ async fn a_deadline_sent_as_a_duration_by_cargo_lambda_s_emulator_still_lets_the
 
 #[tokio::test]
 async fn state_change_and_scheduled_events_reconcile_an_out_of_sync_vpc() {
+    crate::require_emulator!();
     for sample in [RUNNING, SCHEDULED] {
         let world = World::new(ClusterTag::Legacy).await;
         let before = world.snapshot().await;
@@ -408,6 +420,7 @@ async fn state_change_and_scheduled_events_reconcile_an_out_of_sync_vpc() {
 
 #[tokio::test]
 async fn an_unknown_event_shape_is_a_clear_error_and_changes_nothing() {
+    crate::require_emulator!();
     let world = World::new(ClusterTag::Legacy).await;
     let before = world.snapshot().await;
     let unknown = r#"{"version":"0","source":"aws.s3","detail-type":"Object Created","detail":{}}"#;
@@ -421,6 +434,7 @@ async fn an_unknown_event_shape_is_a_clear_error_and_changes_nothing() {
 
 #[tokio::test]
 async fn a_new_node_route_written_after_the_launch_event_is_waited_for() {
+    crate::require_emulator!();
     let world = World::new(ClusterTag::Legacy).await;
     let before = world.snapshot().await;
     // A fifth node launches; the cluster's controller writes its route a
@@ -465,6 +479,7 @@ fn cli(world: &World, args: &[&str], extra: &[(&str, &str)]) -> (i32, String, St
 
 #[tokio::test]
 async fn the_command_line_plans_syncs_and_plans_again() {
+    crate::require_emulator!();
     let world = World::new(ClusterTag::Legacy).await;
     let before = world.snapshot().await;
 
@@ -496,6 +511,7 @@ async fn the_command_line_plans_syncs_and_plans_again() {
 
 #[tokio::test]
 async fn command_line_flags_override_the_environment_and_errors_exit_1() {
+    crate::require_emulator!();
     let world = World::new(ClusterTag::Legacy).await;
     let before = world.snapshot().await;
     // The flag narrows the targets to one table.
@@ -515,6 +531,7 @@ async fn command_line_flags_override_the_environment_and_errors_exit_1() {
 
 #[tokio::test]
 async fn tls_endpoints_are_verified_and_aws_ca_bundle_extends_the_trust() {
+    crate::require_emulator!();
     let world = World::on(Emulator::start_tls(), ClusterTag::Legacy).await;
     let before = world.snapshot().await;
 
@@ -529,7 +546,7 @@ async fn tls_endpoints_are_verified_and_aws_ca_bundle_extends_the_trust() {
     assert!(err.contains("AWS_CA_BUNDLE: cannot read /nonexistent/ca.pem"), "{err}");
     assert_eq!(world.snapshot().await, before);
 
-    let (code, out, err) = cli(&world, &["sync"], &[("AWS_CA_BUNDLE", support::emulator::TEST_CA)]);
+    let (code, out, err) = cli(&world, &["sync"], &[("AWS_CA_BUNDLE", crate::support::emulator::TEST_CA)]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("Applied: 9 created, 2 replaced, 1 deleted, in 3 of 3 tables."), "{out}");
     assert_mirror(&world.vpc, &before, &world.snapshot().await, &["100.96.0.0/11"], &privates(&world.vpc));
@@ -537,6 +554,7 @@ async fn tls_endpoints_are_verified_and_aws_ca_bundle_extends_the_trust() {
 
 #[tokio::test]
 async fn the_https_client_goes_through_the_proxy_the_environment_names() {
+    crate::require_emulator!();
     let world = World::new(ClusterTag::Legacy).await;
     let proxy = Proxy::start(&world.emulator.endpoint(), Behaviour::default());
     let (code, out, err) = cli(&world, &["plan", "--detailed-exitcode"], &[("HTTP_PROXY", &proxy.endpoint)]);
@@ -570,6 +588,7 @@ impl aws_sdk_ec2::config::Intercept for Attempts {
 
 #[tokio::test]
 async fn a_refused_certificate_is_not_retried() {
+    crate::require_emulator!();
     use aws_sdk_ec2::config::retry::RetryConfig;
     use kube_rtsync::aws::ec2::{Ec2, FailureKind};
 
@@ -580,7 +599,7 @@ async fn a_refused_certificate_is_not_retried() {
     let mut attempts = Vec::new();
     for rule in [false, true] {
         let counter = Attempts::default();
-        let mut config = support::emulator::client_config(&emulator.endpoint())
+        let mut config = crate::support::emulator::client_config(&emulator.endpoint())
             .http_client(kube_rtsync::aws::sdk::https_client(kube_rtsync::aws::sdk::crypto(), None))
             .retry_config(RetryConfig::standard().with_max_attempts(3).with_initial_backoff(Duration::from_millis(1)))
             .interceptor(counter.clone());
@@ -628,13 +647,14 @@ fn the_command_line_documents_every_command_and_flag() {
 
 #[tokio::test]
 async fn a_resync_converges_behind_a_proxy_that_throttles_writes() {
+    crate::require_emulator!();
     let world = World::new(ClusterTag::Legacy).await;
     let before = world.snapshot().await;
     // Every second route write is refused with 503 RequestLimitExceeded.
     let proxy = Proxy::start(&world.emulator.endpoint(), Behaviour { throttle_every: 2, ..Behaviour::default() });
     let throttled = ThrottleCounter::default();
     let client = aws_sdk_ec2::Client::from_conf(
-        support::emulator::client_config(&proxy.endpoint).interceptor(throttled.clone()).build(),
+        crate::support::emulator::client_config(&proxy.endpoint).interceptor(throttled.clone()).build(),
     );
     let ec2 = AwsEc2::new(client);
     let config = world.config(&[]);
@@ -660,6 +680,7 @@ async fn a_resync_converges_behind_a_proxy_that_throttles_writes() {
 
 #[tokio::test]
 async fn another_instances_launch_costs_one_reconcile_and_no_wait() {
+    crate::require_emulator!();
     let world = World::new(ClusterTag::Legacy).await;
     let before = world.snapshot().await;
     // An instance of the VPC without the cluster's tag, and one tagged for
@@ -688,6 +709,7 @@ async fn another_instances_launch_costs_one_reconcile_and_no_wait() {
 
 #[tokio::test]
 async fn routes_through_gateways_inside_the_cidrs_are_never_copied_replaced_or_deleted() {
+    crate::require_emulator!();
     let world = World::new(ClusterTag::Legacy).await;
     let (source, private) = (&world.vpc.source, &world.vpc.private);
     let pcx = world.snapshot().await[source]
@@ -742,6 +764,7 @@ async fn routes_through_gateways_inside_the_cidrs_are_never_copied_replaced_or_d
 
 #[tokio::test]
 async fn withheld_changes_are_reported_and_counted_and_the_invocation_succeeds() {
+    crate::require_emulator!();
     let world = World::new(ClusterTag::Legacy).await;
     // The cluster is being rebuilt: its table has lost every pod route.
     for dest in ["100.96.1.0/24", "100.96.2.0/24", "100.96.3.0/24", "100.96.4.0/24"] {
@@ -782,6 +805,7 @@ async fn withheld_changes_are_reported_and_counted_and_the_invocation_succeeds()
 
 #[tokio::test]
 async fn a_resync_through_ec2_s_shared_bucket_is_rarely_throttled() {
+    crate::require_emulator!();
     let world = World::new(ClusterTag::Legacy).await;
     // 40 more nodes: 44 pod routes, so about 130 writes over the three
     // private tables, far past the bucket's 50.

@@ -10,12 +10,12 @@ pub const VPC: &str = "vpc-0a00000000000001";
 pub const OTHER_VPC: &str = "vpc-0b00000000000002";
 pub const CLUSTER: &str = "k8s.example.com";
 
-pub const LAUNCH: &str = include_str!("../../events/sns-launch.json");
-pub const TERMINATE: &str = include_str!("../../events/sns-terminate.json");
-pub const TEST_NOTIFICATION: &str = include_str!("../../events/sns-test-notification.json");
-pub const RUNNING: &str = include_str!("../../events/eventbridge-instance-running.json");
-pub const TERMINATED: &str = include_str!("../../events/eventbridge-instance-terminated.json");
-pub const SCHEDULED: &str = include_str!("../../events/eventbridge-scheduled.json");
+pub const LAUNCH: &str = include_str!("../../../events/sns-launch.json");
+pub const TERMINATE: &str = include_str!("../../../events/sns-terminate.json");
+pub const TEST_NOTIFICATION: &str = include_str!("../../../events/sns-test-notification.json");
+pub const RUNNING: &str = include_str!("../../../events/eventbridge-instance-running.json");
+pub const TERMINATED: &str = include_str!("../../../events/eventbridge-instance-terminated.json");
+pub const SCHEDULED: &str = include_str!("../../../events/eventbridge-scheduled.json");
 /// The instance the launch and running samples name.
 pub const SAMPLE_INSTANCE: &str = "i-0b7f3c2a9d4e5f601";
 

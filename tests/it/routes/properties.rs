@@ -254,10 +254,10 @@ proptest! {
     fn decoding_random_json_never_panics(value in json()) {
         let _ = event::decode(&value);
         // Also as an SNS message and as an EventBridge detail.
-        let mut sns: serde_json::Value = serde_json::from_str(include_str!("../events/sns-launch.json")).unwrap();
+        let mut sns: serde_json::Value = serde_json::from_str(include_str!("../../../events/sns-launch.json")).unwrap();
         sns["Records"][0]["Sns"]["Message"] = serde_json::Value::String(value.to_string());
         let _ = event::decode(&sns);
-        let mut eb: serde_json::Value = serde_json::from_str(include_str!("../events/eventbridge-instance-running.json")).unwrap();
+        let mut eb: serde_json::Value = serde_json::from_str(include_str!("../../../events/eventbridge-instance-running.json")).unwrap();
         eb["detail"] = value;
         let _ = event::decode(&eb);
     }

@@ -250,11 +250,12 @@ async fn test_notifications_do_nothing_and_state_changes_reconcile() {
     let config = config(&[]);
     let limiter = WriteLimiter::new(WriteRate { per_second: 0.0, burst: 1 });
     let reconciler = Reconciler { ec2: &fake, config: &config, limiter: &limiter, deadline: None };
-    let test: serde_json::Value = serde_json::from_str(include_str!("../events/sns-test-notification.json")).unwrap();
+    let test: serde_json::Value =
+        serde_json::from_str(include_str!("../../../events/sns-test-notification.json")).unwrap();
     assert_eq!(handle_event(&reconciler, &test).await.unwrap().outcome, Outcome::NothingToDo);
     assert_eq!(fake.calls().describe, 0);
     let running: serde_json::Value =
-        serde_json::from_str(include_str!("../events/eventbridge-instance-running.json")).unwrap();
+        serde_json::from_str(include_str!("../../../events/eventbridge-instance-running.json")).unwrap();
     assert_eq!(handle_event(&reconciler, &running).await.unwrap().outcome, Outcome::InSync);
     assert_eq!(fake.calls().describe, 1, "any instance's event costs one reconcile");
 }

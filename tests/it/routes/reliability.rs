@@ -2,8 +2,7 @@
 //! EC2: every scenario must converge to the mirror within a stated number of
 //! invocations, without ever touching a route kube-rtsync does not manage.
 
-mod support;
-
+use crate::support::*;
 use kube_rtsync::aws::ec2::model::RouteTable;
 use kube_rtsync::fake::ec2::{FakeEc2, Fault, Operation};
 use kube_rtsync::jobs::routes::Error;
@@ -11,7 +10,6 @@ use kube_rtsync::jobs::routes::config::{Config, WriteRate};
 use kube_rtsync::jobs::routes::report::{Outcome, Report};
 use kube_rtsync::jobs::routes::{Reconciler, handle_event};
 use kube_rtsync::shared::limiter::WriteLimiter;
-use support::*;
 
 async fn invoke(fake: &FakeEc2, config: &Config, limiter: &WriteLimiter) -> Result<Report, Error> {
     let reconciler = Reconciler { ec2: fake, config, limiter, deadline: None };

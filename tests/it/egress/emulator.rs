@@ -2,10 +2,10 @@
 //! mode, through the real `aws-sdk-ec2` adapter. NAT instances are stopped
 //! and started, a NAT gateway deleted, and the tables must follow.
 
-mod support;
-
 use std::collections::BTreeMap;
 
+use crate::support::emulator::{Emulator, client_config};
+use crate::support::proxy::{Behaviour, Proxy, Refusal};
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::types::{DomainType, ResourceType, Tag, TagSpecification};
 use kube_rtsync::aws::ec2::AwsEc2;
@@ -15,8 +15,6 @@ use kube_rtsync::jobs::egress::{Error, Reconciler};
 use kube_rtsync::shared::config::WriteRate;
 use kube_rtsync::shared::event::Trigger;
 use kube_rtsync::shared::limiter::WriteLimiter;
-use support::emulator::{Emulator, client_config};
-use support::proxy::{Behaviour, Proxy, Refusal};
 
 const T0: u64 = 1_800_000_000;
 
@@ -171,6 +169,7 @@ impl World {
 
 #[tokio::test]
 async fn nats_that_stop_start_and_vanish_move_the_tables_and_nothing_else() {
+    crate::require_emulator!();
     let w = world().await;
     let eni = |zone: char| w.nat[&zone].1.clone();
     let config = [("EGRESS_FAILBACK_SECONDS", "0")];
@@ -217,6 +216,7 @@ async fn nats_that_stop_start_and_vanish_move_the_tables_and_nothing_else() {
 
 #[tokio::test]
 async fn a_held_failback_keeps_its_clock_on_the_table() {
+    crate::require_emulator!();
     let w = world().await;
     w.client.stop_instances().instance_ids(&w.nat[&'b'].0).send().await.unwrap();
     w.run(&[], T0).await.unwrap();
@@ -234,20 +234,22 @@ async fn a_held_failback_keeps_its_clock_on_the_table() {
 
 #[tokio::test]
 async fn a_bad_egress_variable_fails_init_naming_it() {
+    crate::require_emulator!();
     let env = vec![
         ("_HANDLER", "egress".to_owned()),
         ("VPC_ID", "vpc-0123456789abcdef0".to_owned()),
         ("EGRESS_DESTINATION", "0.0.0.0/33".to_owned()),
     ];
-    let log = support::failed_init_log(std::path::Path::new(env!("CARGO_BIN_EXE_kube-rtsync")), "egress", &env);
+    let log = crate::support::failed_init_log(std::path::Path::new(env!("CARGO_BIN_EXE_kube-rtsync")), "egress", &env);
     assert!(log.contains("EGRESS_DESTINATION") && log.contains("is not a CIDR"), "{log}");
 }
 
 #[tokio::test]
 async fn tables_that_must_choose_spread_over_two_nats_of_their_zone() {
+    crate::require_emulator!();
     let emulator = Emulator::start();
     let client = emulator.client();
-    let vpc = support::seed::egress_vpc(&client, 8, &[("us-east-1a", 4), ("us-east-1a", 0)]).await;
+    let vpc = crate::support::seed::egress_vpc(&client, 8, &[("us-east-1a", 4), ("us-east-1a", 0)]).await;
     let ids: Vec<String> = vpc.tables.iter().map(|(_, id, _)| id.clone()).collect();
     for id in &ids {
         client.delete_route().route_table_id(id).destination_cidr_block("0.0.0.0/0").send().await.unwrap();
@@ -258,7 +260,7 @@ async fn tables_that_must_choose_spread_over_two_nats_of_their_zone() {
     let limiter = WriteLimiter::new(WriteRate { per_second: 0.0, burst: 1 });
     let reconciler = Reconciler { ec2: &ec2, config: &config, limiter: &limiter, deadline: None };
     reconciler.reconcile(vec![Trigger::Manual { command: "sync".into() }], T0).await.unwrap();
-    let routes = support::seed::default_routes(&client, &ids).await;
+    let routes = crate::support::seed::default_routes(&client, &ids).await;
     let on = |eni: &str| routes.values().filter(|t| *t == eni).count();
     assert_eq!((on(&vpc.nats[0].2), on(&vpc.nats[1].2)), (2, 2), "{routes:?}");
 }
@@ -299,12 +301,13 @@ async fn default_of(w: &World, table: &str) -> String {
 
 #[tokio::test]
 async fn a_refused_source_dest_fix_and_next_hops_that_are_not_enrolled_nats_keep_the_tables_off_them() {
+    crate::require_emulator!();
     let w = world().await;
     // An appliance (a firewall instance, not enrolled) and another router
     // id's NAT gateway, each the next hop of an enrolled table of zone a.
     let subnet_c = w.client.describe_nat_gateways().nat_gateway_ids(&w.gateway).send().await.unwrap();
     let subnet_c = subnet_c.nat_gateways()[0].subnet_id().unwrap().to_owned();
-    let appliance = support::seed::instance(&w.client, &subnet_c, &[("Name", "firewall")]).await;
+    let appliance = crate::support::seed::instance(&w.client, &subnet_c, &[("Name", "firewall")]).await;
     let described = w.client.describe_instances().instance_ids(&appliance).send().await.unwrap();
     let appliance_eni =
         described.reservations()[0].instances()[0].network_interfaces()[0].network_interface_id().unwrap().to_owned();

@@ -81,7 +81,8 @@ fn config(extra: &[(&str, &str)]) -> Config {
 async fn run(ec2: &FakeEc2, elb: &FakeElbv2, config: &Config) -> Result<Report, Error> {
     let limiter = WriteLimiter::new(WriteRate { per_second: 0.0, burst: 1 });
     let reconciler = Reconciler { ec2, elbv2: elb, config, limiter: &limiter, deadline: None };
-    let event: serde_json::Value = serde_json::from_str(include_str!("../events/eventbridge-scheduled.json")).unwrap();
+    let event: serde_json::Value =
+        serde_json::from_str(include_str!("../../../events/eventbridge-scheduled.json")).unwrap();
     handle_event(&reconciler, &event).await
 }
 

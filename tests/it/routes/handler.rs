@@ -1,10 +1,9 @@
 //! The whole handler (decode -> observe -> plan -> apply -> report) against
 //! the in-memory EC2.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::*;
 use kube_rtsync::aws::ec2::FailureKind;
 use kube_rtsync::aws::ec2::model::{Route, RouteTable, Target};
 use kube_rtsync::fake::ec2::{FakeEc2, Fault, Operation};
@@ -14,7 +13,6 @@ use kube_rtsync::jobs::routes::report::{Outcome, Report};
 use kube_rtsync::jobs::routes::{Reconciler, handle_event};
 use kube_rtsync::shared::limiter::WriteLimiter;
 use serde_json::Value;
-use support::*;
 use tokio::time::Instant;
 
 async fn run(fake: &FakeEc2, config: &Config, event: &Value) -> Result<Report, Error> {

@@ -1,10 +1,10 @@
 //! The eip job against real EC2, Route 53 and DynamoDB APIs: the moto
 //! emulator in server mode, through the real SDK adapters.
 
-mod support;
-
 use std::collections::BTreeMap;
 
+use crate::support::emulator::Emulator;
+use crate::support::seed::{self, EIP_SUFFIX as SUFFIX, EIP_TABLE as TABLE};
 use kube_rtsync::aws::dynamodb::{AwsBindings, binding_from_item};
 use kube_rtsync::aws::ec2::AwsEc2;
 use kube_rtsync::aws::route53::AwsRoute53;
@@ -14,8 +14,6 @@ use kube_rtsync::jobs::eip::{Error, Reconciler};
 use kube_rtsync::shared::config::WriteRate;
 use kube_rtsync::shared::event::Trigger;
 use kube_rtsync::shared::limiter::WriteLimiter;
-use support::emulator::Emulator;
-use support::seed::{self, EIP_SUFFIX as SUFFIX, EIP_TABLE as TABLE};
 
 struct World {
     _emulator: Emulator,
@@ -125,6 +123,7 @@ impl World {
 
 #[tokio::test]
 async fn nodes_are_bound_named_and_recorded_and_a_duplicate_changes_nothing() {
+    crate::require_emulator!();
     let w = world(2, 3).await;
     let report = w.run(&w.config(true)).await.unwrap();
     assert_eq!(report.totals.bound, 2);
@@ -136,6 +135,7 @@ async fn nodes_are_bound_named_and_recorded_and_a_duplicate_changes_nothing() {
 
 #[tokio::test]
 async fn a_deleted_record_and_item_are_repaired() {
+    crate::require_emulator!();
     let w = world(2, 2).await;
     w.run(&w.config(true)).await.unwrap();
     let held = w.held().await;
@@ -175,6 +175,7 @@ async fn a_deleted_record_and_item_are_repaired() {
 
 #[tokio::test]
 async fn a_terminated_node_releases_its_address_for_the_next_node() {
+    crate::require_emulator!();
     let w = world(2, 2).await;
     w.run(&w.config(true)).await.unwrap();
     let freed = w.held().await[&w.nodes[0]].clone();
@@ -193,6 +194,7 @@ async fn a_terminated_node_releases_its_address_for_the_next_node() {
 
 #[tokio::test]
 async fn an_exhausted_pool_fails_and_names_the_nodes_left_without() {
+    crate::require_emulator!();
     let w = world(3, 2).await;
     let err = w.run(&w.config(true)).await.unwrap_err();
     let Error::PoolExhausted(report) = &err else { panic!("{err}") };
@@ -203,6 +205,7 @@ async fn an_exhausted_pool_fails_and_names_the_nodes_left_without() {
 
 #[tokio::test]
 async fn without_dns_and_table_addresses_are_still_bound() {
+    crate::require_emulator!();
     let w = world(2, 2).await;
     w.run(&w.config(false)).await.unwrap();
     assert_eq!(w.held().await.len(), 2);
@@ -212,6 +215,7 @@ async fn without_dns_and_table_addresses_are_still_bound() {
 
 #[tokio::test]
 async fn a_bad_eip_variable_fails_init_naming_it() {
+    crate::require_emulator!();
     let env = vec![
         ("_HANDLER", "eip".to_owned()),
         ("VPC_ID", "vpc-0123456789abcdef0".to_owned()),
@@ -219,12 +223,13 @@ async fn a_bad_eip_variable_fails_init_naming_it() {
         ("EIP_POOL_TAGS", "pool=edge".to_owned()),
         ("DNS_ZONE_ID", "Z0123456789ABC".to_owned()),
     ];
-    let log = support::failed_init_log(std::path::Path::new(env!("CARGO_BIN_EXE_kube-rtsync")), "eip", &env);
+    let log = crate::support::failed_init_log(std::path::Path::new(env!("CARGO_BIN_EXE_kube-rtsync")), "eip", &env);
     assert!(log.contains("DNS_SUFFIX") && log.contains("is not set, but DNS_ZONE_ID is"), "{log}");
 }
 
 #[tokio::test]
 async fn an_exhausted_pool_recovers_in_the_first_reconcile_after_a_node_goes() {
+    crate::require_emulator!();
     let w = world(3, 2).await;
     let err = w.run(&w.config(true)).await.unwrap_err();
     let Error::PoolExhausted(report) = &err else { panic!("{err}") };
@@ -243,6 +248,7 @@ async fn an_exhausted_pool_recovers_in_the_first_reconcile_after_a_node_goes() {
 
 #[tokio::test]
 async fn an_item_naming_another_instance_than_the_holder_is_repaired() {
+    crate::require_emulator!();
     let w = world(2, 2).await;
     w.run(&w.config(true)).await.unwrap();
     let ip = w.held().await[&w.nodes[0]].clone();
@@ -262,6 +268,7 @@ async fn an_item_naming_another_instance_than_the_holder_is_repaired() {
 
 #[tokio::test]
 async fn a_node_selector_that_matches_no_instance_withholds_the_releases() {
+    crate::require_emulator!();
     let w = world(2, 2).await;
     w.run(&w.config(true)).await.unwrap();
     let before = w.held().await;
