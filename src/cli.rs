@@ -7,16 +7,14 @@
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::aws::ec2::AwsEc2;
-use crate::jobs::routes::{self, Reconciler, config::Config};
-use crate::jobs::{egress, eip, targets};
+use crate::jobs::routes::{self, config::Config};
+use crate::jobs::{JobName, egress, eip, targets};
 use crate::shared::config::ConfigError;
 use crate::shared::event::Trigger;
-use crate::shared::limiter::WriteLimiter;
+use crate::shared::job::{Job, Run, Throttles};
 use crate::shared::report::{JobError, JobReport};
 
 /// Keeps the networking around a self-managed Kubernetes cluster on AWS
@@ -117,15 +115,14 @@ impl Verb {
 
 impl Command {
     /// The job and what to do with it.
-    pub fn job(&self) -> (crate::jobs::Job, Verb) {
-        use crate::jobs::Job;
+    pub fn job(&self) -> (JobName, Verb) {
         match *self {
-            Command::Plan { detailed_exitcode } => (Job::Routes, Verb::Plan { detailed_exitcode }),
-            Command::Sync { dry_run } => (Job::Routes, Verb::Sync { dry_run }),
-            Command::Routes { verb } => (Job::Routes, verb),
-            Command::Egress { verb } => (Job::Egress, verb),
-            Command::Targets { verb } => (Job::Targets, verb),
-            Command::Eip { verb } => (Job::Eip, verb),
+            Command::Plan { detailed_exitcode } => (JobName::Routes, Verb::Plan { detailed_exitcode }),
+            Command::Sync { dry_run } => (JobName::Routes, Verb::Sync { dry_run }),
+            Command::Routes { verb } => (JobName::Routes, verb),
+            Command::Egress { verb } => (JobName::Egress, verb),
+            Command::Targets { verb } => (JobName::Targets, verb),
+            Command::Eip { verb } => (JobName::Eip, verb),
         }
     }
 }
@@ -194,77 +191,32 @@ pub async fn run() -> ExitCode {
     let cli = Cli::parse();
     let (job, verb) = cli.command.job();
     match job {
-        crate::jobs::Job::Routes => {
-            let result = run_routes(&cli.options, verb).await;
-            finish(verb.name(), verb.detailed(), cli.options.output, result)
-        }
-        crate::jobs::Job::Egress => {
-            let result = run_egress(&cli.options, verb).await;
-            finish(verb.name(), verb.detailed(), cli.options.output, result)
-        }
-        crate::jobs::Job::Targets => {
-            let result = run_targets(&cli.options, verb).await;
-            finish(verb.name(), verb.detailed(), cli.options.output, result)
-        }
-        crate::jobs::Job::Eip => {
-            let result = run_eip(&cli.options, verb).await;
-            finish(verb.name(), verb.detailed(), cli.options.output, result)
-        }
+        JobName::Routes => command::<routes::Routes>(&cli.options, verb).await,
+        JobName::Egress => command::<egress::Egress>(&cli.options, verb).await,
+        JobName::Targets => command::<targets::Targets>(&cli.options, verb).await,
+        JobName::Eip => command::<eip::Eip>(&cli.options, verb).await,
     }
 }
 
-async fn run_eip(options: &Options, verb: Verb) -> Result<eip::report::Report, eip::Error> {
-    let mut config = eip::config::Config::from_lookup(options.lookup(|name| std::env::var(name).ok()))?;
+/// One command for any job: the configuration from the environment and the
+/// flags, nothing written for `plan` or `--dry-run`, the same reconcile as
+/// the Lambda (without a deadline), the report printed.
+async fn command<J: Job>(options: &Options, verb: Verb) -> ExitCode {
+    let result = reconcile::<J>(options, verb).await;
+    finish(verb.name(), verb.detailed(), options.output, result)
+}
+
+async fn reconcile<J: Job>(options: &Options, verb: Verb) -> Result<J::Report, J::Error> {
+    let mut config = J::config(&options.lookup(|name| std::env::var(name).ok()))?;
     config.dry_run |= verb.dry_run();
+    J::for_a_person(&mut config);
     let sdk = sdk_config(options).await?;
-    let ec2 = AwsEc2::new(crate::aws::sdk::ec2_client(&sdk, Default::default()));
-    let route53 = crate::aws::route53::AwsRoute53::new(crate::aws::sdk::route53_client(&sdk, Default::default()));
-    let bindings = crate::aws::dynamodb::AwsBindings::new(crate::aws::sdk::dynamodb_client(&sdk, Default::default()));
-    let limiter = WriteLimiter::new(config.write_rate);
-    let dns_limiter = WriteLimiter::new(eip::ROUTE53_WRITE_RATE);
-    let reconciler = eip::Reconciler {
-        ec2: &ec2,
-        route53: &route53,
-        bindings: &bindings,
-        config: &config,
-        limiter: &limiter,
-        dns_limiter: &dns_limiter,
-        deadline: None,
-    };
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let report = reconciler.reconcile(vec![Trigger::Manual { command: verb.name().to_owned() }], now).await?;
-    eip::outcome(report)
-}
-
-async fn run_targets(options: &Options, verb: Verb) -> Result<targets::report::Report, targets::Error> {
-    let mut config = targets::config::Config::from_lookup(options.lookup(|name| std::env::var(name).ok()))?;
-    config.dry_run |= verb.dry_run();
-    let sdk = sdk_config(options).await?;
-    let ec2 = AwsEc2::new(crate::aws::sdk::ec2_client(&sdk, Default::default()));
-    let elbv2 = crate::aws::elbv2::AwsElbv2::new(crate::aws::sdk::elbv2_client(&sdk, Default::default()));
-    let limiter = WriteLimiter::new(config.write_rate);
-    let reconciler =
-        targets::Reconciler { ec2: &ec2, elbv2: &elbv2, config: &config, limiter: &limiter, deadline: None };
-    let report = reconciler.reconcile(vec![Trigger::Manual { command: verb.name().to_owned() }]).await?;
-    match report.is_complete() {
-        true => Ok(report),
-        false => Err(targets::Error::Incomplete(Box::new(report))),
-    }
-}
-
-async fn run_egress(options: &Options, verb: Verb) -> Result<egress::report::Report, egress::Error> {
-    let lookup = options.lookup(|name| std::env::var(name).ok());
-    let mut config = egress::config::Config::from_lookup(lookup)?;
-    config.dry_run |= verb.dry_run();
-    let ec2 = AwsEc2::new(crate::aws::sdk::ec2_client(&sdk_config(options).await?, Default::default()));
-    let limiter = WriteLimiter::new(config.write_rate);
-    let reconciler = egress::Reconciler { ec2: &ec2, config: &config, limiter: &limiter, deadline: None };
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let report = reconciler.reconcile(vec![Trigger::Manual { command: verb.name().to_owned() }], now).await?;
-    match report.is_complete() {
-        true => Ok(report),
-        false => Err(egress::Error::Incomplete(Box::new(report))),
-    }
+    let throttles = Throttles::new();
+    let clients = J::clients(&sdk, &throttles);
+    let limiter = throttles.ec2_limiter(&config);
+    let run = Run::<J> { clients: &clients, config: &config, limiter: &limiter, deadline: None };
+    let triggers = vec![Trigger::Manual { command: verb.name().to_owned() }];
+    J::reconcile(run, triggers, crate::shared::clock::now_secs()).await
 }
 
 /// The SDK configuration for a command: the environment's, with the
@@ -278,21 +230,6 @@ async fn sdk_config(options: &Options) -> Result<aws_config::SdkConfig, ConfigEr
         loader = loader.region(aws_config::Region::new(region.clone()));
     }
     Ok(loader.load().await)
-}
-
-async fn run_routes(options: &Options, verb: Verb) -> Result<routes::report::Report, routes::Error> {
-    let mut config = options.config(|name| std::env::var(name).ok())?;
-    config.dry_run |= verb.dry_run();
-    // A person is watching: no wait for routes that may never come.
-    config.route_wait = Duration::ZERO;
-    let ec2 = AwsEc2::new(crate::aws::sdk::ec2_client(&sdk_config(options).await?, Default::default()));
-    let limiter = WriteLimiter::new(config.write_rate);
-    let reconciler = Reconciler { ec2: &ec2, config: &config, limiter: &limiter, deadline: None };
-    let report = reconciler.reconcile(vec![Trigger::Manual { command: verb.name().to_owned() }]).await?;
-    match report.is_complete() {
-        true => Ok(report),
-        false => Err(routes::Error::Incomplete(Box::new(report))),
-    }
 }
 
 /// Prints the report (or the error) and picks the exit code: 0 done or

@@ -1,164 +1,49 @@
 //! The binary under AWS Lambda: the handler name picks the job, the job's
 //! configuration and clients are built once per execution environment, and
-//! each invocation runs the job and logs its report and one EMF record.
+//! each invocation runs the job and logs its report and one EMF record. One
+//! loop for every job: [`serve_job`] runs any [`Job`].
 
-use std::future::Future;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::aws::error::ThrottleCounter;
-use crate::jobs::{Job, egress, eip, routes, targets};
-use crate::shared::config::{ConfigError, HANDLER, SharedConfig};
-use crate::shared::limiter::WriteLimiter;
+use crate::jobs::{JobName, egress, eip, routes, targets};
+use crate::shared::config::{ConfigError, HANDLER};
+use crate::shared::job::{Job, Run, Throttles};
 use crate::shared::report::{JobError, JobReport, Outcome};
 
 /// Serves invocations until the runtime stops. A bad configuration fails
 /// init, with the variable named in the log and in the error Lambda records.
 pub async fn serve() -> Result<(), lambda_runtime::Error> {
-    let job = Job::from_handler(std::env::var(HANDLER).ok().as_deref()).map_err(invalid_configuration)?;
-    match job {
-        Job::Routes => serve_routes().await,
-        Job::Egress => serve_egress().await,
-        Job::Targets => serve_targets().await,
-        Job::Eip => serve_eip().await,
+    match JobName::from_handler(std::env::var(HANDLER).ok().as_deref()).map_err(invalid_configuration)? {
+        JobName::Routes => serve_job::<routes::Routes>().await,
+        JobName::Egress => serve_job::<egress::Egress>().await,
+        JobName::Targets => serve_job::<targets::Targets>().await,
+        JobName::Eip => serve_job::<eip::Eip>().await,
     }
 }
 
-async fn serve_eip() -> Result<(), lambda_runtime::Error> {
-    let config = eip::config::Config::from_env().map_err(invalid_configuration)?;
-    tracing::info!(job = "eip", vpc_id = %config.vpc_id, nodes = %config.node_tags, pool = %config.pool_tags,
-                   dns = config.dns.is_some(), table = ?config.table, dry_run = config.dry_run, "kube-rtsync starting");
-    let (sdk, ec2, throttled, limiter) = clients(&config).await?;
-    // Route 53 meters record changes per account, apart from EC2: its own
-    // counter and its own pace.
-    let dns_throttled = throttled.service();
-    let dns_limiter = WriteLimiter::new(eip::ROUTE53_WRITE_RATE).learning_from(dns_throttled.clone());
-    let route53 = crate::aws::route53::AwsRoute53::new(crate::aws::sdk::route53_client(&sdk, dns_throttled));
-    let bindings = crate::aws::dynamodb::AwsBindings::new(crate::aws::sdk::dynamodb_client(&sdk, throttled.service()));
-    let namespace = config.metrics_namespace.clone();
-    run(
-        &throttled,
-        |event, deadline| {
-            let (ec2, route53, bindings, config, limiter, dns_limiter) =
-                (&ec2, &route53, &bindings, &config, &limiter, &dns_limiter);
-            async move {
-                let reconciler = eip::Reconciler { ec2, route53, bindings, config, limiter, dns_limiter, deadline };
-                eip::handle_event(&reconciler, &event).await
-            }
-        },
-        |report, throttled, elapsed| eip::report::emf_record(&namespace, report, throttled, elapsed),
-    )
-    .await
-}
-
-async fn serve_targets() -> Result<(), lambda_runtime::Error> {
-    let config = targets::config::Config::from_env().map_err(invalid_configuration)?;
-    tracing::info!(job = "targets", vpc_id = %config.vpc_id, groups = config.target_group_arns.len(),
-                   dry_run = config.dry_run, "kube-rtsync starting");
-    let (sdk, ec2, throttled, limiter) = clients(&config).await?;
-    let elbv2 = crate::aws::elbv2::AwsElbv2::new(crate::aws::sdk::elbv2_client(&sdk, throttled.service()));
-    let namespace = config.metrics_namespace.clone();
-    run(
-        &throttled,
-        |event, deadline| {
-            let (ec2, elbv2, config, limiter) = (&ec2, &elbv2, &config, &limiter);
-            async move {
-                let reconciler = targets::Reconciler { ec2, elbv2, config, limiter, deadline };
-                targets::handle_event(&reconciler, &event).await
-            }
-        },
-        |report, throttled, elapsed| targets::report::emf_record(&namespace, report, throttled, elapsed),
-    )
-    .await
-}
-
-async fn serve_egress() -> Result<(), lambda_runtime::Error> {
-    let config = egress::config::Config::from_env().map_err(invalid_configuration)?;
-    tracing::info!(job = "egress", vpc_id = %config.vpc_id, tag = %config.tag_key, router_id = %config.router_id,
-                   dry_run = config.dry_run, "kube-rtsync starting");
-    let (_, ec2, throttled, limiter) = clients(&config).await?;
-    let namespace = config.metrics_namespace.clone();
-    run(
-        &throttled,
-        |event, deadline| {
-            let (ec2, config, limiter) = (&ec2, &config, &limiter);
-            async move {
-                let reconciler = egress::Reconciler { ec2, config, limiter, deadline };
-                egress::handle_event(&reconciler, &event).await
-            }
-        },
-        |report, throttled, elapsed| egress::report::emf_record(&namespace, report, throttled, elapsed),
-    )
-    .await
-}
-
-async fn serve_routes() -> Result<(), lambda_runtime::Error> {
-    let config = routes::config::Config::from_env().map_err(invalid_configuration)?;
-    tracing::info!(job = "routes", vpc_id = %config.vpc_id, source = %config.source, managed_cidrs = %config.managed,
-                   dry_run = config.dry_run, "kube-rtsync starting");
-    let dimension = match (&config.cluster_name, &config.source) {
-        (Some(cluster), _) => routes::report::Dimension::from(cluster.as_str()),
-        (None, routes::config::SourceSelector::RouteTableId(id)) => routes::report::Dimension::source_table(id),
-        (None, routes::config::SourceSelector::ClusterTag(name)) => routes::report::Dimension::from(name.as_str()),
-    };
-    let (_, ec2, throttled, limiter) = clients(&config).await?;
-    let namespace = config.metrics_namespace.clone();
-    run(
-        &throttled,
-        |event, deadline| {
-            let (ec2, config, limiter) = (&ec2, &config, &limiter);
-            async move {
-                let reconciler = routes::Reconciler { ec2, config, limiter, deadline };
-                routes::handle_event(&reconciler, &event).await
-            }
-        },
-        |report, throttled, elapsed| {
-            routes::report::emf_record(&namespace, dimension.clone(), report, throttled, elapsed)
-        },
-    )
-    .await
-}
-
-/// The SDK configuration, from the environment.
-async fn sdk_config() -> Result<aws_config::SdkConfig, lambda_runtime::Error> {
-    Ok(crate::aws::sdk::config_loader(|name| std::env::var(name).ok()).map_err(invalid_configuration)?.load().await)
-}
-
-/// One EC2 client (with its throttle counter) and one write limiter for
-/// the life of the execution environment.
-/// The SDK configuration is loaded once (credential chain, region) and every
-/// job's other clients are built from the same one.
-async fn clients(
-    config: &SharedConfig,
-) -> Result<(aws_config::SdkConfig, crate::aws::ec2::AwsEc2, ThrottleCounter, WriteLimiter), lambda_runtime::Error> {
-    let sdk = sdk_config().await?;
-    let throttled = ThrottleCounter::default();
-    let ec2_throttled = throttled.service();
-    let ec2 = crate::aws::ec2::AwsEc2::new(crate::aws::sdk::ec2_client(&sdk, ec2_throttled.clone()));
-    let limiter = WriteLimiter::new(config.write_rate).learning_from(ec2_throttled);
-    Ok((sdk, ec2, throttled, limiter))
-}
-
-/// The invocation loop every job shares: run the job, log the report (or
-/// the error), print the EMF record of any invocation that reconciled, and
-/// answer Lambda with the report or the error.
-async fn run<E, H, Fut, M>(throttled: &ThrottleCounter, handle: H, emf: M) -> Result<(), lambda_runtime::Error>
-where
-    E: JobError,
-    E::Report: Send,
-    H: Fn(Value, Option<Instant>) -> Fut,
-    Fut: Future<Output = Result<E::Report, E>>,
-    M: Fn(&E::Report, usize, Duration) -> Value,
-{
-    let (handle, emf) = (&handle, &emf);
+/// Init once (the configuration, the SDK configuration, the clients, the
+/// write pace), then the invocation loop every job shares: run the job, log
+/// the report (or the error), print the EMF record of any invocation that
+/// reconciled, and answer Lambda with the report or the error.
+pub async fn serve_job<J: Job>() -> Result<(), lambda_runtime::Error> {
+    let config = J::config(&|name| std::env::var(name).ok()).map_err(invalid_configuration)?;
+    J::starting(&config);
+    let sdk =
+        crate::aws::sdk::config_loader(|name| std::env::var(name).ok()).map_err(invalid_configuration)?.load().await;
+    let throttles = Throttles::new();
+    let clients = J::clients(&sdk, &throttles);
+    let limiter = throttles.ec2_limiter(&config);
+    let (clients, config, limiter, throttled) = (&clients, &config, &limiter, &throttles.total);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let started = Instant::now();
         let throttled_before = throttled.count();
-        let deadline = deadline_instant(event.context.deadline, now_ms());
-        let result = handle(event.payload, deadline).await;
+        let deadline = deadline_instant(event.context.deadline, crate::shared::clock::now_ms());
+        let run = Run::<J> { clients, config, limiter, deadline };
+        let result = crate::shared::job::handle::<J>(run, &event.payload).await;
         let report = match &result {
             Ok(report) => Some(report),
             Err(err) => err.report(),
@@ -170,18 +55,19 @@ where
             (Ok(_), None) => {}
         }
         if let Some(report) = report.filter(|r| r.outcome() != Outcome::NothingToDo) {
+            let record = J::emf(config, report, throttled.count() - throttled_before, started.elapsed());
             // EMF records are plain JSON lines on stdout, beside the logs.
-            println!(
-                "{}",
-                crate::shared::metrics::line(emf(report, throttled.count() - throttled_before, started.elapsed()))
-            );
+            println!("{}", crate::shared::metrics::line(record));
         }
-        result.map_err(|err| lambda_runtime::Diagnostic {
-            error_type: err.kind().to_owned(),
-            error_message: err.to_string(),
-        })
+        result.map_err(|err| diagnostic(&err))
     }))
     .await
+}
+
+/// What Lambda records of a failed invocation: the error's stable kind as
+/// `errorType`, its message as `errorMessage`. One mapping for every job.
+pub fn diagnostic<E: JobError>(err: &E) -> lambda_runtime::Diagnostic {
+    lambda_runtime::Diagnostic { error_type: err.kind().to_owned(), error_message: err.to_string() }
 }
 
 fn json<R: serde::Serialize>(report: &R) -> String {
@@ -191,10 +77,6 @@ fn json<R: serde::Serialize>(report: &R) -> String {
 fn invalid_configuration(err: ConfigError) -> lambda_runtime::Error {
     tracing::error!(variable = err.variable, error = %err, "invalid configuration");
     format!("invalid configuration: {err}").into()
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 /// Deadlines below this (milliseconds) cannot be an epoch time of this

@@ -4,7 +4,8 @@
 //!
 //! The tree says where things live:
 //! - [`jobs`]: one folder per job (its configuration, model, observe, plan,
-//!   apply and report); [`jobs::Job`] picks one by the handler name.
+//!   apply and report); [`jobs::JobName`] picks one by the handler name, and every job implements
+//!   [`shared::job::Job`].
 //! - [`shared`]: what every job uses: configuration helpers and the shared
 //!   variables, trigger decoding, the write limiter, the apply engine, the
 //!   report envelope, EMF metrics, logging, cluster tags.

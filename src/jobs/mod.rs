@@ -1,8 +1,10 @@
 //! The jobs, one folder each, all of the same shape: configuration,
 //! observe, a pure plan, apply through the shared engine, report.
 //!
-//! [`Job`] is the list of jobs this build has; the function's handler name
-//! (`_HANDLER`) picks one.
+//! [`JobName`] is the list of jobs this build has; the function's handler
+//! name (`_HANDLER`) picks one. Each job implements the shared
+//! [`crate::shared::job::Job`] trait, which the Lambda loop and the command
+//! line run.
 
 pub mod egress;
 pub mod eip;
@@ -13,7 +15,7 @@ use crate::shared::config::{ConfigError, HANDLER};
 
 /// A job this build has.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Job {
+pub enum JobName {
     /// Mirrors the cluster's kubenet pod routes into every private route table.
     Routes,
     /// Keeps each private route table's default route on a healthy NAT.
@@ -24,30 +26,30 @@ pub enum Job {
     Eip,
 }
 
-impl Job {
+impl JobName {
     /// Every job, in the order the documentation lists them.
-    pub const ALL: [Job; 4] = [Job::Routes, Job::Egress, Job::Targets, Job::Eip];
+    pub const ALL: [JobName; 4] = [JobName::Routes, JobName::Egress, JobName::Targets, JobName::Eip];
 
     /// The job's name: its handler name, its command, its policy file.
     pub fn name(self) -> &'static str {
         match self {
-            Job::Routes => "routes",
-            Job::Egress => "egress",
-            Job::Targets => "targets",
-            Job::Eip => "eip",
+            JobName::Routes => "routes",
+            JobName::Egress => "egress",
+            JobName::Targets => "targets",
+            JobName::Eip => "eip",
         }
     }
 
     /// The job a Lambda handler name selects. `bootstrap` (the name SAM and
     /// `cargo lambda` give a custom runtime) and no name at all are the
     /// routes job, as they were before kube-rtsync had several.
-    pub fn from_handler(handler: Option<&str>) -> Result<Job, ConfigError> {
+    pub fn from_handler(handler: Option<&str>) -> Result<JobName, ConfigError> {
         let handler = handler.map(str::trim).unwrap_or_default();
         if handler.is_empty() || handler == "bootstrap" {
-            return Ok(Job::Routes);
+            return Ok(JobName::Routes);
         }
-        Job::ALL.into_iter().find(|job| job.name() == handler).ok_or_else(|| {
-            let names: Vec<&str> = Job::ALL.iter().map(|j| j.name()).collect();
+        JobName::ALL.into_iter().find(|job| job.name() == handler).ok_or_else(|| {
+            let names: Vec<&str> = JobName::ALL.iter().map(|j| j.name()).collect();
             ConfigError::new(
                 HANDLER,
                 format!("{:?} is not a job of this build", crate::shared::config::excerpt(handler)),
@@ -70,19 +72,19 @@ mod tests {
     #[test]
     fn the_handler_name_picks_the_job() {
         let cases = [
-            (None, Job::Routes),
-            (Some(""), Job::Routes),
-            (Some("bootstrap"), Job::Routes),
-            (Some("routes"), Job::Routes),
+            (None, JobName::Routes),
+            (Some(""), JobName::Routes),
+            (Some("bootstrap"), JobName::Routes),
+            (Some("routes"), JobName::Routes),
         ];
         for (handler, job) in cases {
-            assert_eq!(Job::from_handler(handler).unwrap(), job, "{handler:?}");
+            assert_eq!(JobName::from_handler(handler).unwrap(), job, "{handler:?}");
         }
     }
 
     #[test]
     fn an_unknown_handler_names_the_variable_and_the_jobs() {
-        let err = Job::from_handler(Some("nope")).unwrap_err();
+        let err = JobName::from_handler(Some("nope")).unwrap_err();
         assert_eq!(err.variable, "_HANDLER");
         let text = err.to_string();
         assert!(text.contains("\"nope\"") && text.contains("routes"), "{text}");

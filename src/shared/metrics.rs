@@ -3,8 +3,6 @@
 //! CloudWatch extracts the metrics. Each job names its metrics and
 //! dimensions; the record's shape lives here.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use serde_json::{Map, Value, json};
 
 /// A CloudWatch unit.
@@ -92,7 +90,7 @@ impl Record {
         record.insert(
             "_aws".into(),
             json!({
-                "Timestamp": SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
+                "Timestamp": crate::shared::clock::now_ms(),
                 "CloudWatchMetrics": [{
                     "Namespace": self.namespace,
                     "Dimensions": dimension_sets,

@@ -2,8 +2,10 @@
 //! room; what two jobs need lives here.
 
 pub mod apply;
+pub mod clock;
 pub mod config;
 pub mod event;
+pub mod job;
 pub mod limiter;
 pub mod logging;
 pub mod metrics;

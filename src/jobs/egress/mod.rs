@@ -15,15 +15,13 @@ pub mod observe;
 pub mod plan;
 pub mod report;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use serde_json::Value;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::aws::ec2::{AwsError, Ec2Nodes};
 use crate::shared::apply::Engine;
-use crate::shared::event::{self, Trigger};
+use crate::shared::event::Trigger;
 use crate::shared::limiter::WriteLimiter;
 use config::Config;
 use model::Settings;
@@ -79,24 +77,68 @@ pub struct Reconciler<'a, E> {
 /// Handles one invocation event: decode, then reconcile unless the event
 /// asks for nothing. Any instance's state change costs one reconcile.
 pub async fn handle_event<E: Ec2Nodes>(reconciler: &Reconciler<'_, E>, event: &Value) -> Result<Report, Error> {
-    let triggers = event::decode(event)?;
     let config = reconciler.config;
-    if !triggers.iter().any(Trigger::wants_reconcile) {
-        info!(triggers = ?triggers, "nothing to do");
-        return Ok(Report::new(triggers, &config.vpc_id, &config.router_id, config.dry_run));
-    }
-    let report = reconciler.reconcile(triggers, now()).await?;
-    match report.outcome == report::Outcome::Incomplete {
-        false => Ok(report),
-        true => Err(Error::Incomplete(Box::new(report))),
-    }
+    crate::shared::job::handle_with(
+        event,
+        |triggers| Report::new(triggers, &config.vpc_id, &config.router_id, config.dry_run),
+        |triggers, now| reconciler.run(triggers, now),
+    )
+    .await
 }
 
-fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+/// The egress job on the AWS SDK's EC2 client.
+pub struct Egress;
+
+impl crate::shared::job::Job for Egress {
+    const NAME: &'static str = "egress";
+    type Config = Config;
+    type Clients = crate::aws::ec2::AwsEc2;
+    type Report = Report;
+    type Error = Error;
+
+    fn config(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config, crate::shared::config::ConfigError> {
+        Config::from_lookup(lookup)
+    }
+
+    fn starting(config: &Config) {
+        info!(job = "egress", vpc_id = %config.vpc_id, tag = %config.tag_key, router_id = %config.router_id,
+              dry_run = config.dry_run, "kube-rtsync starting");
+    }
+
+    fn clients(sdk: &aws_config::SdkConfig, throttles: &crate::shared::job::Throttles) -> Self::Clients {
+        crate::aws::ec2::AwsEc2::new(crate::aws::sdk::ec2_client(sdk, throttles.ec2.clone()))
+    }
+
+    fn nothing_to_do(config: &Config, triggers: Vec<Trigger>) -> Report {
+        Report::new(triggers, &config.vpc_id, &config.router_id, config.dry_run)
+    }
+
+    async fn reconcile(
+        run: crate::shared::job::Run<'_, Self>,
+        triggers: Vec<Trigger>,
+        now: u64,
+    ) -> Result<Report, Error> {
+        let reconciler =
+            Reconciler { ec2: run.clients, config: run.config, limiter: run.limiter, deadline: run.deadline };
+        reconciler.run(triggers, now).await
+    }
+
+    fn emf(config: &Config, report: &Report, throttled: usize, duration: std::time::Duration) -> Value {
+        report::emf_record(&config.metrics_namespace, report, throttled, duration)
+    }
 }
 
 impl<E: Ec2Nodes> Reconciler<'_, E> {
+    /// [`Self::reconcile`], and an error when the report is incomplete, so
+    /// that Lambda retries.
+    pub async fn run(&self, triggers: Vec<Trigger>, now: u64) -> Result<Report, Error> {
+        let report = self.reconcile(triggers, now).await?;
+        match report.outcome == report::Outcome::Incomplete {
+            false => Ok(report),
+            true => Err(Error::Incomplete(Box::new(report))),
+        }
+    }
+
     /// Observes, plans (at `now`, epoch seconds) and applies. Failures of
     /// single writes are in the report; a failed describe is an error
     /// before any write.

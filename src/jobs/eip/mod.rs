@@ -12,8 +12,6 @@ pub mod model;
 pub mod plan;
 pub mod report;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use serde_json::Value;
 use tokio::time::Instant;
 use tracing::{info, warn};
@@ -23,7 +21,7 @@ use crate::aws::ec2::model::Filter;
 use crate::aws::ec2::{AwsError, Ec2Addresses, all_pages};
 use crate::aws::route53::Route53;
 use crate::shared::apply::Engine;
-use crate::shared::event::{self, Trigger};
+use crate::shared::event::Trigger;
 use crate::shared::limiter::WriteLimiter;
 use config::Config;
 pub use model::{ARecord, Binding, Dns, Instance, PoolAddress, Settings, dns_name};
@@ -101,13 +99,80 @@ pub async fn handle_event<E: Ec2Addresses, R: Route53, B: BindingStore>(
     reconciler: &Reconciler<'_, E, R, B>,
     event: &Value,
 ) -> Result<Report, Error> {
-    let triggers = event::decode(event)?;
-    if !triggers.iter().any(Trigger::wants_reconcile) {
-        info!(triggers = ?triggers, "nothing to do");
-        return Ok(Report::new(triggers, &reconciler.config.vpc_id, reconciler.config.dry_run));
+    let config = reconciler.config;
+    crate::shared::job::handle_with(
+        event,
+        |triggers| Report::new(triggers, &config.vpc_id, config.dry_run),
+        |triggers, now| async move { reconciler.reconcile(triggers, now).await.and_then(outcome) },
+    )
+    .await
+}
+
+/// The eip job's clients on the AWS SDK, and Route 53's own pace.
+pub struct Clients {
+    pub ec2: crate::aws::ec2::AwsEc2,
+    pub route53: crate::aws::route53::AwsRoute53,
+    pub bindings: crate::aws::dynamodb::AwsBindings,
+    pub dns_limiter: WriteLimiter,
+}
+
+/// The eip job on the AWS SDK's EC2, Route 53 and DynamoDB clients.
+pub struct Eip;
+
+impl crate::shared::job::Job for Eip {
+    const NAME: &'static str = "eip";
+    type Config = Config;
+    type Clients = Clients;
+    type Report = Report;
+    type Error = Error;
+
+    fn config(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config, crate::shared::config::ConfigError> {
+        Config::from_lookup(lookup)
     }
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    reconciler.reconcile(triggers, now).await.and_then(outcome)
+
+    fn starting(config: &Config) {
+        info!(job = "eip", vpc_id = %config.vpc_id, nodes = %config.node_tags, pool = %config.pool_tags,
+              dns = config.dns.is_some(), table = ?config.table, dry_run = config.dry_run, "kube-rtsync starting");
+    }
+
+    fn clients(sdk: &aws_config::SdkConfig, throttles: &crate::shared::job::Throttles) -> Clients {
+        use crate::aws::sdk::{dynamodb_client, ec2_client, route53_client};
+        // Route 53 meters record changes per account, apart from EC2: its own
+        // counter and its own pace.
+        let dns = throttles.total.service();
+        Clients {
+            ec2: crate::aws::ec2::AwsEc2::new(ec2_client(sdk, throttles.ec2.clone())),
+            route53: crate::aws::route53::AwsRoute53::new(route53_client(sdk, dns.clone())),
+            bindings: crate::aws::dynamodb::AwsBindings::new(dynamodb_client(sdk, throttles.total.service())),
+            dns_limiter: WriteLimiter::new(ROUTE53_WRITE_RATE).learning_from(dns),
+        }
+    }
+
+    fn nothing_to_do(config: &Config, triggers: Vec<Trigger>) -> Report {
+        Report::new(triggers, &config.vpc_id, config.dry_run)
+    }
+
+    async fn reconcile(
+        run: crate::shared::job::Run<'_, Self>,
+        triggers: Vec<Trigger>,
+        now: u64,
+    ) -> Result<Report, Error> {
+        let clients = run.clients;
+        let reconciler = Reconciler {
+            ec2: &clients.ec2,
+            route53: &clients.route53,
+            bindings: &clients.bindings,
+            config: run.config,
+            limiter: run.limiter,
+            dns_limiter: &clients.dns_limiter,
+            deadline: run.deadline,
+        };
+        reconciler.reconcile(triggers, now).await.and_then(outcome)
+    }
+
+    fn emf(config: &Config, report: &Report, throttled: usize, duration: std::time::Duration) -> Value {
+        report::emf_record(&config.metrics_namespace, report, throttled, duration)
+    }
 }
 
 /// An incomplete report is an error, so that Lambda retries.

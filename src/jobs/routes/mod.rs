@@ -24,7 +24,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::aws::ec2::model::RouteTable;
 use crate::aws::ec2::{Ec2, Ec2Nodes};
-use crate::shared::event::{self, Trigger};
+use crate::shared::event::Trigger;
 use crate::shared::limiter::WriteLimiter;
 use config::Config;
 use plan::{Guards, RoutePlan};
@@ -140,55 +140,111 @@ pub struct Observed {
 /// Handles one invocation event: decode, then reconcile unless the event
 /// asks for nothing. An error means Lambda should retry.
 pub async fn handle_event<E: Ec2Nodes>(reconciler: &Reconciler<'_, E>, event: &Value) -> Result<Report> {
-    let triggers = event::decode(event)?;
-    if !triggers.iter().any(Trigger::wants_reconcile) {
-        info!(triggers = ?triggers, "test notification: nothing to do");
-        return Ok(Report::new(triggers, &reconciler.config.vpc_id, reconciler.config.dry_run));
+    let config = reconciler.config;
+    crate::shared::job::handle_with(
+        event,
+        |triggers| Report::new(triggers, &config.vpc_id, config.dry_run),
+        |triggers, _now| reconciler.run(triggers),
+    )
+    .await
+}
+
+/// The routes job on the AWS SDK's EC2 client.
+pub struct Routes;
+
+impl crate::shared::job::Job for Routes {
+    const NAME: &'static str = "routes";
+    type Config = Config;
+    type Clients = crate::aws::ec2::AwsEc2;
+    type Report = Report;
+    type Error = Error;
+
+    fn config(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config, crate::shared::config::ConfigError> {
+        Config::from_lookup(lookup)
     }
-    let new_node = triggers.iter().find_map(Trigger::new_node).map(str::to_owned);
-    let (mut report, observed) = reconciler.reconcile_observed(triggers).await?;
-    if let Some(instance) = new_node
-        && report.is_complete()
-        && !reconciler.config.route_wait.is_zero()
-        && !observed.source.routes.iter().any(|r| r.reaches_instance(&instance))
-    {
-        // The first pass has written: whatever goes wrong from here, the
-        // report of those writes must come back with the error. Only a node
-        // of this cluster is waited for: any other instance's event (the
-        // state-change rule sees the whole region) costs one reconcile.
-        let wait = match reconciler.is_cluster_node(&instance).await {
-            Ok(true) => reconciler.wait_for_route(&instance).await.map(Some),
-            Ok(false) => {
-                info!(instance_id = %instance, "not an instance of this cluster in VPC_ID: no wait for a route");
-                Ok(None)
-            }
-            Err(err) => Err(err),
-        };
-        match wait {
-            Ok(None) => {}
-            Ok(Some(wait)) => {
-                let found = wait.found;
-                report.route_wait = Some(wait);
-                if found {
-                    match reconciler.reconcile_observed(report.triggers.clone()).await {
-                        Ok((later, _)) => {
-                            let route_wait = report.route_wait.take();
-                            report = report.absorb(later);
-                            report.route_wait = route_wait;
+
+    fn starting(config: &Config) {
+        info!(job = "routes", vpc_id = %config.vpc_id, source = %config.source, managed_cidrs = %config.managed,
+              dry_run = config.dry_run, "kube-rtsync starting");
+    }
+
+    fn for_a_person(config: &mut Config) {
+        // Nobody waits at a terminal for a route that may never come.
+        config.route_wait = std::time::Duration::ZERO;
+    }
+
+    fn clients(sdk: &aws_config::SdkConfig, throttles: &crate::shared::job::Throttles) -> Self::Clients {
+        crate::aws::ec2::AwsEc2::new(crate::aws::sdk::ec2_client(sdk, throttles.ec2.clone()))
+    }
+
+    fn nothing_to_do(config: &Config, triggers: Vec<Trigger>) -> Report {
+        Report::new(triggers, &config.vpc_id, config.dry_run)
+    }
+
+    async fn reconcile(run: crate::shared::job::Run<'_, Self>, triggers: Vec<Trigger>, _now: u64) -> Result<Report> {
+        let reconciler =
+            Reconciler { ec2: run.clients, config: run.config, limiter: run.limiter, deadline: run.deadline };
+        reconciler.run(triggers).await
+    }
+
+    fn emf(config: &Config, report: &Report, throttled: usize, duration: std::time::Duration) -> Value {
+        report::emf_record(&config.metrics_namespace, report::Dimension::of(config), report, throttled, duration)
+    }
+}
+
+impl<E: Ec2Nodes> Reconciler<'_, E> {
+    /// One reconcile for these triggers, with the wait for a new node's
+    /// route and the pass after it; the report bounded for Lambda, and an
+    /// error when it is incomplete, so that Lambda retries.
+    pub async fn run(&self, triggers: Vec<Trigger>) -> Result<Report> {
+        let reconciler = self;
+        let new_node = triggers.iter().find_map(Trigger::new_node).map(str::to_owned);
+        let (mut report, observed) = reconciler.reconcile_observed(triggers).await?;
+        if let Some(instance) = new_node
+            && report.is_complete()
+            && !reconciler.config.route_wait.is_zero()
+            && !observed.source.routes.iter().any(|r| r.reaches_instance(&instance))
+        {
+            // The first pass has written: whatever goes wrong from here, the
+            // report of those writes must come back with the error. Only a node
+            // of this cluster is waited for: any other instance's event (the
+            // state-change rule sees the whole region) costs one reconcile.
+            let wait = match reconciler.is_cluster_node(&instance).await {
+                Ok(true) => reconciler.wait_for_route(&instance).await.map(Some),
+                Ok(false) => {
+                    info!(instance_id = %instance, "not an instance of this cluster in VPC_ID: no wait for a route");
+                    Ok(None)
+                }
+                Err(err) => Err(err),
+            };
+            match wait {
+                Ok(None) => {}
+                Ok(Some(wait)) => {
+                    let found = wait.found;
+                    report.route_wait = Some(wait);
+                    if found {
+                        match reconciler.reconcile_observed(report.triggers.clone()).await {
+                            Ok((later, _)) => {
+                                let route_wait = report.route_wait.take();
+                                report = report.absorb(later);
+                                report.route_wait = route_wait;
+                            }
+                            Err(err) => {
+                                report = report.interrupted("the pass after the new node's route appeared", &err)
+                            }
                         }
-                        Err(err) => report = report.interrupted("the pass after the new node's route appeared", &err),
                     }
                 }
+                Err(err) => report = report.interrupted("the wait for the new node's route", &err),
             }
-            Err(err) => report = report.interrupted("the wait for the new node's route", &err),
         }
-    }
-    // What goes back to Lambda (and into the log's report line) is bounded;
-    // each change has its own log line.
-    let report = report.bounded(report::LISTED_ENTRIES);
-    match report.is_complete() {
-        true => Ok(report),
-        false => Err(Error::Incomplete(Box::new(report))),
+        // What goes back to Lambda (and into the log's report line) is bounded;
+        // each change has its own log line.
+        let report = report.bounded(report::LISTED_ENTRIES);
+        match report.is_complete() {
+            true => Ok(report),
+            false => Err(Error::Incomplete(Box::new(report))),
+        }
     }
 }
 

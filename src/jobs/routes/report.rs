@@ -332,6 +332,16 @@ impl Dimension {
     pub fn source_table(id: &str) -> Self {
         Dimension("SourceRouteTableId", id.to_owned())
     }
+
+    /// The configuration's: the cluster when named, else the source table.
+    pub fn of(config: &super::config::Config) -> Self {
+        use super::config::SourceSelector;
+        match (&config.cluster_name, &config.source) {
+            (Some(cluster), _) => Dimension::from(cluster.as_str()),
+            (None, SourceSelector::RouteTableId(id)) => Dimension::source_table(id),
+            (None, SourceSelector::ClusterTag(name)) => Dimension::from(name.as_str()),
+        }
+    }
 }
 
 impl From<&str> for Dimension {

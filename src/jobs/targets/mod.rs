@@ -20,7 +20,7 @@ use crate::aws::ec2::model::{Filter, Instance};
 use crate::aws::ec2::{AwsError, Ec2Nodes, all_pages};
 use crate::aws::elbv2::{Elbv2, TARGET_GROUP_NOT_FOUND};
 use crate::shared::apply::Engine;
-use crate::shared::event::{self, Trigger};
+use crate::shared::event::Trigger;
 use crate::shared::limiter::WriteLimiter;
 use config::Config;
 use model::{RegisteredTarget, TargetGroup};
@@ -85,15 +85,68 @@ pub async fn handle_event<E: Ec2Nodes, L: Elbv2>(
     reconciler: &Reconciler<'_, E, L>,
     event: &Value,
 ) -> Result<Report, Error> {
-    let triggers = event::decode(event)?;
-    if !triggers.iter().any(Trigger::wants_reconcile) {
-        info!(triggers = ?triggers, "nothing to do");
-        return Ok(Report::new(triggers, &reconciler.config.vpc_id, reconciler.config.dry_run));
+    let config = reconciler.config;
+    crate::shared::job::handle_with(
+        event,
+        |triggers| Report::new(triggers, &config.vpc_id, config.dry_run),
+        |triggers, _now| reconciler.run(triggers),
+    )
+    .await
+}
+
+/// The targets job's clients on the AWS SDK.
+pub struct Clients {
+    pub ec2: crate::aws::ec2::AwsEc2,
+    pub elbv2: crate::aws::elbv2::AwsElbv2,
+}
+
+/// The targets job on the AWS SDK's EC2 and ELBv2 clients.
+pub struct Targets;
+
+impl crate::shared::job::Job for Targets {
+    const NAME: &'static str = "targets";
+    type Config = Config;
+    type Clients = Clients;
+    type Report = Report;
+    type Error = Error;
+
+    fn config(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config, crate::shared::config::ConfigError> {
+        Config::from_lookup(lookup)
     }
-    let report = reconciler.reconcile(triggers).await?;
-    match report.outcome == report::Outcome::Incomplete {
-        false => Ok(report),
-        true => Err(Error::Incomplete(Box::new(report))),
+
+    fn starting(config: &Config) {
+        info!(job = "targets", vpc_id = %config.vpc_id, groups = config.target_group_arns.len(),
+              dry_run = config.dry_run, "kube-rtsync starting");
+    }
+
+    fn clients(sdk: &aws_config::SdkConfig, throttles: &crate::shared::job::Throttles) -> Clients {
+        Clients {
+            ec2: crate::aws::ec2::AwsEc2::new(crate::aws::sdk::ec2_client(sdk, throttles.ec2.clone())),
+            elbv2: crate::aws::elbv2::AwsElbv2::new(crate::aws::sdk::elbv2_client(sdk, throttles.total.service())),
+        }
+    }
+
+    fn nothing_to_do(config: &Config, triggers: Vec<Trigger>) -> Report {
+        Report::new(triggers, &config.vpc_id, config.dry_run)
+    }
+
+    async fn reconcile(
+        run: crate::shared::job::Run<'_, Self>,
+        triggers: Vec<Trigger>,
+        _now: u64,
+    ) -> Result<Report, Error> {
+        let reconciler = Reconciler {
+            ec2: &run.clients.ec2,
+            elbv2: &run.clients.elbv2,
+            config: run.config,
+            limiter: run.limiter,
+            deadline: run.deadline,
+        };
+        reconciler.run(triggers).await
+    }
+
+    fn emf(config: &Config, report: &Report, throttled: usize, duration: std::time::Duration) -> Value {
+        report::emf_record(&config.metrics_namespace, report, throttled, duration)
     }
 }
 
@@ -101,6 +154,16 @@ pub async fn handle_event<E: Ec2Nodes, L: Elbv2>(
 const GROUPS_PER_DESCRIBE: usize = 20;
 
 impl<E: Ec2Nodes, L: Elbv2> Reconciler<'_, E, L> {
+    /// [`Self::reconcile`], and an error when the report is incomplete, so
+    /// that Lambda retries.
+    pub async fn run(&self, triggers: Vec<Trigger>) -> Result<Report, Error> {
+        let report = self.reconcile(triggers).await?;
+        match report.outcome == report::Outcome::Incomplete {
+            false => Ok(report),
+            true => Err(Error::Incomplete(Box::new(report))),
+        }
+    }
+
     pub async fn reconcile(&self, triggers: Vec<Trigger>) -> Result<Report, Error> {
         let config = self.config;
         let (groups, instances) = self.observe().await?;

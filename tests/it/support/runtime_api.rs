@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// What the function answered to one event.
 #[derive(Debug)]
@@ -173,7 +173,7 @@ fn serve(stream: TcpStream, shared: &Shared) {
             };
             let deadline = match *shared.deadline_header.lock().unwrap() {
                 Some(value) => u128::from(value),
-                None => SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() + 300_000,
+                None => u128::from(kube_rtsync::shared::clock::now_ms()) + 300_000,
             };
             let head = format!(
                 "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nLambda-Runtime-Aws-Request-Id: {request_id}\r\nLambda-Runtime-Deadline-Ms: {deadline}\r\nLambda-Runtime-Invoked-Function-Arn: arn:aws:lambda:us-east-1:123456789012:function:kube-rtsync\r\nLambda-Runtime-Trace-Id: Root=1-00000000-000000000000000000000000;Sampled=0\r\nContent-Length: {}\r\n\r\n",

@@ -1,0 +1,116 @@
+//! The one shape of every job, as a type: its configuration, the AWS
+//! clients it needs, one invocation (decode -> observe -> pure plan ->
+//! apply -> report) and its EMF record. The Lambda loop (`lambda.rs`) and
+//! the command line (`cli.rs`) each run any [`Job`] the same way, so a
+//! fifth job is one implementation of this trait in one folder.
+
+use std::future::Future;
+use std::ops::DerefMut;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::time::Instant;
+use tracing::info;
+
+use crate::aws::error::ThrottleCounter;
+use crate::shared::config::{ConfigError, SharedConfig};
+use crate::shared::event::{self, EventError, Trigger};
+use crate::shared::limiter::WriteLimiter;
+use crate::shared::report::{JobError, JobReport};
+
+/// A job of this build.
+pub trait Job: Send + Sync + Sized + 'static {
+    /// Its handler name, command and policy file name.
+    const NAME: &'static str;
+    type Config: DerefMut<Target = SharedConfig> + Send + Sync;
+    /// The AWS clients it reads and writes through, built once per
+    /// execution environment (or command).
+    type Clients: Send + Sync;
+    type Report: JobReport + Send + Sync;
+    type Error: JobError<Report = Self::Report> + From<EventError> + From<ConfigError>;
+
+    /// Reads the configuration; an error names the variable.
+    fn config(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self::Config, ConfigError>;
+
+    /// The one log line of a start: what this environment will work on.
+    fn starting(config: &Self::Config);
+
+    /// A person runs the job from a terminal: nothing to wait for.
+    fn for_a_person(_config: &mut Self::Config) {}
+
+    fn clients(sdk: &aws_config::SdkConfig, throttles: &Throttles) -> Self::Clients;
+
+    /// The report of an event that asks for no reconcile (a test notification).
+    fn nothing_to_do(config: &Self::Config, triggers: Vec<Trigger>) -> Self::Report;
+
+    /// Observes, plans at `now` (epoch seconds), applies and follows up; an
+    /// error when the report means that a retry can help (or when nothing
+    /// could be done).
+    fn reconcile(
+        run: Run<'_, Self>,
+        triggers: Vec<Trigger>,
+        now: u64,
+    ) -> impl Future<Output = Result<Self::Report, Self::Error>> + Send;
+
+    /// The invocation's EMF record.
+    fn emf(config: &Self::Config, report: &Self::Report, throttled: usize, duration: Duration) -> Value;
+}
+
+/// What one invocation runs with.
+pub struct Run<'a, J: Job> {
+    pub clients: &'a J::Clients,
+    pub config: &'a J::Config,
+    pub limiter: &'a WriteLimiter,
+    pub deadline: Option<Instant>,
+}
+
+/// The throttle counters of one execution environment: the total (the
+/// `ThrottledRetries` metric) and EC2's own, which the shared write pace
+/// learns from. Another service's client takes a counter of its own
+/// ([`ThrottleCounter::service`]) that adds to the total only.
+#[derive(Clone, Debug, Default)]
+pub struct Throttles {
+    pub total: ThrottleCounter,
+    pub ec2: ThrottleCounter,
+}
+
+impl Throttles {
+    pub fn new() -> Self {
+        let total = ThrottleCounter::default();
+        let ec2 = total.service();
+        Throttles { total, ec2 }
+    }
+
+    /// EC2's pace, learning from EC2's throttling.
+    pub fn ec2_limiter(&self, config: &SharedConfig) -> WriteLimiter {
+        WriteLimiter::new(config.write_rate).learning_from(self.ec2.clone())
+    }
+}
+
+/// One invocation of `J` for an event: decode; a test notification ends
+/// here; else reconcile at the clock's now.
+pub async fn handle<J: Job>(run: Run<'_, J>, event: &Value) -> Result<J::Report, J::Error> {
+    let config = run.config;
+    handle_with(event, |triggers| J::nothing_to_do(config, triggers), |triggers, now| J::reconcile(run, triggers, now))
+        .await
+}
+
+/// [`handle`] for any reconcile: the jobs' own entry points for the
+/// in-memory services go through here too, so that decoding, the test
+/// notification and the clock are the same everywhere.
+pub async fn handle_with<R, E, Fut>(
+    event: &Value,
+    nothing_to_do: impl FnOnce(Vec<Trigger>) -> R,
+    reconcile: impl FnOnce(Vec<Trigger>, u64) -> Fut,
+) -> Result<R, E>
+where
+    E: From<EventError>,
+    Fut: Future<Output = Result<R, E>>,
+{
+    let triggers = event::decode(event)?;
+    if !triggers.iter().any(Trigger::wants_reconcile) {
+        info!(triggers = ?triggers, "nothing to do");
+        return Ok(nothing_to_do(triggers));
+    }
+    reconcile(triggers, crate::shared::clock::now_secs()).await
+}
