@@ -1,6 +1,7 @@
-//! How kube-rtsync builds its AWS SDK client: one HTTPS stack (hyper 1 and
-//! rustls), the crypto provider picked by measurement, bounded retries and
-//! timeouts. The Lambda and the command line share it.
+//! How kube-rtsync builds its AWS SDK clients (EC2, ELBv2, Route 53,
+//! DynamoDB): one HTTPS stack (hyper 1 and rustls), the crypto provider
+//! picked by measurement, bounded retries and timeouts. The Lambda and the
+//! command line share it.
 
 use std::time::Duration;
 

@@ -1,7 +1,9 @@
-//! An in-memory [`Ec2`] that behaves like EC2 where kube-rtsync depends on
-//! it: filters with wildcards, pagination, the error codes of route writes,
-//! blackholes, and injected faults. Public (not `cfg(test)`) so that the
-//! integration tests in `tests/` and the benchmarks can use it.
+//! An in-memory EC2 that behaves like EC2 where kube-rtsync depends on it:
+//! filters with wildcards, pagination, the error codes of route writes,
+//! blackholes, Elastic IP associations (one per private address, the old
+//! one taken off), the write bucket, and injected faults. Public (not
+//! `cfg(test)`, behind the `fakes` feature) so that the integration tests in
+//! `tests/`, the benchmarks and the examples can use it.
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};

@@ -3,7 +3,7 @@
 //! (nodes outside Auto Scaling, such as Karpenter's), or a schedule.
 //!
 //! The event only says *why* a reconcile runs; what to do is always decided
-//! from the observed route tables. Decoding is strict all the same: a
+//! from the observed state. Decoding is strict all the same: a
 //! malformed or unexpected event is an error before anything is read or
 //! written, so that a misrouted subscription is noticed rather than obeyed.
 

@@ -1,9 +1,12 @@
-//! A client-side token bucket that paces route writes.
+//! A client-side token bucket that paces a service's mutating calls: EC2's
+//! for every job (one bucket per execution environment), Route 53's for the
+//! eip job's record changes.
 //!
 //! EC2 meters mutating calls per account and region with a bucket of about
 //! 50 requests refilled at 5 per second, shared with the cluster's own
 //! route controller. Pacing our writes below that keeps a large resync from
-//! provoking `RequestLimitExceeded`, for us and for the controller.
+//! provoking `RequestLimitExceeded`, for us and for the controller. The pace
+//! learns: a throttled call halves it, calls that go through win it back.
 
 use std::time::Duration;
 

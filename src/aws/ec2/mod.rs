@@ -1,6 +1,8 @@
-//! The narrow EC2 port kube-rtsync needs, and its `aws-sdk-ec2` adapter.
+//! The narrow EC2 ports the jobs need (route tables and routes; instances,
+//! NATs, attributes and tags; Elastic IPs), and their `aws-sdk-ec2`
+//! adapter.
 //!
-//! The trait speaks domain types only. The adapter maps SDK shapes into
+//! The traits speak domain types only. The adapter maps SDK shapes into
 //! them and keeps the AWS error code of every failure, which is how a
 //! harmless race (`RouteAlreadyExists`) is told from a real fault.
 

@@ -1,6 +1,7 @@
-//! EC2's route tables and routes as domain types, free of any SDK type:
-//! destinations, targets, route state and origin. Every job that reads or
-//! writes routes speaks these.
+//! EC2's resources as domain types, free of any SDK type: route tables and
+//! routes (destinations, targets, state, origin), instances and their
+//! status checks, subnets, NAT gateways and Elastic IPs. Every job speaks
+//! these.
 
 use std::collections::BTreeMap;
 use std::fmt;

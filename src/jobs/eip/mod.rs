@@ -3,12 +3,13 @@
 //! them back when the node goes.
 //!
 //! Rooms: [`config`] (its variables), [`model`] (pool, items, records,
-//! settings), [`plan`] (pure), [`apply`] (the safe order of writes),
-//! [`report`]. Observe is here: one round trip.
+//! settings), [`observe`] (one round trip), [`plan`] (pure), [`apply`] (the
+//! safe order of writes), [`report`].
 
 pub mod apply;
 pub mod config;
 pub mod model;
+pub mod observe;
 pub mod plan;
 pub mod report;
 
@@ -17,8 +18,7 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::aws::dynamodb::BindingStore;
-use crate::aws::ec2::model::Filter;
-use crate::aws::ec2::{AwsError, Ec2Addresses, all_pages};
+use crate::aws::ec2::{AwsError, Ec2Addresses};
 use crate::aws::route53::Route53;
 use crate::shared::apply::Engine;
 use crate::shared::event::Trigger;
@@ -191,65 +191,7 @@ impl<E: Ec2Addresses, R: Route53, B: BindingStore> Reconciler<'_, E, R, B> {
     /// held by an instance outside the VPC), plans at `now`, applies.
     pub async fn reconcile(&self, triggers: Vec<Trigger>, now: u64) -> Result<Report, Error> {
         let config = self.config;
-        let vpc = [Filter::new("vpc-id", [config.vpc_id.as_str()])];
-        let records = async {
-            match &config.dns {
-                Some(dns) => self.route53.a_records(&dns.zone_id, &dns.suffix).await,
-                None => Ok(Vec::new()),
-            }
-        };
-        let items = async {
-            match &config.table {
-                Some(table) => self.bindings.scan(table).await,
-                None => Ok(Vec::new()),
-            }
-        };
-        let (addresses, mut instances, records, items) = futures::try_join!(
-            self.ec2.describe_addresses(),
-            all_pages("DescribeInstances", |t| self.ec2.describe_instances(&vpc, t)),
-            records,
-            items,
-        )
-        .map_err(Error::Describe)?;
-        let (mut pool, others): (Vec<PoolAddress>, Vec<PoolAddress>) =
-            addresses.into_iter().partition(|a| config.pool_tags.matches(&a.tags));
-
-        // A holder outside the VPC is not ours, but the planner must see it
-        // to tell it from an instance that is gone.
-        let outside: Vec<String> = pool
-            .iter()
-            .filter_map(|a| a.instance_id.clone())
-            .filter(|id| !instances.iter().any(|i| &i.id == id))
-            .collect();
-        if !outside.is_empty() {
-            let filter = [Filter::new("instance-id", outside.iter().map(String::as_str))];
-            let more = all_pages("DescribeInstances", |t| self.ec2.describe_instances(&filter, t))
-                .await
-                .map_err(Error::Describe)?;
-            instances.extend(more);
-        }
-        // An address associated through an interface of no instance we can
-        // see (another service's interface) is never ours to release.
-        let mut warnings = Vec::new();
-        pool.retain(|a| {
-            let unknown = a.association_id.is_some()
-                && a.instance_id.is_none()
-                && !a
-                    .network_interface_id
-                    .as_ref()
-                    .is_some_and(|eni| instances.iter().any(|i| i.eni_ids.contains(eni)));
-            if unknown {
-                let msg = format!(
-                    "{} is associated with {} of no instance in view; left alone",
-                    a.public_ip,
-                    a.network_interface_id.as_deref().unwrap_or("an unknown target")
-                );
-                warn!("{msg}");
-                warnings.push(msg);
-            }
-            !unknown
-        });
-
+        let observe::Observed { instances, pool, others, items, records, warnings } = self.observe().await?;
         let settings = Settings {
             vpc_id: config.vpc_id.clone(),
             node_selector: config.node_tags.clone(),

@@ -1,0 +1,51 @@
+//! What the targets job reads, in one round trip: the listed target groups
+//! (one call per 20 ARNs), each group's registrations, and the VPC's
+//! instances, all at once.
+
+use super::model::{RegisteredTarget, TargetGroup};
+use super::plan::GroupProblem;
+use super::{Error, Reconciler};
+use crate::aws::ec2::model::{Filter, Instance};
+use crate::aws::ec2::{Ec2Nodes, all_pages};
+use crate::aws::elbv2::{Elbv2, TARGET_GROUP_NOT_FOUND};
+
+/// Groups per `DescribeTargetGroups` call.
+const GROUPS_PER_DESCRIBE: usize = 20;
+
+impl<E: Ec2Nodes, L: Elbv2> Reconciler<'_, E, L> {
+    /// The groups with their registrations, and the VPC's instances. An
+    /// unknown ARN is reported as such, by name.
+    pub async fn observe(&self) -> Result<(Vec<(TargetGroup, Vec<RegisteredTarget>)>, Vec<Instance>), Error> {
+        let arns = &self.config.target_group_arns;
+        let vpc = [Filter::new("vpc-id", [self.config.vpc_id.as_str()])];
+        let describe_groups = futures::future::try_join_all(
+            arns.chunks(GROUPS_PER_DESCRIBE).map(|c| self.elbv2.describe_target_groups(c)),
+        );
+        let describe_health = futures::future::join_all(arns.iter().map(|arn| self.elbv2.describe_target_health(arn)));
+        let describe_instances = all_pages("DescribeInstances", |t| self.ec2.describe_instances(&vpc, t));
+        let (groups, health, instances) = futures::join!(describe_groups, describe_health, describe_instances);
+        let instances = instances.map_err(Error::Describe)?;
+        let mut missing = Vec::new();
+        let mut registrations = Vec::new();
+        for (arn, result) in arns.iter().zip(health) {
+            match result {
+                Ok(targets) => registrations.push(targets),
+                Err(e) if e.is_code(TARGET_GROUP_NOT_FOUND) => {
+                    missing.push(GroupProblem::NotFound { arn: arn.clone() });
+                    registrations.push(Vec::new());
+                }
+                Err(e) => return Err(Error::Describe(e)),
+            }
+        }
+        if !missing.is_empty() {
+            return Err(Error::InvalidTargetGroups(missing));
+        }
+        let groups: Vec<TargetGroup> = groups.map_err(Error::Describe)?.into_iter().flatten().collect();
+        let paired = arns
+            .iter()
+            .zip(registrations)
+            .filter_map(|(arn, targets)| groups.iter().find(|g| &g.arn == arn).map(|g| (g.clone(), targets)))
+            .collect();
+        Ok((paired, instances))
+    }
+}
