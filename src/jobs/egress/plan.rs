@@ -421,7 +421,7 @@ impl fmt::Display for EgressPlan {
 impl fmt::Display for TableDecision {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let sigil = match (&self.reason, &self.route_change) {
-            (Reason::LeftAlone(_), _) => '!',
+            (Reason::LeftAlone(_), _) => '.',
             (Reason::NoHealthyNat, _) => '?',
             (_, Some(RouteChange::Create { .. })) => '+',
             (_, Some(RouteChange::Replace { .. })) => '~',
@@ -1032,15 +1032,15 @@ mod tests {
         let plan = plan(&tables, &nats, &settings(), NOW);
         let expected = "\
 ~ i-0fff: source/destination check off
-! rtb-0e (-): left alone: no zone (tag the table with its zone or associate a subnet)
+. rtb-0e (-): left alone: no zone (tag the table with its zone or associate a subnet)
 ~ rtb-0a (us-east-1a): i-0aaa (unhealthy: state stopped) -> nat-0ddd (us-east-1d): fail over
 ~ rtb-0i (us-east-1b): eni-0gone (unhealthy: route is a blackhole) -> eni-0bbb (i-0bbb): fail over
 = rtb-0c \"private-c\" (us-east-1c): nat-0ccc (healthy): own zone's NAT is healthy
 + rtb-0d (us-east-1d): no default route -> nat-0ddd: new default route
 = rtb-0h (us-east-1e): eni-0bbb (i-0bbb, us-east-1b, healthy): fail back held: own zone's NAT healthy for 0 s of 300 s; failback clock set to 1700000000
 ~ rtb-0j (us-east-1e): nat-0ccc (us-east-1c, healthy) -> eni-0eee (i-0eee): fail back: own zone's NAT healthy for 400 s; failback clock cleared
-! rtb-0f (us-east-1f): left alone: through igw igw-0f, not a NAT
-! rtb-0g (us-east-1g): left alone: through regional NAT gateway nat-0rrr
+. rtb-0f (us-east-1f): left alone: through igw igw-0f, not a NAT
+. rtb-0g (us-east-1g): left alone: through regional NAT gateway nat-0rrr
 ";
         assert_eq!(plan.to_string(), expected);
 

@@ -237,7 +237,7 @@ impl fmt::Display for EipPlan {
             writeln!(f, "= {} {}", keep.instance_id, keep.public_ip)?;
         }
         for id in &self.unbound {
-            writeln!(f, "! {id} no free address in the pool")?;
+            writeln!(f, "? {id} no free address in the pool")?;
         }
         for release in &self.withheld {
             let holder = release.instance_id.as_deref().unwrap_or("-");
@@ -1090,7 +1090,7 @@ mod tests {
 + i-5 <- 3.0.0.4 (3-0-0-4.nodes.example.com)
 ~ repair i-2 3.0.0.2: record, item
 = i-1 3.0.0.1
-! i-7 no free address in the pool
+? i-7 no free address in the pool
 . 3.0.0.6 left alone: held by i-6 outside vpc-1
 ";
         assert_eq!(plan.to_string(), expected);

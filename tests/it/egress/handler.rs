@@ -368,3 +368,15 @@ async fn a_failed_clock_delete_is_reported_and_a_leftover_clock_never_skips_a_ho
     assert_ne!(default_target(&fake, "rtb-0a"), eni("eni-0a"), "failed back without the hold");
     assert_eq!(clock(&fake, "rtb-0a"), Some((T0 + 120).to_string()), "the clock restarted");
 }
+
+#[tokio::test]
+async fn the_plan_and_the_report_read_as_the_golden_files_say() {
+    use kube_rtsync::shared::report::JobReport;
+    let fake = vpc();
+    fake.edit_instance("i-0a", |i| i.state = "stopped".into());
+    fake.edit_instance("i-0b", |i| i.source_dest_check = Some(true));
+    let dry = run(&fake, &config(&[("DRY_RUN", "true")]), T0).await.unwrap();
+    crate::support::golden::assert_golden("egress-plan", &dry.render(false));
+    let report = run(&fake, &config(&[]), T0).await.unwrap();
+    crate::support::golden::assert_golden("egress-sync", &report.render(false));
+}

@@ -353,3 +353,17 @@ async fn route_53_throttling_slows_route_53_s_pace_and_not_ec2_s() {
     assert_eq!(ec2_limiter.pace().await, 4.0, "EC2's pace heard Route 53's throttling");
     assert!(dns_limiter.pace().await < 5.0, "Route 53's pace did not");
 }
+
+#[tokio::test]
+async fn the_plan_and_the_report_read_as_the_golden_files_say() {
+    let w = world();
+    w.run(&config(&[])).await.unwrap();
+    // i-2 goes, i-4 and i-5 come: one takes i-2's address, the other waits.
+    w.ec2.edit_instance("i-2", |i| i.state = "terminated".into());
+    w.ec2.insert_instance(node("i-4"));
+    w.ec2.insert_instance(node("i-5"));
+    let Err(Error::PoolExhausted(dry)) = w.run(&config(&[("DRY_RUN", "true")])).await else { panic!("exhausted") };
+    crate::support::golden::assert_golden("eip-plan", &dry.render(false));
+    let Err(Error::PoolExhausted(report)) = w.run(&config(&[])).await else { panic!("exhausted") };
+    crate::support::golden::assert_golden("eip-sync", &report.render(false));
+}

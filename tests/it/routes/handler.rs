@@ -530,3 +530,13 @@ async fn another_instances_launch_costs_one_reconcile_and_never_a_wait() {
     let report = run(&fake, &config(&[("ROUTE_WAIT_SECONDS", "60")]), &event(RUNNING)).await.unwrap();
     assert_eq!((report.route_wait, fake.calls().describe), (None, 2));
 }
+
+#[tokio::test]
+async fn the_plan_and_the_report_read_as_the_golden_files_say() {
+    use kube_rtsync::shared::report::JobReport;
+    let fake = FakeEc2::new(vpc());
+    let dry = run(&fake, &config(&[("DRY_RUN", "true")]), &event(LAUNCH)).await.unwrap();
+    crate::support::golden::assert_golden("routes-plan", &dry.render(false));
+    let report = run(&fake, &config(&[]), &event(LAUNCH)).await.unwrap();
+    crate::support::golden::assert_golden("routes-sync", &report.render(false));
+}

@@ -211,3 +211,14 @@ async fn a_dry_run_plans_and_writes_nothing() {
     assert_eq!((report.totals.registered, report.totals.deregistered), (2, 2));
     assert_eq!(elb.calls().register + elb.calls().deregister, 0);
 }
+
+#[tokio::test]
+async fn the_plan_and_the_report_read_as_the_golden_files_say() {
+    use kube_rtsync::shared::report::JobReport;
+    let (ec2, elb) = world();
+    ec2.edit_instance("i-02", |i| i.state = "stopped".into());
+    let dry = run(&ec2, &elb, &config(&[("DRY_RUN", "true")])).await.unwrap();
+    crate::support::golden::assert_golden("targets-plan", &dry.render(false));
+    let report = run(&ec2, &elb, &config(&[])).await.unwrap();
+    crate::support::golden::assert_golden("targets-sync", &report.render(false));
+}
