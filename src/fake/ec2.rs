@@ -13,8 +13,8 @@ use crate::aws::ec2::model::{
     Target,
 };
 use crate::aws::ec2::{
-    ALREADY_ASSOCIATED, ASSOCIATION_NOT_FOUND, AwsError, Ec2, Ec2Addresses, Ec2Nodes, FailureKind,
-    INVALID_PARAMETER_VALUE, ROUTE_ALREADY_EXISTS, ROUTE_NOT_FOUND, ROUTE_TABLE_NOT_FOUND, RouteTablePage,
+    ALREADY_ASSOCIATED, ASSOCIATION_NOT_FOUND, Addresses, AwsError, FailureKind, INVALID_PARAMETER_VALUE, Instances,
+    Nats, ROUTE_ALREADY_EXISTS, ROUTE_NOT_FOUND, ROUTE_TABLE_NOT_FOUND, RouteTablePage, RouteTables,
 };
 
 /// The EC2 operations the fake serves.
@@ -494,7 +494,7 @@ impl FakeEc2 {
     }
 }
 
-impl Ec2 for FakeEc2 {
+impl RouteTables for FakeEc2 {
     async fn describe_route_tables(
         &self,
         filters: &[Filter],
@@ -592,20 +592,7 @@ fn resource_matches(
     Ok(true)
 }
 
-impl Ec2Nodes for FakeEc2 {
-    async fn describe_subnets(&self, filters: &[Filter], _: Option<String>) -> Result<Page<Subnet>, AwsError> {
-        let no_tags = BTreeMap::new();
-        describe(&mut self.lock(), Operation::DescribeSubnets, |state| {
-            let mut out = Vec::new();
-            for subnet in state.subnets.values() {
-                if resource_matches(Operation::DescribeSubnets, &subnet.id, &subnet.vpc_id, &no_tags, filters)? {
-                    out.push(subnet.clone());
-                }
-            }
-            Ok(out)
-        })
-    }
-
+impl Instances for FakeEc2 {
     async fn describe_instances(&self, filters: &[Filter], _: Option<String>) -> Result<Page<Instance>, AwsError> {
         describe(&mut self.lock(), Operation::DescribeInstances, |state| {
             let mut out = Vec::new();
@@ -618,6 +605,21 @@ impl Ec2Nodes for FakeEc2 {
                     filters,
                 )? {
                     out.push(instance.clone());
+                }
+            }
+            Ok(out)
+        })
+    }
+}
+
+impl Nats for FakeEc2 {
+    async fn describe_subnets(&self, filters: &[Filter], _: Option<String>) -> Result<Page<Subnet>, AwsError> {
+        let no_tags = BTreeMap::new();
+        describe(&mut self.lock(), Operation::DescribeSubnets, |state| {
+            let mut out = Vec::new();
+            for subnet in state.subnets.values() {
+                if resource_matches(Operation::DescribeSubnets, &subnet.id, &subnet.vpc_id, &no_tags, filters)? {
+                    out.push(subnet.clone());
                 }
             }
             Ok(out)
@@ -712,7 +714,7 @@ impl Ec2Nodes for FakeEc2 {
     }
 }
 
-impl Ec2Addresses for FakeEc2 {
+impl Addresses for FakeEc2 {
     async fn describe_addresses(&self) -> Result<Vec<Address>, AwsError> {
         describe(&mut self.lock(), Operation::DescribeAddresses, |state| {
             Ok(state.addresses.values().cloned().collect())

@@ -47,9 +47,13 @@ pub struct RouteTablePage {
     pub next_token: Option<String>,
 }
 
-/// The EC2 calls kube-rtsync makes. Implemented by [`AwsEc2`] and by
-/// `FakeEc2` (feature `fakes`).
-pub trait Ec2: Send + Sync {
+/// EC2's ports, one per concern, each job taking only those it uses
+/// (routes: [`RouteTables`] and [`Instances`]; egress: those and [`Nats`];
+/// targets: [`Instances`]; eip: [`Instances`] and [`Addresses`]). Each is
+/// implemented by [`AwsEc2`] and by `FakeEc2` (feature `fakes`).
+///
+/// Route tables and their routes.
+pub trait RouteTables: Send + Sync {
     /// One page of `DescribeRouteTables` with these filters.
     fn describe_route_tables(
         &self,
@@ -78,20 +82,24 @@ pub trait Ec2: Send + Sync {
     ) -> impl Future<Output = Result<(), AwsError>> + Send;
 }
 
-/// The further EC2 calls of the jobs that watch instances and NATs.
-/// Implemented by [`AwsEc2`] and by `FakeEc2` (feature `fakes`).
-pub trait Ec2Nodes: Ec2 {
-    fn describe_subnets(
-        &self,
-        filters: &[Filter],
-        next_token: Option<String>,
-    ) -> impl Future<Output = Result<Page<Subnet>, AwsError>> + Send;
-
+/// The VPC's instances.
+pub trait Instances: Send + Sync {
     fn describe_instances(
         &self,
         filters: &[Filter],
         next_token: Option<String>,
     ) -> impl Future<Output = Result<Page<Instance>, AwsError>> + Send;
+}
+
+/// What the egress job watches and writes besides routes: subnets (for the
+/// zones), the NAT instances' status checks and source/destination check,
+/// the NAT gateways, and the tags of its failback clock.
+pub trait Nats: Send + Sync {
+    fn describe_subnets(
+        &self,
+        filters: &[Filter],
+        next_token: Option<String>,
+    ) -> impl Future<Output = Result<Page<Subnet>, AwsError>> + Send;
 
     /// The status checks of the running instances among `instance_ids`.
     fn describe_instance_status(
@@ -123,9 +131,8 @@ pub trait Ec2Nodes: Ec2 {
     fn delete_tag(&self, resource_id: &str, key: &str) -> impl Future<Output = Result<(), AwsError>> + Send;
 }
 
-/// The Elastic IP calls of the eip job. Implemented by [`AwsEc2`] and by
-/// `FakeEc2` (feature `fakes`).
-pub trait Ec2Addresses: Ec2Nodes {
+/// The account's Elastic IPs and their associations (the eip job).
+pub trait Addresses: Send + Sync {
     /// Every Elastic IP of the account and region (a few: the default quota is 5).
     fn describe_addresses(&self) -> impl Future<Output = Result<Vec<Address>, AwsError>> + Send;
 
@@ -192,7 +199,7 @@ where
 /// Every route table matching `filters`, following `NextToken` to the end.
 /// Bounded as [`all_pages`] is: a repeated token or too many pages is an
 /// error, never an endless loop.
-pub async fn describe_all<E: Ec2>(ec2: &E, filters: &[Filter]) -> Result<Vec<RouteTable>, AwsError> {
+pub async fn describe_all<E: RouteTables>(ec2: &E, filters: &[Filter]) -> Result<Vec<RouteTable>, AwsError> {
     all_pages("DescribeRouteTables", |token| async move {
         let page = ec2.describe_route_tables(filters, token).await?;
         Ok(Page { items: page.route_tables, next_token: page.next_token })
@@ -200,7 +207,7 @@ pub async fn describe_all<E: Ec2>(ec2: &E, filters: &[Filter]) -> Result<Vec<Rou
     .await
 }
 
-/// The [`Ec2`] port over `aws-sdk-ec2`.
+/// The EC2 ports ([`RouteTables`], [`Instances`], [`Nats`], [`Addresses`]) over `aws-sdk-ec2`.
 #[derive(Clone, Debug)]
 pub struct AwsEc2 {
     client: aws_sdk_ec2::Client,
@@ -241,7 +248,7 @@ macro_rules! with_target {
     };
 }
 
-impl Ec2 for AwsEc2 {
+impl RouteTables for AwsEc2 {
     async fn describe_route_tables(
         &self,
         filters: &[Filter],
@@ -296,7 +303,27 @@ impl Ec2 for AwsEc2 {
     }
 }
 
-impl Ec2Nodes for AwsEc2 {
+impl Instances for AwsEc2 {
+    async fn describe_instances(
+        &self,
+        filters: &[Filter],
+        next_token: Option<String>,
+    ) -> Result<Page<Instance>, AwsError> {
+        let out = self
+            .client
+            .describe_instances()
+            .set_filters(Some(sdk_filters(filters)))
+            .max_results(1000)
+            .set_next_token(next_token)
+            .send()
+            .await
+            .map_err(|e| sdk_error("DescribeInstances", e))?;
+        let items = out.reservations().iter().flat_map(|r| r.instances()).map(instance_from_sdk).collect();
+        Ok(Page { items, next_token: out.next_token().map(str::to_owned) })
+    }
+}
+
+impl Nats for AwsEc2 {
     async fn describe_subnets(&self, filters: &[Filter], next_token: Option<String>) -> Result<Page<Subnet>, AwsError> {
         let out = self
             .client
@@ -316,24 +343,6 @@ impl Ec2Nodes for AwsEc2 {
                 zone: s.availability_zone().unwrap_or_default().to_owned(),
             })
             .collect();
-        Ok(Page { items, next_token: out.next_token().map(str::to_owned) })
-    }
-
-    async fn describe_instances(
-        &self,
-        filters: &[Filter],
-        next_token: Option<String>,
-    ) -> Result<Page<Instance>, AwsError> {
-        let out = self
-            .client
-            .describe_instances()
-            .set_filters(Some(sdk_filters(filters)))
-            .max_results(1000)
-            .set_next_token(next_token)
-            .send()
-            .await
-            .map_err(|e| sdk_error("DescribeInstances", e))?;
-        let items = out.reservations().iter().flat_map(|r| r.instances()).map(instance_from_sdk).collect();
         Ok(Page { items, next_token: out.next_token().map(str::to_owned) })
     }
 
@@ -425,7 +434,7 @@ impl Ec2Nodes for AwsEc2 {
     }
 }
 
-impl Ec2Addresses for AwsEc2 {
+impl Addresses for AwsEc2 {
     async fn describe_addresses(&self) -> Result<Vec<Address>, AwsError> {
         let out = self.client.describe_addresses().send().await.map_err(|e| sdk_error("DescribeAddresses", e))?;
         let some = |s: Option<&str>| s.filter(|s| !s.is_empty()).map(str::to_owned);

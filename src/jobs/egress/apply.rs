@@ -11,7 +11,7 @@ use super::model::NatTarget;
 use super::plan::{EgressPlan, RouteChange, TagChange};
 use super::report::{WriteResult, WriteStatus};
 use crate::aws::ec2::model::{Destination, Target};
-use crate::aws::ec2::{AwsError, Ec2Nodes, ROUTE_ALREADY_EXISTS};
+use crate::aws::ec2::{AwsError, Nats, ROUTE_ALREADY_EXISTS, RouteTables};
 use crate::shared::apply::{Engine, ItemOutcome};
 
 /// One write of the egress job.
@@ -54,7 +54,7 @@ fn target(nat: &NatTarget) -> Target {
 /// Turns the source/destination check off on these NAT instances (or, in
 /// a dry run, records it as planned). This runs before the plan that
 /// routes tables: only an instance whose fix is made may carry one.
-pub async fn fix_source_dest_checks<E: Ec2Nodes>(
+pub async fn fix_source_dest_checks<E: RouteTables + Nats>(
     ec2: &E,
     engine: &Engine<'_>,
     instance_ids: &[String],
@@ -69,7 +69,7 @@ pub async fn fix_source_dest_checks<E: Ec2Nodes>(
 /// Applies the plan's route and failback-clock writes (or, in a dry run,
 /// records them as planned). Its source/destination fixes are made before
 /// it was planned, by [`fix_source_dest_checks`].
-pub async fn apply<E: Ec2Nodes>(
+pub async fn apply<E: RouteTables + Nats>(
     ec2: &E,
     engine: &Engine<'_>,
     plan: &EgressPlan,
@@ -93,7 +93,7 @@ pub async fn apply<E: Ec2Nodes>(
 
 /// Each group's waves through the engine, groups concurrently; results by
 /// resource, then change.
-async fn run_groups<E: Ec2Nodes>(
+async fn run_groups<E: RouteTables + Nats>(
     ec2: &E,
     engine: &Engine<'_>,
     groups: Vec<Vec<Vec<EgressWrite>>>,
@@ -128,7 +128,7 @@ async fn run_groups<E: Ec2Nodes>(
 
 /// One write, idempotent under races: a create that finds the route
 /// replaces it, a replace that finds none creates it.
-async fn write_one<E: Ec2Nodes>(
+async fn write_one<E: RouteTables + Nats>(
     ec2: &E,
     engine: &Engine<'_>,
     write: &EgressWrite,

@@ -19,7 +19,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use crate::aws::ec2::{AwsError, Ec2Nodes};
+use crate::aws::ec2::{AwsError, Instances, Nats, RouteTables};
 use crate::shared::apply::Engine;
 use crate::shared::event::Trigger;
 use crate::shared::limiter::WriteLimiter;
@@ -76,7 +76,10 @@ pub struct Reconciler<'a, E> {
 
 /// Handles one invocation event: decode, then reconcile unless the event
 /// asks for nothing. Any instance's state change costs one reconcile.
-pub async fn handle_event<E: Ec2Nodes>(reconciler: &Reconciler<'_, E>, event: &Value) -> Result<Report, Error> {
+pub async fn handle_event<E: RouteTables + Instances + Nats>(
+    reconciler: &Reconciler<'_, E>,
+    event: &Value,
+) -> Result<Report, Error> {
     let config = reconciler.config;
     crate::shared::job::handle_with(
         event,
@@ -128,7 +131,7 @@ impl crate::shared::job::Job for Egress {
     }
 }
 
-impl<E: Ec2Nodes> Reconciler<'_, E> {
+impl<E: RouteTables + Instances + Nats> Reconciler<'_, E> {
     /// [`Self::reconcile`], and an error when the report is incomplete, so
     /// that Lambda retries.
     pub async fn run(&self, triggers: Vec<Trigger>, now: u64) -> Result<Report, Error> {

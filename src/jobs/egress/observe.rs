@@ -16,7 +16,7 @@ use super::model::{
 use crate::aws::ec2::model::{
     Destination, Filter, Instance, InstanceStatus, RouteOrigin, RouteState, RouteTable, Target,
 };
-use crate::aws::ec2::{AwsError, Ec2Nodes, all_pages, describe_all};
+use crate::aws::ec2::{AwsError, Instances, Nats, RouteTables, all_pages, describe_all};
 
 /// Instance ids `DescribeInstanceStatus` takes in one call.
 pub const STATUS_IDS_PER_CALL: usize = 100;
@@ -34,7 +34,11 @@ pub struct Observed {
 /// Reads everything the planner needs. Every list is restricted to
 /// `VPC_ID` and the enrolment tag, by filter and again client-side (the
 /// emulator ignores tag filters on NAT gateways).
-pub async fn observe<E: Ec2Nodes>(ec2: &E, config: &Config, deadline: Option<Instant>) -> Result<Observed, AwsError> {
+pub async fn observe<E: RouteTables + Instances + Nats>(
+    ec2: &E,
+    config: &Config,
+    deadline: Option<Instant>,
+) -> Result<Observed, AwsError> {
     let vpc = Filter::new("vpc-id", [config.vpc_id.as_str()]);
     let enrolled = Filter::new(format!("tag:{}", config.tag_key), [config.router_id.as_str()]);
     let table_filters = [vpc.clone(), enrolled.clone()];

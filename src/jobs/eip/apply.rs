@@ -30,7 +30,7 @@ use super::config::Config;
 use super::plan::EipPlan;
 use super::report::{WriteResult, WriteStatus};
 use crate::aws::dynamodb::{Binding, BindingStore};
-use crate::aws::ec2::{ASSOCIATION_NOT_FOUND, AwsError, Ec2Addresses};
+use crate::aws::ec2::{ASSOCIATION_NOT_FOUND, Addresses, AwsError};
 use crate::aws::route53::{RecordChange, Route53, batches};
 use crate::shared::apply::{Engine, ItemOutcome, stops_further_writes};
 use crate::shared::limiter::WriteLimiter;
@@ -102,7 +102,7 @@ fn owners<'a>(ids: impl IntoIterator<Item = &'a Option<String>>) -> Vec<String> 
     ids.into_iter().flatten().cloned().collect()
 }
 
-pub async fn apply<E: Ec2Addresses, R: Route53, B: BindingStore>(
+pub async fn apply<E: Addresses, R: Route53, B: BindingStore>(
     clients: &Clients<'_, E, R, B>,
     engine: &Engine<'_>,
     plan: &EipPlan,

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::aws::dynamodb::BindingStore;
-use crate::aws::ec2::{AwsError, Ec2Addresses};
+use crate::aws::ec2::{Addresses, AwsError, Instances};
 use crate::aws::route53::Route53;
 use crate::shared::apply::Engine;
 use crate::shared::event::Trigger;
@@ -95,7 +95,7 @@ pub const ROUTE53_WRITE_RATE: crate::shared::config::WriteRate =
 
 /// Handles one invocation event: decode, then reconcile unless the event
 /// asks for nothing.
-pub async fn handle_event<E: Ec2Addresses, R: Route53, B: BindingStore>(
+pub async fn handle_event<E: Instances + Addresses, R: Route53, B: BindingStore>(
     reconciler: &Reconciler<'_, E, R, B>,
     event: &Value,
 ) -> Result<Report, Error> {
@@ -186,7 +186,7 @@ pub fn outcome(report: Report) -> Result<Report, Error> {
     }
 }
 
-impl<E: Ec2Addresses, R: Route53, B: BindingStore> Reconciler<'_, E, R, B> {
+impl<E: Instances + Addresses, R: Route53, B: BindingStore> Reconciler<'_, E, R, B> {
     /// Observes (one round trip, plus one describe when a pool address is
     /// held by an instance outside the VPC), plans at `now`, applies.
     pub async fn reconcile(&self, triggers: Vec<Trigger>, now: u64) -> Result<Report, Error> {

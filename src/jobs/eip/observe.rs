@@ -8,7 +8,7 @@ use tracing::warn;
 use super::{Error, Reconciler};
 use crate::aws::dynamodb::{Binding, BindingStore};
 use crate::aws::ec2::model::Filter;
-use crate::aws::ec2::{Ec2Addresses, all_pages};
+use crate::aws::ec2::{Addresses, Instances, all_pages};
 use crate::aws::route53::{ARecord, Route53};
 use crate::jobs::eip::model::{Instance, PoolAddress};
 
@@ -25,7 +25,7 @@ pub struct Observed {
     pub warnings: Vec<String>,
 }
 
-impl<E: Ec2Addresses, R: Route53, B: BindingStore> Reconciler<'_, E, R, B> {
+impl<E: Instances + Addresses, R: Route53, B: BindingStore> Reconciler<'_, E, R, B> {
     pub async fn observe(&self) -> Result<Observed, Error> {
         let config = self.config;
         let vpc = [Filter::new("vpc-id", [config.vpc_id.as_str()])];

@@ -6,10 +6,10 @@ use tracing::{error, info, warn};
 use super::Reconciler;
 use super::plan::{RouteAction, RoutePlan, TablePlan};
 use super::report::{Failure, NotStarted, TableReport};
-use crate::aws::ec2::{AwsError, Ec2, ROUTE_ALREADY_EXISTS, ROUTE_NOT_FOUND, ROUTE_TABLE_NOT_FOUND};
+use crate::aws::ec2::{AwsError, ROUTE_ALREADY_EXISTS, ROUTE_NOT_FOUND, ROUTE_TABLE_NOT_FOUND, RouteTables};
 use crate::shared::apply::{Engine, ItemOutcome, stops_further_writes};
 
-impl<E: Ec2> Reconciler<'_, E> {
+impl<E: RouteTables> Reconciler<'_, E> {
     /// Applies the plan. All tables at once, and within a table every
     /// action at once (they name different destinations), with at most
     /// `APPLY_CONCURRENCY` writes in flight and the limiter's pace. The one

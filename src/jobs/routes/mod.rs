@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::aws::ec2::model::RouteTable;
-use crate::aws::ec2::{Ec2, Ec2Nodes};
+use crate::aws::ec2::{Instances, RouteTables};
 use crate::shared::event::Trigger;
 use crate::shared::limiter::WriteLimiter;
 use config::Config;
@@ -139,7 +139,7 @@ pub struct Observed {
 
 /// Handles one invocation event: decode, then reconcile unless the event
 /// asks for nothing. An error means Lambda should retry.
-pub async fn handle_event<E: Ec2Nodes>(reconciler: &Reconciler<'_, E>, event: &Value) -> Result<Report> {
+pub async fn handle_event<E: RouteTables + Instances>(reconciler: &Reconciler<'_, E>, event: &Value) -> Result<Report> {
     let config = reconciler.config;
     crate::shared::job::handle_with(
         event,
@@ -192,7 +192,7 @@ impl crate::shared::job::Job for Routes {
     }
 }
 
-impl<E: Ec2Nodes> Reconciler<'_, E> {
+impl<E: RouteTables + Instances> Reconciler<'_, E> {
     /// One reconcile for these triggers, with the wait for a new node's
     /// route and the pass after it; the report bounded for Lambda, and an
     /// error when it is incomplete, so that Lambda retries.
@@ -248,7 +248,7 @@ impl<E: Ec2Nodes> Reconciler<'_, E> {
     }
 }
 
-impl<E: Ec2> Reconciler<'_, E> {
+impl<E: RouteTables> Reconciler<'_, E> {
     /// Observes, plans and applies; returns the report. Failures of single
     /// writes are in the report (`Outcome::Incomplete`); failures that stop
     /// the reconcile before any write are errors.

@@ -11,11 +11,11 @@ use super::config::SourceSelector;
 use super::report::RouteWait;
 use super::{Error, Observed, Reconciler, Result};
 use crate::aws::ec2::model::{Filter, RouteTable};
-use crate::aws::ec2::{Ec2, Ec2Nodes, all_pages, describe_all};
+use crate::aws::ec2::{Instances, RouteTables, all_pages, describe_all};
 use crate::shared::apply::DEADLINE_MARGIN;
 use crate::shared::tags::{CLUSTER_TAG_KEYS, is_cluster_member};
 
-impl<E: Ec2> Reconciler<'_, E> {
+impl<E: RouteTables> Reconciler<'_, E> {
     /// Reads the source and the target tables: two `DescribeRouteTables`
     /// (each paginated), concurrently, both restricted to `VPC_ID`.
     ///
@@ -134,7 +134,7 @@ fn is_source(table: &RouteTable, selector: &SourceSelector) -> bool {
     }
 }
 
-impl<E: Ec2Nodes> Reconciler<'_, E> {
+impl<E: RouteTables + Instances> Reconciler<'_, E> {
     /// Whether `instance_id` is a node of this cluster in `VPC_ID` (tagged
     /// for the cluster in either style; with only `SOURCE_ROUTE_TABLE_ID`,
     /// any instance of the VPC): one `DescribeInstances`.

@@ -17,7 +17,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 use tracing::info;
 
-use crate::aws::ec2::{AwsError, Ec2Nodes};
+use crate::aws::ec2::{AwsError, Instances};
 use crate::aws::elbv2::Elbv2;
 use crate::shared::apply::Engine;
 use crate::shared::event::Trigger;
@@ -81,7 +81,7 @@ pub struct Reconciler<'a, E, L> {
 
 /// Handles one invocation event: decode, then reconcile unless the event
 /// asks for nothing.
-pub async fn handle_event<E: Ec2Nodes, L: Elbv2>(
+pub async fn handle_event<E: Instances, L: Elbv2>(
     reconciler: &Reconciler<'_, E, L>,
     event: &Value,
 ) -> Result<Report, Error> {
@@ -150,7 +150,7 @@ impl crate::shared::job::Job for Targets {
     }
 }
 
-impl<E: Ec2Nodes, L: Elbv2> Reconciler<'_, E, L> {
+impl<E: Instances, L: Elbv2> Reconciler<'_, E, L> {
     /// [`Self::reconcile`], and an error when the report is incomplete, so
     /// that Lambda retries.
     pub async fn run(&self, triggers: Vec<Trigger>) -> Result<Report, Error> {

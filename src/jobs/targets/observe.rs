@@ -6,13 +6,13 @@ use super::model::{RegisteredTarget, TargetGroup};
 use super::plan::GroupProblem;
 use super::{Error, Reconciler};
 use crate::aws::ec2::model::{Filter, Instance};
-use crate::aws::ec2::{Ec2Nodes, all_pages};
+use crate::aws::ec2::{Instances, all_pages};
 use crate::aws::elbv2::{Elbv2, TARGET_GROUP_NOT_FOUND};
 
 /// Groups per `DescribeTargetGroups` call.
 const GROUPS_PER_DESCRIBE: usize = 20;
 
-impl<E: Ec2Nodes, L: Elbv2> Reconciler<'_, E, L> {
+impl<E: Instances, L: Elbv2> Reconciler<'_, E, L> {
     /// The groups with their registrations, and the VPC's instances. An
     /// unknown ARN is reported as such, by name.
     pub async fn observe(&self) -> Result<(Vec<(TargetGroup, Vec<RegisteredTarget>)>, Vec<Instance>), Error> {

@@ -590,7 +590,7 @@ impl aws_sdk_ec2::config::Intercept for Attempts {
 async fn a_refused_certificate_is_not_retried() {
     crate::require_emulator!();
     use aws_sdk_ec2::config::retry::RetryConfig;
-    use kube_rtsync::aws::ec2::{Ec2, FailureKind};
+    use kube_rtsync::aws::ec2::{FailureKind, RouteTables};
 
     let emulator = Emulator::start_tls();
     // Trusting the system's roots only, with a quick retry policy; once

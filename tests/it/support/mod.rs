@@ -197,8 +197,9 @@ impl Drop for LambdaProcess {
     }
 }
 
-/// An [`Ec2`](kube_rtsync::aws::ec2::Ec2) that counts the calls passing through
-/// to another one.
+/// The routes job's EC2 ports ([`RouteTables`](kube_rtsync::aws::ec2::RouteTables) and
+/// [`Instances`](kube_rtsync::aws::ec2::Instances)), counting the calls passing through
+/// to another implementation.
 pub struct Counting<E> {
     pub inner: E,
     pub describes: std::sync::atomic::AtomicUsize,
@@ -216,7 +217,7 @@ impl<E> Counting<E> {
     }
 }
 
-impl<E: kube_rtsync::aws::ec2::Ec2> kube_rtsync::aws::ec2::Ec2 for Counting<E> {
+impl<E: kube_rtsync::aws::ec2::RouteTables> kube_rtsync::aws::ec2::RouteTables for Counting<E> {
     async fn describe_route_tables(
         &self,
         filters: &[kube_rtsync::aws::ec2::model::Filter],
@@ -256,18 +257,9 @@ impl<E: kube_rtsync::aws::ec2::Ec2> kube_rtsync::aws::ec2::Ec2 for Counting<E> {
     }
 }
 
-/// The instance and NAT reads pass through uncounted: the counts are of
-/// route-table describes and route writes.
-impl<E: kube_rtsync::aws::ec2::Ec2Nodes> kube_rtsync::aws::ec2::Ec2Nodes for Counting<E> {
-    async fn describe_subnets(
-        &self,
-        filters: &[kube_rtsync::aws::ec2::model::Filter],
-        next_token: Option<String>,
-    ) -> Result<kube_rtsync::aws::ec2::model::Page<kube_rtsync::aws::ec2::model::Subnet>, kube_rtsync::aws::ec2::AwsError>
-    {
-        self.inner.describe_subnets(filters, next_token).await
-    }
-
+/// Instance reads pass through uncounted: the counts are of route-table
+/// describes and route writes.
+impl<E: kube_rtsync::aws::ec2::Instances> kube_rtsync::aws::ec2::Instances for Counting<E> {
     async fn describe_instances(
         &self,
         filters: &[kube_rtsync::aws::ec2::model::Filter],
@@ -277,48 +269,5 @@ impl<E: kube_rtsync::aws::ec2::Ec2Nodes> kube_rtsync::aws::ec2::Ec2Nodes for Cou
         kube_rtsync::aws::ec2::AwsError,
     > {
         self.inner.describe_instances(filters, next_token).await
-    }
-
-    async fn describe_instance_status(
-        &self,
-        instance_ids: &[String],
-        next_token: Option<String>,
-    ) -> Result<
-        kube_rtsync::aws::ec2::model::Page<kube_rtsync::aws::ec2::model::InstanceStatus>,
-        kube_rtsync::aws::ec2::AwsError,
-    > {
-        self.inner.describe_instance_status(instance_ids, next_token).await
-    }
-
-    async fn describe_nat_gateways(
-        &self,
-        filters: &[kube_rtsync::aws::ec2::model::Filter],
-        next_token: Option<String>,
-    ) -> Result<
-        kube_rtsync::aws::ec2::model::Page<kube_rtsync::aws::ec2::model::NatGateway>,
-        kube_rtsync::aws::ec2::AwsError,
-    > {
-        self.inner.describe_nat_gateways(filters, next_token).await
-    }
-
-    async fn set_source_dest_check(
-        &self,
-        instance_id: &str,
-        enabled: bool,
-    ) -> Result<(), kube_rtsync::aws::ec2::AwsError> {
-        self.inner.set_source_dest_check(instance_id, enabled).await
-    }
-
-    async fn create_tag(
-        &self,
-        resource_id: &str,
-        key: &str,
-        value: &str,
-    ) -> Result<(), kube_rtsync::aws::ec2::AwsError> {
-        self.inner.create_tag(resource_id, key, value).await
-    }
-
-    async fn delete_tag(&self, resource_id: &str, key: &str) -> Result<(), kube_rtsync::aws::ec2::AwsError> {
-        self.inner.delete_tag(resource_id, key).await
     }
 }
