@@ -17,6 +17,7 @@ use tokio::time::Instant;
 
 use crate::aws::error::{AwsError, FailureKind};
 use crate::shared::limiter::WriteLimiter;
+use crate::shared::report::{WriteResult, WriteStatus};
 
 /// No write is started with less than this left before the deadline: one
 /// write with all its retries (the SDK's operation timeout is 2 s less)
@@ -160,6 +161,148 @@ impl<'a> Engine<'a> {
             .await;
         }
         outcomes.into_inner().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// One planned write: the resource it writes (a table, an address, ...),
+/// what it does (for people, in the report and the log), and the action
+/// the job's call carries out.
+#[derive(Clone, Debug)]
+pub struct Step<A> {
+    pub resource: String,
+    pub change: String,
+    pub action: A,
+}
+
+impl<A> Step<A> {
+    pub fn new(resource: impl Into<String>, change: impl Into<String>, action: A) -> Self {
+        Step { resource: resource.into(), change: change.into(), action }
+    }
+}
+
+/// What a phase gives the next: the steps that went through, with what
+/// their call returned (an association id, say), and those that failed,
+/// with the error.
+pub struct PhaseOutcome<A, O> {
+    pub done: Vec<(Step<A>, O)>,
+    pub failed: Vec<(Step<A>, AwsError)>,
+}
+
+/// A job's writes as ordered phases through the engine: each phase's steps
+/// at once; a resource whose earlier write failed (or was not started) gets
+/// no later write, and says so; in a dry run every step is `Planned`, so the
+/// dry-run report lists the same rows as the real one; every step is logged
+/// once, with the resource and the change, made or failed.
+pub struct Phases<'e, 'a> {
+    engine: &'e Engine<'a>,
+    job: &'static str,
+    dry_run: bool,
+    failed: std::collections::BTreeSet<String>,
+    results: Vec<WriteResult>,
+}
+
+impl<'e, 'a> Phases<'e, 'a> {
+    pub fn new(engine: &'e Engine<'a>, job: &'static str, dry_run: bool) -> Self {
+        Phases { engine, job, dry_run, failed: Default::default(), results: Vec::new() }
+    }
+
+    /// Runs one phase. `run` makes one step's calls (through
+    /// [`Engine::paced`] or [`Engine::paced_by`]); after an error for which
+    /// `stops` is true, no further step of the phase starts (the `noun`
+    /// names what the steps write, in reasons). In a dry run nothing is
+    /// called and every step is done with `O::default()`.
+    pub async fn run<A, O, F, Fut>(
+        &mut self,
+        noun: &str,
+        steps: Vec<Step<A>>,
+        run: F,
+        stops: impl Fn(&AwsError) -> bool,
+    ) -> PhaseOutcome<A, O>
+    where
+        O: Default,
+        F: Fn(&A) -> Fut,
+        Fut: Future<Output = Result<O, AwsError>>,
+    {
+        let mut ready = Vec::new();
+        for step in steps {
+            if self.failed.contains(&step.resource) {
+                let reason = format!("an earlier write to {} failed", step.resource);
+                self.results.push(WriteResult::of(&step, WriteStatus::NotStarted { reason }));
+            } else {
+                ready.push(step);
+            }
+        }
+        let mut outcome = PhaseOutcome { done: Vec::new(), failed: Vec::new() };
+        if self.dry_run {
+            for step in ready {
+                self.results.push(WriteResult::of(&step, WriteStatus::Planned));
+                outcome.done.push((step, O::default()));
+            }
+            return outcome;
+        }
+        let outputs: Mutex<Vec<Option<O>>> = Mutex::new((0..ready.len()).map(|_| None).collect());
+        let call = |k: &usize| {
+            let k = *k;
+            let call = run(&ready[k].action);
+            let outputs = &outputs;
+            async move {
+                let output = call.await?;
+                outputs.lock().unwrap_or_else(|p| p.into_inner())[k] = Some(output);
+                Ok(())
+            }
+        };
+        let ended = self.engine.run_group(noun, vec![(0..ready.len()).collect()], call, stops).await;
+        let mut outputs = outputs.into_inner().unwrap_or_else(|p| p.into_inner());
+        let mut steps: Vec<Option<Step<A>>> = ready.into_iter().map(Some).collect();
+        for item in ended {
+            let (k, status, error) = match item {
+                ItemOutcome::Done(k) => (k, WriteStatus::Done, None),
+                ItemOutcome::Failed(k, err) => (k, WriteStatus::failed(&err), Some(err)),
+                ItemOutcome::NotStarted(k, reason) => (k, WriteStatus::NotStarted { reason }, None),
+            };
+            let Some(step) = steps[k].take() else { continue };
+            self.log(&step, &status);
+            self.results.push(WriteResult::of(&step, status.clone()));
+            match (status, error) {
+                (WriteStatus::Done, _) => {
+                    let output = outputs[k].take().unwrap_or_default();
+                    outcome.done.push((step, output));
+                }
+                (_, error) => {
+                    self.failed.insert(step.resource.clone());
+                    if let Some(error) = error {
+                        outcome.failed.push((step, error));
+                    }
+                }
+            }
+        }
+        outcome
+    }
+
+    fn log(&self, step: &Step<impl Sized>, status: &WriteStatus) {
+        let (job, resource, change) = (self.job, step.resource.as_str(), step.change.as_str());
+        match status {
+            WriteStatus::Done | WriteStatus::Planned => tracing::info!(job, resource, change, "change made"),
+            WriteStatus::Failed { code, message, hint, .. } => tracing::error!(
+                job, resource, change, code = code.as_deref().unwrap_or("-"), error = %message, hint, "change failed"
+            ),
+            WriteStatus::NotStarted { reason } => tracing::warn!(job, resource, change, reason, "change not started"),
+        }
+    }
+
+    /// The engine the phases run on, for the jobs' calls.
+    pub fn engine(&self) -> &'e Engine<'a> {
+        self.engine
+    }
+
+    /// Whether a write to this resource failed or was not started.
+    pub fn has_failed(&self, resource: &str) -> bool {
+        self.failed.contains(resource)
+    }
+
+    /// Every step's row, in the order the steps ended.
+    pub fn results(self) -> Vec<WriteResult> {
+        self.results
     }
 }
 

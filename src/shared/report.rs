@@ -89,6 +89,13 @@ pub struct WriteResult {
     pub status: WriteStatus,
 }
 
+impl WriteResult {
+    /// The row of one step of a phase.
+    pub fn of<A>(step: &crate::shared::apply::Step<A>, status: WriteStatus) -> Self {
+        WriteResult { resource: step.resource.clone(), change: step.change.clone(), status }
+    }
+}
+
 impl WriteStatus {
     pub fn is_made(&self) -> bool {
         matches!(self, WriteStatus::Done | WriteStatus::Planned)

@@ -1,18 +1,16 @@
-//! The egress job's writes, through the shared apply engine: first the
+//! The egress job's writes, as phases of the shared engine: first the
 //! source/destination fixes (before the plan: only a fix that succeeded
-//! lets a NAT carry a table), then per table its default route, then its
-//! failback clock, the clock only once the route is written.
+//! lets a NAT carry a table), then the default routes, then the failback
+//! clocks, a table's clock only once its route is written.
 
 use ipnet::IpNet;
-use tracing::{error, info};
 
 use super::config::FAILBACK_CLOCK_TAG;
 use super::model::NatTarget;
 use super::plan::{EgressPlan, RouteChange, TagChange};
-use super::report::{WriteResult, WriteStatus};
 use crate::aws::ec2::model::{Destination, Target};
 use crate::aws::ec2::{AwsError, Nats, ROUTE_ALREADY_EXISTS, RouteTables};
-use crate::shared::apply::{Engine, ItemOutcome};
+use crate::shared::apply::{Engine, Phases, Step};
 
 /// One write of the egress job.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,79 +49,54 @@ fn target(nat: &NatTarget) -> Target {
     }
 }
 
-/// Turns the source/destination check off on these NAT instances (or, in
-/// a dry run, records it as planned). This runs before the plan that
-/// routes tables: only an instance whose fix is made may carry one.
+fn step(write: EgressWrite, destination: &IpNet) -> Step<EgressWrite> {
+    let (resource, change) = (write.resource().to_owned(), write.describe(destination));
+    Step::new(resource, change, write)
+}
+
+/// Turns the source/destination check off on these NAT instances (planned
+/// only, in a dry run). This runs before the plan that routes tables: only
+/// an instance whose fix is made may carry one. Returns the instances whose
+/// fix was made (or, in a dry run, planned).
 pub async fn fix_source_dest_checks<E: RouteTables + Nats>(
     ec2: &E,
-    engine: &Engine<'_>,
+    phases: &mut Phases<'_, '_>,
     instance_ids: &[String],
     destination: IpNet,
-    dry_run: bool,
-) -> Vec<WriteResult> {
-    let fixes: Vec<EgressWrite> =
-        instance_ids.iter().map(|id| EgressWrite::SourceDestCheckOff { instance_id: id.clone() }).collect();
-    run_groups(ec2, engine, vec![vec![fixes]], destination, dry_run, |_| false).await
+) -> Vec<String> {
+    let engine = phases.engine();
+    let steps = instance_ids
+        .iter()
+        .map(|id| step(EgressWrite::SourceDestCheckOff { instance_id: id.clone() }, &destination))
+        .collect();
+    let run = |write: &EgressWrite| write_one(ec2, engine, write.clone(), destination);
+    let fixed = phases.run("instance", steps, run, |_| false).await;
+    fixed.done.into_iter().map(|(step, ())| step.resource).collect()
 }
 
-/// Applies the plan's route and failback-clock writes (or, in a dry run,
-/// records them as planned). Its source/destination fixes are made before
-/// it was planned, by [`fix_source_dest_checks`].
-pub async fn apply<E: RouteTables + Nats>(
-    ec2: &E,
-    engine: &Engine<'_>,
-    plan: &EgressPlan,
-    destination: IpNet,
-    dry_run: bool,
-) -> Vec<WriteResult> {
-    let tables: Vec<Vec<Vec<EgressWrite>>> = plan
+/// Applies the plan's route and failback-clock writes (planned only, in a
+/// dry run): the routes at once, then the clocks of the tables whose route
+/// went through (a failed route stops its table).
+pub async fn apply<E: RouteTables + Nats>(ec2: &E, phases: &mut Phases<'_, '_>, plan: &EgressPlan, destination: IpNet) {
+    let engine = phases.engine();
+    let run = |write: &EgressWrite| write_one(ec2, engine, write.clone(), destination);
+    let routes = plan
         .tables
         .iter()
-        .map(|t| {
-            let route =
-                t.route_change.clone().map(|change| EgressWrite::Route { table_id: t.table_id.clone(), change });
-            let clock = t.tag_change.map(|change| EgressWrite::Clock { table_id: t.table_id.clone(), change });
-            vec![route.into_iter().collect(), clock.into_iter().collect()]
-        })
-        .filter(|waves: &Vec<Vec<EgressWrite>>| waves.iter().any(|w| !w.is_empty()))
-        .collect();
-    // A table's clock is written only after its route: any failure stops the table.
-    run_groups(ec2, engine, tables, destination, dry_run, |_| true).await
-}
-
-/// Each group's waves through the engine, groups concurrently; results by
-/// resource, then change.
-async fn run_groups<E: RouteTables + Nats>(
-    ec2: &E,
-    engine: &Engine<'_>,
-    groups: Vec<Vec<Vec<EgressWrite>>>,
-    destination: IpNet,
-    dry_run: bool,
-    stops: fn(&AwsError) -> bool,
-) -> Vec<WriteResult> {
-    let result = |write: &EgressWrite, status| WriteResult {
-        resource: write.resource().to_owned(),
-        change: write.describe(&destination),
-        status,
-    };
-    if dry_run {
-        return groups.iter().flatten().flatten().map(|w| result(w, WriteStatus::Planned)).collect();
-    }
-    let run = |write: &EgressWrite| {
-        let write = write.clone();
-        async move { write_one(ec2, engine, &write, destination).await }
-    };
-    let per_group = groups.into_iter().map(|waves| engine.run_group("table", waves, run, stops));
-    let outcomes = futures::future::join_all(per_group).await.into_iter().flatten();
-    let mut results: Vec<WriteResult> = outcomes
-        .map(|outcome| match outcome {
-            ItemOutcome::Done(w) => result(&w, WriteStatus::Done),
-            ItemOutcome::Failed(w, err) => result(&w, WriteStatus::failed(&err)),
-            ItemOutcome::NotStarted(w, reason) => result(&w, WriteStatus::NotStarted { reason }),
+        .filter_map(|t| {
+            let change = t.route_change.clone()?;
+            Some(step(EgressWrite::Route { table_id: t.table_id.clone(), change }, &destination))
         })
         .collect();
-    results.sort_by(|a, b| (&a.resource, &a.change).cmp(&(&b.resource, &b.change)));
-    results
+    phases.run("table", routes, run, |_| false).await;
+    let clocks = plan
+        .tables
+        .iter()
+        .filter_map(|t| {
+            Some(step(EgressWrite::Clock { table_id: t.table_id.clone(), change: t.tag_change? }, &destination))
+        })
+        .collect();
+    phases.run("table", clocks, run, |_| false).await;
 }
 
 /// One write, idempotent under races: a create that finds the route
@@ -131,11 +104,11 @@ async fn run_groups<E: RouteTables + Nats>(
 async fn write_one<E: RouteTables + Nats>(
     ec2: &E,
     engine: &Engine<'_>,
-    write: &EgressWrite,
+    write: EgressWrite,
     destination: IpNet,
 ) -> Result<(), AwsError> {
     let dest = Destination::Cidr(destination);
-    let result = match write {
+    match &write {
         EgressWrite::SourceDestCheckOff { instance_id } => {
             engine.paced(ec2.set_source_dest_check(instance_id, false)).await
         }
@@ -159,12 +132,5 @@ async fn write_one<E: RouteTables + Nats>(
         EgressWrite::Clock { table_id, change: TagChange::Clear } => {
             engine.paced(ec2.delete_tag(table_id, FAILBACK_CLOCK_TAG)).await
         }
-    };
-    let (resource, change) = (write.resource(), write.describe(&destination));
-    match &result {
-        Ok(()) => info!(resource, change, "egress change made"),
-        Err(err) => error!(resource, change, code = err.code().unwrap_or("-"), error = %err, hint = err.hint(),
-                           "egress change failed"),
     }
-    result
 }

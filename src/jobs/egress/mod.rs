@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::aws::ec2::{AwsError, Instances, Nats, RouteTables};
-use crate::shared::apply::Engine;
+use crate::shared::apply::{Engine, Phases};
 use crate::shared::event::Trigger;
 use crate::shared::limiter::WriteLimiter;
 use config::Config;
@@ -154,12 +154,12 @@ impl<E: RouteTables + Instances + Nats> Reconciler<'_, E> {
             probe_enabled: config.probe_port.is_some(),
         };
         let engine = Engine::new(self.limiter, self.deadline, 16);
+        let mut phases = Phases::new(&engine, "egress", config.dry_run);
         // Rule 1: fix first, then plan with what the fixes achieved, so that
         // no table is routed to an instance that still cannot forward.
         let fixes = plan::source_dest_fixes(&observed.nats, &settings);
-        let mut writes =
-            apply::fix_source_dest_checks(self.ec2, &engine, &fixes, config.destination, config.dry_run).await;
-        let fixed: Vec<&str> = writes.iter().filter(|w| w.status.is_made()).map(|w| w.resource.as_str()).collect();
+        let fixed = apply::fix_source_dest_checks(self.ec2, &mut phases, &fixes, config.destination).await;
+        let fixed: Vec<&str> = fixed.iter().map(String::as_str).collect();
         plan::with_source_dest_fixed(&mut observed.nats, &fixed);
         let mut plan = plan::plan(&observed.tables, &observed.nats, &settings, now);
         plan.source_dest_fixes = fixes;
@@ -173,7 +173,9 @@ impl<E: RouteTables + Instances + Nats> Reconciler<'_, E> {
         if plan.left_alone() > 0 {
             warn!(tables = plan.left_alone(), "tables left alone: their default route is not this job's to move");
         }
-        writes.extend(apply::apply(self.ec2, &engine, &plan, config.destination, config.dry_run).await);
+        apply::apply(self.ec2, &mut phases, &plan, config.destination).await;
+        let mut writes = phases.results();
+        writes.sort_by(|a, b| (&a.resource, &a.change).cmp(&(&b.resource, &b.change)));
         let mut report = Report::new(triggers, &config.vpc_id, &config.router_id, config.dry_run);
         report.plan = plan;
         report.writes = writes;

@@ -1,4 +1,6 @@
-//! The eip job's writes, in the order that keeps every state safe:
+//! The eip job's writes, in the order that keeps every state safe, as
+//! phases of the shared engine (a resource whose earlier write failed gets
+//! no later write):
 //!
 //! 1. releases disassociate first, so that an address is never named for
 //!    a node that no longer holds it longer than one step;
@@ -10,11 +12,13 @@
 //!    holder by a waiting node, and two invocations can never hand one
 //!    address to two nodes;
 //! 3. then associate it with `AllowReassociation=false`, which EC2 refuses
-//!    for an address someone else associated meanwhile;
+//!    for an address someone else associated meanwhile; the association ids
+//!    go to the next phase by value;
 //! 4. then, at once (both depend on the association alone): the record
 //!    changes, in as few Route 53 batches as its limits allow and at Route
 //!    53's own pace (a name only ever points at an address its node holds),
-//!    and the items of the binds and repairs.
+//!    and the items of the binds and repairs; a batch Route 53 refuses is
+//!    tried again change by change.
 //!
 //! A crash or failure after any step leaves a state the next plan repairs:
 //! a claim without an association is resumed, an association without a
@@ -22,17 +26,14 @@
 //! allocated item is released again.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
-
-use tracing::{error, info};
 
 use super::config::Config;
 use super::plan::EipPlan;
-use super::report::{WriteResult, WriteStatus};
+use super::report::WriteResult;
 use crate::aws::dynamodb::{Binding, BindingStore};
 use crate::aws::ec2::{ASSOCIATION_NOT_FOUND, Addresses, AwsError};
 use crate::aws::route53::{RecordChange, Route53, batches};
-use crate::shared::apply::{Engine, ItemOutcome, stops_further_writes};
+use crate::shared::apply::{Engine, Phases, Step, stops_further_writes};
 use crate::shared::limiter::WriteLimiter;
 
 /// The services the eip job writes, and Route 53's own pace.
@@ -43,59 +44,52 @@ pub struct Clients<'a, E, R, B> {
     pub dns_limiter: &'a WriteLimiter,
 }
 
+/// What one step does.
 #[derive(Clone, Debug)]
-enum Step {
+enum Write {
     Disassociate {
-        ip: String,
         association_id: String,
     },
-    /// An item write: a claim, a released item, or the binding with its
-    /// association; written only if the item is not allocated to anyone but
-    /// `owners`.
+    /// Written only if the item is not allocated to anyone but `owners`.
     Item {
-        ip: String,
         item: Binding,
         owners: Vec<String>,
-        what: &'static str,
     },
+    /// Returns the association id.
     Associate {
-        ip: String,
         allocation_id: String,
         instance_id: String,
         network_interface_id: Option<String>,
     },
-    Records(Vec<(String, RecordChange)>),
+    Records(Vec<RecordChange>),
 }
 
-impl Step {
-    fn resource(&self) -> String {
-        match self {
-            Step::Disassociate { ip, .. } | Step::Item { ip, .. } | Step::Associate { ip, .. } => ip.clone(),
-            Step::Records(changes) if changes.len() == 1 => changes[0].0.clone(),
-            Step::Records(_) => "records".into(),
-        }
-    }
+fn describe(changes: &[RecordChange]) -> String {
+    let parts: Vec<String> = changes
+        .iter()
+        .map(|c| match c {
+            RecordChange::Upsert(r) => format!("UPSERT {} A {}", r.name, r.values.join(",")),
+            RecordChange::Delete(r) => format!("DELETE {} A {}", r.name, r.values.join(",")),
+        })
+        .collect();
+    parts.join("; ")
+}
 
-    fn describe(&self) -> String {
-        match self {
-            Step::Disassociate { association_id, .. } => format!("disassociate {association_id}"),
-            Step::Item { item, what, .. } => match &item.instance_id {
-                Some(id) => format!("{what} for {id}"),
-                None => (*what).to_owned(),
-            },
-            Step::Associate { instance_id, .. } => format!("associate with {instance_id}"),
-            Step::Records(changes) => {
-                let parts: Vec<String> = changes
-                    .iter()
-                    .map(|(_, c)| match c {
-                        RecordChange::Upsert(r) => format!("UPSERT {} A {}", r.name, r.values.join(",")),
-                        RecordChange::Delete(r) => format!("DELETE {} A {}", r.name, r.values.join(",")),
-                    })
-                    .collect();
-                parts.join("; ")
-            }
-        }
-    }
+fn records_step(changes: &[(String, RecordChange)]) -> Step<Write> {
+    let plain: Vec<RecordChange> = changes.iter().map(|(_, c)| c.clone()).collect();
+    let resource = match changes {
+        [(ip, _)] => ip.clone(),
+        _ => "records".into(),
+    };
+    Step::new(resource, describe(&plain), Write::Records(plain))
+}
+
+fn item_step(ip: &str, item: Binding, owners: Vec<String>, what: &str) -> Step<Write> {
+    let change = match &item.instance_id {
+        Some(id) => format!("{what} for {id}"),
+        None => what.to_owned(),
+    };
+    Step::new(ip, change, Write::Item { item, owners })
 }
 
 fn owners<'a>(ids: impl IntoIterator<Item = &'a Option<String>>) -> Vec<String> {
@@ -109,120 +103,85 @@ pub async fn apply<E: Addresses, R: Route53, B: BindingStore>(
     config: &Config,
     now: u64,
 ) -> Vec<WriteResult> {
-    let table = config.table.as_deref();
-    let zone = config.dns.as_ref().map(|d| d.zone_id.as_str());
-    let associations: Mutex<BTreeMap<String, String>> = Mutex::new(BTreeMap::new());
-    let mut results = Vec::new();
-    let mut failed: BTreeSet<String> = BTreeSet::new();
-
-    let run = |step: &Step| {
-        let step = step.clone();
-        let associations = &associations;
+    let table = config.table.as_deref().unwrap_or_default();
+    let zone = config.dns.as_ref().map(|d| d.zone_id.as_str()).unwrap_or_default();
+    let run = |write: &Write| {
+        let write = write.clone();
         async move {
-            let result = match &step {
-                Step::Disassociate { association_id, .. } => {
-                    match engine.paced(clients.ec2.disassociate_address(association_id)).await {
-                        Err(e) if e.is_code(ASSOCIATION_NOT_FOUND) => Ok(()),
-                        other => other,
+            match write {
+                Write::Disassociate { association_id } => {
+                    match engine.paced(clients.ec2.disassociate_address(&association_id)).await {
+                        Err(e) if e.is_code(ASSOCIATION_NOT_FOUND) => Ok(String::new()),
+                        other => other.map(|()| String::new()),
                     }
                 }
-                Step::Item { item, owners, .. } => {
+                Write::Item { item, owners } => {
                     let owners: Vec<&str> = owners.iter().map(String::as_str).collect();
                     // The table's capacity is its own: not paced by EC2's bucket.
-                    engine.paced_by(None, clients.bindings.put(table.unwrap_or_default(), item, &owners)).await
+                    engine.paced_by(None, clients.bindings.put(table, &item, &owners)).await.map(|()| String::new())
                 }
-                Step::Associate { ip, allocation_id, instance_id, network_interface_id } => {
+                Write::Associate { allocation_id, instance_id, network_interface_id } => {
                     let associate =
-                        clients.ec2.associate_address(allocation_id, instance_id, network_interface_id.as_deref());
-                    let id = engine.paced(associate).await?;
-                    associations.lock().unwrap_or_else(|p| p.into_inner()).insert(ip.clone(), id);
-                    Ok(())
+                        clients.ec2.associate_address(&allocation_id, &instance_id, network_interface_id.as_deref());
+                    engine.paced(associate).await
                 }
-                Step::Records(changes) => {
-                    let changes: Vec<RecordChange> = changes.iter().map(|(_, c)| c.clone()).collect();
-                    let change = clients.route53.change(zone.unwrap_or_default(), &changes);
-                    engine.paced_by(Some(clients.dns_limiter), change).await
+                Write::Records(changes) => {
+                    let change = clients.route53.change(zone, &changes);
+                    engine.paced_by(Some(clients.dns_limiter), change).await.map(|()| String::new())
                 }
-            };
-            log(&step, &result);
-            result
-        }
-    };
-    let mut phase = |outcomes: Vec<ItemOutcome<Step>>, failed: &mut BTreeSet<String>| {
-        for outcome in outcomes {
-            let (step, status) = match outcome {
-                ItemOutcome::Done(s) => (s, WriteStatus::Done),
-                ItemOutcome::Failed(s, e) => (s, WriteStatus::failed(&e)),
-                ItemOutcome::NotStarted(s, reason) => (s, WriteStatus::NotStarted { reason }),
-            };
-            if !matches!(status, WriteStatus::Done) {
-                failed.insert(step.resource());
             }
-            results.push(WriteResult { resource: step.resource(), change: step.describe(), status });
         }
     };
-
-    if config.dry_run {
-        return planned(plan);
-    }
+    let mut phases = Phases::new(engine, "eip", config.dry_run);
 
     // 1. Releases disassociate.
-    let steps: Vec<Step> = plan
+    let steps: Vec<Step<Write>> = plan
         .releases
         .iter()
         .filter_map(|r| {
             let association_id = r.association_id.clone()?;
-            Some(Step::Disassociate { ip: r.public_ip.clone(), association_id })
+            Some(Step::new(
+                &r.public_ip,
+                format!("disassociate {association_id}"),
+                Write::Disassociate { association_id },
+            ))
         })
         .collect();
-    let outcomes = engine.run_group("address", vec![steps], run, |_| false).await;
-    phase(outcomes, &mut failed);
+    phases.run("address", steps, run, |_| false).await;
 
     // 2. Released items and claims, at once. An address bound again in this
     // run is claimed from its former holder: its claim replaces the
     // released item, whose write would only come first for nothing.
     let rebound: BTreeSet<&str> = plan.binds.iter().map(|b| b.public_ip.as_str()).collect();
-    if table.is_some() {
-        let mut steps: Vec<Step> = Vec::new();
-        steps.extend(
-            plan.releases
-                .iter()
-                .filter(|r| !failed.contains(&r.public_ip) && !rebound.contains(r.public_ip.as_str()))
-                .filter_map(|r| {
-                    let item = r.item.clone()?;
-                    Some(Step::Item {
-                        ip: r.public_ip.clone(),
-                        item,
-                        owners: owners([&r.item_owner]),
-                        what: "item released",
-                    })
-                }),
-        );
-        steps.extend(plan.binds.iter().filter(|b| !b.resumed && !failed.contains(&b.public_ip)).map(|b| Step::Item {
-            ip: b.public_ip.clone(),
-            item: b.claim(now),
-            owners: owners([&Some(b.instance_id.clone()), &b.item_owner]),
-            what: "claim",
+    if config.table.is_some() {
+        let mut steps: Vec<Step<Write>> = Vec::new();
+        steps.extend(plan.releases.iter().filter(|r| !rebound.contains(r.public_ip.as_str())).filter_map(|r| {
+            let item = r.item.clone()?;
+            Some(item_step(&r.public_ip, item, owners([&r.item_owner]), "item released"))
         }));
-        let outcomes = engine.run_group("address", vec![steps], run, stops_further_writes).await;
-        phase(outcomes, &mut failed);
+        steps.extend(plan.binds.iter().filter(|b| !b.resumed).map(|b| {
+            let owners = owners([&Some(b.instance_id.clone()), &b.item_owner]);
+            item_step(&b.public_ip, b.claim(now), owners, "claim")
+        }));
+        phases.run("address", steps, run, stops_further_writes).await;
     }
 
-    // 3. Associate.
-    let steps: Vec<Step> = plan
+    // 3. Associate; the association ids go on to the items.
+    let steps: Vec<Step<Write>> = plan
         .binds
         .iter()
-        .filter(|b| !failed.contains(&b.public_ip))
-        .map(|b| Step::Associate {
-            ip: b.public_ip.clone(),
-            allocation_id: b.allocation_id.clone(),
-            instance_id: b.instance_id.clone(),
-            network_interface_id: b.network_interface_id.clone(),
+        .map(|b| {
+            let write = Write::Associate {
+                allocation_id: b.allocation_id.clone(),
+                instance_id: b.instance_id.clone(),
+                network_interface_id: b.network_interface_id.clone(),
+            };
+            Step::new(&b.public_ip, format!("associate with {}", b.instance_id), write)
         })
         .collect();
-    let outcomes = engine.run_group("address", vec![steps], run, stops_further_writes).await;
-    phase(outcomes, &mut failed);
-    let associations = associations.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let associated = phases.run("address", steps, run, stops_further_writes).await;
+    let associations: BTreeMap<String, String> =
+        associated.done.into_iter().map(|(step, association)| (step.resource, association)).collect();
 
     // 4. Records and items, at once.
     let mut changes: Vec<(String, RecordChange)> = Vec::new();
@@ -233,7 +192,7 @@ pub async fn apply<E: Addresses, R: Route53, B: BindingStore>(
         changes.extend(
             plan.releases
                 .iter()
-                .filter(|r| !failed.contains(&r.public_ip) && !associations.contains_key(&r.public_ip))
+                .filter(|r| !phases.has_failed(&r.public_ip) && !associations.contains_key(&r.public_ip))
                 .filter_map(|r| r.record_delete.clone().map(|rec| (r.public_ip.clone(), RecordChange::Delete(rec)))),
         );
         changes.extend(
@@ -245,86 +204,49 @@ pub async fn apply<E: Addresses, R: Route53, B: BindingStore>(
         changes.extend(plan.repairs.iter().filter_map(|r| r.record.clone().map(|c| (r.public_ip.clone(), c))));
         changes.extend(plan.orphan_records.iter().map(|r| (r.name.clone(), RecordChange::Delete(r.clone()))));
     }
-    let mut items: Vec<Step> = Vec::new();
-    if table.is_some() {
-        items.extend(plan.binds.iter().filter_map(|b| {
-            let association = associations.get(&b.public_ip)?;
-            Some(Step::Item {
-                ip: b.public_ip.clone(),
-                item: b.item(association, now),
-                owners: vec![b.instance_id.clone()],
-                what: "item allocated",
-            })
-        }));
-        items.extend(plan.repairs.iter().filter_map(|r| {
-            let item = r.item.clone()?;
-            let owners = owners([&Some(r.instance_id.clone()), &r.item_owner]);
-            Some(Step::Item { ip: r.public_ip.clone(), item, owners, what: "item repaired" })
-        }));
-    }
-    let records = records(engine, &run, &changes);
-    let items = engine.run_group("address", vec![items], run, stops_further_writes);
-    let (records, items) = futures::join!(records, items);
-    phase(records, &mut failed);
-    phase(items, &mut failed);
-    results
-}
-
-/// The record changes in Route 53's batches, one after another (they share
-/// one per-account rate). One bad change fails its whole batch: a batch
-/// Route 53 refuses is tried again change by change, so that the others go
-/// through and the bad one is named.
-async fn records<F, Fut>(engine: &Engine<'_>, run: &F, changes: &[(String, RecordChange)]) -> Vec<ItemOutcome<Step>>
-where
-    F: Fn(&Step) -> Fut,
-    Fut: std::future::Future<Output = Result<(), AwsError>>,
-{
-    let mut outcomes = Vec::new();
     let plain: Vec<RecordChange> = changes.iter().map(|(_, c)| c.clone()).collect();
+    let mut steps: Vec<Step<Write>> = Vec::new();
+    let mut keyed_batches: Vec<Vec<(String, RecordChange)>> = Vec::new();
     let mut next = 0;
     for batch in batches(&plain) {
-        let keyed: Vec<(String, RecordChange)> = changes[next..next + batch.len()].to_vec();
+        let keyed = changes[next..next + batch.len()].to_vec();
         next += batch.len();
-        let step = Step::Records(keyed.clone());
-        let result = engine.run_group("zone", vec![vec![step]], run, |_| false).await;
-        // Only a refused change is worth finding; a throttled or failed
-        // request is not made better by more requests.
-        let refused = result.iter().any(
-            |o| matches!(o, ItemOutcome::Failed(_, e) if e.is_code("InvalidChangeBatch") || e.is_code("InvalidInput")),
-        );
-        if refused && keyed.len() > 1 {
-            let singles: Vec<Step> = keyed.into_iter().map(|c| Step::Records(vec![c])).collect();
-            outcomes.extend(engine.run_group("zone", vec![singles], run, |_| false).await);
-        } else {
-            outcomes.extend(result);
-        }
+        steps.push(records_step(&keyed));
+        keyed_batches.push(keyed);
     }
-    outcomes
+    if config.table.is_some() {
+        steps.extend(plan.binds.iter().filter_map(|b| {
+            let association = associations.get(&b.public_ip)?;
+            let item = b.item(association, now);
+            Some(item_step(&b.public_ip, item, vec![b.instance_id.clone()], "item allocated"))
+        }));
+        steps.extend(plan.repairs.iter().filter_map(|r| {
+            let item = r.item.clone()?;
+            let owners = owners([&Some(r.instance_id.clone()), &r.item_owner]);
+            Some(item_step(&r.public_ip, item, owners, "item repaired"))
+        }));
+    }
+    let written = phases.run("address", steps, run, |_| false).await;
+
+    // One bad change fails its whole batch: a batch Route 53 refused is tried
+    // again change by change, so that the others go through and the bad one
+    // is named. A throttled or failed batch is not split: more requests do
+    // not help it.
+    let refused = |e: &AwsError| e.is_code("InvalidChangeBatch") || e.is_code("InvalidInput");
+    let singles: Vec<Step<Write>> = written
+        .failed
+        .iter()
+        .filter(|(step, e)| matches!(step.action, Write::Records(ref c) if c.len() > 1) && refused(e))
+        .filter_map(|(step, _)| keyed_batches.iter().find(|k| describe_keyed(k) == step.change))
+        .flat_map(|keyed| keyed.iter().map(|c| records_step(std::slice::from_ref(c))))
+        .collect();
+    if !singles.is_empty() {
+        phases.run("record", singles, run, |_| false).await;
+    }
+    phases.results()
 }
 
-/// A dry run's report: one planned line per bind, release, repair and
-/// orphan record.
-fn planned(plan: &EipPlan) -> Vec<WriteResult> {
-    let line = |resource: &str, change: String| WriteResult {
-        resource: resource.to_owned(),
-        change,
-        status: WriteStatus::Planned,
-    };
-    let mut results = Vec::new();
-    results.extend(plan.binds.iter().map(|b| line(&b.public_ip, format!("bind to {}", b.instance_id))));
-    results.extend(plan.releases.iter().map(|r| line(&r.public_ip, format!("release ({})", r.reason))));
-    results.extend(plan.repairs.iter().map(|r| line(&r.public_ip, "repair".into())));
-    results.extend(
-        plan.orphan_records.iter().map(|r| line(&r.name, format!("DELETE {} A {}", r.name, r.values.join(",")))),
-    );
-    results
-}
-
-fn log(step: &Step, result: &Result<(), AwsError>) {
-    let (resource, change) = (step.resource(), step.describe());
-    match result {
-        Ok(()) => info!(resource, change, "eip change made"),
-        Err(err) => error!(resource, change, code = err.code().unwrap_or("-"), error = %err, hint = err.hint(),
-                           "eip change failed"),
-    }
+fn describe_keyed(keyed: &[(String, RecordChange)]) -> String {
+    let plain: Vec<RecordChange> = keyed.iter().map(|(_, c)| c.clone()).collect();
+    describe(&plain)
 }

@@ -367,3 +367,22 @@ async fn the_plan_and_the_report_read_as_the_golden_files_say() {
     let Err(Error::PoolExhausted(report)) = w.run(&config(&[])).await else { panic!("exhausted") };
     crate::support::golden::assert_golden("eip-sync", &report.render(false));
 }
+
+#[tokio::test]
+async fn the_dry_run_lists_the_same_writes_as_the_run() {
+    let w = world();
+    w.run(&config(&[])).await.unwrap();
+    w.ec2.edit_instance("i-2", |i| i.state = "terminated".into());
+    w.ec2.insert_instance(node("i-4"));
+    w.route53.remove(&format!("3-0-0-1.{SUFFIX}"));
+    let rows = |report: &Report| {
+        let mut rows: Vec<(String, String)> =
+            report.writes.iter().map(|r| (r.resource.clone(), r.change.clone())).collect();
+        rows.sort();
+        rows
+    };
+    let planned = w.run(&config(&[("DRY_RUN", "true")])).await.unwrap();
+    let made = w.run(&config(&[])).await.unwrap();
+    assert!(!rows(&made).is_empty());
+    assert_eq!(rows(&planned), rows(&made));
+}
