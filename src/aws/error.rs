@@ -68,15 +68,19 @@ impl AwsError {
         matches!(self.code(), Some(c) if c.starts_with("UnauthorizedOperation") || c == "AccessDenied" || c == "AuthFailure")
     }
 
-    /// What an operator should do about it, for the error message.
+    /// What an operator should do about it, for the error message. It names
+    /// no job's variables: a job that knows which of its settings matter
+    /// adds that context (the routes job's `report::hint`).
     pub fn hint(&self) -> &'static str {
         match self.code() {
             _ if self.is_unauthorized() => "check the job's IAM policy (policies/<job>.json) and its conditions",
-            Some(ROUTE_TABLE_NOT_FOUND) => "check the route table id and that it is in VPC_ID",
+            Some(ROUTE_TABLE_NOT_FOUND) => "the route table does not exist (or no longer does)",
             Some(ROUTE_LIMIT_EXCEEDED) => {
-                "raise the route table quota (Service Quotas: routes per route table) and ROUTE_TABLE_LIMIT with it, or narrow PRIVATE_RT_FILTERS / KUBE_ROUTE_CIDRS"
+                "the table is at its route quota: raise it (Service Quotas: routes per route table, L-93826ACB)"
             }
-            _ if self.is_throttling() => "lower MAX_WRITES_PER_SECOND; the next invocation continues the work",
+            _ if self.is_throttling() => {
+                "the service is throttling these calls; the next invocation continues the work"
+            }
             _ => match self.kind {
                 FailureKind::Timeout | FailureKind::Network => "transient; the next invocation retries",
                 FailureKind::Deadline => "the invocation ran out of time; the next invocation continues the work",

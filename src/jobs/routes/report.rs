@@ -52,8 +52,23 @@ impl Failure {
             kind: error.kind,
             code: error.code.clone(),
             message: error.message.clone(),
-            hint: error.hint(),
+            hint: hint(error),
         }
+    }
+}
+
+/// [`AwsError::hint`] with the routes job's context: which of its variables
+/// to look at.
+pub fn hint(error: &AwsError) -> &'static str {
+    use crate::aws::ec2::{ROUTE_LIMIT_EXCEEDED, ROUTE_TABLE_NOT_FOUND};
+    match error.code() {
+        _ if error.is_unauthorized() => error.hint(),
+        Some(ROUTE_TABLE_NOT_FOUND) => "check the route table id and that it is in VPC_ID",
+        Some(ROUTE_LIMIT_EXCEEDED) => {
+            "raise the route table quota (Service Quotas: routes per route table) and ROUTE_TABLE_LIMIT with it, or narrow PRIVATE_RT_FILTERS / KUBE_ROUTE_CIDRS"
+        }
+        _ if error.is_throttling() => "lower MAX_WRITES_PER_SECOND; the next invocation continues the work",
+        _ => error.hint(),
     }
 }
 
