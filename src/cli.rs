@@ -28,7 +28,7 @@ use crate::shared::report::{JobError, JobReport};
 /// the flags below override them. AWS credentials and region come from the
 /// standard chain (environment, profiles, SSO).
 #[derive(Debug, Parser)]
-#[command(name = "kube-rtsync", version, max_term_width = 100)]
+#[command(name = "kube-rtsync", version = crate::VERSION, max_term_width = 100)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

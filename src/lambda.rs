@@ -31,6 +31,7 @@ pub async fn serve() -> Result<(), lambda_runtime::Error> {
 /// reconciled, and answer Lambda with the report or the error.
 pub async fn serve_job<J: Job>() -> Result<(), lambda_runtime::Error> {
     let config = J::config(&|name| std::env::var(name).ok()).map_err(invalid_configuration)?;
+    tracing::info!(job = J::NAME, version = crate::VERSION, "kube-rtsync");
     J::starting(&config);
     let sdk =
         crate::aws::sdk::config_loader(|name| std::env::var(name).ok()).map_err(invalid_configuration)?.load().await;

@@ -21,3 +21,7 @@ pub mod fake;
 pub mod jobs;
 pub mod lambda;
 pub mod shared;
+
+/// The version this binary reports: the crate's, and the git commit it was
+/// built from (`unknown` outside a git checkout).
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+", env!("KUBE_RTSYNC_COMMIT"));

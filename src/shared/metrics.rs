@@ -53,7 +53,7 @@ impl Record {
     /// A record with what every job's record carries: the job (a dimension,
     /// beside the job's own dimensions, which stay a dimension set of their
     /// own so that existing series and alarms continue), how the invocation
-    /// ended, whether it was a dry run (logged fields), the throttled
+    /// ended, whether it was a dry run, the version (logged fields), the throttled
     /// attempts, the writes that failed or were not started, and the
     /// duration (metrics).
     #[allow(clippy::too_many_arguments)]
@@ -68,6 +68,7 @@ impl Record {
         duration: std::time::Duration,
     ) -> Self {
         let mut record = Record::new(namespace, dimensions)
+            .property("Version", crate::VERSION)
             .property("Outcome", outcome)
             .property("DryRun", dry_run)
             .metric("ThrottledRetries", Unit::Count, throttled as u64)
@@ -169,6 +170,8 @@ mod tests {
         let directive = &record["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(directive["Dimensions"], json!([["VpcId"], ["Job", "VpcId"]]));
         assert_eq!(record["Job"], "eip");
+        let version = record["Version"].as_str().unwrap();
+        assert!(version.starts_with(concat!(env!("CARGO_PKG_VERSION"), "+")), "{version}");
         assert_eq!((record["WritesFailed"].clone(), record["ThrottledRetries"].clone()), (json!(3), json!(2)));
     }
 

@@ -57,3 +57,15 @@ fn the_documented_routes_variables_are_the_code_s() {
     code.sort();
     assert_eq!(documented, code);
 }
+
+#[test]
+fn the_binary_says_its_version_and_the_commit_it_was_built_from() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kube-rtsync")).arg("--version").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let version = text.trim().strip_prefix("kube-rtsync ").unwrap_or_else(|| panic!("{text}"));
+    let (crate_version, commit) = version.split_once('+').unwrap_or_else(|| panic!("{text}"));
+    assert_eq!(crate_version, env!("CARGO_PKG_VERSION"));
+    assert!(commit == "unknown" || commit.len() == 12 && commit.chars().all(|c| c.is_ascii_hexdigit()), "{text}");
+    assert_eq!(version, kube_rtsync::VERSION);
+}

@@ -111,7 +111,7 @@ impl<E: RouteTables> Reconciler<'_, E> {
             Ok(()) => log_action(table, action, false),
             Err(err) => error!(route_table_id = %table, action = action.verb(),
                                destination = %action.destination(), code = err.code().unwrap_or("-"),
-                               error = %err, hint = super::report::hint(&err), "route change failed"),
+                               error = %err, hint = super::report::hint(err), "route change failed"),
         }
         result
     }
