@@ -58,6 +58,15 @@ publish, for alarms of this account and region (aws:SourceAccount and
 aws:SourceArn), and denies publishing without TLS. No other queue or topic
 policy names these queues or topics.
 
+Per-account values: VpcId, ClusterName and SourceRouteTableId may each come
+from an SSM parameter instead (VpcIdSsmParameter, ...: String, default empty),
+which wins when set. Every use reads the resolved value, !If [Has<P>SsmParameter,
+!Sub "{{resolve:ssm:${<P>SsmParameter}}}", !Ref <P>]: the functions' VPC_ID,
+KUBE_CLUSTER_NAME and SOURCE_ROUTE_TABLE_ID, and the policies, where it is the
+!Sub variable <P>Value (the policy files spell it ${<P>}); a policy naming the
+parameter itself is a finding. HasClusterName and HasSourceRouteTableId hold
+when the parameter or its SSM parameter is set (SSM values are never empty).
+
 The JSON files keep CloudFormation's ${...} placeholders; the template wraps
 the same strings in !Sub.
 """
@@ -117,6 +126,93 @@ ROUTES_DENIES = {
     ]),
 }
 ROUTES_MANAGED_POLICIES = {"AWSLambdaBasicExecutionRole"}  # its logs; it never runs in the VPC
+
+# The per-account parameters, each of which may come from SSM instead.
+PER_ACCOUNT = ("VpcId", "ClusterName", "SourceRouteTableId")
+
+
+def ssm_parameter(parameter):
+    return parameter + "SsmParameter"
+
+
+def ssm_condition(parameter):
+    return "Has" + parameter + "SsmParameter"
+
+
+def resolved(parameter):
+    """The value every use of a per-account parameter must read: its SSM
+    parameter's value when that is named, else the parameter."""
+    return {"Fn::If": [
+        ssm_condition(parameter),
+        {"Fn::Sub": "{{resolve:ssm:${" + ssm_parameter(parameter) + "}}}"},
+        {"Ref": parameter},
+    ]}
+
+
+def sub_variable(parameter):
+    """The !Sub variable standing for a resolved per-account value in the
+    policy documents."""
+    return parameter + "Value"
+
+
+def resolved_variables(*parameters):
+    return {sub_variable(p): resolved(p) for p in parameters}
+
+
+def sub_document(document, expected, name, problems):
+    """The text of a !Sub'ed JSON policy document, with its per-account
+    variables spelled as the policy files spell the parameters (${VpcIdValue}
+    as ${VpcId}); None when it is no !Sub of a string. Its variable map must
+    be `expected`, exactly, and it must not name a per-account parameter
+    itself (that would bypass its SSM parameter)."""
+    if not (isinstance(document, dict) and set(document) == {"Fn::Sub"}):
+        return None
+    sub = document["Fn::Sub"]
+    if isinstance(sub, str):
+        text, variables = sub, {}
+    elif isinstance(sub, list) and len(sub) == 2 and isinstance(sub[0], str) and isinstance(sub[1], dict):
+        text, variables = sub
+    else:
+        return None
+    if variables != expected:
+        problems.append(
+            f"{name} must define exactly the !Sub variables {json.dumps(expected)}, not {json.dumps(variables)}"
+        )
+    for parameter in PER_ACCOUNT:
+        if "${" + parameter + "}" in text:
+            problems.append(
+                f"{name} names ${{{parameter}}}: it must read the resolved value ${{{sub_variable(parameter)}}} "
+                f"(the parameter, or {ssm_parameter(parameter)}'s value when that is set)"
+            )
+        text = text.replace("${" + sub_variable(parameter) + "}", "${" + parameter + "}")
+    return text
+
+
+def check_per_account_parameters(template, problems):
+    """Each per-account parameter has its SSM parameter (String, default
+    empty, an SSM name) and the condition that says it is set."""
+    parameters = template.get("Parameters", {})
+    conditions = template.get("Conditions", {})
+    for parameter in PER_ACCOUNT:
+        name = ssm_parameter(parameter)
+        spec = parameters.get(name)
+        if spec is None:
+            problems.append(f"no {name} parameter (the SSM parameter {parameter} may come from)")
+            continue
+        if (spec.get("Type"), spec.get("Default")) != ("String", ""):
+            problems.append(f"{name} must be a String defaulting to empty (unused)")
+        pattern = spec.get("AllowedPattern", "")
+        if not pattern or re.fullmatch(pattern, "") is None or re.fullmatch(pattern, "/kube-rtsync/x") is None:
+            problems.append(f"{name} needs an AllowedPattern accepting empty and SSM parameter names")
+        elif re.fullmatch(pattern, "x}}{{resolve:ssm:y") is not None or re.fullmatch(pattern, "x y") is not None:
+            problems.append(f"{name}'s AllowedPattern must refuse what is no SSM parameter name")
+        if conditions.get(ssm_condition(parameter)) != not_empty(name):
+            problems.append(f"the {ssm_condition(parameter)} condition must be !Not [!Equals [!Ref {name}, \"\"]]")
+
+
+def set_condition(parameter):
+    """Whether a per-account parameter is set, literally or through SSM."""
+    return {"Fn::Or": [not_empty(parameter), {"Condition": ssm_condition(parameter)}]}
 # Auto Scaling publishes its notifications as its service-linked role (the
 # default one, or one with a custom suffix).
 AUTOSCALING_ROLES = (
@@ -208,6 +304,14 @@ def normalised(statement):
     return statement
 
 
+# The !Sub variables of FunctionRole's policies: the resolved values they name.
+ROUTES_VARIABLES = {
+    "kube-rtsync": resolved_variables("VpcId"),
+    "deny-cluster-tables": resolved_variables("ClusterName"),
+    "deny-source-table": resolved_variables("SourceRouteTableId"),
+}
+
+
 def not_empty(parameter):
     return {"Fn::Not": [{"Fn::Equals": [{"Ref": parameter}, ""]}]}
 
@@ -237,7 +341,7 @@ def routes_policies_from_template(template, problems):
             problems.append(f"FunctionRole's {name} policy must be attached " + (
                 f"only under the {ROUTES_DENIES[name][0]} condition" if name in ROUTES_DENIES else "unconditionally"))
             continue
-        text = unsub(policy.get("PolicyDocument"))
+        text = sub_document(policy.get("PolicyDocument"), ROUTES_VARIABLES[name], f"FunctionRole's {name} policy", problems)
         if not isinstance(text, str):
             problems.append(f"FunctionRole's {name} policy must be a !Sub'ed JSON document")
             continue
@@ -310,14 +414,20 @@ def check_routes_role(template, problems):
         "KUBE_CLUSTER_NAME": ROUTES_DENIES["deny-cluster-tables"][:2],
         "SOURCE_ROUTE_TABLE_ID": ROUTES_DENIES["deny-source-table"][:2],
     }.items():
-        # The Deny must be there whenever the parameter is set.
-        if conditions.get(condition) != not_empty(parameter):
-            problems.append(f"the {condition} condition must be !Not [!Equals [!Ref {parameter}, \"\"]]")
-        value = {"Fn::If": [condition, {"Ref": parameter}, {"Ref": "AWS::NoValue"}]}
+        # The Deny must be there whenever the parameter is set, literally or
+        # through its SSM parameter.
+        if conditions.get(condition) != set_condition(parameter):
+            problems.append(
+                f"the {condition} condition must be !Or [!Not [!Equals [!Ref {parameter}, \"\"]], "
+                f"!Condition {ssm_condition(parameter)}]"
+            )
+        value = {"Fn::If": [condition, resolved(parameter), {"Ref": "AWS::NoValue"}]}
         if variables.get(variable) != value:
             problems.append(f"Function's {variable} must be {json.dumps(value)}, what its role's Deny names")
-    if variables.get("VPC_ID") != {"Ref": "VpcId"}:
-        problems.append("Function's VPC_ID must be the VpcId parameter, what its role is scoped to")
+    if variables.get("VPC_ID") != resolved("VpcId"):
+        problems.append(
+            f"Function's VPC_ID must be the resolved VpcId {json.dumps(resolved('VpcId'))}, what its role is scoped to"
+        )
     role = resources["FunctionRole"]["Properties"]
     for policy in role.get("Policies", []):
         if set(policy) == {"Fn::If"} or policy.get("PolicyName") in {"kube-rtsync", *ROUTES_DENIES}:
@@ -467,6 +577,7 @@ def check_routes(template):
     if "FunctionRole" not in template["Resources"] or "Function" not in template["Resources"]:
         return ["template.yaml has no FunctionRole / Function"]
     from_file = json.loads((ROOT / "policies" / "kube-rtsync.json").read_text())
+    check_per_account_parameters(template, problems)
     documents = routes_policies_from_template(template, problems)
     check_routes_role(template, problems)
     check_topic_policy(template, problems)
@@ -521,7 +632,7 @@ def egress_policy_from_template(template, problems):
     if document is None:
         problems.append("EgressRole has no policy named egress")
         return None
-    text = unsub(document)
+    text = sub_document(document, resolved_variables("VpcId"), "EgressRole's egress policy", problems)
     if not isinstance(text, str):
         problems.append("EgressRole's egress policy must be a !Sub'ed JSON document (its condition keys hold a parameter)")
         return None
@@ -568,6 +679,8 @@ def check_egress_role(template, problems):
     for variable, parameter in ((TAG_KEY_VARIABLE, TAG_KEY_PARAMETER), (ROUTER_ID_VARIABLE, ROUTER_ID_PARAMETER)):
         if variables.get(variable) != {"Ref": parameter}:
             problems.append(f"EgressFunction's {variable} must be !Ref {parameter}, the value its role is scoped to")
+    if variables.get("VPC_ID") != resolved("VpcId"):
+        problems.append(f"EgressFunction's VPC_ID must be {json.dumps(resolved('VpcId'))}, what its role is scoped to")
 
 
 def check_egress_statements(policy, tag_key, router_id, problems):
@@ -961,21 +1074,10 @@ def eip_policies_from_template(template, problems):
             problems.append(f"EipRole's {name} policy must be attached " + (
                 "only under the EipHasDns condition" if name == "eip-dns" else "unconditionally"))
             continue
-        document = policy.get("PolicyDocument")
-        text = None
-        if isinstance(document, dict) and set(document) == {"Fn::Sub"}:
-            sub = document["Fn::Sub"]
-            if name == "eip-dns" and isinstance(sub, str):
-                text = sub
-            elif name == "eip" and isinstance(sub, list) and len(sub) == 2:
-                text, variables = sub
-                if variables != {"EipBindingTable": EIP_TABLE}:
-                    problems.append(
-                        "EipRole's eip policy must define exactly one !Sub variable, "
-                        f"EipBindingTable: {json.dumps(EIP_TABLE)}"
-                    )
+        expected = {} if name == "eip-dns" else {"EipBindingTable": EIP_TABLE, **resolved_variables("VpcId")}
+        text = sub_document(policy.get("PolicyDocument"), expected, f"EipRole's {name} policy", problems)
         if not isinstance(text, str):
-            form = "a !Sub'ed JSON document" if name == "eip-dns" else "!Sub [JSON document, {EipBindingTable: ...}]"
+            form = "a !Sub'ed JSON document" if name == "eip-dns" else "!Sub [JSON document, {EipBindingTable: ..., VpcIdValue: ...}]"
             problems.append(f"EipRole's {name} policy must be {form}")
             continue
         try:
@@ -1037,7 +1139,7 @@ def check_eip_role(template, documents, problems):
         "BINDING_TABLE": EIP_TABLE,
         "DNS_ZONE_ID": {"Fn::If": ["EipHasDns", {"Ref": "DnsZoneId"}, {"Ref": "AWS::NoValue"}]},
         "DNS_SUFFIX": {"Fn::If": ["EipHasDns", {"Ref": "DnsSuffix"}, {"Ref": "AWS::NoValue"}]},
-        "VPC_ID": {"Ref": "VpcId"},
+        "VPC_ID": resolved("VpcId"),
     }
     for variable, value in expected.items():
         if variables.get(variable) != value:

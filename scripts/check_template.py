@@ -27,7 +27,14 @@
 - each job has an alarm on WritesFailed, egress on TablesLeftAlone and eip on
   ChangesWithheld: namespace MetricsNamespace, dimensions Job plus the job's own
   set, Maximum > 0, missing data not breaching, under the job's condition; and
-  every alarm with a Job dimension has exactly Job plus its job's set.
+  every alarm with a Job dimension has exactly Job plus its job's set;
+- every use of a per-account parameter (VpcId, ClusterName,
+  SourceRouteTableId) in a resource or an output reads its resolved value
+  (check_policy.resolved: the SSM parameter's value when one is named, else
+  the parameter), directly or as a !Sub variable: no !Ref of the parameter and
+  no ${Parameter} in a !Sub elsewhere; conditions test the parameter only in
+  Has<Parameter> (which also holds when the SSM parameter is set), and every
+  rule that accepts the parameter as set accepts its SSM parameter too.
 
 The queue and topic policies those wires need are checked by check_policy.py.
 """
@@ -37,6 +44,8 @@ import sys
 from pathlib import Path
 
 from cfnlint.decode import decode  # cfn-lint's YAML loader understands !Sub and friends
+
+from check_policy import PER_ACCOUNT, not_empty, resolved, set_condition, ssm_parameter
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -86,15 +95,18 @@ CONCURRENCY_PARAMETER = "ReservedConcurrency"
 JOB_OF_HANDLER = {"bootstrap": "routes", "routes": "routes", "egress": "egress", "targets": "targets", "eip": "eip"}
 # Each job's own dimension set, as its EMF records and its existing alarms
 # carry it; the records carry it a second time with Job in front.
+# The per-account values are the resolved ones (the SSM parameter's value
+# when one is named).
+VPC_DIMENSION = {"Name": "VpcId", "Value": resolved("VpcId")}
 JOB_DIMENSIONS = {
     "routes": [
         {"Name": {"Fn::If": ["HasClusterName", "ClusterName", "SourceRouteTableId"]},
-         "Value": {"Fn::If": ["HasClusterName", {"Ref": "ClusterName"}, {"Ref": "SourceRouteTableId"}]}},
-        {"Name": "VpcId", "Value": {"Ref": "VpcId"}},
+         "Value": {"Fn::If": ["HasClusterName", resolved("ClusterName"), resolved("SourceRouteTableId")]}},
+        VPC_DIMENSION,
     ],
-    "egress": [{"Name": "VpcId", "Value": {"Ref": "VpcId"}}, {"Name": "RouterId", "Value": {"Ref": "EgressRouterId"}}],
-    "targets": [{"Name": "VpcId", "Value": {"Ref": "VpcId"}}],
-    "eip": [{"Name": "VpcId", "Value": {"Ref": "VpcId"}}],
+    "egress": [VPC_DIMENSION, {"Name": "RouterId", "Value": {"Ref": "EgressRouterId"}}],
+    "targets": [VPC_DIMENSION],
+    "eip": [VPC_DIMENSION],
 }
 # The alarms on the metrics every job (or one job) emits with the Job set.
 JOB_ALARMS = [(job, "WritesFailed") for job in JOB_DIMENSIONS] + [("egress", "TablesLeftAlone"), ("eip", "ChangesWithheld")]
@@ -438,6 +450,86 @@ def check_job_alarms(template, problems):
                 problems.append(f"{name}: no AlarmDescription")
 
 
+def unresolved_uses(value, where, found):
+    """Where `value` reads a per-account parameter other than through its
+    resolved form."""
+    if isinstance(value, dict):
+        if any(value == resolved(p) for p in PER_ACCOUNT):
+            return
+        if set(value) == {"Ref"} and value["Ref"] in PER_ACCOUNT:
+            found.append(f"{where}: !Ref {value['Ref']}")
+            return
+        if set(value) == {"Fn::Sub"}:
+            sub = value["Fn::Sub"]
+            text, variables = (sub, {}) if isinstance(sub, str) else (sub[0], sub[1] if len(sub) > 1 else {})
+            for parameter in PER_ACCOUNT:
+                if isinstance(text, str) and "${" + parameter + "}" in text and parameter not in variables:
+                    found.append(f"{where}: ${{{parameter}}} in a !Sub")
+            unresolved_uses(variables, where, found)
+            return
+        for key, item in value.items():
+            unresolved_uses(item, f"{where}.{key}", found)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            unresolved_uses(item, f"{where}[{index}]", found)
+
+
+def refs(value):
+    if isinstance(value, dict):
+        if set(value) == {"Ref"}:
+            yield value["Ref"]
+        for item in value.values():
+            yield from refs(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from refs(item)
+
+
+def or_branches(value):
+    """Every Fn::Or in `value`, as its list of branches."""
+    if isinstance(value, dict):
+        if set(value) == {"Fn::Or"}:
+            yield value["Fn::Or"]
+        for item in value.values():
+            yield from or_branches(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from or_branches(item)
+
+
+def check_per_account_values(template, problems):
+    found = []
+    for section in ("Resources", "Outputs"):
+        for name, item in sorted(template.get(section, {}).items()):
+            unresolved_uses(item, f"{section}.{name}", found)
+    problems.extend(
+        f"{f}: read the resolved value instead (the SSM parameter's when one is named), "
+        "!If [Has<P>SsmParameter, !Sub \"{{resolve:ssm:${<P>SsmParameter}}}\", !Ref <P>]"
+        for f in found
+    )
+    conditions = template.get("Conditions", {})
+    for name, condition in sorted(conditions.items()):
+        named = set(refs(condition)) & set(PER_ACCOUNT)
+        for parameter in sorted(named):
+            if name != f"Has{parameter}" or condition != set_condition(parameter):
+                problems.append(
+                    f"condition {name} tests {parameter}: only Has{parameter} may, as "
+                    f"{json.dumps(set_condition(parameter))} (use !Condition Has{parameter})"
+                )
+    for name, rule in sorted(template.get("Rules", {}).items()):
+        for branches in or_branches(rule):
+            for parameter in PER_ACCOUNT:
+                if not_empty(parameter) in branches and not_empty(ssm_parameter(parameter)) not in branches:
+                    problems.append(
+                        f"rule {name} accepts {parameter} as set but not {ssm_parameter(parameter)}: "
+                        f"add !Not [!Equals [!Ref {ssm_parameter(parameter)}, \"\"]] to the same !Or"
+                    )
+        named = [r for r in refs(rule) if r in PER_ACCOUNT]
+        in_ors = [r for branches in or_branches(rule) for r in refs(branches) if r in PER_ACCOUNT]
+        if sorted(named) != sorted(in_ors):
+            problems.append(f"rule {name} tests a per-account parameter outside an !Or with its SSM parameter")
+
+
 def main() -> int:
     template, errors = decode(str(ROOT / "template.yaml"))
     if errors:
@@ -455,6 +547,8 @@ def main() -> int:
          f"every function's reserved concurrency is {CONCURRENCY_PARAMETER} (0: none)"),
         ("job alarms", check_job_alarms,
          "WritesFailed alarms for every job, TablesLeftAlone (egress), ChangesWithheld (eip), on the Job dimensions"),
+        ("per-account values", check_per_account_values,
+         "every use of VpcId, ClusterName and SourceRouteTableId reads the resolved value (SSM when named)"),
     ):
         problems = []
         check(template, problems)
