@@ -172,6 +172,12 @@ fn check_namespace(ns: &str) -> Result<String, ConfigError> {
     Ok(ns.to_owned())
 }
 
+/// A job's configuration, read through a lookup (the environment, or the
+/// command line's flags on top of it).
+pub trait FromLookup: Sized {
+    fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError>;
+}
+
 /// Every job's configuration extends the shared one: `config.vpc_id`,
 /// `config.dry_run` and `config.write_rate` read through to its `shared`
 /// field, and `from_env` reads the process environment with the job's
@@ -183,6 +189,14 @@ macro_rules! extends_shared_config {
             /// Reads the configuration from the process environment.
             pub fn from_env() -> Result<Self, $crate::shared::config::ConfigError> {
                 Self::from_lookup(|name| std::env::var(name).ok())
+            }
+        }
+
+        impl $crate::shared::config::FromLookup for $config {
+            fn from_lookup(
+                lookup: &dyn Fn(&str) -> Option<String>,
+            ) -> Result<Self, $crate::shared::config::ConfigError> {
+                <$config>::from_lookup(lookup)
             }
         }
 

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use tracing::info;
 
 use crate::aws::error::ThrottleCounter;
-use crate::shared::config::{ConfigError, SharedConfig};
+use crate::shared::config::{ConfigError, FromLookup, SharedConfig};
 use crate::shared::event::{self, EventError, Trigger};
 use crate::shared::limiter::WriteLimiter;
 use crate::shared::report::{JobError, JobReport};
@@ -22,7 +22,7 @@ use crate::shared::report::{JobError, JobReport};
 pub trait Job: Send + Sync + Sized + 'static {
     /// Its handler name, command and policy file name.
     const NAME: &'static str;
-    type Config: DerefMut<Target = SharedConfig> + Send + Sync;
+    type Config: DerefMut<Target = SharedConfig> + FromLookup + Send + Sync;
     /// The AWS clients it reads and writes through, built once per
     /// execution environment (or command).
     type Clients: Send + Sync;
@@ -30,7 +30,9 @@ pub trait Job: Send + Sync + Sized + 'static {
     type Error: JobError<Report = Self::Report> + From<EventError> + From<ConfigError>;
 
     /// Reads the configuration; an error names the variable.
-    fn config(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self::Config, ConfigError>;
+    fn config(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self::Config, ConfigError> {
+        Self::Config::from_lookup(lookup)
+    }
 
     /// The one log line of a start: what this environment will work on.
     fn starting(config: &Self::Config);

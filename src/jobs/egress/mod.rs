@@ -99,10 +99,6 @@ impl crate::shared::job::Job for Egress {
     type Report = Report;
     type Error = Error;
 
-    fn config(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config, crate::shared::config::ConfigError> {
-        Config::from_lookup(lookup)
-    }
-
     fn starting(config: &Config) {
         info!(job = "egress", vpc_id = %config.vpc_id, tag = %config.tag_key, router_id = %config.router_id,
               dry_run = config.dry_run, "kube-rtsync starting");

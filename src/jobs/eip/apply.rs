@@ -18,7 +18,7 @@
 //!    changes, in as few Route 53 batches as its limits allow and at Route
 //!    53's own pace (a name only ever points at an address its node holds),
 //!    and the items of the binds and repairs; a batch Route 53 refuses is
-//!    tried again change by change.
+//!    tried again change by change within its step.
 //!
 //! A crash or failure after any step leaves a state the next plan repairs:
 //! a claim without an association is resumed, an association without a
@@ -61,7 +61,8 @@ enum Write {
         instance_id: String,
         network_interface_id: Option<String>,
     },
-    Records(Vec<RecordChange>),
+    /// Each change with the resource it is for (the address, or the name).
+    Records(Vec<(String, RecordChange)>),
 }
 
 fn describe(changes: &[RecordChange]) -> String {
@@ -81,7 +82,7 @@ fn records_step(changes: &[(String, RecordChange)]) -> Step<Write> {
         [(ip, _)] => ip.clone(),
         _ => "records".into(),
     };
-    Step::new(resource, describe(&plain), Write::Records(plain))
+    Step::new(resource, describe(&plain), Write::Records(changes.to_vec()))
 }
 
 fn item_step(ip: &str, item: Binding, owners: Vec<String>, what: &str) -> Step<Write> {
@@ -90,6 +91,11 @@ fn item_step(ip: &str, item: Binding, owners: Vec<String>, what: &str) -> Step<W
         None => what.to_owned(),
     };
     Step::new(ip, change, Write::Item { item, owners })
+}
+
+/// Route 53 refused the batch's content (rather than being busy or throttled).
+fn refused(e: &AwsError) -> bool {
+    e.is_code("InvalidChangeBatch") || e.is_code("InvalidInput")
 }
 
 fn owners<'a>(ids: impl IntoIterator<Item = &'a Option<String>>) -> Vec<String> {
@@ -126,8 +132,27 @@ pub async fn apply<E: Addresses, R: Route53, B: BindingStore>(
                     engine.paced(associate).await
                 }
                 Write::Records(changes) => {
-                    let change = clients.route53.change(zone, &changes);
-                    engine.paced_by(Some(clients.dns_limiter), change).await.map(|()| String::new())
+                    let changes: Vec<RecordChange> = changes.into_iter().map(|(_, c)| c).collect();
+                    let send = |changes: Vec<RecordChange>| async move {
+                        engine.paced_by(Some(clients.dns_limiter), clients.route53.change(zone, &changes)).await
+                    };
+                    // One bad change fails its whole batch: a batch Route 53
+                    // refused is tried again change by change, so that the
+                    // others go through and the error is the bad one's. A
+                    // throttled or failed batch is not split: more requests
+                    // do not help it.
+                    match send(changes.clone()).await {
+                        Err(e) if refused(&e) && changes.len() > 1 => {
+                            let mut first_error = None;
+                            for change in changes {
+                                if let Err(e) = send(vec![change]).await {
+                                    first_error.get_or_insert(e);
+                                }
+                            }
+                            first_error.map_or(Ok(String::new()), Err)
+                        }
+                        other => other.map(|()| String::new()),
+                    }
                 }
             }
         }
@@ -206,13 +231,10 @@ pub async fn apply<E: Addresses, R: Route53, B: BindingStore>(
     }
     let plain: Vec<RecordChange> = changes.iter().map(|(_, c)| c.clone()).collect();
     let mut steps: Vec<Step<Write>> = Vec::new();
-    let mut keyed_batches: Vec<Vec<(String, RecordChange)>> = Vec::new();
     let mut next = 0;
     for batch in batches(&plain) {
-        let keyed = changes[next..next + batch.len()].to_vec();
+        steps.push(records_step(&changes[next..next + batch.len()]));
         next += batch.len();
-        steps.push(records_step(&keyed));
-        keyed_batches.push(keyed);
     }
     if config.table.is_some() {
         steps.extend(plan.binds.iter().filter_map(|b| {
@@ -226,27 +248,6 @@ pub async fn apply<E: Addresses, R: Route53, B: BindingStore>(
             Some(item_step(&r.public_ip, item, owners, "item repaired"))
         }));
     }
-    let written = phases.run("address", steps, run, |_| false).await;
-
-    // One bad change fails its whole batch: a batch Route 53 refused is tried
-    // again change by change, so that the others go through and the bad one
-    // is named. A throttled or failed batch is not split: more requests do
-    // not help it.
-    let refused = |e: &AwsError| e.is_code("InvalidChangeBatch") || e.is_code("InvalidInput");
-    let singles: Vec<Step<Write>> = written
-        .failed
-        .iter()
-        .filter(|(step, e)| matches!(step.action, Write::Records(ref c) if c.len() > 1) && refused(e))
-        .filter_map(|(step, _)| keyed_batches.iter().find(|k| describe_keyed(k) == step.change))
-        .flat_map(|keyed| keyed.iter().map(|c| records_step(std::slice::from_ref(c))))
-        .collect();
-    if !singles.is_empty() {
-        phases.run("record", singles, run, |_| false).await;
-    }
+    phases.run("address", steps, run, |_| false).await;
     phases.results()
-}
-
-fn describe_keyed(keyed: &[(String, RecordChange)]) -> String {
-    let plain: Vec<RecordChange> = keyed.iter().map(|(_, c)| c.clone()).collect();
-    describe(&plain)
 }

@@ -126,10 +126,6 @@ impl crate::shared::job::Job for Eip {
     type Report = Report;
     type Error = Error;
 
-    fn config(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config, crate::shared::config::ConfigError> {
-        Config::from_lookup(lookup)
-    }
-
     fn starting(config: &Config) {
         info!(job = "eip", vpc_id = %config.vpc_id, nodes = %config.node_tags, pool = %config.pool_tags,
               dns = config.dns.is_some(), table = ?config.table, dry_run = config.dry_run, "kube-rtsync starting");

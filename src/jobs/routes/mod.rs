@@ -159,10 +159,6 @@ impl crate::shared::job::Job for Routes {
     type Report = Report;
     type Error = Error;
 
-    fn config(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config, crate::shared::config::ConfigError> {
-        Config::from_lookup(lookup)
-    }
-
     fn starting(config: &Config) {
         info!(job = "routes", vpc_id = %config.vpc_id, source = %config.source, managed_cidrs = %config.managed,
               dry_run = config.dry_run, "kube-rtsync starting");

@@ -110,10 +110,6 @@ impl crate::shared::job::Job for Targets {
     type Report = Report;
     type Error = Error;
 
-    fn config(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config, crate::shared::config::ConfigError> {
-        Config::from_lookup(lookup)
-    }
-
     fn starting(config: &Config) {
         info!(job = "targets", vpc_id = %config.vpc_id, groups = config.target_group_arns.len(),
               dry_run = config.dry_run, "kube-rtsync starting");

@@ -386,3 +386,20 @@ async fn the_dry_run_lists_the_same_writes_as_the_run() {
     assert!(!rows(&made).is_empty());
     assert_eq!(rows(&planned), rows(&made));
 }
+
+#[tokio::test]
+async fn a_refused_record_batch_is_tried_change_by_change_so_the_good_changes_go_through() {
+    let w = world();
+    // Route 53 refuses the first request (the batch of three UPSERTs) as if
+    // one change were bad; the changes then go one by one.
+    w.route53.fail("ChangeResourceRecordSets", "InvalidChangeBatch", 1);
+    let report = w.run(&config(&[])).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(w.route53.batches(), 4, "the batch, then its three changes one by one");
+    w.assert_bound(&["i-1", "i-2", "i-3"]);
+    assert_eq!(report.totals.failed, 0);
+    // A throttled batch is not split: more requests would not help it.
+    let w = world();
+    w.route53.fail("ChangeResourceRecordSets", "Throttling", 1);
+    assert!(w.run(&config(&[])).await.is_err());
+    assert_eq!(w.route53.batches(), 1);
+}
