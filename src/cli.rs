@@ -10,11 +10,13 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::aws::events::AwsEventBridge;
 use crate::jobs::routes::{self, config::Config};
 use crate::jobs::{JobName, egress, eip, targets};
+use crate::shared::changes::Arns;
 use crate::shared::config::ConfigError;
 use crate::shared::event::Trigger;
-use crate::shared::job::{Job, Run, Throttles};
+use crate::shared::job::{EventsTo, Job, Run, Throttles, publish_changes};
 use crate::shared::report::{JobError, JobReport};
 
 /// Keeps the networking around a self-managed Kubernetes cluster on AWS
@@ -216,7 +218,30 @@ async fn reconcile<J: Job>(options: &Options, verb: Verb) -> Result<J::Report, J
     let limiter = throttles.ec2_limiter(&config);
     let run = Run::<J> { clients: &clients, config: &config, limiter: &limiter, deadline: None };
     let triggers = vec![Trigger::Manual { command: verb.name().to_owned() }];
-    J::reconcile(run, triggers, crate::shared::clock::now_secs()).await
+    let result = J::reconcile(run, triggers, crate::shared::clock::now_secs()).await;
+    // A sync publishes its change events as the function does; `plan` and
+    // `--dry-run` never do (the config says dry run).
+    let report = match &result {
+        Ok(report) => Some(report),
+        Err(err) => err.report(),
+    };
+    if config.event_bus.is_some() && report.is_some_and(|r| !r.changes_made(&Arns::default()).is_empty()) {
+        let bus = AwsEventBridge::new(crate::aws::sdk::eventbridge_client(&sdk, throttles.total.service()));
+        let region = sdk.region().map(|r| r.to_string()).unwrap_or_default();
+        let arns = Arns::in_region(&region, std::env::var("AWS_ACCOUNT_ID").ok());
+        let invocation_id = format!("cli-{}-{}", crate::shared::clock::now_ms(), std::process::id());
+        let to = EventsTo { bus: &bus, arns: &arns, invocation_id: &invocation_id };
+        let published = publish_changes(J::NAME, &config, report, Some(&to), None).await;
+        if published.failed > 0 {
+            eprintln!(
+                "kube-rtsync: {} of {} change events not published to {} (see the log)",
+                published.failed,
+                published.events + published.failed,
+                config.event_bus.as_deref().unwrap_or_default()
+            );
+        }
+    }
+    result
 }
 
 /// The SDK configuration for a command: the environment's, with the

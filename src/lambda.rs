@@ -9,9 +9,12 @@ use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::Value;
 use tokio::time::Instant;
 
+use crate::aws::events::AwsEventBridge;
 use crate::jobs::{JobName, egress, eip, routes, targets};
+use crate::shared::changes::Arns;
 use crate::shared::config::{ConfigError, HANDLER};
-use crate::shared::job::{Job, Run, Throttles};
+use crate::shared::job::{EventsTo, Job, Run, Throttles, publish_changes};
+use crate::shared::metrics::Invocation;
 use crate::shared::report::{JobError, JobReport, Outcome};
 
 /// Serves invocations until the runtime stops. A bad configuration fails
@@ -37,8 +40,14 @@ pub async fn serve_job<J: Job>() -> Result<(), lambda_runtime::Error> {
         crate::aws::sdk::config_loader(|name| std::env::var(name).ok()).map_err(invalid_configuration)?.load().await;
     let throttles = Throttles::new();
     let clients = J::clients(&sdk, &throttles);
+    let events = config
+        .event_bus
+        .as_ref()
+        .map(|_| AwsEventBridge::new(crate::aws::sdk::eventbridge_client(&sdk, throttles.total.service())));
+    let region = sdk.region().map(|r| r.to_string()).unwrap_or_default();
     let limiter = throttles.ec2_limiter(&config);
     let (clients, config, limiter, throttled) = (&clients, &config, &limiter, &throttles.total);
+    let (events, region) = (&events, &region);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let started = Instant::now();
         let throttled_before = throttled.count();
@@ -49,6 +58,10 @@ pub async fn serve_job<J: Job>() -> Result<(), lambda_runtime::Error> {
             Ok(report) => Some(report),
             Err(err) => err.report(),
         };
+        let arns = Arns::from_function_arn(&event.context.invoked_function_arn)
+            .unwrap_or_else(|| Arns::in_region(region, std::env::var("AWS_ACCOUNT_ID").ok()));
+        let to = events.as_ref().map(|bus| EventsTo { bus, arns: &arns, invocation_id: &event.context.request_id });
+        let published = publish_changes(J::NAME, config, report, to.as_ref(), deadline).await;
         match (&result, report) {
             (Ok(_), Some(report)) => tracing::info!(report = %json(report), "report"),
             (Err(_), Some(report)) => tracing::error!(report = %json(report), "report"),
@@ -56,7 +69,12 @@ pub async fn serve_job<J: Job>() -> Result<(), lambda_runtime::Error> {
             (Ok(_), None) => {}
         }
         if let Some(report) = report.filter(|r| r.outcome() != Outcome::NothingToDo) {
-            let record = J::emf(config, report, throttled.count() - throttled_before, started.elapsed());
+            let run = Invocation {
+                throttled: throttled.count() - throttled_before,
+                events: published,
+                duration: started.elapsed(),
+            };
+            let record = J::emf(config, report, &run);
             // EMF records are plain JSON lines on stdout, beside the logs.
             println!("{}", crate::shared::metrics::line(record));
         }

@@ -7,5 +7,6 @@ pub mod dynamodb;
 pub mod ec2;
 pub mod elbv2;
 pub mod error;
+pub mod events;
 pub mod route53;
 pub mod sdk;

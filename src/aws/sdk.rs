@@ -157,6 +157,19 @@ pub fn dynamodb_client(
     aws_sdk_dynamodb::Client::from_conf(dynamodb_config)
 }
 
+/// The EventBridge client for `config` (the change events), with
+/// kube-rtsync's rules.
+pub fn eventbridge_client(
+    config: &aws_config::SdkConfig,
+    throttled: crate::aws::error::ThrottleCounter,
+) -> aws_sdk_eventbridge::Client {
+    let events_config = aws_sdk_eventbridge::config::Builder::from(config)
+        .retry_classifier(crate::aws::error::NoRetryOnRefusedCertificate)
+        .interceptor(throttled)
+        .build();
+    aws_sdk_eventbridge::Client::from_conf(events_config)
+}
+
 /// kube-rtsync's rules on top of an EC2 client configuration: no retry of
 /// a call whose endpoint's certificate was refused.
 pub fn ec2_rules(builder: aws_sdk_ec2::config::Builder) -> aws_sdk_ec2::config::Builder {

@@ -9,12 +9,13 @@ use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 
 use crate::aws::ec2::model::{
-    Address, Destination, Filter, Instance, InstanceStatus, NatGateway, Page, Route, RouteState, RouteTable, Subnet,
-    Target,
+    Address, Destination, Filter, Instance, InstanceStatus, Leaving, NatGateway, Page, Route, RouteState, RouteTable,
+    Subnet, Target,
 };
 use crate::aws::ec2::{
     ALREADY_ASSOCIATED, ASSOCIATION_NOT_FOUND, Addresses, AwsError, FailureKind, INVALID_PARAMETER_VALUE, Instances,
-    Nats, ROUTE_ALREADY_EXISTS, ROUTE_NOT_FOUND, ROUTE_TABLE_NOT_FOUND, RouteTablePage, RouteTables,
+    LEAVING_EVENT_CODES, LeavingInstances, Nats, ROUTE_ALREADY_EXISTS, ROUTE_NOT_FOUND, ROUTE_TABLE_NOT_FOUND,
+    RouteTablePage, RouteTables,
 };
 
 /// The EC2 operations the fake serves.
@@ -34,6 +35,7 @@ pub enum Operation {
     DescribeAddresses,
     AssociateAddress,
     DisassociateAddress,
+    DescribeSpotInstanceRequests,
 }
 
 impl Operation {
@@ -53,6 +55,7 @@ impl Operation {
             Operation::DescribeAddresses => "DescribeAddresses",
             Operation::AssociateAddress => "AssociateAddress",
             Operation::DisassociateAddress => "DisassociateAddress",
+            Operation::DescribeSpotInstanceRequests => "DescribeSpotInstanceRequests",
         }
     }
 
@@ -187,6 +190,10 @@ struct State {
     nat_gateways: BTreeMap<String, NatGateway>,
     addresses: BTreeMap<String, Address>,
     associations: usize,
+    /// Instances whose Spot request is marked for termination.
+    spot_interruptions: std::collections::BTreeSet<String>,
+    /// Scheduled events by instance: code, not-before, and whether it is over (completed or cancelled).
+    scheduled_events: BTreeMap<String, (String, Option<String>, bool)>,
 }
 
 /// EC2's token bucket for mutating actions: `capacity` requests, refilled
@@ -272,6 +279,17 @@ impl FakeEc2 {
         let status =
             InstanceStatus { id: id.to_owned(), system: Some(system.to_owned()), instance: Some(instance.to_owned()) };
         self.lock().statuses.insert(id.to_owned(), status);
+    }
+
+    /// The instance's Spot request is marked for termination: the interruption warning.
+    pub fn warn_spot_interruption(&self, id: &str) {
+        self.lock().spot_interruptions.insert(id.to_owned());
+    }
+
+    /// A scheduled event (`instance-stop`, `instance-retirement`, `system-reboot`, ...) on the instance; `over`:
+    /// completed or cancelled, as EC2 keeps such events a while.
+    pub fn schedule_event(&self, id: &str, code: &str, not_before: Option<&str>, over: bool) {
+        self.lock().scheduled_events.insert(id.to_owned(), (code.to_owned(), not_before.map(str::to_owned), over));
     }
 
     pub fn insert_address(&self, address: Address) {
@@ -608,6 +626,32 @@ impl Instances for FakeEc2 {
                 }
             }
             Ok(out)
+        })
+    }
+}
+
+impl LeavingInstances for FakeEc2 {
+    async fn describe_spot_interruptions(&self, _: Option<String>) -> Result<Page<String>, AwsError> {
+        describe(&mut self.lock(), Operation::DescribeSpotInstanceRequests, |state| {
+            Ok(state.spot_interruptions.iter().filter(|id| state.instances.contains_key(*id)).cloned().collect())
+        })
+    }
+
+    async fn describe_scheduled_departures(&self, _: Option<String>) -> Result<Page<(String, Leaving)>, AwsError> {
+        describe(&mut self.lock(), Operation::DescribeInstanceStatus, |state| {
+            // The server-side filter: only the leaving codes, only running instances (no IncludeAllInstances).
+            Ok(state
+                .scheduled_events
+                .iter()
+                .filter(|(id, (code, _, over))| {
+                    !over
+                        && LEAVING_EVENT_CODES.contains(&code.as_str())
+                        && state.instances.get(*id).is_some_and(|i| i.state == "running")
+                })
+                .map(|(id, (code, not_before, _))| {
+                    (id.clone(), Leaving::Scheduled { code: code.clone(), not_before: not_before.clone() })
+                })
+                .collect())
         })
     }
 }

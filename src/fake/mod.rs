@@ -7,5 +7,6 @@
 pub mod dynamodb;
 pub mod ec2;
 pub mod elbv2;
+pub mod events;
 pub mod faults;
 pub mod route53;

@@ -18,17 +18,23 @@ pub const MAX_WRITES_PER_SECOND: &str = "MAX_WRITES_PER_SECOND";
 pub const WRITE_BURST: &str = "WRITE_BURST";
 /// CloudWatch namespace of the EMF records.
 pub const METRICS_NAMESPACE: &str = "METRICS_NAMESPACE";
+/// EventBridge bus of the change events (a name or an ARN); `none` turns them off.
+pub const EVENT_BUS_NAME: &str = "EVENT_BUS_NAME";
 /// The function's handler name, which Lambda passes to a custom runtime:
 /// it picks the job.
 pub const HANDLER: &str = "_HANDLER";
 
 /// The variables every job reads: the one list the documentation, the
 /// template and the fuzz target are checked against (`tests/contract.rs`).
-pub const SHARED_VARIABLES: &[&str] = &[VPC_ID, DRY_RUN, MAX_WRITES_PER_SECOND, WRITE_BURST, METRICS_NAMESPACE];
+pub const SHARED_VARIABLES: &[&str] =
+    &[VPC_ID, DRY_RUN, MAX_WRITES_PER_SECOND, WRITE_BURST, METRICS_NAMESPACE, EVENT_BUS_NAME];
 
 pub const DEFAULT_MAX_WRITES_PER_SECOND: f64 = 4.0;
 pub const DEFAULT_WRITE_BURST: u32 = 20;
 pub const DEFAULT_METRICS_NAMESPACE: &str = "KubeRtsync";
+pub const DEFAULT_EVENT_BUS_NAME: &str = "default";
+/// The value of [`EVENT_BUS_NAME`] that turns change events off.
+pub const NO_EVENT_BUS: &str = "none";
 
 /// The smallest pace accepted: slower than one write in 100 s is a typo,
 /// and a rate near zero would make a wait overflow.
@@ -115,12 +121,15 @@ pub struct SharedConfig {
     pub dry_run: bool,
     pub write_rate: WriteRate,
     pub metrics_namespace: String,
+    /// The bus of the change events; `None`: no events.
+    pub event_bus: Option<String>,
 }
 
 const VPC_ID_FORM: &str = "a VPC id such as vpc-0a1b2c3d4e5f67890";
 const BOOL_FORM: &str = "true or false";
 const RATE_FORM: &str = "a number of writes per second: 0 (disables the limiter) or from 0.01 up, e.g. 4";
 const BURST_FORM: &str = "a whole number >= 1, e.g. 20";
+const EVENT_BUS_FORM: &str = "an event bus name (1 to 256 of A-Z a-z 0-9 . - _ /), an event bus ARN, or none";
 const NAMESPACE_FORM: &str =
     "a CloudWatch namespace: 1 to 255 of A-Z a-z 0-9 . - _ / # : and space, not starting with AWS/, e.g. KubeRtsync";
 
@@ -151,7 +160,36 @@ impl SharedConfig {
             None => DEFAULT_METRICS_NAMESPACE.to_owned(),
             Some(ns) => check_namespace(&ns)?,
         };
-        Ok(SharedConfig { vpc_id, dry_run, write_rate: WriteRate { per_second, burst }, metrics_namespace })
+        let event_bus = match env.get(EVENT_BUS_NAME) {
+            None => Some(DEFAULT_EVENT_BUS_NAME.to_owned()),
+            Some(bus) if bus.eq_ignore_ascii_case(NO_EVENT_BUS) => None,
+            Some(bus) => Some(check_event_bus(&bus)?),
+        };
+        Ok(SharedConfig { vpc_id, dry_run, write_rate: WriteRate { per_second, burst }, metrics_namespace, event_bus })
+    }
+}
+
+/// A bus name as `PutEvents` takes it, or a bus ARN (another account's bus).
+fn check_event_bus(bus: &str) -> Result<String, ConfigError> {
+    let name_ok = |name: &str| {
+        (1..=256).contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-/".contains(c))
+    };
+    let ok = match bus.strip_prefix("arn:") {
+        Some(rest) => {
+            let parts: Vec<&str> = rest.splitn(5, ':').collect();
+            parts.len() == 5
+                && parts[1] == "events"
+                && parts[4].strip_prefix("event-bus/").is_some_and(name_ok)
+                && !parts[2].is_empty()
+                && parts[3].len() == 12
+                && parts[3].bytes().all(|b| b.is_ascii_digit())
+        }
+        None => name_ok(bus),
+    };
+    if ok {
+        Ok(bus.to_owned())
+    } else {
+        Err(ConfigError::new(EVENT_BUS_NAME, format!("{:?} is not an event bus", excerpt(bus)), EVENT_BUS_FORM))
     }
 }
 
@@ -304,6 +342,32 @@ mod tests {
         assert!(!c.dry_run);
         assert_eq!(c.write_rate, WriteRate { per_second: 4.0, burst: 20 });
         assert_eq!(c.metrics_namespace, "KubeRtsync");
+        assert_eq!(c.event_bus.as_deref(), Some("default"));
+    }
+
+    #[test]
+    fn the_event_bus_is_a_name_an_arn_or_none() {
+        let vpc = (VPC_ID, "vpc-0123456789abcdef0");
+        let arn = "arn:aws:events:eu-west-1:123456789012:event-bus/platform-audit";
+        let cases: [(&str, Option<&str>); 5] = [
+            ("platform/kube-rtsync", Some("platform/kube-rtsync")),
+            (arn, Some(arn)),
+            ("none", None),
+            ("NONE", None),
+            ("  default ", Some("default")),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(shared(&[vpc, (EVENT_BUS_NAME, value)]).unwrap().event_bus.as_deref(), expected, "{value}");
+        }
+        for bad in
+            ["my bus", "bus:1", "arn:aws:sns:eu-west-1:123456789012:topic", "arn:aws:events:eu-west-1:1234:event-bus/x"]
+        {
+            let err = shared(&[vpc, (EVENT_BUS_NAME, bad)]).unwrap_err();
+            assert_eq!(err.variable, EVENT_BUS_NAME, "{bad}");
+            assert!(err.to_string().contains("is not an event bus"), "{err}");
+        }
+        let long = "b".repeat(257);
+        assert_eq!(shared(&[vpc, (EVENT_BUS_NAME, &long)]).unwrap_err().variable, EVENT_BUS_NAME);
     }
 
     #[test]

@@ -24,6 +24,7 @@ const TEST_NOTIFICATION: &str = "autoscaling:TEST_NOTIFICATION";
 const RECONCILE_STATES: [&str; 5] = ["running", "stopping", "stopped", "shutting-down", "terminated"];
 const STATE_CHANGE: &str = "EC2 Instance State-change Notification";
 const SCHEDULED: &str = "Scheduled Event";
+const SPOT_INTERRUPTION: &str = "EC2 Spot Instance Interruption Warning";
 
 /// One reason to run, decoded from an invocation event.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -33,6 +34,10 @@ pub enum Trigger {
     AutoScaling(AutoScalingNotification),
     /// An EventBridge `EC2 Instance State-change Notification`.
     InstanceStateChange { instance_id: String, state: String, event_id: String },
+    /// An EventBridge `EC2 Spot Instance Interruption Warning`: the instance
+    /// goes in two minutes. The run trusts the observed Spot request status,
+    /// not the event.
+    SpotInterruption { instance_id: String, action: String, event_id: String },
     /// A scheduled EventBridge rule: the periodic full reconcile.
     Schedule { event_id: String },
     /// A command line run (`kube-rtsync plan` / `sync`); never decoded from an event.
@@ -46,7 +51,7 @@ impl Trigger {
         match self {
             Trigger::AutoScaling(n) => n.event != AutoScalingEvent::TestNotification,
             Trigger::InstanceStateChange { state, .. } => RECONCILE_STATES.contains(&state.as_str()),
-            Trigger::Schedule { .. } | Trigger::Manual { .. } => true,
+            Trigger::SpotInterruption { .. } | Trigger::Schedule { .. } | Trigger::Manual { .. } => true,
         }
     }
 
@@ -54,7 +59,9 @@ impl Trigger {
     pub fn instance_id(&self) -> Option<&str> {
         match self {
             Trigger::AutoScaling(n) => n.instance_id.as_deref(),
-            Trigger::InstanceStateChange { instance_id, .. } => Some(instance_id),
+            Trigger::InstanceStateChange { instance_id, .. } | Trigger::SpotInterruption { instance_id, .. } => {
+                Some(instance_id)
+            }
             Trigger::Schedule { .. } | Trigger::Manual { .. } => None,
         }
     }
@@ -133,6 +140,14 @@ struct RawEventBridge {
 }
 
 #[derive(Deserialize)]
+struct RawSpotInterruption {
+    #[serde(rename = "instance-id")]
+    instance_id: String,
+    #[serde(rename = "instance-action", default)]
+    action: String,
+}
+
+#[derive(Deserialize)]
 struct RawStateChange {
     #[serde(rename = "instance-id")]
     instance_id: String,
@@ -151,11 +166,13 @@ pub enum EventError {
     #[error("malformed EventBridge event: {0}")]
     MalformedEventBridge(#[source] serde_json::Error),
     #[error(
-        "unsupported EventBridge event (source {source_name:?}, detail-type {detail_type:?}): expected source aws.ec2 with detail-type \"{STATE_CHANGE}\", or source aws.events with detail-type \"{SCHEDULED}\""
+        "unsupported EventBridge event (source {source_name:?}, detail-type {detail_type:?}): expected source aws.ec2 with detail-type \"{STATE_CHANGE}\" or \"{SPOT_INTERRUPTION}\", or source aws.events with detail-type \"{SCHEDULED}\""
     )]
     UnsupportedEventBridge { source_name: String, detail_type: String },
     #[error("EventBridge event {event_id}: malformed instance state change detail ({error})")]
     MalformedStateChange { event_id: String, error: String },
+    #[error("EventBridge event {event_id}: malformed Spot interruption warning detail ({error})")]
+    MalformedSpotInterruption { event_id: String, error: String },
     #[error("malformed SNS event: {0}")]
     MalformedSns(#[source] serde_json::Error),
     #[error("the SNS event has no records")]
@@ -216,6 +233,12 @@ fn decode_eventbridge(event: &Value) -> Result<Trigger, EventError> {
                 error: excerpt(&e.to_string()),
             })?;
             Ok(Trigger::InstanceStateChange { instance_id: detail.instance_id, state: detail.state, event_id: raw.id })
+        }
+        ("aws.ec2", SPOT_INTERRUPTION) => {
+            let detail = RawSpotInterruption::deserialize(&raw.detail).map_err(|e| {
+                EventError::MalformedSpotInterruption { event_id: excerpt(&raw.id), error: excerpt(&e.to_string()) }
+            })?;
+            Ok(Trigger::SpotInterruption { instance_id: detail.instance_id, action: detail.action, event_id: raw.id })
         }
         ("aws.events", SCHEDULED) => Ok(Trigger::Schedule { event_id: raw.id }),
         _ => Err(EventError::UnsupportedEventBridge {
@@ -278,6 +301,7 @@ mod tests {
     const RUNNING_EVENT: &str = include_str!("../../events/eventbridge-instance-running.json");
     const TERMINATED_EVENT: &str = include_str!("../../events/eventbridge-instance-terminated.json");
     const SCHEDULED_EVENT: &str = include_str!("../../events/eventbridge-scheduled.json");
+    const SPOT_EVENT: &str = include_str!("../../events/eventbridge-spot-interruption.json");
 
     /// The launch sample with its SNS `Message` replaced.
     fn with_message(message: &str) -> Value {
@@ -387,6 +411,26 @@ mod tests {
         let scheduled = decode_bytes(SCHEDULED_EVENT.as_bytes()).unwrap();
         assert_eq!(scheduled, vec![Trigger::Schedule { event_id: "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa".into() }]);
         assert!(scheduled[0].wants_reconcile());
+        let spot = decode_bytes(SPOT_EVENT.as_bytes()).unwrap();
+        assert_eq!(
+            spot,
+            vec![Trigger::SpotInterruption {
+                instance_id: "i-0b7f3c2a9d4e5f601".into(),
+                action: "terminate".into(),
+                event_id: "1e5527d7-bb36-4607-3370-4164db56a40e".into(),
+            }]
+        );
+        assert!(spot[0].wants_reconcile());
+        assert_eq!((spot[0].new_node(), spot[0].instance_id()), (None, Some("i-0b7f3c2a9d4e5f601")));
+    }
+
+    #[test]
+    fn a_spot_warning_without_an_instance_is_rejected_naming_the_event() {
+        let mut event: Value = serde_json::from_str(SPOT_EVENT).unwrap();
+        event["detail"] = serde_json::json!({"instance-action": "stop"});
+        let err = decode(&event).unwrap_err();
+        assert!(matches!(err, EventError::MalformedSpotInterruption { .. }), "{err}");
+        assert!(err.to_string().contains("1e5527d7-bb36-4607-3370-4164db56a40e"), "{err}");
     }
 
     #[test]

@@ -6,17 +6,50 @@
 
 use std::future::Future;
 use std::ops::DerefMut;
-use std::time::Duration;
 
 use serde_json::Value;
 use tokio::time::Instant;
 use tracing::info;
 
 use crate::aws::error::ThrottleCounter;
+use crate::aws::events::EventBus;
+use crate::shared::changes::{Arns, Published, Publisher};
 use crate::shared::config::{ConfigError, FromLookup, SharedConfig};
 use crate::shared::event::{self, EventError, Trigger};
 use crate::shared::limiter::WriteLimiter;
+use crate::shared::metrics::Invocation;
 use crate::shared::report::{JobError, JobReport};
+
+/// Where an invocation's change events go: the bus client, the ARNs'
+/// partition, Region and account, and the invocation's id.
+pub struct EventsTo<'a, B> {
+    pub bus: &'a B,
+    pub arns: &'a Arns,
+    pub invocation_id: &'a str,
+}
+
+/// The runner's step after the writes: one change event per change the
+/// report made, on the configured bus (none in a dry run, with
+/// `EVENT_BUS_NAME=none`, or without a report). Never fails: what could
+/// not be published is counted.
+pub async fn publish_changes<R: JobReport, B: EventBus>(
+    job: &'static str,
+    config: &SharedConfig,
+    report: Option<&R>,
+    to: Option<&EventsTo<'_, B>>,
+    deadline: Option<Instant>,
+) -> Published {
+    let (Some(report), Some(to), Some(bus_name)) = (report, to, config.event_bus.as_deref()) else {
+        return Published::default();
+    };
+    if config.dry_run {
+        return Published::default();
+    }
+    let changes = report.changes_made(to.arns);
+    let publisher =
+        Publisher { bus: to.bus, bus_name, job, vpc_id: &config.vpc_id, invocation_id: to.invocation_id, deadline };
+    publisher.publish(&changes).await
+}
 
 /// A job of this build.
 pub trait Job: Send + Sync + Sized + 'static {
@@ -55,7 +88,7 @@ pub trait Job: Send + Sync + Sized + 'static {
     ) -> impl Future<Output = Result<Self::Report, Self::Error>> + Send;
 
     /// The invocation's EMF record.
-    fn emf(config: &Self::Config, report: &Self::Report, throttled: usize, duration: Duration) -> Value;
+    fn emf(config: &Self::Config, report: &Self::Report, run: &Invocation) -> Value;
 }
 
 /// What one invocation runs with.

@@ -21,6 +21,15 @@ impl Unit {
     }
 }
 
+/// What the runner measured of one invocation, beside the job's report.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Invocation {
+    /// Attempts the SDK retried after throttling.
+    pub throttled: usize,
+    pub events: crate::shared::changes::Published,
+    pub duration: std::time::Duration,
+}
+
 /// One EMF record under construction.
 #[derive(Clone, Debug)]
 pub struct Record {
@@ -53,27 +62,27 @@ impl Record {
     /// A record with what every job's record carries: the job (a dimension,
     /// beside the job's own dimensions, which stay a dimension set of their
     /// own so that existing series and alarms continue), how the invocation
-    /// ended, whether it was a dry run, the version (logged fields), the throttled
-    /// attempts, the writes that failed or were not started, and the
-    /// duration (metrics).
-    #[allow(clippy::too_many_arguments)]
+    /// ended, whether it was a dry run, the version (logged fields), the
+    /// writes that failed or were not started, and what the runner measured
+    /// ([`Invocation`]: throttled attempts, change events, duration).
     pub fn invocation(
         namespace: &str,
         dimensions: Vec<(&'static str, String)>,
         job: &'static str,
         outcome: crate::shared::report::Outcome,
         dry_run: bool,
-        throttled: usize,
         writes_failed: usize,
-        duration: std::time::Duration,
+        run: &Invocation,
     ) -> Self {
         let mut record = Record::new(namespace, dimensions)
             .property("Version", crate::VERSION)
             .property("Outcome", outcome)
             .property("DryRun", dry_run)
-            .metric("ThrottledRetries", Unit::Count, throttled as u64)
+            .metric("ThrottledRetries", Unit::Count, run.throttled as u64)
             .metric("WritesFailed", Unit::Count, writes_failed as u64)
-            .metric("SyncDuration", Unit::Milliseconds, duration.as_millis() as u64);
+            .metric("EventsPublished", Unit::Count, run.events.events as u64)
+            .metric("EventsFailed", Unit::Count, run.events.failed as u64)
+            .metric("SyncDuration", Unit::Milliseconds, run.duration.as_millis() as u64);
         record.job = Some(job);
         record
     }
@@ -162,9 +171,12 @@ mod tests {
             "eip",
             crate::shared::report::Outcome::Synced,
             false,
-            2,
             3,
-            std::time::Duration::from_millis(5),
+            &Invocation {
+                throttled: 2,
+                events: crate::shared::changes::Published { events: 4, failed: 1 },
+                duration: std::time::Duration::from_millis(5),
+            },
         )
         .build();
         let directive = &record["_aws"]["CloudWatchMetrics"][0];
@@ -173,6 +185,8 @@ mod tests {
         let version = record["Version"].as_str().unwrap();
         assert!(version.starts_with(concat!(env!("CARGO_PKG_VERSION"), "+")), "{version}");
         assert_eq!((record["WritesFailed"].clone(), record["ThrottledRetries"].clone()), (json!(3), json!(2)));
+        assert_eq!((record["EventsPublished"].clone(), record["EventsFailed"].clone()), (json!(4), json!(1)));
+        assert_eq!(record["SyncDuration"], json!(5));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! room; what two jobs need lives here.
 
 pub mod apply;
+pub mod changes;
 pub mod clock;
 pub mod config;
 pub mod event;

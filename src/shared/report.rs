@@ -31,6 +31,10 @@ pub trait JobReport: Serialize {
     /// The report as text for people (the command line's default output).
     fn render(&self, colour: bool) -> String;
 
+    /// One entry per change made (never a planned, failed or withheld one):
+    /// what the change events publish.
+    fn changes_made(&self, arns: &crate::shared::changes::Arns) -> Vec<crate::shared::changes::Change>;
+
     fn is_complete(&self) -> bool {
         self.outcome() != Outcome::Incomplete
     }

@@ -16,7 +16,7 @@ pub mod model;
 use crate::aws::error::sdk_error;
 pub use crate::aws::error::{AwsError, FailureKind};
 use model::{
-    Address, Destination, Filter, Instance, InstanceStatus, NatGateway, Page, Route, RouteOrigin, RouteState,
+    Address, Destination, Filter, Instance, InstanceStatus, Leaving, NatGateway, Page, Route, RouteOrigin, RouteState,
     RouteTable, Subnet, Target,
 };
 
@@ -89,6 +89,50 @@ pub trait Instances: Send + Sync {
         filters: &[Filter],
         next_token: Option<String>,
     ) -> impl Future<Output = Result<Page<Instance>, AwsError>> + Send;
+}
+
+/// The Spot request status of the two-minute interruption warning.
+pub const SPOT_MARKED_FOR_TERMINATION: &str = "marked-for-termination";
+/// The scheduled events after which an instance is gone (stopped or retired).
+pub const LEAVING_EVENT_CODES: [&str; 2] = ["instance-stop", "instance-retirement"];
+
+/// The instances EC2 has said will go, asked with server-side filters so
+/// that only the few leaving ones come back.
+pub trait LeavingInstances: Send + Sync {
+    /// `DescribeSpotInstanceRequests` filtered on
+    /// [`SPOT_MARKED_FOR_TERMINATION`]: the instance ids.
+    fn describe_spot_interruptions(
+        &self,
+        next_token: Option<String>,
+    ) -> impl Future<Output = Result<Page<String>, AwsError>> + Send;
+
+    /// `DescribeInstanceStatus` filtered on [`LEAVING_EVENT_CODES`]: the
+    /// instances with such an event that is neither completed nor
+    /// cancelled, and the event.
+    fn describe_scheduled_departures(
+        &self,
+        next_token: Option<String>,
+    ) -> impl Future<Output = Result<Page<(String, Leaving)>, AwsError>> + Send;
+}
+
+/// Every leaving instance: both questions at once (one round trip), every
+/// page; a Spot warning wins over a scheduled event of the same instance.
+pub async fn leaving<E: LeavingInstances>(ec2: &E) -> Result<std::collections::BTreeMap<String, Leaving>, AwsError> {
+    let (spot, scheduled) = futures::future::join(
+        all_pages("DescribeSpotInstanceRequests", |token| ec2.describe_spot_interruptions(token)),
+        all_pages("DescribeInstanceStatus", |token| ec2.describe_scheduled_departures(token)),
+    )
+    .await;
+    let mut out: std::collections::BTreeMap<String, Leaving> = scheduled?.into_iter().collect();
+    out.extend(spot?.into_iter().map(|id| (id, Leaving::SpotInterruption)));
+    Ok(out)
+}
+
+/// Marks the instances that are leaving.
+pub fn mark_leaving(instances: &mut [Instance], leaving: &std::collections::BTreeMap<String, Leaving>) {
+    for instance in instances {
+        instance.leaving = leaving.get(&instance.id).cloned();
+    }
 }
 
 /// What the egress job watches and writes besides routes: subnets (for the
@@ -323,6 +367,64 @@ impl Instances for AwsEc2 {
     }
 }
 
+impl LeavingInstances for AwsEc2 {
+    async fn describe_spot_interruptions(&self, next_token: Option<String>) -> Result<Page<String>, AwsError> {
+        let filter = Filter::new("status-code", [SPOT_MARKED_FOR_TERMINATION]);
+        let out = self
+            .client
+            .describe_spot_instance_requests()
+            .set_filters(Some(sdk_filters(&[filter])))
+            .max_results(1000)
+            .set_next_token(next_token)
+            .send()
+            .await
+            .map_err(|e| sdk_error("DescribeSpotInstanceRequests", e))?;
+        // Filtered again here: an endpoint that ignores the filter must not make every Spot node leave.
+        let items = out
+            .spot_instance_requests()
+            .iter()
+            .filter(|r| r.status().and_then(|s| s.code()) == Some(SPOT_MARKED_FOR_TERMINATION))
+            .filter_map(|r| r.instance_id().map(str::to_owned))
+            .collect();
+        Ok(Page { items, next_token: out.next_token().map(str::to_owned) })
+    }
+
+    async fn describe_scheduled_departures(
+        &self,
+        next_token: Option<String>,
+    ) -> Result<Page<(String, Leaving)>, AwsError> {
+        let filter = Filter::new("event.code", LEAVING_EVENT_CODES);
+        let out = self
+            .client
+            .describe_instance_status()
+            .set_filters(Some(sdk_filters(&[filter])))
+            .max_results(1000)
+            .set_next_token(next_token)
+            .send()
+            .await
+            .map_err(|e| sdk_error("DescribeInstanceStatus", e))?;
+        let items = out
+            .instance_statuses()
+            .iter()
+            .filter_map(|s| {
+                let id = s.instance_id()?;
+                let event = s.events().iter().find(|e| {
+                    let code = e.code().map(|c| c.as_str());
+                    // EC2 keeps completed and cancelled events a while, marked in their description.
+                    let over =
+                        e.description().is_some_and(|d| d.starts_with("[Completed]") || d.starts_with("[Canceled]"));
+                    code.is_some_and(|c| LEAVING_EVENT_CODES.contains(&c)) && !over
+                })?;
+                let not_before =
+                    event.not_before().and_then(|t| t.fmt(aws_sdk_ec2::primitives::DateTimeFormat::DateTime).ok());
+                let code = event.code().map(|c| c.as_str().to_owned()).unwrap_or_default();
+                Some((id.to_owned(), Leaving::Scheduled { code, not_before }))
+            })
+            .collect();
+        Ok(Page { items, next_token: out.next_token().map(str::to_owned) })
+    }
+}
+
 impl Nats for AwsEc2 {
     async fn describe_subnets(&self, filters: &[Filter], next_token: Option<String>) -> Result<Page<Subnet>, AwsError> {
         let out = self
@@ -522,6 +624,7 @@ pub fn instance_from_sdk(i: &sdk::Instance) -> Instance {
         eni_ids: enis.into_iter().map(|(_, id)| id).collect(),
         private_ip: i.private_ip_address().map(str::to_owned),
         source_dest_check: i.source_dest_check(),
+        leaving: None,
     }
 }
 

@@ -251,9 +251,38 @@ pub struct Instance {
     pub eni_ids: Vec<String>,
     pub private_ip: Option<String>,
     pub source_dest_check: Option<bool>,
+    /// EC2 has said the instance will go (not part of `DescribeInstances`:
+    /// observed beside it, see [`crate::aws::ec2::leaving`]).
+    pub leaving: Option<Leaving>,
+}
+
+/// Why EC2 has said an instance will go.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Leaving {
+    /// Its Spot request is `marked-for-termination`: the two-minute
+    /// interruption warning.
+    SpotInterruption,
+    /// A scheduled `instance-stop` or `instance-retirement` event.
+    Scheduled { code: String, not_before: Option<String> },
+}
+
+impl fmt::Display for Leaving {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Leaving::SpotInterruption => f.write_str("leaving: Spot interruption warning"),
+            Leaving::Scheduled { code, not_before: Some(at) } => write!(f, "leaving: scheduled {code} from {at}"),
+            Leaving::Scheduled { code, not_before: None } => write!(f, "leaving: scheduled {code}"),
+        }
+    }
 }
 
 impl Instance {
+    /// EC2 has said it will go (a Spot interruption warning, a scheduled stop or retirement).
+    pub fn is_leaving(&self) -> bool {
+        self.leaving.is_some()
+    }
+
     pub fn is_running(&self) -> bool {
         self.state == "running"
     }

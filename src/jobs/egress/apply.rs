@@ -41,6 +41,12 @@ impl EgressWrite {
     }
 }
 
+/// Whether a write's `change` (as [`EgressWrite`] describes it) is a
+/// failback clock: bookkeeping of this job, not a change of the network.
+pub fn is_clock(change: &str) -> bool {
+    change.starts_with("tag ") || change.starts_with("untag ")
+}
+
 fn target(nat: &NatTarget) -> Target {
     match nat {
         NatTarget::NetworkInterface(id) => Target::NetworkInterface(id.as_str().into()),

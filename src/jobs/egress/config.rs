@@ -19,6 +19,8 @@ pub const EGRESS_FAILBACK_SECONDS: &str = "EGRESS_FAILBACK_SECONDS";
 pub const EGRESS_PROBE_PORT: &str = "EGRESS_PROBE_PORT";
 /// Turn the source/destination check off on enrolled NAT instances.
 pub const EGRESS_FIX_SOURCE_DEST_CHECK: &str = "EGRESS_FIX_SOURCE_DEST_CHECK";
+/// An enrolled regional NAT gateway is the fallback of a zone without a healthy NAT.
+pub const EGRESS_REGIONAL_FALLBACK: &str = "EGRESS_REGIONAL_FALLBACK";
 
 /// The egress job's own variables.
 pub const VARIABLES: &[&str] = &[
@@ -29,6 +31,7 @@ pub const VARIABLES: &[&str] = &[
     EGRESS_FAILBACK_SECONDS,
     EGRESS_PROBE_PORT,
     EGRESS_FIX_SOURCE_DEST_CHECK,
+    EGRESS_REGIONAL_FALLBACK,
 ];
 
 pub const DEFAULT_TAG_KEY: &str = "aws-nat-router/id";
@@ -61,6 +64,7 @@ pub struct Config {
     pub failback_seconds: u64,
     pub probe_port: Option<u16>,
     pub fix_source_dest_check: bool,
+    pub regional_fallback: bool,
 }
 
 impl Config {
@@ -96,6 +100,7 @@ impl Config {
             None => true,
             Some(v) => crate::shared::config::parse_bool(EGRESS_FIX_SOURCE_DEST_CHECK, Some(v))?,
         };
+        let regional_fallback = env.bool(EGRESS_REGIONAL_FALLBACK)?;
         Ok(Config {
             shared,
             tag_key,
@@ -105,6 +110,7 @@ impl Config {
             failback_seconds: failback_seconds as u64,
             probe_port,
             fix_source_dest_check,
+            regional_fallback,
         })
     }
 }
@@ -140,6 +146,7 @@ mod tests {
         assert_eq!(c.failback_seconds, 300);
         assert_eq!(c.probe_port, None);
         assert!(c.fix_source_dest_check);
+        assert!(!c.regional_fallback);
         assert!(!c.dry_run);
     }
 
@@ -153,6 +160,7 @@ mod tests {
             (EGRESS_FAILBACK_SECONDS, "0"),
             (EGRESS_PROBE_PORT, "22"),
             (EGRESS_FIX_SOURCE_DEST_CHECK, "false"),
+            (EGRESS_REGIONAL_FALLBACK, "true"),
         ])
         .unwrap();
         assert_eq!(
@@ -161,6 +169,7 @@ mod tests {
         );
         assert_eq!((c.destination.to_string(), c.failback_seconds, c.probe_port), ("::/0".into(), 0, Some(22)));
         assert!(!c.fix_source_dest_check);
+        assert!(c.regional_fallback);
     }
 
     #[test]
@@ -174,6 +183,7 @@ mod tests {
             (EGRESS_PROBE_PORT, "0", "is not a port"),
             (EGRESS_PROBE_PORT, "http", "is not a port"),
             (EGRESS_FIX_SOURCE_DEST_CHECK, "sometimes", "not a boolean"),
+            (EGRESS_REGIONAL_FALLBACK, "regional", "not a boolean"),
         ];
         for (variable, value, needle) in cases {
             let err = config(&[(variable, value)]).unwrap_err();

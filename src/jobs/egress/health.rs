@@ -53,6 +53,10 @@ fn evaluate_instance(facts: &NatInstanceFacts, has_private_ip: bool, settings: &
     if facts.state != "running" {
         return Health::unhealthy(format!("state {}", facts.state));
     }
+    // Rule 5: a NAT that EC2 will take away counts unhealthy while it still forwards, so its tables move in time.
+    if let Some(leaving) = &facts.leaving {
+        return Health::unhealthy(leaving.to_string());
+    }
     // Only a definite "impaired" counts: initializing, insufficient-data or no answer are unknowns, and failing
     // over on an unknown would move every table each time EC2 is slow to report on a fresh instance.
     for (check, status) in [("system", &facts.system_status), ("instance", &facts.instance_status)] {
@@ -87,10 +91,11 @@ pub fn needs_source_dest_fix(nat: &Nat, settings: &Settings) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::aws::ec2::model::Leaving;
     use crate::jobs::egress::model::NatGatewayFacts;
 
     fn settings(fix: bool, probe: bool) -> Settings {
-        Settings { failback_seconds: 300, fix_source_dest_check: fix, probe_enabled: probe }
+        Settings { failback_seconds: 300, fix_source_dest_check: fix, probe_enabled: probe, regional_fallback: false }
     }
 
     fn running() -> NatInstanceFacts {
@@ -100,6 +105,7 @@ mod tests {
             instance_status: Some("ok".into()),
             source_dest_check: Some(false),
             probe: Some(ProbeResult::Answered),
+            leaving: None,
         }
     }
 
@@ -130,6 +136,23 @@ mod tests {
             ("all good", with(|_| {}), settings(true, true), Health::Healthy),
             ("stopped", with(|f| f.state = "stopped".into()), settings(true, false), unhealthy("state stopped")),
             ("pending", with(|f| f.state = "pending".into()), settings(true, false), unhealthy("state pending")),
+            (
+                "Spot interruption warning",
+                with(|f| f.leaving = Some(Leaving::SpotInterruption)),
+                settings(true, true),
+                unhealthy("leaving: Spot interruption warning"),
+            ),
+            (
+                "scheduled retirement",
+                with(|f| {
+                    f.leaving = Some(Leaving::Scheduled {
+                        code: "instance-retirement".into(),
+                        not_before: Some("2026-12-09T00:00:00Z".into()),
+                    })
+                }),
+                settings(true, false),
+                unhealthy("leaving: scheduled instance-retirement from 2026-12-09T00:00:00Z"),
+            ),
             (
                 "system impaired",
                 with(|f| f.system_status = s("impaired")),

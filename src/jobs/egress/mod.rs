@@ -19,7 +19,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use crate::aws::ec2::{AwsError, Instances, Nats, RouteTables};
+use crate::aws::ec2::{AwsError, Instances, LeavingInstances, Nats, RouteTables};
 use crate::shared::apply::{Engine, Phases};
 use crate::shared::event::Trigger;
 use crate::shared::limiter::WriteLimiter;
@@ -76,7 +76,7 @@ pub struct Reconciler<'a, E> {
 
 /// Handles one invocation event: decode, then reconcile unless the event
 /// asks for nothing. Any instance's state change costs one reconcile.
-pub async fn handle_event<E: RouteTables + Instances + Nats>(
+pub async fn handle_event<E: RouteTables + Instances + Nats + LeavingInstances>(
     reconciler: &Reconciler<'_, E>,
     event: &Value,
 ) -> Result<Report, Error> {
@@ -122,12 +122,12 @@ impl crate::shared::job::Job for Egress {
         reconciler.run(triggers, now).await
     }
 
-    fn emf(config: &Config, report: &Report, throttled: usize, duration: std::time::Duration) -> Value {
-        report::emf_record(&config.metrics_namespace, report, throttled, duration)
+    fn emf(config: &Config, report: &Report, run: &crate::shared::metrics::Invocation) -> Value {
+        report::emf_record(&config.metrics_namespace, report, run)
     }
 }
 
-impl<E: RouteTables + Instances + Nats> Reconciler<'_, E> {
+impl<E: RouteTables + Instances + Nats + LeavingInstances> Reconciler<'_, E> {
     /// [`Self::reconcile`], and an error when the report is incomplete, so
     /// that Lambda retries.
     pub async fn run(&self, triggers: Vec<Trigger>, now: u64) -> Result<Report, Error> {
@@ -148,6 +148,7 @@ impl<E: RouteTables + Instances + Nats> Reconciler<'_, E> {
             failback_seconds: config.failback_seconds,
             fix_source_dest_check: config.fix_source_dest_check,
             probe_enabled: config.probe_port.is_some(),
+            regional_fallback: config.regional_fallback,
         };
         let engine = Engine::new(self.limiter, self.deadline, 16);
         let mut phases = Phases::new(&engine, "egress", config.dry_run);

@@ -43,6 +43,8 @@ pub struct NatInstanceFacts {
     pub source_dest_check: Option<bool>,
     /// None when no probe was made (probing off, or nothing to probe).
     pub probe: Option<ProbeResult>,
+    /// EC2 has said the instance will go (rule 5).
+    pub leaving: Option<crate::aws::ec2::model::Leaving>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -206,6 +208,8 @@ pub struct Settings {
     pub fix_source_dest_check: bool,
     /// A TCP probe result is expected for every NAT instance.
     pub probe_enabled: bool,
+    /// An enrolled regional NAT gateway is the fallback of a zone without a healthy NAT (`EGRESS_REGIONAL_FALLBACK`).
+    pub regional_fallback: bool,
 }
 
 #[cfg(test)]
@@ -219,6 +223,7 @@ mod tests {
             instance_status: None,
             source_dest_check: Some(false),
             probe: None,
+            leaving: None,
         };
         let eni_ids = eni_ids.iter().map(|e| e.to_string()).collect();
         Nat {

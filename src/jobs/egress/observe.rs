@@ -16,7 +16,7 @@ use super::model::{
 use crate::aws::ec2::model::{
     Destination, Filter, Instance, InstanceStatus, RouteOrigin, RouteState, RouteTable, Target,
 };
-use crate::aws::ec2::{AwsError, Instances, Nats, RouteTables, all_pages, describe_all};
+use crate::aws::ec2::{AwsError, Instances, LeavingInstances, Nats, RouteTables, all_pages, describe_all};
 
 /// Instance ids `DescribeInstanceStatus` takes in one call.
 pub const STATUS_IDS_PER_CALL: usize = 100;
@@ -34,7 +34,7 @@ pub struct Observed {
 /// Reads everything the planner needs. Every list is restricted to
 /// `VPC_ID` and the enrolment tag, by filter and again client-side (the
 /// emulator ignores tag filters on NAT gateways).
-pub async fn observe<E: RouteTables + Instances + Nats>(
+pub async fn observe<E: RouteTables + Instances + Nats + LeavingInstances>(
     ec2: &E,
     config: &Config,
     deadline: Option<Instant>,
@@ -48,12 +48,14 @@ pub async fn observe<E: RouteTables + Instances + Nats>(
     // status checks of the running NAT instances only (EC2 cannot filter
     // statuses by tag, and a region-wide read pages through every instance
     // of the account).
-    let (tables, subnets, instances, gateways) = futures::try_join!(
+    let (tables, subnets, mut instances, gateways, leaving) = futures::try_join!(
         describe_all(ec2, &table_filters),
         all_pages("DescribeSubnets", |t| ec2.describe_subnets(&vpc_only, t)),
         all_pages("DescribeInstances", |t| ec2.describe_instances(&instance_filters, t)),
         all_pages("DescribeNatGateways", |t| ec2.describe_nat_gateways(&vpc_only, t)),
+        crate::aws::ec2::leaving(ec2),
     )?;
+    crate::aws::ec2::mark_leaving(&mut instances, &leaving);
     let is_enrolled = |tags: &BTreeMap<String, String>| tags.get(&config.tag_key) == Some(&config.router_id);
     let subnet_zone: BTreeMap<String, String> = subnets.into_iter().map(|s| (s.id, s.zone)).collect();
 
@@ -87,6 +89,7 @@ pub async fn observe<E: RouteTables + Instances + Nats>(
                         instance_status: status.and_then(|s| s.instance.clone()),
                         source_dest_check: i.source_dest_check,
                         probe: probes.get(&i.id).cloned(),
+                        leaving: i.leaving,
                     },
                     eni_ids: i.eni_ids,
                     private_ip: i.private_ip,

@@ -50,6 +50,8 @@ pub struct Current {
     /// The enrolled NAT behind it, if any.
     pub nat: Option<String>,
     pub zone: Option<Zone>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub regional: bool,
     pub health: Health,
 }
 
@@ -57,6 +59,9 @@ pub struct Current {
 pub struct Chosen {
     pub nat: String,
     pub zone: Option<Zone>,
+    /// A regional NAT gateway (the fallback), which has no zone.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub regional: bool,
     pub target: NatTarget,
 }
 
@@ -82,6 +87,10 @@ pub enum Reason {
     Keep,
     /// Away from an unhealthy, unknown or blackholed current NAT.
     FailOver {
+        from_health_reason: String,
+    },
+    /// Onto the regional NAT gateway (`EGRESS_REGIONAL_FALLBACK`): the table's zone has no healthy NAT.
+    RegionalFallback {
         from_health_reason: String,
     },
     FailBack {
@@ -122,6 +131,7 @@ impl fmt::Display for Reason {
         match self {
             Reason::Keep => f.write_str("own zone's NAT is healthy"),
             Reason::FailOver { .. } => f.write_str("fail over"),
+            Reason::RegionalFallback { .. } => f.write_str("regional fallback"),
             Reason::FailBack { healthy_for_s } => write!(f, "fail back: own zone's NAT healthy for {healthy_for_s} s"),
             Reason::FailBackHeld { healthy_for_s, needed_s } => {
                 write!(f, "fail back held: own zone's NAT healthy for {healthy_for_s} s of {needed_s} s")
@@ -130,6 +140,20 @@ impl fmt::Display for Reason {
             Reason::NewRoute => f.write_str("new default route"),
             Reason::NoHealthyNat => f.write_str("no healthy NAT anywhere"),
             Reason::LeftAlone(why) => write!(f, "left alone: {why}"),
+        }
+    }
+}
+
+impl Reason {
+    /// The reason with what the plan's line shows beside it: why a failover left its NAT.
+    pub fn detailed(&self) -> String {
+        match self {
+            Reason::FailOver { from_health_reason } | Reason::RegionalFallback { from_health_reason }
+                if !from_health_reason.is_empty() =>
+            {
+                format!("{self}: {from_health_reason}")
+            }
+            _ => self.to_string(),
         }
     }
 }
@@ -158,8 +182,9 @@ impl EgressPlan {
         self.tables.iter().filter_map(|t| Some((t.table_id.as_str(), t.route_change.as_ref()?)))
     }
 
+    /// Failovers, onto another zone's NAT or onto the regional fallback.
     pub fn failed_over(&self) -> usize {
-        self.count(|r| matches!(r, Reason::FailOver { .. }))
+        self.count(|r| matches!(r, Reason::FailOver { .. } | Reason::RegionalFallback { .. }))
     }
 
     pub fn failed_back(&self) -> usize {
@@ -306,7 +331,7 @@ impl Planner<'_> {
         }
         decision.chosen = end.map(|k| {
             let nat = &self.nats[k];
-            Chosen { nat: nat.id.clone(), zone: nat.zone.clone(), target: nat.target() }
+            Chosen { nat: nat.id.clone(), zone: nat.zone.clone(), regional: nat.is_regional(), target: nat.target() }
         });
         decision
     }
@@ -332,7 +357,7 @@ impl Planner<'_> {
                 Err(LeftAlone::NotEnrolled { kind: "NAT gateway".into(), id: id.clone() })
             }
             // Even blackholed or unhealthy: whoever routed the table through a regional gateway chose regional egress.
-            (_, _, Some(i)) if self.nats[i].is_regional() => {
+            (_, _, Some(i)) if self.nats[i].is_regional() && !self.settings.regional_fallback => {
                 Err(LeftAlone::RegionalNatGateway { id: self.nats[i].id.clone() })
             }
             (TableZone::Zone(zone), _, _) => Ok(zone),
@@ -354,6 +379,11 @@ impl Planner<'_> {
                 Reason::FailOver { from_health_reason: current.health.reason().unwrap_or_default().to_owned() }
             }
         };
+        let fallback = |moving: Reason| match moving {
+            Reason::FailOver { from_health_reason } => Reason::RegionalFallback { from_health_reason },
+            Reason::NewRoute => Reason::RegionalFallback { from_health_reason: String::new() },
+            other => other,
+        };
         match (active.filter(|&i| self.is_candidate(i)), home) {
             (Some(current), _) if self.is_in(current, zone) => (Some(current), Reason::Keep),
             (Some(current), Some(home)) => {
@@ -366,10 +396,16 @@ impl Planner<'_> {
                 }
             }
             (None, Some(home)) => (Some(home), moving),
+            // The regional gateway serves the zone from the zone: it beats staying on another zone's NAT.
+            (Some(current), None) if !self.nats[current].is_regional() && self.regional().is_some() => {
+                let from = format!("{} is in another zone and the zone has no healthy NAT", self.nats[current].id);
+                (self.regional(), Reason::RegionalFallback { from_health_reason: from })
+            }
             (Some(current), None) => (Some(current), Reason::HeldNoHomeNat),
-            (None, None) => match self.least_loaded(|_| true) {
-                Some(anywhere) => (Some(anywhere), moving),
-                None => (None, Reason::NoHealthyNat),
+            (None, None) => match (self.regional(), self.least_loaded(|i| !self.nats[i].is_regional())) {
+                (Some(regional), _) => (Some(regional), fallback(moving)),
+                (None, Some(anywhere)) => (Some(anywhere), moving),
+                (None, None) => (None, Reason::NoHealthyNat),
             },
         }
     }
@@ -385,15 +421,27 @@ impl Planner<'_> {
             None => Health::unhealthy("unknown NAT (gone)"),
         };
         let nat = named.map(|i| &self.nats[i]);
-        Some(Current { target, nat: nat.map(|n| n.id.clone()), zone: nat.and_then(|n| n.zone.clone()), health })
+        Some(Current {
+            target,
+            nat: nat.map(|n| n.id.clone()),
+            zone: nat.and_then(|n| n.zone.clone()),
+            regional: nat.is_some_and(Nat::is_regional),
+            health,
+        })
     }
 
     fn is_in(&self, i: usize, zone: &str) -> bool {
         self.nats[i].zone.as_deref() == Some(zone)
     }
 
+    /// A NAT a table may be routed to: healthy, and not regional unless the fallback is on.
     fn is_candidate(&self, i: usize) -> bool {
-        self.health[i].is_healthy() && !self.nats[i].is_regional()
+        self.health[i].is_healthy() && (!self.nats[i].is_regional() || self.settings.regional_fallback)
+    }
+
+    /// The least loaded candidate regional gateway (none unless the fallback is on).
+    fn regional(&self) -> Option<usize> {
+        self.least_loaded(|i| self.nats[i].is_regional())
     }
 
     /// Ties go to the zone name, then the id; a NAT of unknown zone comes last but still beats no egress at all.
@@ -434,12 +482,16 @@ impl fmt::Display for TableDecision {
         write!(f, " ({}): ", self.zone)?;
         if !matches!(self.reason, Reason::LeftAlone(_)) {
             match &self.current {
-                Some(c) => self.describe(f, &c.target, c.nat.as_deref(), c.zone.as_deref(), Some(&c.health))?,
+                Some(c) => {
+                    let zone = if c.regional { Some("regional") } else { c.zone.as_deref() };
+                    self.describe(f, &c.target, c.nat.as_deref(), zone, Some(&c.health))?
+                }
                 None => f.write_str("no default route")?,
             }
             if let (Some(_), Some(c)) = (&self.route_change, &self.chosen) {
                 f.write_str(" -> ")?;
-                self.describe(f, c.target.id(), Some(&c.nat), c.zone.as_deref(), None)?;
+                let zone = if c.regional { Some("regional") } else { c.zone.as_deref() };
+                self.describe(f, c.target.id(), Some(&c.nat), zone, None)?;
             }
             f.write_str(": ")?;
         }
@@ -483,7 +535,7 @@ mod tests {
     const NOW: u64 = 1_700_000_000;
 
     fn settings() -> Settings {
-        Settings { failback_seconds: 300, fix_source_dest_check: true, probe_enabled: false }
+        Settings { failback_seconds: 300, fix_source_dest_check: true, probe_enabled: false, regional_fallback: false }
     }
 
     fn eni(instance_id: &str) -> String {
@@ -498,6 +550,7 @@ mod tests {
             instance_status: Some("ok".into()),
             source_dest_check: Some(false),
             probe: Some(ProbeResult::Answered),
+            leaving: None,
         };
         let eni_ids = vec![eni(id), format!("{}-2", eni(id))];
         Nat { id: id.into(), zone: Some(zone.into()), kind: NatKind::Instance { eni_ids, private_ip: None, facts } }
@@ -905,6 +958,80 @@ mod tests {
         let plan =
             plan(&[table("rtb-a", A, via("i-a1")), table("rtb-b", B, DefaultRoute::Missing)], &nats, &settings(), NOW);
         assert!(plan.tables.iter().all(|d| d.reason == Reason::NoHealthyNat && d.route_change.is_none()));
+    }
+
+    fn fallback() -> Settings {
+        Settings { regional_fallback: true, ..settings() }
+    }
+
+    #[test]
+    fn with_the_fallback_a_dark_zone_goes_to_the_regional_gateway_before_another_zone_s_nat() {
+        // The other zone's NAT carries nothing and the regional gateway one table: load does not outrank the rule.
+        let nats = [stopped(instance("i-a1", A)), instance("i-b1", B), regional("nat-r", "available")];
+        let tables = [table("rtb-a", A, via("i-a1")), table("rtb-c", C, via("nat-r"))];
+        let plan = plan(&tables, &nats, &fallback(), NOW);
+        let d = decision(&plan, "rtb-a");
+        assert_eq!(d.route_change, replace("eni-a1", "nat-r"));
+        assert_eq!(d.reason, Reason::RegionalFallback { from_health_reason: "state stopped".into() });
+        assert_eq!(d.reason.to_string(), "regional fallback");
+        assert_eq!(plan.failed_over(), 1);
+        // A table on the regional gateway whose zone has no NAT of its own stays on it.
+        let c = decision(&plan, "rtb-c");
+        assert_eq!((chosen(c), &c.route_change), (Some("nat-r"), &None));
+        assert!(d.to_string().contains("-> nat-r (regional): regional fallback"), "{d}");
+    }
+
+    #[test]
+    fn with_the_fallback_a_table_held_on_another_zone_s_nat_moves_to_the_regional_gateway() {
+        let nats = [stopped(instance("i-a1", A)), instance("i-b1", B), regional("nat-r", "available")];
+        let plan = plan(&[table("rtb-a", A, via("i-b1"))], &nats, &fallback(), NOW);
+        let d = decision(&plan, "rtb-a");
+        assert_eq!(d.route_change, replace("eni-b1", "nat-r"));
+        assert!(matches!(d.reason, Reason::RegionalFallback { .. }), "{:?}", d.reason);
+    }
+
+    #[test]
+    fn with_the_fallback_a_new_route_in_a_dark_zone_goes_to_the_regional_gateway() {
+        let nats = [instance("i-b1", B), regional("nat-r", "available")];
+        let plan = plan(&[table("rtb-a", A, DefaultRoute::Missing)], &nats, &fallback(), NOW);
+        let d = decision(&plan, "rtb-a");
+        assert_eq!(d.route_change, Some(RouteChange::Create { nat: to("nat-r") }));
+    }
+
+    #[test]
+    fn with_the_fallback_a_regional_gateway_that_is_not_available_is_passed_over() {
+        for state in ["pending", "failed", "deleting", "deleted"] {
+            let nats = [stopped(instance("i-a1", A)), instance("i-b1", B), regional("nat-r", state)];
+            let plan = plan(&[table("rtb-a", A, via("i-a1"))], &nats, &fallback(), NOW);
+            let d = decision(&plan, "rtb-a");
+            assert_eq!(d.route_change, replace("eni-a1", "i-b1"), "{state}");
+            assert!(matches!(d.reason, Reason::FailOver { .. }), "{state}: {:?}", d.reason);
+        }
+    }
+
+    #[test]
+    fn with_the_fallback_a_table_on_the_regional_gateway_fails_back_under_the_hold() {
+        let nats = [instance("i-a1", A), regional("nat-r", "available")];
+        let held = plan(&[tagged(table("rtb-a", A, via("nat-r")), NOW - 100)], &nats, &fallback(), NOW);
+        let d = decision(&held, "rtb-a");
+        assert_eq!((&d.route_change, &d.reason), (&None, &Reason::FailBackHeld { healthy_for_s: 100, needed_s: 300 }));
+        let back = plan(&[tagged(table("rtb-a", A, via("nat-r")), NOW - 300)], &nats, &fallback(), NOW);
+        let d = decision(&back, "rtb-a");
+        assert_eq!(d.route_change, replace("nat-r", "i-a1"));
+        assert_eq!((&d.reason, d.tag_change), (&Reason::FailBack { healthy_for_s: 300 }, Some(TagChange::Clear)));
+        // The clock starts at the first sight of a healthy home NAT.
+        let first = plan(&[table("rtb-a", A, via("nat-r"))], &nats, &fallback(), NOW);
+        assert_eq!(decision(&first, "rtb-a").tag_change, Some(TagChange::Set(NOW)));
+    }
+
+    #[test]
+    fn without_the_fallback_the_regional_gateway_changes_nothing() {
+        let nats = [stopped(instance("i-a1", A)), instance("i-b1", B), regional("nat-r", "available")];
+        let tables = [table("rtb-a", A, via("i-a1")), table("rtb-c", C, via("nat-r"))];
+        let plan = plan(&tables, &nats, &settings(), NOW);
+        assert_eq!(decision(&plan, "rtb-a").route_change, replace("eni-a1", "i-b1"));
+        let c = decision(&plan, "rtb-c");
+        assert_eq!(c.reason, Reason::LeftAlone(LeftAlone::RegionalNatGateway { id: "nat-r".into() }));
     }
 
     #[test]

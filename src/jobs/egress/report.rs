@@ -2,14 +2,13 @@
 //! written, what failed, and the EMF record.
 
 use std::fmt::Write as _;
-use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::Value;
 
 use super::plan::EgressPlan;
 use crate::shared::event::Trigger;
-use crate::shared::metrics::{Record, Unit};
+use crate::shared::metrics::{Invocation, Record, Unit};
 pub use crate::shared::report::{Outcome, WriteResult, WriteStatus};
 use crate::shared::report::{count_writes, outcome_of, render_incomplete, render_unmade};
 
@@ -86,6 +85,36 @@ impl crate::shared::report::JobReport for Report {
         self.totals.writes
     }
 
+    /// One per default route written and per source/destination check turned
+    /// off. The failback clocks are this job's bookkeeping on the table, not
+    /// changes of the network: they are not published.
+    fn changes_made(&self, arns: &crate::shared::changes::Arns) -> Vec<crate::shared::changes::Change> {
+        use crate::shared::changes::Change;
+        let done = self.writes.iter().filter(|w| w.status == WriteStatus::Done && !super::apply::is_clock(&w.change));
+        done.filter_map(|w| {
+            if self.plan.source_dest_fixes.contains(&w.resource) {
+                return Some(Change {
+                    resource: w.resource.clone(),
+                    arns: arns.ec2("instance", &w.resource).into_iter().collect(),
+                    change: format!("~ {}: source/destination check off", w.resource),
+                    from: Some("source/destination check on".into()),
+                    to: Some("source/destination check off".into()),
+                    reason: "a NAT instance cannot forward with the check on".into(),
+                });
+            }
+            let table = self.plan.tables.iter().find(|t| t.table_id == w.resource && t.route_change.is_some())?;
+            Some(Change {
+                resource: table.table_id.clone(),
+                arns: arns.ec2("route-table", &table.table_id).into_iter().collect(),
+                change: table.to_string(),
+                from: table.current.as_ref().map(|c| c.nat.clone().unwrap_or_else(|| c.target.clone())),
+                to: table.chosen.as_ref().map(|c| c.nat.clone()),
+                reason: table.reason.detailed(),
+            })
+        })
+        .collect()
+    }
+
     fn render(&self, _colour: bool) -> String {
         let mut out =
             format!("Egress {} in {}: {} enrolled tables\n\n", self.router_id, self.vpc_id, self.totals.tables);
@@ -114,7 +143,7 @@ impl crate::shared::report::JobReport for Report {
 }
 
 /// The EMF record of one invocation. Dimensions: the VPC and the router id.
-pub fn emf_record(namespace: &str, report: &Report, throttled: usize, duration: Duration) -> Value {
+pub fn emf_record(namespace: &str, report: &Report, run: &Invocation) -> Value {
     let t = &report.totals;
     let made = |n: usize| if report.dry_run { 0 } else { n as u64 };
     Record::invocation(
@@ -123,9 +152,8 @@ pub fn emf_record(namespace: &str, report: &Report, throttled: usize, duration: 
         "egress",
         report.outcome,
         report.dry_run,
-        throttled,
         t.failed + t.not_started,
-        duration,
+        run,
     )
     .metric("TablesFailedOver", Unit::Count, made(t.tables_failed_over))
     .metric("TablesFailedBack", Unit::Count, made(t.tables_failed_back))

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::aws::dynamodb::BindingStore;
-use crate::aws::ec2::{Addresses, AwsError, Instances};
+use crate::aws::ec2::{Addresses, AwsError, Instances, LeavingInstances};
 use crate::aws::route53::Route53;
 use crate::shared::apply::Engine;
 use crate::shared::event::Trigger;
@@ -95,7 +95,7 @@ pub const ROUTE53_WRITE_RATE: crate::shared::config::WriteRate =
 
 /// Handles one invocation event: decode, then reconcile unless the event
 /// asks for nothing.
-pub async fn handle_event<E: Instances + Addresses, R: Route53, B: BindingStore>(
+pub async fn handle_event<E: Instances + Addresses + LeavingInstances, R: Route53, B: BindingStore>(
     reconciler: &Reconciler<'_, E, R, B>,
     event: &Value,
 ) -> Result<Report, Error> {
@@ -166,8 +166,8 @@ impl crate::shared::job::Job for Eip {
         reconciler.reconcile(triggers, now).await.and_then(outcome)
     }
 
-    fn emf(config: &Config, report: &Report, throttled: usize, duration: std::time::Duration) -> Value {
-        report::emf_record(&config.metrics_namespace, report, throttled, duration)
+    fn emf(config: &Config, report: &Report, run: &crate::shared::metrics::Invocation) -> Value {
+        report::emf_record(&config.metrics_namespace, report, run)
     }
 }
 
@@ -182,7 +182,7 @@ pub fn outcome(report: Report) -> Result<Report, Error> {
     }
 }
 
-impl<E: Instances + Addresses, R: Route53, B: BindingStore> Reconciler<'_, E, R, B> {
+impl<E: Instances + Addresses + LeavingInstances, R: Route53, B: BindingStore> Reconciler<'_, E, R, B> {
     /// Observes (one round trip, plus one describe when a pool address is
     /// held by an instance outside the VPC), plans at `now`, applies.
     pub async fn reconcile(&self, triggers: Vec<Trigger>, now: u64) -> Result<Report, Error> {
@@ -225,6 +225,7 @@ impl<E: Instances + Addresses, R: Route53, B: BindingStore> Reconciler<'_, E, R,
         report.plan = plan;
         report.warnings = warnings;
         report.writes = writes;
+        report.dns_zone_id = config.dns.as_ref().map(|d| d.zone_id.clone());
         Ok(report.finish())
     }
 }

@@ -1,6 +1,7 @@
 //! What the eip job reads, in one round trip: the account's Elastic IPs
 //! (split into the pool and the others), the VPC's instances, the A records
-//! under the suffix and the binding table, all at once; then, only when a
+//! under the suffix, the binding table and the instances that are leaving,
+//! all at once; then, only when a
 //! pool address is held by an instance outside the VPC, that instance.
 
 use tracing::warn;
@@ -8,7 +9,7 @@ use tracing::warn;
 use super::{Error, Reconciler};
 use crate::aws::dynamodb::{Binding, BindingStore};
 use crate::aws::ec2::model::Filter;
-use crate::aws::ec2::{Addresses, Instances, all_pages};
+use crate::aws::ec2::{Addresses, Instances, LeavingInstances, all_pages, mark_leaving};
 use crate::aws::route53::{ARecord, Route53};
 use crate::jobs::eip::model::{Instance, PoolAddress};
 
@@ -25,7 +26,7 @@ pub struct Observed {
     pub warnings: Vec<String>,
 }
 
-impl<E: Instances + Addresses, R: Route53, B: BindingStore> Reconciler<'_, E, R, B> {
+impl<E: Instances + Addresses + LeavingInstances, R: Route53, B: BindingStore> Reconciler<'_, E, R, B> {
     pub async fn observe(&self) -> Result<Observed, Error> {
         let config = self.config;
         let vpc = [Filter::new("vpc-id", [config.vpc_id.as_str()])];
@@ -41,13 +42,15 @@ impl<E: Instances + Addresses, R: Route53, B: BindingStore> Reconciler<'_, E, R,
                 None => Ok(Vec::new()),
             }
         };
-        let (addresses, mut instances, records, items) = futures::try_join!(
+        let (addresses, mut instances, records, items, leaving) = futures::try_join!(
             self.ec2.describe_addresses(),
             all_pages("DescribeInstances", |t| self.ec2.describe_instances(&vpc, t)),
             records,
             items,
+            crate::aws::ec2::leaving(self.ec2),
         )
         .map_err(Error::Describe)?;
+        mark_leaving(&mut instances, &leaving);
         let (mut pool, others): (Vec<PoolAddress>, Vec<PoolAddress>) =
             addresses.into_iter().partition(|a| config.pool_tags.matches(&a.tags));
 

@@ -5,6 +5,7 @@ use std::fmt;
 
 use serde::Serialize;
 
+use crate::aws::ec2::model::Leaving;
 pub use crate::aws::route53::RecordChange;
 use crate::jobs::eip::model::{
     ARecord, Binding, Dns, Instance, PENDING, PoolAddress, RUNNING, Settings, dns_name, ip_cmp,
@@ -104,6 +105,9 @@ pub struct Repair {
     /// The instance the item names as allocated when it was read, if another: the rewrite is conditioned on what
     /// the item says now, so an item naming the wrong instance is repaired (rule 7).
     pub item_owner: Option<String>,
+    /// The node is leaving (rule 8): its record is deleted, its address and item kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leaving: Option<Leaving>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -203,35 +207,62 @@ impl EipPlan {
     }
 }
 
+impl Release {
+    /// The plan's line.
+    pub fn line(&self) -> String {
+        match &self.instance_id {
+            Some(id) => format!("- {id} -> {} released ({})", self.public_ip, self.reason),
+            None => format!("- {} released ({})", self.public_ip, self.reason),
+        }
+    }
+}
+
+impl Bind {
+    /// The plan's line.
+    pub fn line(&self) -> String {
+        let name = self.dns_name.as_deref().map(|n| format!(" ({n})")).unwrap_or_default();
+        let resumed = if self.resumed { ", resuming an earlier claim" } else { "" };
+        format!("+ {} <- {}{name}{resumed}", self.instance_id, self.public_ip)
+    }
+}
+
+impl Repair {
+    /// What the repair rewrites: `record`, `item`, or both.
+    pub fn parts(&self) -> String {
+        let parts = [self.record.as_ref().map(|_| "record"), self.item.as_ref().map(|_| "item")];
+        parts.into_iter().flatten().collect::<Vec<_>>().join(", ")
+    }
+
+    /// The plan's line.
+    pub fn line(&self) -> String {
+        match (&self.leaving, &self.record) {
+            (Some(why), Some(RecordChange::Delete(_))) => {
+                format!("~ {} record deleted: {} is {why}", self.public_ip, self.instance_id)
+            }
+            _ => format!("~ repair {} {}: {}", self.instance_id, self.public_ip, self.parts()),
+        }
+    }
+}
+
+/// The plan's line of a record whose address left the pool.
+pub fn orphan_record_line(record: &ARecord) -> String {
+    format!("- {} A {} deleted (the address is no longer in the pool)", record.name, record.values.join(","))
+}
+
 impl fmt::Display for EipPlan {
     /// In apply order, then what stays as it is.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for release in &self.releases {
-            match &release.instance_id {
-                Some(id) => write!(f, "- {id} -> {} released", release.public_ip)?,
-                None => write!(f, "- {} released", release.public_ip)?,
-            }
-            writeln!(f, " ({})", release.reason)?;
+            writeln!(f, "{}", release.line())?;
         }
         for bind in &self.binds {
-            write!(f, "+ {} <- {}", bind.instance_id, bind.public_ip)?;
-            if let Some(name) = &bind.dns_name {
-                write!(f, " ({name})")?;
-            }
-            writeln!(f, "{}", if bind.resumed { ", resuming an earlier claim" } else { "" })?;
+            writeln!(f, "{}", bind.line())?;
         }
         for repair in &self.repairs {
-            let parts = [repair.record.as_ref().map(|_| "record"), repair.item.as_ref().map(|_| "item")];
-            let parts: Vec<&str> = parts.into_iter().flatten().collect();
-            writeln!(f, "~ repair {} {}: {}", repair.instance_id, repair.public_ip, parts.join(", "))?;
+            writeln!(f, "{}", repair.line())?;
         }
         for record in &self.orphan_records {
-            writeln!(
-                f,
-                "- {} A {} deleted (the address is no longer in the pool)",
-                record.name,
-                record.values.join(",")
-            )?;
+            writeln!(f, "{}", orphan_record_line(record))?;
         }
         for keep in &self.keeps {
             writeln!(f, "= {} {}", keep.instance_id, keep.public_ip)?;
@@ -386,6 +417,10 @@ impl<'a> View<'a> {
     /// Rule 3: the kept address's record and item, rewritten only where they differ from what they should be.
     fn repair(&self, node: &Instance, address: &PoolAddress) -> Option<Repair> {
         let record = self.settings.dns.as_ref().and_then(|dns| {
+            // Rule 8: new clients stop resolving a node that is about to go; the record is deleted as it was read.
+            if node.is_leaving() {
+                return self.record(address).map(|have| RecordChange::Delete(have.clone()));
+            }
             let want = ARecord::for_address(&address.public_ip, dns);
             let right = self.record(address).is_some_and(|have| have.ttl == want.ttl && have.values == want.values);
             (!right).then_some(RecordChange::Upsert(want))
@@ -409,6 +444,7 @@ impl<'a> View<'a> {
             record,
             item,
             item_owner: self.item_owner(address, Some(&node.id)),
+            leaving: node.leaving.clone(),
         })
     }
 
@@ -500,7 +536,8 @@ pub fn plan(
         };
         match claimant.and_then(|id| view.node(id)) {
             Some(node)
-                if !held.contains_key(node.id.as_str())
+                if !node.is_leaving()
+                    && !held.contains_key(node.id.as_str())
                     && !theirs.contains_key(node.id.as_str())
                     && resumed.insert(node.id.as_str()) =>
             {
@@ -528,7 +565,8 @@ pub fn plan(
 
     spare.sort_by(|a, b| ip_cmp(&a.public_ip, &b.public_ip));
     let mut spare = spare.into_iter();
-    let waiting = view.instances.values().filter(|instance| settings.is_node(instance));
+    // Rule 8: a leaving node gets no address; it is about to go.
+    let waiting = view.instances.values().filter(|instance| settings.is_node(instance) && !instance.is_leaving());
     for node in waiting.filter(|node| !held.contains_key(node.id.as_str()) && !resumed.contains(node.id.as_str())) {
         if let Some(address) = theirs.get(node.id.as_str()) {
             let why = format!(
@@ -688,6 +726,40 @@ mod tests {
         assert!(plan.is_empty(), "{plan}");
         assert_eq!(plan.keeps, [Keep { instance_id: "i-1".into(), public_ip: "3.0.0.1".into() }]);
         assert_eq!(plan.pool_free_after, 1);
+    }
+
+    fn leaving(instance: Instance) -> Instance {
+        Instance { leaving: Some(crate::aws::ec2::model::Leaving::SpotInterruption), ..instance }
+    }
+
+    #[test]
+    fn a_leaving_node_keeps_its_address_and_item_but_its_record_is_deleted_at_once() {
+        let pool = [held("3.0.0.1", "i-1"), free("3.0.0.2")];
+        let plan = run(&[leaving(node("i-1"))], &pool, &[item("3.0.0.1", "i-1")], &[record("3.0.0.1")]);
+        assert!(plan.releases.is_empty() && plan.binds.is_empty(), "{plan}");
+        let [repair] = plan.repairs.as_slice() else { panic!("one repair: {plan}") };
+        assert_eq!(repair.record, Some(RecordChange::Delete(record("3.0.0.1"))));
+        assert_eq!(repair.item, None, "the item still names the node: it keeps the address");
+        assert_eq!(plan.to_string(), "~ 3.0.0.1 record deleted: i-1 is leaving: Spot interruption warning\n");
+        // Once the record is gone, nothing more until the node stops.
+        let again = run(&[leaving(node("i-1"))], &pool, &[item("3.0.0.1", "i-1")], &[]);
+        assert!(again.is_empty(), "{again}");
+        assert_eq!(again.keeps.len(), 1);
+        // And then the address goes back to the pool as for any node that stops.
+        let stopped = run(&[in_state("stopped", leaving(node("i-1")))], &pool, &[item("3.0.0.1", "i-1")], &[]);
+        assert_eq!(released(&stopped), [("3.0.0.1", ReleaseReason::NotRunning("stopped".into()))]);
+    }
+
+    #[test]
+    fn a_leaving_node_without_an_address_gets_none_and_is_not_counted_waiting() {
+        let plan = run(&[leaving(node("i-1")), node("i-2")], &[free("3.0.0.1")], &[], &[]);
+        assert_eq!(bound(&plan), [("i-2", "3.0.0.1", false)]);
+        let plan = run(&[leaving(node("i-1"))], &[], &[], &[]);
+        assert!(plan.unbound.is_empty() && plan.is_empty(), "{plan}");
+        // Its earlier claim is not completed either: the claim is released.
+        let plan = run(&[leaving(node("i-1"))], &[free("3.0.0.1")], &[claim("3.0.0.1", "i-1")], &[]);
+        assert!(plan.binds.is_empty(), "{plan}");
+        assert_eq!(released(&plan), [("3.0.0.1", ReleaseReason::ItemStale)]);
     }
 
     #[test]

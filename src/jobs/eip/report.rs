@@ -1,14 +1,13 @@
 //! The eip report: the plan, each write and what became of it, the EMF record.
 
 use std::fmt::Write as _;
-use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::Value;
 
 use super::plan::EipPlan;
 use crate::shared::event::Trigger;
-use crate::shared::metrics::{Record, Unit};
+use crate::shared::metrics::{Invocation, Record, Unit};
 pub use crate::shared::report::{Outcome, WriteResult, WriteStatus};
 use crate::shared::report::{count_writes, outcome_of, render_incomplete, render_unmade};
 
@@ -41,6 +40,9 @@ pub struct Report {
     pub warnings: Vec<String>,
     pub writes: Vec<WriteResult>,
     pub totals: Totals,
+    /// The hosted zone of the records (for the change events' ARNs).
+    #[serde(skip)]
+    pub dns_zone_id: Option<String>,
 }
 
 impl Report {
@@ -54,6 +56,7 @@ impl Report {
             warnings: Vec::new(),
             writes: Vec::new(),
             totals: Totals::default(),
+            dns_zone_id: None,
         }
     }
 
@@ -81,6 +84,12 @@ impl Report {
     }
 }
 
+impl Report {
+    fn zone_arn(&self, arns: &crate::shared::changes::Arns) -> Vec<String> {
+        self.dns_zone_id.iter().map(|zone| arns.hosted_zone(zone)).collect()
+    }
+}
+
 impl crate::shared::report::JobReport for Report {
     fn outcome(&self) -> Outcome {
         self.outcome
@@ -88,6 +97,68 @@ impl crate::shared::report::JobReport for Report {
 
     fn changes(&self) -> usize {
         self.plan.changes()
+    }
+
+    /// One per bind, release, repair and deleted record whose writes all
+    /// went through.
+    fn changes_made(&self, arns: &crate::shared::changes::Arns) -> Vec<crate::shared::changes::Change> {
+        use crate::shared::changes::Change;
+        let made = |resource: &str| {
+            let mut writes = self.writes.iter().filter(|w| w.resource == resource).peekable();
+            writes.peek().is_some() && writes.all(|w| w.status == WriteStatus::Done)
+        };
+        let resources = |allocation_id: &str, instance_id: Option<&str>| -> Vec<String> {
+            let mut out: Vec<String> = arns.ec2("elastic-ip", allocation_id).into_iter().collect();
+            out.extend(instance_id.and_then(|id| arns.ec2("instance", id)));
+            out
+        };
+        let p = &self.plan;
+        let releases = p.releases.iter().filter(|r| made(&r.public_ip)).map(|r| Change {
+            resource: r.public_ip.clone(),
+            arns: resources(&r.allocation_id, r.instance_id.as_deref()),
+            change: r.line(),
+            from: r.instance_id.clone(),
+            to: None,
+            reason: r.reason.to_string(),
+        });
+        let binds = p.binds.iter().filter(|b| made(&b.public_ip)).map(|b| Change {
+            resource: b.public_ip.clone(),
+            arns: resources(&b.allocation_id, Some(&b.instance_id)),
+            change: b.line(),
+            from: None,
+            to: Some(b.instance_id.clone()),
+            reason: if b.resumed { "completes an earlier claim" } else { "running node without a pool address" }.into(),
+        });
+        let repairs = p.repairs.iter().filter(|r| made(&r.public_ip)).map(|r| match &r.leaving {
+            Some(why) => Change {
+                resource: r.public_ip.clone(),
+                arns: resources(&r.allocation_id, Some(&r.instance_id))
+                    .into_iter()
+                    .chain(self.zone_arn(arns))
+                    .collect(),
+                change: r.line(),
+                from: r.record.as_ref().map(|c| c.record().name.clone()),
+                to: None,
+                reason: format!("{} is {why}; it keeps its address until it stops", r.instance_id),
+            },
+            None => Change {
+                resource: r.public_ip.clone(),
+                arns: resources(&r.allocation_id, Some(&r.instance_id)),
+                change: r.line(),
+                from: Some(r.instance_id.clone()),
+                to: Some(r.instance_id.clone()),
+                reason: format!("the node keeps its address; its {} did not say so", r.parts()),
+            },
+        });
+        let records = p.orphan_records.iter().filter(|r| made(&r.name)).map(|r| Change {
+            resource: r.name.clone(),
+            arns: self.zone_arn(arns),
+            change: super::plan::orphan_record_line(r),
+            from: Some(r.values.join(",")),
+            to: None,
+            reason: "the address is no longer in the pool".into(),
+        });
+        releases.chain(binds).chain(repairs).chain(records).collect()
     }
 
     fn render(&self, _colour: bool) -> String {
@@ -127,7 +198,7 @@ impl crate::shared::report::JobReport for Report {
 }
 
 /// The EMF record of one invocation. Dimension: the VPC.
-pub fn emf_record(namespace: &str, report: &Report, throttled: usize, duration: Duration) -> Value {
+pub fn emf_record(namespace: &str, report: &Report, run: &Invocation) -> Value {
     let t = &report.totals;
     let made = |n: usize| if report.dry_run { 0 } else { n as u64 };
     Record::invocation(
@@ -136,9 +207,8 @@ pub fn emf_record(namespace: &str, report: &Report, throttled: usize, duration: 
         "eip",
         report.outcome,
         report.dry_run,
-        throttled,
         t.failed + t.not_started,
-        duration,
+        run,
     )
     .metric("AddressesBound", Unit::Count, made(t.bound))
     .metric("AddressesReleased", Unit::Count, made(t.released))

@@ -183,8 +183,8 @@ impl crate::shared::job::Job for Routes {
         reconciler.run(triggers).await
     }
 
-    fn emf(config: &Config, report: &Report, throttled: usize, duration: std::time::Duration) -> Value {
-        report::emf_record(&config.metrics_namespace, report::Dimension::of(config), report, throttled, duration)
+    fn emf(config: &Config, report: &Report, run: &crate::shared::metrics::Invocation) -> Value {
+        report::emf_record(&config.metrics_namespace, report::Dimension::of(config), report, run)
     }
 }
 

@@ -1,8 +1,6 @@
 //! The report an invocation returns (and logs): what was planned, what was
 //! done, what failed and why.
 
-use std::time::Duration;
-
 use serde::Serialize;
 use serde_json::Value;
 
@@ -10,7 +8,7 @@ use super::plan::{RouteAction, SkippedRoute, WithheldAction};
 use crate::aws::ec2::model::{Destination, Target};
 use crate::aws::error::{AwsError, FailureKind};
 use crate::shared::event::Trigger;
-use crate::shared::metrics::{Record, Unit};
+use crate::shared::metrics::{Invocation, Record, Unit};
 pub use crate::shared::report::Outcome;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -335,6 +333,41 @@ impl crate::shared::report::JobReport for Report {
     fn render(&self, colour: bool) -> String {
         super::render::render(self, colour)
     }
+
+    /// One per route written, in the plan's own words. (The report lists at
+    /// most [`LISTED_ENTRIES`] entries: past that, a resync's remaining
+    /// routes are logged, not published.)
+    fn changes_made(&self, arns: &crate::shared::changes::Arns) -> Vec<crate::shared::changes::Change> {
+        use crate::shared::changes::Change;
+        if self.dry_run {
+            return Vec::new();
+        }
+        let source = self.source_route_table_id.as_deref().unwrap_or("the source table");
+        let mut out = Vec::new();
+        for table in &self.tables {
+            let change = |line: String, from: Option<&Target>, to: Option<&Target>, reason: String| Change {
+                resource: table.route_table_id.clone(),
+                arns: arns.ec2("route-table", &table.route_table_id).into_iter().collect(),
+                change: line,
+                from: from.map(ToString::to_string),
+                to: to.map(ToString::to_string),
+                reason,
+            };
+            for r in &table.created {
+                let line = format!("+ {} -> {}", r.destination, r.target);
+                out.push(change(line, None, Some(&r.target), format!("mirrors {source}")));
+            }
+            for r in &table.replaced {
+                let line = format!("~ {} {} -> {}", r.destination, r.from, r.to);
+                out.push(change(line, Some(&r.from), Some(&r.to), format!("mirrors {source}")));
+            }
+            for r in &table.deleted {
+                let line = format!("- {} {}", r.destination, r.target);
+                out.push(change(line, Some(&r.target), None, format!("not in {source}")));
+            }
+        }
+        out
+    }
 }
 
 /// The first dimension of the routes job's metrics: the cluster, or, with
@@ -367,13 +400,7 @@ impl From<&str> for Dimension {
 
 /// The EMF record of one invocation. Dimensions: the cluster (or the source
 /// table) and the VPC.
-pub fn emf_record(
-    namespace: &str,
-    dimension: impl Into<Dimension>,
-    report: &Report,
-    throttled: usize,
-    duration: Duration,
-) -> Value {
+pub fn emf_record(namespace: &str, dimension: impl Into<Dimension>, report: &Report, run: &Invocation) -> Value {
     let Dimension(name, value) = dimension.into();
     let t = &report.totals;
     let made = |n: usize| if report.dry_run { 0 } else { n as u64 };
@@ -383,9 +410,8 @@ pub fn emf_record(
         "routes",
         report.outcome,
         report.dry_run,
-        throttled,
         t.failed + t.not_started,
-        duration,
+        run,
     )
     .metric("RoutesCreated", Unit::Count, made(t.created))
     .metric("RoutesReplaced", Unit::Count, made(t.replaced))
@@ -417,7 +443,16 @@ mod emf_tests {
             withheld: 2,
             ..Totals::default()
         };
-        let record = emf_record("KubeRtsync", "k8s.example.com", &report, 5, Duration::from_millis(1234));
+        let record = emf_record(
+            "KubeRtsync",
+            "k8s.example.com",
+            &report,
+            &Invocation {
+                throttled: 5,
+                events: crate::shared::changes::Published { events: 6, failed: 0 },
+                duration: std::time::Duration::from_millis(1234),
+            },
+        );
         let directive = &record["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(directive["Namespace"], "KubeRtsync");
         assert_eq!(directive["Dimensions"], json!([["ClusterName", "VpcId"], ["Job", "ClusterName", "VpcId"]]));
@@ -435,6 +470,8 @@ mod emf_tests {
             ("ManagedRoutes", 4),
             ("ChangesWithheld", 2),
             ("WritesFailed", 1),
+            ("EventsPublished", 6),
+            ("EventsFailed", 0),
         ];
         let declared = directive["Metrics"].as_array().unwrap();
         assert_eq!(declared.len(), expected.len());
@@ -449,7 +486,7 @@ mod emf_tests {
     fn a_dry_run_reports_no_changes_made() {
         let mut report = Report::new(vec![], "vpc-0123456789abcdef0", true);
         report.totals = Totals { created: 3, ..Totals::default() };
-        let record = emf_record("X", "c", &report, 0, Duration::ZERO);
+        let record = emf_record("X", "c", &report, &Invocation::default());
         assert_eq!(record["RoutesCreated"], 0);
         assert_eq!(record["DryRun"], true);
     }
@@ -463,7 +500,7 @@ mod dimension_tests {
     fn without_a_cluster_name_the_dimension_says_it_holds_the_source_table() {
         let report = Report::new(vec![], "vpc-0123456789abcdef0", false);
         let record =
-            emf_record("KubeRtsync", Dimension::source_table("rtb-0123456789abcdef0"), &report, 0, Duration::ZERO);
+            emf_record("KubeRtsync", Dimension::source_table("rtb-0123456789abcdef0"), &report, &Invocation::default());
         assert_eq!(
             record["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
             serde_json::json!([["SourceRouteTableId", "VpcId"], ["Job", "SourceRouteTableId", "VpcId"]])

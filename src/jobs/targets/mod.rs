@@ -17,7 +17,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 use tracing::info;
 
-use crate::aws::ec2::{AwsError, Instances};
+use crate::aws::ec2::{AwsError, Instances, LeavingInstances};
 use crate::aws::elbv2::Elbv2;
 use crate::shared::apply::Engine;
 use crate::shared::event::Trigger;
@@ -81,7 +81,7 @@ pub struct Reconciler<'a, E, L> {
 
 /// Handles one invocation event: decode, then reconcile unless the event
 /// asks for nothing.
-pub async fn handle_event<E: Instances, L: Elbv2>(
+pub async fn handle_event<E: Instances + LeavingInstances, L: Elbv2>(
     reconciler: &Reconciler<'_, E, L>,
     event: &Value,
 ) -> Result<Report, Error> {
@@ -141,12 +141,12 @@ impl crate::shared::job::Job for Targets {
         reconciler.run(triggers).await
     }
 
-    fn emf(config: &Config, report: &Report, throttled: usize, duration: std::time::Duration) -> Value {
-        report::emf_record(&config.metrics_namespace, report, throttled, duration)
+    fn emf(config: &Config, report: &Report, run: &crate::shared::metrics::Invocation) -> Value {
+        report::emf_record(&config.metrics_namespace, report, run)
     }
 }
 
-impl<E: Instances, L: Elbv2> Reconciler<'_, E, L> {
+impl<E: Instances + LeavingInstances, L: Elbv2> Reconciler<'_, E, L> {
     /// [`Self::reconcile`], and an error when the report is incomplete, so
     /// that Lambda retries.
     pub async fn run(&self, triggers: Vec<Trigger>) -> Result<Report, Error> {

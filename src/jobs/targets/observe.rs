@@ -1,20 +1,20 @@
 //! What the targets job reads, in one round trip: the listed target groups
-//! (one call per 20 ARNs), each group's registrations, and the VPC's
-//! instances, all at once.
+//! (one call per 20 ARNs), each group's registrations, the VPC's
+//! instances and the instances that are leaving, all at once.
 
 use super::model::{RegisteredTarget, TargetGroup};
 use super::plan::GroupProblem;
 use super::{Error, Reconciler};
 use crate::aws::ec2::model::{Filter, Instance};
-use crate::aws::ec2::{Instances, all_pages};
+use crate::aws::ec2::{Instances, LeavingInstances, all_pages, mark_leaving};
 use crate::aws::elbv2::{Elbv2, TARGET_GROUP_NOT_FOUND};
 
 /// Groups per `DescribeTargetGroups` call.
 const GROUPS_PER_DESCRIBE: usize = 20;
 
-impl<E: Instances, L: Elbv2> Reconciler<'_, E, L> {
-    /// The groups with their registrations, and the VPC's instances. An
-    /// unknown ARN is reported as such, by name.
+impl<E: Instances + LeavingInstances, L: Elbv2> Reconciler<'_, E, L> {
+    /// The groups with their registrations, and the VPC's instances (those
+    /// leaving marked). An unknown ARN is reported as such, by name.
     pub async fn observe(&self) -> Result<(Vec<(TargetGroup, Vec<RegisteredTarget>)>, Vec<Instance>), Error> {
         let arns = &self.config.target_group_arns;
         let vpc = [Filter::new("vpc-id", [self.config.vpc_id.as_str()])];
@@ -23,8 +23,11 @@ impl<E: Instances, L: Elbv2> Reconciler<'_, E, L> {
         );
         let describe_health = futures::future::join_all(arns.iter().map(|arn| self.elbv2.describe_target_health(arn)));
         let describe_instances = all_pages("DescribeInstances", |t| self.ec2.describe_instances(&vpc, t));
-        let (groups, health, instances) = futures::join!(describe_groups, describe_health, describe_instances);
-        let instances = instances.map_err(Error::Describe)?;
+        let describe_leaving = crate::aws::ec2::leaving(self.ec2);
+        let (groups, health, instances, leaving) =
+            futures::join!(describe_groups, describe_health, describe_instances, describe_leaving);
+        let mut instances = instances.map_err(Error::Describe)?;
+        mark_leaving(&mut instances, &leaving.map_err(Error::Describe)?);
         let mut missing = Vec::new();
         let mut registrations = Vec::new();
         for (arn, result) in arns.iter().zip(health) {

@@ -6,6 +6,7 @@ use std::fmt;
 use serde::Serialize;
 use thiserror::Error;
 
+use crate::aws::ec2::model::Leaving;
 use crate::jobs::targets::model::{Instance, NodeRule, RegisteredTarget, TargetGroup};
 use crate::shared::selector::TagSelector;
 
@@ -111,6 +112,8 @@ pub enum Reason {
     InstanceGone,
     /// Carries the node selector the instance fails.
     NoLongerMatches(TagSelector),
+    /// The node is leaving (rule 4): deregistered while it runs, so that the load balancer drains it in time.
+    Leaving(Leaving),
 }
 
 impl fmt::Display for Reason {
@@ -120,6 +123,7 @@ impl fmt::Display for Reason {
             Reason::NodeNotRunning(state) => write!(f, "node is {state}"),
             Reason::InstanceGone => f.write_str("instance no longer exists"),
             Reason::NoLongerMatches(selector) => write!(f, "instance of the cluster no longer matches {selector}"),
+            Reason::Leaving(why) => write!(f, "{why}"),
         }
     }
 }
@@ -189,8 +193,11 @@ pub fn plan(
         by_id.entry(instance.id.as_str()).or_insert(instance);
     }
     // BTreeMap order makes every register list come out sorted by id.
-    let running_nodes: Vec<&str> =
-        by_id.values().filter(|i| i.is_running() && rule.is_node(i, vpc_id)).map(|i| i.id.as_str()).collect();
+    let running_nodes: Vec<&str> = by_id
+        .values()
+        .filter(|i| i.is_running() && !i.is_leaving() && rule.is_node(i, vpc_id))
+        .map(|i| i.id.as_str())
+        .collect();
     let selector_matches_nothing = !by_id.values().any(|i| rule.is_node(i, vpc_id));
     let groups = groups
         .iter()
@@ -268,6 +275,10 @@ fn fate(
     if rule.is_node(instance, vpc_id) {
         if !(instance.is_running() || instance.is_pending()) {
             return Fate::Deregister(Reason::NodeNotRunning(instance.state.clone()));
+        }
+        // Like a node that stops, every registration of a leaving node goes: it is about to stop serving all of them.
+        if let Some(why) = &instance.leaving {
+            return Fate::Deregister(Reason::Leaving(why.clone()));
         }
         // A node's registration at another port was made by someone else, for their own listener.
         return if target.port == group_port { Fate::Keep } else { Fate::Foreign };
@@ -401,6 +412,43 @@ mod tests {
             assert_eq!(lines(&g.deregister), [format!("i-a Some(30080) node is {state}")], "{state}");
             assert!(g.register.is_empty());
         }
+    }
+
+    fn leaving(mut instance: Instance, why: Leaving) -> Instance {
+        instance.leaving = Some(why);
+        instance
+    }
+
+    #[test]
+    fn a_leaving_node_is_deregistered_while_it_runs_and_never_registered() {
+        let scheduled = Leaving::Scheduled { code: "instance-stop".into(), not_before: None };
+        for why in [Leaving::SpotInterruption, scheduled] {
+            let registered = vec![reg("i-a", 8080, "healthy"), reg("i-a", 30080, "healthy")];
+            let instances =
+                [leaving(node("i-a", "running"), why.clone()), leaving(node("i-b", "running"), why.clone())];
+            let g = plan_one(registered, &instances, &cluster_rule());
+            assert!(g.register.is_empty(), "{why}: {g}");
+            assert_eq!(lines(&g.deregister), [format!("i-a Some(8080) {why}"), format!("i-a Some(30080) {why}")]);
+        }
+    }
+
+    #[test]
+    fn a_leaving_node_already_draining_is_not_deregistered_again() {
+        let g = plan_one(
+            vec![reg("i-a", 30080, "draining")],
+            &[leaving(node("i-a", "running"), Leaving::SpotInterruption)],
+            &cluster_rule(),
+        );
+        assert!(g.is_empty(), "{g}");
+        assert_eq!(g.to_string(), "web (port 30080)\n  in sync");
+    }
+
+    #[test]
+    fn a_leaving_instance_that_is_not_a_node_is_left_alone() {
+        let other = leaving(instance("i-x", "running", &[("role", "db")]), Leaving::SpotInterruption);
+        let g = plan_one(vec![reg("i-x", 30080, "healthy")], &[other], &rule(Some("role=node"), None));
+        assert!(g.is_empty(), "{g}");
+        assert_eq!(g.foreign, 1);
     }
 
     #[test]

@@ -1,14 +1,13 @@
 //! The targets report: the plan per group, what each call did, the EMF record.
 
 use std::fmt::Write as _;
-use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::Value;
 
 use super::plan::{Change, TargetsPlan};
 use crate::shared::event::Trigger;
-use crate::shared::metrics::{Record, Unit};
+use crate::shared::metrics::{Invocation, Record, Unit};
 pub use crate::shared::report::{Outcome, WriteStatus};
 use crate::shared::report::{count_writes, outcome_of, render_incomplete, render_unmade};
 
@@ -97,6 +96,37 @@ impl crate::shared::report::JobReport for Report {
         self.totals.registered + self.totals.deregistered
     }
 
+    /// One per target registered or deregistered (a batch's every target).
+    fn changes_made(&self, arns: &crate::shared::changes::Arns) -> Vec<crate::shared::changes::Change> {
+        use crate::shared::changes::Change;
+        let done = self.calls.iter().filter(|c| c.status == WriteStatus::Done);
+        done.flat_map(|call| {
+            let register = call.action == "register";
+            call.targets.iter().map(move |t| {
+                let target = match t.port {
+                    Some(port) => format!("{}:{port}", t.instance_id),
+                    None => t.instance_id.clone(),
+                };
+                let (sign, from, to) = if register {
+                    ('+', "not registered", "registered")
+                } else {
+                    ('-', "registered", "not registered")
+                };
+                let mut resources = vec![call.target_group_arn.clone()];
+                resources.extend(arns.ec2("instance", &t.instance_id));
+                Change {
+                    resource: call.target_group_arn.clone(),
+                    arns: resources,
+                    change: format!("{sign} {target} ({})", t.reason),
+                    from: Some(format!("{target} {from}")),
+                    to: Some(format!("{target} {to}")),
+                    reason: t.reason.to_string(),
+                }
+            })
+        })
+        .collect()
+    }
+
     fn render(&self, _colour: bool) -> String {
         let t = &self.totals;
         let mut out = format!(
@@ -142,7 +172,7 @@ impl crate::shared::report::JobReport for Report {
 }
 
 /// The EMF record of one invocation. Dimension: the VPC.
-pub fn emf_record(namespace: &str, report: &Report, throttled: usize, duration: Duration) -> Value {
+pub fn emf_record(namespace: &str, report: &Report, run: &Invocation) -> Value {
     let t = &report.totals;
     let made = |n: usize| if report.dry_run { 0 } else { n as u64 };
     Record::invocation(
@@ -151,9 +181,8 @@ pub fn emf_record(namespace: &str, report: &Report, throttled: usize, duration: 
         "targets",
         report.outcome,
         report.dry_run,
-        throttled,
         t.failed + t.not_started,
-        duration,
+        run,
     )
     .metric("TargetsRegistered", Unit::Count, made(t.registered))
     .metric("TargetsDeregistered", Unit::Count, made(t.deregistered))

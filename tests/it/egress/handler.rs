@@ -29,6 +29,7 @@ fn nat_instance(id: &str, zone: &str, ip: &str) -> Instance {
         eni_ids: vec![format!("eni-{}", &id[2..])],
         private_ip: Some(ip.into()),
         source_dest_check: Some(false),
+        leaving: None,
     }
 }
 
@@ -102,8 +103,10 @@ async fn healthy_nats_in_every_zone_mean_no_writes_and_foreign_tables_are_untouc
     let report = run(&fake, &config(&[]), T0).await.unwrap();
     assert_eq!(report.outcome, Outcome::InSync);
     assert_eq!(fake.calls().writes() + fake.calls().writes_other, 0);
-    // Only describes: route tables, subnets, instances, statuses, gateways: one call each.
-    assert_eq!((fake.calls().describe, fake.calls().describe_other), (1, 4));
+    // Only describes: route tables, subnets, instances, statuses, gateways, and the two questions of the leaving
+    // instances (Spot requests marked for termination, scheduled stop events), asked in the first round trip: one
+    // call each.
+    assert_eq!((fake.calls().describe, fake.calls().describe_other), (1, 6));
     assert_eq!(report.totals.tables, 4, "the unenrolled table is not read as enrolled");
     assert_eq!(report.totals.tables_left_alone, 1, "the table through the internet gateway");
     assert_eq!((report.totals.healthy_nats, report.totals.unhealthy_nats), (3, 0));
@@ -319,7 +322,7 @@ async fn default_routes_through_next_hops_that_are_not_enrolled_nats_are_left_al
     assert_ne!(default_target(&fake, "rtb-0a"), eni("eni-0a"), "zone a's own table still fails over");
     // The five above and the table through the internet gateway.
     assert_eq!(report.totals.tables_left_alone, 6);
-    let record = kube_rtsync::jobs::egress::report::emf_record("KubeRtsync", &report, 0, Default::default());
+    let record = kube_rtsync::jobs::egress::report::emf_record("KubeRtsync", &report, &Default::default());
     assert_eq!(record["TablesLeftAlone"], 6, "{record}");
     assert_eq!(record["Job"], "egress", "{record}");
 }
@@ -337,9 +340,9 @@ async fn status_checks_are_read_for_the_nat_instances_only() {
     fake.set_status("i-0a", "impaired", "ok");
     let report = run(&fake, &config(&[]), T0).await.unwrap();
     assert_eq!(report.totals.tables_failed_over, 1, "the impaired NAT's status was read");
-    // Subnets, NAT instances (by tag), gateways, and one call of statuses,
-    // which answers for the two running NAT instances alone.
-    assert_eq!(fake.calls().describe_other, 4);
+    // Subnets, NAT instances (by tag), gateways, the two leaving questions, and one call of statuses, which
+    // answers for the two running NAT instances alone.
+    assert_eq!(fake.calls().describe_other, 6);
     assert_eq!(fake.calls().statuses_read, 2);
 }
 

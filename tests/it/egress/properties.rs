@@ -1,5 +1,6 @@
 //! Properties of the egress planner over random tables, NATs, health, failback clocks and settings.
 
+use kube_rtsync::aws::ec2::model::Leaving;
 use kube_rtsync::jobs::egress::health::evaluate;
 use kube_rtsync::jobs::egress::model::{
     DefaultRoute, EgressTable, Nat, NatGatewayFacts, NatInstanceFacts, NatKind, NatTarget, ProbeResult, Settings,
@@ -35,10 +36,18 @@ fn nat() -> impl Strategy<Value = Nat> {
         prop_oneof![4 => Just(Some(ProbeResult::Answered)), 1 => Just(Some(ProbeResult::Failed("timeout".into()))), 1 => Just(None)],
         0usize..3,
         prop::bool::weighted(0.9),
+        prop::bool::weighted(0.1),
     )
-        .prop_map(|(zone, state, system_status, instance_status, source_dest_check, probe, enis, has_ip)| {
-            let facts =
-                NatInstanceFacts { state: state.into(), system_status, instance_status, source_dest_check, probe };
+        .prop_map(|(zone, state, system_status, instance_status, source_dest_check, probe, enis, has_ip, leaving)| {
+            let leaving = leaving.then_some(Leaving::SpotInterruption);
+            let facts = NatInstanceFacts {
+                state: state.into(),
+                system_status,
+                instance_status,
+                source_dest_check,
+                probe,
+                leaving,
+            };
             let eni_ids = vec![String::new(); enis];
             let private_ip = has_ip.then(|| "10.0.0.5".to_string());
             Nat { id: String::new(), zone, kind: NatKind::Instance { eni_ids, private_ip, facts } }
@@ -115,11 +124,12 @@ fn nats() -> impl Strategy<Value = Vec<Nat>> {
 }
 
 fn settings() -> impl Strategy<Value = Settings> {
-    (prop_oneof![Just(0u64), Just(60), Just(300), 0..3000u64], any::<bool>(), any::<bool>()).prop_map(
-        |(failback_seconds, fix_source_dest_check, probe_enabled)| Settings {
+    (prop_oneof![Just(0u64), Just(60), Just(300), 0..3000u64], any::<bool>(), any::<bool>(), any::<bool>()).prop_map(
+        |(failback_seconds, fix_source_dest_check, probe_enabled, regional_fallback)| Settings {
             failback_seconds,
             fix_source_dest_check,
             probe_enabled,
+            regional_fallback,
         },
     )
 }
@@ -146,13 +156,16 @@ fn next_hop_is_not_ours(route: &DefaultRoute, nats: &[Nat]) -> bool {
     }
 }
 
-fn must_be_left_alone(table: &EgressTable, nats: &[Nat]) -> bool {
-    let through_regional = nats.iter().any(|nat| nat.is_regional() && table.default_route.target_id() == Some(&nat.id));
+/// Rule 4; a table through a regional gateway is this job's only with the fallback on (rule 1).
+fn must_be_left_alone(table: &EgressTable, nats: &[Nat], settings: &Settings) -> bool {
+    let through_regional = !settings.regional_fallback
+        && nats.iter().any(|nat| nat.is_regional() && table.default_route.target_id() == Some(&nat.id));
     !matches!(table.zone, TableZone::Zone(_)) || next_hop_is_not_ours(&table.default_route, nats) || through_regional
 }
 
+/// Healthy, and not a regional gateway unless the fallback is on.
 fn is_usable(nat: &Nat, settings: &Settings) -> bool {
-    !nat.is_regional() && evaluate(nat, settings).is_healthy()
+    (settings.regional_fallback || !nat.is_regional()) && evaluate(nat, settings).is_healthy()
 }
 
 /// What a reconcile does, as the job runs it: the source/destination fixes first (those at `failing` positions of
@@ -196,7 +209,7 @@ proptest! {
     fn a_table_left_alone_is_never_changed(tables in tables(), nats in nats(), settings in settings()) {
         let plan = plan(&tables, &nats, &settings, NOW);
         prop_assert_eq!(plan.tables.len(), tables.len());
-        for table in tables.iter().filter(|t| must_be_left_alone(t, &nats)) {
+        for table in tables.iter().filter(|t| must_be_left_alone(t, &nats, &settings)) {
             let decision = plan.tables.iter().find(|d| d.table_id == table.id).unwrap();
             prop_assert!(matches!(decision.reason, Reason::LeftAlone(_)), "{}", decision);
             prop_assert_eq!(&decision.route_change, &None);
@@ -259,7 +272,7 @@ proptest! {
     fn every_table_not_left_alone_ends_on_a_healthy_zonal_nat_when_there_is_one_else_nothing_changes(
         mut tables in tables(), mut nats in nats(), settings in settings()
     ) {
-        let left_alone: Vec<bool> = tables.iter().map(|t| must_be_left_alone(t, &nats)).collect();
+        let left_alone: Vec<bool> = tables.iter().map(|t| must_be_left_alone(t, &nats, &settings)).collect();
         let before = tables.clone();
         let plan = reconcile(&mut tables, &mut nats, &settings, &[]);
         let any_usable = nats.iter().any(|nat| is_usable(nat, &settings));
@@ -270,6 +283,46 @@ proptest! {
             } else {
                 prop_assert_eq!(&table.default_route, &was.default_route);
                 prop_assert_eq!(plan.without_healthy_nat(), plan.tables.len() - plan.left_alone());
+            }
+        }
+    }
+
+    #[test]
+    fn no_table_is_ever_routed_to_a_leaving_nat(
+        mut tables in tables(), mut nats in nats(), settings in settings()
+    ) {
+        let plan = reconcile(&mut tables, &mut nats, &settings, &[]);
+        for (table_id, change) in plan.route_changes() {
+            let (RouteChange::Create { nat: target } | RouteChange::Replace { to: target, .. }) = change;
+            let nat = nat_behind(&target.into(), &nats).expect("a route change names a NAT");
+            if let NatKind::Instance { facts, .. } = &nat.kind {
+                prop_assert_eq!(&facts.leaving, &None, "{} routed to leaving {}\n{}", table_id, nat.id, plan);
+            }
+        }
+        for decision in &plan.tables {
+            let chosen = decision.chosen.as_ref().and_then(|c| nats.iter().find(|n| n.id == c.nat));
+            let leaving = chosen.is_some_and(|n| matches!(&n.kind, NatKind::Instance { facts, .. } if facts.leaving.is_some()));
+            prop_assert!(!leaving, "{} ends on a leaving NAT\n{}", decision.table_id, plan);
+        }
+    }
+
+    #[test]
+    fn with_the_fallback_a_dark_zone_never_ends_on_another_zone_s_nat_while_a_regional_one_is_available(
+        mut tables in tables(), mut nats in nats(), settings in settings()
+    ) {
+        let settings = Settings { regional_fallback: true, ..settings };
+        let before = tables.clone();
+        let plan = reconcile(&mut tables, &mut nats, &settings, &[]);
+        let regional_available = nats.iter().any(|n| n.is_regional() && is_usable(n, &settings));
+        for (table, was) in tables.iter().zip(&before) {
+            let TableZone::Zone(zone) = &table.zone else { continue };
+            if must_be_left_alone(was, &nats, &settings) {
+                continue;
+            }
+            let zone_dark = !nats.iter().any(|n| !n.is_regional() && n.zone.as_deref() == Some(zone) && is_usable(n, &settings));
+            let Some(end) = nat_behind(&table.default_route, &nats) else { continue };
+            if zone_dark && regional_available {
+                prop_assert!(end.is_regional(), "{} ({}) ends on {} of zone {:?}\n{}", table.id, zone, end.id, end.zone, plan);
             }
         }
     }

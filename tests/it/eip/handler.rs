@@ -297,7 +297,7 @@ async fn a_node_selector_that_matches_no_instance_withholds_the_releases_and_say
     let report = w.run(&typo).await.expect("withheld releases do not fail the invocation: no retry can help");
     assert_eq!(w.held(), before, "a selector typo stripped the nodes");
     assert_eq!((report.totals.withheld, report.totals.released), (3, 0));
-    let record = kube_rtsync::jobs::eip::report::emf_record("KubeRtsync", &report, 0, Default::default());
+    let record = kube_rtsync::jobs::eip::report::emf_record("KubeRtsync", &report, &Default::default());
     assert_eq!(record["ChangesWithheld"], 3, "{record}");
     assert!(report.render(false).contains("Withheld: 3 releases"), "{}", report.render(false));
     // A node that stops still gives its address back.
