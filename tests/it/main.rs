@@ -7,6 +7,7 @@
 //! The emulator tests need moto (`make venv` installs it into `.venv/`);
 //! without it they are skipped with a message, and the rest still run.
 
+mod changes;
 mod contract;
 mod egress;
 mod eip;

@@ -383,3 +383,76 @@ async fn the_plan_and_the_report_read_as_the_golden_files_say() {
     let report = run(&fake, &config(&[]), T0).await.unwrap();
     crate::support::golden::assert_golden("egress-sync", &report.render(false));
 }
+
+#[tokio::test]
+async fn a_spot_warning_on_a_nat_moves_its_table_while_it_still_forwards_and_later_runs_keep_it_moved() {
+    let fake = vpc();
+    let config = config(&[]);
+    fake.warn_spot_interruption("i-0a");
+    let report = run(&fake, &config, T0).await.unwrap();
+    assert_eq!(default_target(&fake, "rtb-0a"), eni("eni-0b"));
+    assert_eq!(report.totals.tables_failed_over, 1);
+    let bus = kube_rtsync::fake::events::FakeEventBridge::default();
+    let published = crate::support::publish("egress", &config, Some(&report), &bus).await;
+    assert_eq!((published.events, published.failed), (1, 0));
+    assert_eq!(bus.entries()[0].detail_type, "egress change");
+    assert_eq!(bus.entries()[0].resources, vec!["arn:aws:ec2:us-east-1:123456789012:route-table/rtb-0a".to_string()]);
+    assert_eq!(
+        bus.details()[0],
+        serde_json::json!({
+            "job": "egress",
+            "vpcId": VPC,
+            "resource": "rtb-0a",
+            "change": "~ rtb-0a \"rtb-0a\" (us-east-1a): eni-0a (i-0a, unhealthy: leaving: Spot interruption warning) -> eni-0b (i-0b, us-east-1b): fail over",
+            "from": "i-0a",
+            "to": "i-0b",
+            "reason": "fail over: leaving: Spot interruption warning",
+            "invocationId": "inv-1",
+        })
+    );
+    // The scheduled runs after it agree: the NAT is still leaving, the table stays where it went.
+    let again = run(&fake, &config, T0 + 60).await.unwrap();
+    assert_eq!(again.outcome, Outcome::InSync, "{}", again.plan);
+    assert_eq!(default_target(&fake, "rtb-0a"), eni("eni-0b"));
+    assert_eq!(crate::support::publish("egress", &config, Some(&again), &bus).await.events, 0);
+}
+
+#[tokio::test]
+async fn the_regional_fallback_takes_a_dark_zone_s_table_before_another_zone_s_nat_and_gives_it_back_after_the_hold() {
+    let with_regional = || {
+        let fake = vpc();
+        fake.insert_nat_gateway(NatGateway {
+            id: "nat-0r".into(),
+            vpc_id: VPC.into(),
+            subnet_id: Some("subnet-b".into()),
+            state: "available".into(),
+            tags: BTreeMap::from([("aws-nat-router/id".to_string(), "squid".to_string())]),
+            regional: true,
+        });
+        fake.edit_instance("i-0a", |i| i.state = "stopped".into());
+        fake
+    };
+    // Off: the rules as before, the regional gateway is never a target.
+    let fake = with_regional();
+    run(&fake, &config(&[]), T0).await.unwrap();
+    assert_eq!(default_target(&fake, "rtb-0a"), eni("eni-0b"));
+
+    let fake = with_regional();
+    let config = config(&[("EGRESS_REGIONAL_FALLBACK", "true"), ("EGRESS_FAILBACK_SECONDS", "300")]);
+    let report = run(&fake, &config, T0).await.unwrap();
+    assert_eq!(default_target(&fake, "rtb-0a"), Target::NatGateway("nat-0r".into()));
+    assert_eq!(report.totals.tables_failed_over, 1);
+    let bus = kube_rtsync::fake::events::FakeEventBridge::default();
+    crate::support::publish("egress", &config, Some(&report), &bus).await;
+    let detail = &bus.details()[0];
+    assert_eq!((detail["from"].as_str(), detail["to"].as_str()), (Some("i-0a"), Some("nat-0r")));
+    assert_eq!(detail["reason"], "regional fallback: state stopped");
+    assert!(detail["change"].as_str().unwrap().ends_with("-> nat-0r (regional): regional fallback"), "{detail}");
+    // Zone a's NAT is back: held, then back home once healthy for the hold.
+    fake.edit_instance("i-0a", |i| i.state = "running".into());
+    run(&fake, &config, T0 + 60).await.unwrap();
+    assert_eq!(default_target(&fake, "rtb-0a"), Target::NatGateway("nat-0r".into()), "held");
+    let back = run(&fake, &config, T0 + 360).await.unwrap();
+    assert_eq!(default_target(&fake, "rtb-0a"), eni("eni-0a"));
+    assert_eq!(back.totals.tables_failed_back, 1);
+}

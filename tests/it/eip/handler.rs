@@ -403,3 +403,54 @@ async fn a_refused_record_batch_is_tried_change_by_change_so_the_good_changes_go
     assert!(w.run(&config(&[])).await.is_err());
     assert_eq!(w.route53.batches(), 1);
 }
+
+#[tokio::test]
+async fn a_leaving_node_loses_its_record_at_once_keeps_its_address_and_item_and_releases_when_it_stops() {
+    let world = world();
+    let config = config(&[]);
+    let bus = kube_rtsync::fake::events::FakeEventBridge::default();
+    let first = world.run(&config).await.unwrap();
+    let published = crate::support::publish("eip", &config, Some(&first), &bus).await;
+    assert_eq!((published.events, published.failed), (3, 0), "three binds");
+    assert_eq!(bus.entries()[0].detail_type, "eip change");
+    assert_eq!(
+        bus.entries()[0].resources,
+        vec![
+            "arn:aws:ec2:us-east-1:123456789012:elastic-ip/eipalloc-1".to_string(),
+            "arn:aws:ec2:us-east-1:123456789012:instance/i-1".into()
+        ]
+    );
+    assert_eq!(
+        bus.details()[0],
+        serde_json::json!({
+            "job": "eip",
+            "vpcId": VPC,
+            "resource": "3.0.0.1",
+            "change": "+ i-1 <- 3.0.0.1 (3-0-0-1.nodes.example.com)",
+            "from": null,
+            "to": "i-1",
+            "reason": "running node without a pool address",
+            "invocationId": "inv-1",
+        })
+    );
+
+    world.ec2.warn_spot_interruption("i-1");
+    let report = world.run(&config).await.unwrap();
+    assert_eq!(world.held().get("i-1"), Some(&vec!["3.0.0.1".to_string()]), "the address stays until it stops");
+    let names: Vec<String> = world.route53.records().into_iter().map(|r| r.name).collect();
+    assert_eq!(names, ["3-0-0-2.nodes.example.com", "3-0-0-3.nodes.example.com"]);
+    let item = world.bindings.items().into_iter().find(|i| i.public_ip == "3.0.0.1").unwrap();
+    assert_eq!((item.allocated, item.instance_id.as_deref()), (true, Some("i-1")));
+    let published = crate::support::publish("eip", &config, Some(&report), &bus).await;
+    assert_eq!(published.events, 1);
+    let detail = &bus.details()[3];
+    assert_eq!(detail["change"], "~ 3.0.0.1 record deleted: i-1 is leaving: Spot interruption warning");
+    assert_eq!((detail["from"].as_str(), detail["to"].as_str()), (Some("3-0-0-1.nodes.example.com"), None));
+
+    // The runs after it agree and do nothing more; once it stops, the address goes back to the pool.
+    assert_eq!(world.run(&config).await.unwrap().outcome, Outcome::InSync);
+    world.ec2.edit_instance("i-1", |i| i.state = "stopped".into());
+    let report = world.run(&config).await.unwrap();
+    assert_eq!(report.totals.released, 1);
+    assert_eq!(world.held().get("i-1"), None);
+}

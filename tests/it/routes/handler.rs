@@ -540,3 +540,38 @@ async fn the_plan_and_the_report_read_as_the_golden_files_say() {
     let report = run(&fake, &config(&[]), &event(LAUNCH)).await.unwrap();
     crate::support::golden::assert_golden("routes-sync", &report.render(false));
 }
+
+#[tokio::test]
+async fn a_sync_publishes_one_change_event_per_route_written_in_one_call() {
+    let fake = FakeEc2::new(vpc());
+    let config = config(&[]);
+    let report = run(&fake, &config, &event(LAUNCH)).await.unwrap();
+    let bus = kube_rtsync::fake::events::FakeEventBridge::default();
+    let published = publish("routes", &config, Some(&report), &bus).await;
+    assert_eq!((published.events, published.failed, bus.calls()), (9, 0, 1));
+    let details = bus.details();
+    let replaced = details.iter().find(|d| d["change"].as_str().unwrap().starts_with('~')).unwrap();
+    assert_eq!(
+        *replaced,
+        serde_json::json!({
+            "job": "routes",
+            "vpcId": VPC,
+            "resource": "rtb-0a0000000000000a",
+            "change": "~ 100.96.2.0/24 i-0old0000000000002 -> eni-0200000000000002",
+            "from": "i-0old0000000000002",
+            "to": "eni-0200000000000002",
+            "reason": "mirrors rtb-0c0000000000000c",
+            "invocationId": "inv-1",
+        })
+    );
+    let deleted = details.iter().find(|d| d["change"].as_str().unwrap().starts_with('-')).unwrap();
+    assert_eq!((deleted["from"].is_string(), &deleted["to"]), (true, &serde_json::Value::Null));
+    assert_eq!(deleted["reason"], "not in rtb-0c0000000000000c");
+    let per_table = |id: &str| details.iter().filter(|d| d["resource"] == id).count();
+    assert_eq!(
+        (per_table("rtb-0a0000000000000a"), per_table("rtb-0b0000000000000b"), per_table("rtb-0d0000000000000d")),
+        (4, 3, 2)
+    );
+    let resources = &bus.entries()[0].resources;
+    assert!(resources[0].starts_with("arn:aws:ec2:us-east-1:123456789012:route-table/rtb-0"), "{resources:?}");
+}

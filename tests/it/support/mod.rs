@@ -271,3 +271,23 @@ impl<E: kube_rtsync::aws::ec2::Instances> kube_rtsync::aws::ec2::Instances for C
         self.inner.describe_instances(filters, next_token).await
     }
 }
+
+pub const SPOT_INTERRUPTION: &str = include_str!("../../../events/eventbridge-spot-interruption.json");
+
+/// The account and Region the change-event tests' ARNs name.
+pub fn arns() -> kube_rtsync::shared::changes::Arns {
+    kube_rtsync::shared::changes::Arns::in_region("us-east-1", Some("123456789012".into()))
+}
+
+/// What the runner does after a reconcile: publish the report's changes on
+/// the configured bus (here an in-memory one), as invocation `inv-1`.
+pub async fn publish<R: kube_rtsync::shared::report::JobReport>(
+    job: &'static str,
+    config: &kube_rtsync::shared::config::SharedConfig,
+    report: Option<&R>,
+    bus: &kube_rtsync::fake::events::FakeEventBridge,
+) -> kube_rtsync::shared::changes::Published {
+    let arns = arns();
+    let to = kube_rtsync::shared::job::EventsTo { bus, arns: &arns, invocation_id: "inv-1" };
+    kube_rtsync::shared::job::publish_changes(job, config, report, Some(&to), None).await
+}

@@ -79,11 +79,13 @@ fn config(extra: &[(&str, &str)]) -> Config {
 }
 
 async fn run(ec2: &FakeEc2, elb: &FakeElbv2, config: &Config) -> Result<Report, Error> {
+    run_on(ec2, elb, config, crate::support::SCHEDULED).await
+}
+
+async fn run_on(ec2: &FakeEc2, elb: &FakeElbv2, config: &Config, event: &str) -> Result<Report, Error> {
     let limiter = WriteLimiter::new(WriteRate { per_second: 0.0, burst: 1 });
     let reconciler = Reconciler { ec2, elbv2: elb, config, limiter: &limiter, deadline: None };
-    let event: serde_json::Value =
-        serde_json::from_str(include_str!("../../../events/eventbridge-scheduled.json")).unwrap();
-    handle_event(&reconciler, &event).await
+    handle_event(&reconciler, &crate::support::event(event)).await
 }
 
 fn ids(elb: &FakeElbv2, arn: &str) -> Vec<String> {
@@ -221,4 +223,115 @@ async fn the_plan_and_the_report_read_as_the_golden_files_say() {
     crate::support::golden::assert_golden("targets-plan", &dry.render(false));
     let report = run(&ec2, &elb, &config(&[])).await.unwrap();
     crate::support::golden::assert_golden("targets-sync", &report.render(false));
+}
+
+#[tokio::test]
+async fn a_spot_warning_deregisters_the_node_in_that_run_and_later_runs_do_not_register_it_again() {
+    let (ec2, elb) = world();
+    ec2.warn_spot_interruption("i-01");
+    let report = run_on(&ec2, &elb, &config(&[]), crate::support::SPOT_INTERRUPTION).await.unwrap();
+    assert_eq!(ids(&elb, TG443), vec!["i-02:30443", "i-03:30443", "i-0bastion:22"]);
+    assert_eq!(ids(&elb, TG80), vec!["i-02:30080", "i-03:30080"]);
+    assert_eq!((report.totals.deregistered, report.totals.registered), (2, 2));
+    let plan = report.plan.as_ref().unwrap().to_string();
+    assert!(plan.contains("- i-01 (leaving: Spot interruption warning)"), "{plan}");
+    // ELBv2 keeps a deregistered target draining for the deregistration delay.
+    elb.seed(TG443, "i-01", None, "draining");
+    elb.seed(TG80, "i-01", None, "draining");
+    let registers = elb.calls().register;
+    let again = run(&ec2, &elb, &config(&[])).await.unwrap();
+    assert_eq!(again.outcome, Outcome::InSync, "{}", again.plan.as_ref().unwrap());
+    assert_eq!(elb.calls().register, registers, "no RegisterTargets for the leaving node");
+}
+
+#[tokio::test]
+async fn a_scheduled_stop_deregisters_the_node_and_a_warning_for_an_instance_ec2_does_not_mark_changes_nothing() {
+    let (ec2, elb) = world();
+    run(&ec2, &elb, &config(&[])).await.unwrap();
+    // The sample warning names i-0b7f3c2a9d4e5f601, which EC2 does not show as leaving: the run trusts EC2.
+    let report = run_on(&ec2, &elb, &config(&[]), crate::support::SPOT_INTERRUPTION).await.unwrap();
+    assert_eq!(report.outcome, Outcome::InSync);
+    // A completed stop event is no reason to go; a pending one is.
+    ec2.schedule_event("i-02", "instance-stop", Some("2026-12-09T00:00:00Z"), true);
+    assert_eq!(run(&ec2, &elb, &config(&[])).await.unwrap().outcome, Outcome::InSync);
+    ec2.schedule_event("i-02", "instance-stop", Some("2026-12-09T00:00:00Z"), false);
+    let report = run(&ec2, &elb, &config(&[])).await.unwrap();
+    assert_eq!(report.totals.deregistered, 2);
+    assert_eq!(ids(&elb, TG80), vec!["i-01:30080", "i-03:30080"]);
+}
+
+#[tokio::test]
+async fn a_fill_publishes_one_change_event_per_registration_with_the_documented_detail() {
+    let (ec2, elb) = world();
+    let bus = kube_rtsync::fake::events::FakeEventBridge::default();
+    let config = config(&[]);
+    let report = run(&ec2, &elb, &config).await.unwrap();
+    let published = crate::support::publish("targets", &config, Some(&report), &bus).await;
+    assert_eq!((published.events, published.failed, bus.calls()), (2, 0, 1));
+    let entries = bus.entries();
+    assert_eq!(entries[0].source, "kube-rtsync");
+    assert_eq!(entries[0].detail_type, "targets change");
+    assert_eq!(entries[0].bus, "default");
+    assert_eq!(
+        entries[0].resources,
+        vec![TG443.to_string(), "arn:aws:ec2:us-east-1:123456789012:instance/i-03".into()]
+    );
+    assert_eq!(
+        bus.details()[0],
+        serde_json::json!({
+            "job": "targets",
+            "vpcId": VPC,
+            "resource": TG443,
+            "change": "+ i-03:30443 (running node)",
+            "from": "i-03:30443 not registered",
+            "to": "i-03:30443 registered",
+            "reason": "running node",
+            "invocationId": "inv-1",
+        })
+    );
+    assert_eq!(bus.details()[1]["resource"], TG80);
+    // Nothing changed: nothing published.
+    let again = run(&ec2, &elb, &config).await.unwrap();
+    assert_eq!(crate::support::publish("targets", &config, Some(&again), &bus).await.events, 0);
+    assert_eq!(bus.calls(), 1);
+}
+
+#[tokio::test]
+async fn a_refused_publish_leaves_the_writes_and_the_outcome_and_is_counted() {
+    for code in ["ThrottlingException", "AccessDeniedException"] {
+        let (ec2, elb) = world();
+        let bus = kube_rtsync::fake::events::FakeEventBridge::default();
+        bus.fail(code, 10);
+        let config = config(&[]);
+        let report = run(&ec2, &elb, &config).await.unwrap();
+        let published = crate::support::publish("targets", &config, Some(&report), &bus).await;
+        assert_eq!((published.events, published.failed), (0, 2), "{code}");
+        assert_eq!(report.outcome, Outcome::Synced, "{code}");
+        assert_eq!(ids(&elb, TG80), vec!["i-01:30080", "i-02:30080", "i-03:30080"], "{code}");
+        assert_eq!(elb.calls().register, 2, "{code}: no write is retried");
+        let run = kube_rtsync::shared::metrics::Invocation { events: published, ..Default::default() };
+        let record = kube_rtsync::jobs::targets::report::emf_record("KubeRtsync", &report, &run);
+        assert_eq!((record["EventsFailed"].clone(), record["EventsPublished"].clone()), (2.into(), 0.into()));
+    }
+    // One entry refused inside an accepted call.
+    let (ec2, elb) = world();
+    let bus = kube_rtsync::fake::events::FakeEventBridge::default();
+    bus.refuse_entries("InternalFailure", 1);
+    let config = config(&[]);
+    let report = run(&ec2, &elb, &config).await.unwrap();
+    let published = crate::support::publish("targets", &config, Some(&report), &bus).await;
+    assert_eq!((published.events, published.failed, bus.entries().len()), (1, 1, 1));
+}
+
+#[tokio::test]
+async fn a_dry_run_and_a_bus_of_none_publish_nothing() {
+    for extra in [[("DRY_RUN", "true")], [("EVENT_BUS_NAME", "none")]] {
+        let (ec2, elb) = world();
+        let bus = kube_rtsync::fake::events::FakeEventBridge::default();
+        let config = config(&extra);
+        let report = run(&ec2, &elb, &config).await.unwrap();
+        let published = crate::support::publish("targets", &config, Some(&report), &bus).await;
+        assert_eq!((published.events, published.failed, bus.calls()), (0, 0, 0), "{extra:?}");
+        assert_eq!(report.calls.len(), 2, "{extra:?}: the plan has its two registrations");
+    }
 }
