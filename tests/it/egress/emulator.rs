@@ -27,7 +27,7 @@ fn tagged(kind: ResourceType, tags: &[Tag]) -> TagSpecification {
 }
 
 struct World {
-    _emulator: Emulator,
+    emulator: Emulator,
     client: Client,
     vpc_id: String,
     /// zone letter -> NAT instance id and its ENI
@@ -113,7 +113,7 @@ async fn world() -> World {
         }
         tables.insert(name, id);
     }
-    World { _emulator: emulator, client, vpc_id, nat, gateway, tables }
+    World { emulator, client, vpc_id, nat, gateway, tables }
 }
 
 impl World {
@@ -331,7 +331,7 @@ async fn a_refused_source_dest_fix_and_next_hops_that_are_not_enrolled_nats_keep
     w.client.stop_instances().instance_ids(&w.nat[&'a'].0).send().await.unwrap();
     let refusal =
         Refusal { action: "ModifyInstanceAttribute", times: usize::MAX, status: 403, code: "UnauthorizedOperation" };
-    let proxy = Proxy::start(&w._emulator.endpoint(), Behaviour { refuse: Some(refusal), ..Behaviour::default() });
+    let proxy = Proxy::start(&w.emulator.endpoint(), Behaviour { refuse: Some(refusal), ..Behaviour::default() });
     let proxied = Client::from_conf(client_config(&proxy.endpoint).build());
     let err =
         w.run_via(&proxied, &[("EGRESS_FAILBACK_SECONDS", "0")], T0).await.expect_err("the refused fix is a failure");
@@ -352,4 +352,45 @@ async fn a_refused_source_dest_fix_and_next_hops_that_are_not_enrolled_nats_keep
     assert_eq!(w.defaults().await[&'b'], w.nat[&'b'].1);
     assert_eq!(default_of(&w, &through_appliance).await, appliance_eni);
     assert_eq!(default_of(&w, &through_other).await, other);
+}
+
+#[tokio::test]
+async fn a_failover_publishes_one_change_event_per_table_moved_through_a_rule_on_the_bus() {
+    crate::require_emulator!();
+    let w = world().await;
+    let queue = crate::support::events::EventsQueue::create(&w.emulator, "egress-changes").await;
+    let vars = BTreeMap::from([("VPC_ID".to_string(), w.vpc_id.clone())]);
+    let config = Config::from_lookup(|name| vars.get(name).cloned()).unwrap();
+    let first = w.run(&[], T0).await.unwrap();
+    // The first run gives table n its route and turns the source/destination checks off: one event each.
+    crate::support::events::publish(&w.emulator, "egress", &config, &first).await;
+    let fixes = first.plan.source_dest_fixes.len();
+    assert_eq!(queue.receive().len(), 1 + fixes);
+
+    w.client.stop_instances().instance_ids(&w.nat[&'a'].0).send().await.unwrap();
+    let report = w.run(&[], T0 + 60).await.unwrap();
+    assert_eq!(report.totals.tables_failed_over, 2);
+    let published = crate::support::events::publish(&w.emulator, "egress", &config, &report).await;
+    assert_eq!((published.events, published.failed), (2, 0));
+    let events = queue.receive();
+    assert_eq!(events.len(), 2, "{events:#?}");
+    let mut moved: Vec<String> = Vec::new();
+    for event in &events {
+        assert_eq!(event["detail-type"], "egress change");
+        let detail = &event["detail"];
+        assert_eq!((detail["job"].as_str(), detail["vpcId"].as_str()), (Some("egress"), Some(w.vpc_id.as_str())));
+        assert_eq!(detail["from"], w.nat[&'a'].0.as_str());
+        assert_eq!(detail["reason"], "fail over: state stopped");
+        assert!(detail["change"].as_str().unwrap().ends_with(": fail over"), "{detail}");
+        let table = detail["resource"].as_str().unwrap().to_owned();
+        assert_eq!(
+            event["resources"],
+            serde_json::json!([format!("arn:aws:ec2:us-east-1:123456789012:route-table/{table}")])
+        );
+        moved.push(table);
+    }
+    moved.sort();
+    let mut expected = vec![w.tables[&'a'].clone(), w.tables[&'n'].clone()];
+    expected.sort();
+    assert_eq!(moved, expected);
 }

@@ -16,7 +16,7 @@ use kube_rtsync::shared::event::Trigger;
 use kube_rtsync::shared::limiter::WriteLimiter;
 
 struct World {
-    _emulator: Emulator,
+    emulator: Emulator,
     ec2: aws_sdk_ec2::Client,
     route53: aws_sdk_route53::Client,
     dynamodb: aws_sdk_dynamodb::Client,
@@ -30,16 +30,7 @@ async fn world(nodes: usize, pool: usize) -> World {
     let emulator = Emulator::start();
     let (ec2, route53, dynamodb) = (emulator.client(), emulator.route53_client(), emulator.dynamodb_client());
     let v = seed::eip_vpc(&ec2, &route53, &dynamodb, 9, nodes, pool).await;
-    World {
-        _emulator: emulator,
-        ec2,
-        route53,
-        dynamodb,
-        vpc_id: v.vpc_id,
-        subnet: v.subnet,
-        zone_id: v.zone_id,
-        nodes: v.nodes,
-    }
+    World { emulator, ec2, route53, dynamodb, vpc_id: v.vpc_id, subnet: v.subnet, zone_id: v.zone_id, nodes: v.nodes }
 }
 
 impl World {
@@ -286,4 +277,36 @@ async fn a_node_selector_that_matches_no_instance_withholds_the_releases() {
     assert_eq!((report.totals.withheld, report.totals.released), (2, 0));
     assert_eq!(w.held().await, before);
     w.assert_bound(&w.nodes).await;
+}
+
+#[tokio::test]
+async fn a_bind_publishes_one_change_event_per_node_through_a_rule_on_the_bus() {
+    crate::require_emulator!();
+    let w = world(2, 3).await;
+    let queue = crate::support::events::EventsQueue::create(&w.emulator, "eip-changes").await;
+    let config = w.config(true);
+    let report = w.run(&config).await.unwrap();
+    let published = crate::support::events::publish(&w.emulator, "eip", &config, &report).await;
+    assert_eq!((published.events, published.failed), (2, 0));
+    let events = queue.receive();
+    assert_eq!(events.len(), 2, "{events:#?}");
+    let held = w.held().await;
+    let mut nodes: Vec<String> = Vec::new();
+    for event in &events {
+        assert_eq!(event["detail-type"], "eip change");
+        let detail = &event["detail"];
+        let node = detail["to"].as_str().unwrap().to_owned();
+        let ip = detail["resource"].as_str().unwrap();
+        assert_eq!(held.get(&node).map(String::as_str), Some(ip), "{held:?}");
+        let name = format!("{}.{SUFFIX}", ip.replace('.', "-"));
+        assert_eq!(detail["change"], format!("+ {node} <- {ip} ({name})"));
+        assert_eq!(detail["reason"], "running node without a pool address");
+        assert_eq!(detail["from"], serde_json::Value::Null);
+        assert_eq!(detail["vpcId"], w.vpc_id.as_str());
+        nodes.push(node);
+    }
+    nodes.sort();
+    let mut expected = w.nodes.clone();
+    expected.sort();
+    assert_eq!(nodes, expected);
 }

@@ -863,3 +863,56 @@ async fn a_resync_through_ec2_s_shared_bucket_is_rarely_throttled() {
     assert!(refused <= 40, "{refused} of {writes} writes refused by the bucket in {invocations} invocations");
     assert_mirror(&world.vpc, &before, &world.snapshot().await, &["100.96.0.0/11"], &privates(&world.vpc));
 }
+
+#[tokio::test]
+async fn a_sync_from_the_command_line_publishes_exactly_one_change_event_per_route_written() {
+    crate::require_emulator!();
+    let world = World::new(ClusterTag::Legacy).await;
+    let queue = crate::support::events::EventsQueue::create(&world.emulator, "routes-changes").await;
+    let account = [("AWS_ACCOUNT_ID", "123456789012")];
+    let (code, out, err) = cli(&world, &["plan"], &account);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(queue.receive().len(), 0, "a plan publishes nothing");
+
+    let (code, out, err) = cli(&world, &["sync", "--output", "json"], &account);
+    assert_eq!(code, 0, "{out}{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let events = queue.receive();
+    assert_eq!(events.len(), 12, "9 created, 2 replaced, 1 deleted: {events:#?}");
+    let mut written: Vec<(String, String)> = Vec::new();
+    for table in report["tables"].as_array().unwrap() {
+        let id = table["route_table_id"].as_str().unwrap();
+        for (list, sign) in [("created", '+'), ("replaced", '~'), ("deleted", '-')] {
+            for r in table[list].as_array().unwrap() {
+                written.push((id.to_owned(), format!("{sign} {}", r["destination"].as_str().unwrap())));
+            }
+        }
+    }
+    let mut published: Vec<(String, String)> = Vec::new();
+    for event in &events {
+        assert_eq!(
+            (event["source"].as_str(), event["detail-type"].as_str()),
+            (Some("kube-rtsync"), Some("routes change"))
+        );
+        let detail = &event["detail"];
+        assert_eq!(detail["job"], "routes");
+        assert_eq!(detail["vpcId"], world.vpc.vpc_id.as_str());
+        assert_eq!(detail["reason"].as_str().unwrap().split(' ').next_back(), Some(world.vpc.source.as_str()));
+        assert!(detail["invocationId"].as_str().unwrap().starts_with("cli-"), "{detail}");
+        let resource = detail["resource"].as_str().unwrap();
+        assert_eq!(
+            event["resources"],
+            serde_json::json!([format!("arn:aws:ec2:us-east-1:123456789012:route-table/{resource}")])
+        );
+        let change = detail["change"].as_str().unwrap();
+        let destination = change.split(' ').nth(1).unwrap();
+        published.push((resource.to_owned(), format!("{} {destination}", &change[..1])));
+    }
+    written.sort();
+    published.sort();
+    assert_eq!(published, written);
+
+    let (code, _, _) = cli(&world, &["sync"], &account);
+    assert_eq!(code, 0);
+    assert_eq!(queue.receive().len(), 0, "in sync: nothing to publish");
+}

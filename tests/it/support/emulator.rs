@@ -156,6 +156,11 @@ impl Emulator {
         sdk_client!(aws_sdk_dynamodb, self.endpoint())
     }
 
+    /// An EventBridge client for the emulator, with dummy credentials.
+    pub fn eventbridge_client(&self) -> aws_sdk_eventbridge::Client {
+        sdk_client!(aws_sdk_eventbridge, self.endpoint())
+    }
+
     /// The environment a kube-rtsync process needs to talk to the emulator.
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![

@@ -121,6 +121,7 @@ pub fn vpc() -> Vec<RouteTable> {
 pub const PRIVATE: [&str; 3] = ["rtb-0a0000000000000a", "rtb-0b0000000000000b", "rtb-0d0000000000000d"];
 
 pub mod emulator;
+pub mod events;
 pub mod golden;
 pub mod proxy;
 pub mod runtime_api;

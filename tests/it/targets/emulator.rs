@@ -16,7 +16,7 @@ use kube_rtsync::shared::event::Trigger;
 use kube_rtsync::shared::limiter::WriteLimiter;
 
 struct World {
-    _emulator: Emulator,
+    emulator: Emulator,
     ec2: aws_sdk_ec2::Client,
     elb: aws_sdk_elasticloadbalancingv2::Client,
     vpc_id: String,
@@ -85,7 +85,7 @@ async fn world() -> World {
     // Someone registered the bastion by hand.
     let bastion = TargetDescription::builder().id(&instances["bastion"]).build();
     elb.register_targets().target_group_arn(&groups[&30443]).targets(bastion).send().await.unwrap();
-    World { _emulator: emulator, ec2, elb, vpc_id, other_vpc_id, instances, groups }
+    World { emulator, ec2, elb, vpc_id, other_vpc_id, instances, groups }
 }
 
 impl World {
@@ -202,7 +202,7 @@ async fn elbv2_throttling_is_retried_and_counted() {
     let w = world().await;
     // ELBv2 throttles with HTTP 400 and the code `Throttling`, not 503.
     let refusal = Refusal { action: "RegisterTargets", times: 2, status: 400, code: "Throttling" };
-    let proxy = Proxy::start(&w._emulator.endpoint(), Behaviour { refuse: Some(refusal), ..Behaviour::default() });
+    let proxy = Proxy::start(&w.emulator.endpoint(), Behaviour { refuse: Some(refusal), ..Behaviour::default() });
     // The production client: kube-rtsync's configuration loader (standard
     // retries), pointed at the proxy.
     let sdk = kube_rtsync::aws::sdk::config_loader(|_| None)
@@ -246,4 +246,47 @@ async fn a_selector_that_matches_no_instance_deregisters_no_node() {
     assert_eq!((report.totals.nodes, report.totals.deregistered, report.totals.withheld), (0, 0, 4));
     assert_eq!(w.registered(30443).await, vec!["bastion", "n1", "n2"]);
     assert_eq!(w.registered(30080).await, vec!["n1", "n2"]);
+}
+
+#[tokio::test]
+async fn a_fill_publishes_one_change_event_per_registration_through_a_rule_on_the_bus() {
+    crate::require_emulator!();
+    let w = world().await;
+    let queue = crate::support::events::EventsQueue::create(&w.emulator, "targets-changes").await;
+    let config = w.config(&w.arns());
+    let report = w.run(&config).await.unwrap();
+    let published = crate::support::events::publish(&w.emulator, "targets", &config, &report).await;
+    assert_eq!((published.events, published.failed), (2, 0));
+    let events = queue.receive();
+    assert_eq!(events.len(), 2, "{events:#?}");
+    let n3 = &w.instances["n3"];
+    let mut groups: Vec<String> = Vec::new();
+    for event in &events {
+        assert_eq!(event["detail-type"], "targets change");
+        let detail = &event["detail"];
+        let group = detail["resource"].as_str().unwrap().to_owned();
+        let port = if group == w.groups[&30443] { 30443 } else { 30080 };
+        assert_eq!(
+            *detail,
+            serde_json::json!({
+                "job": "targets",
+                "vpcId": w.vpc_id,
+                "resource": group,
+                "change": format!("+ {n3}:{port} (running node)"),
+                "from": format!("{n3}:{port} not registered"),
+                "to": format!("{n3}:{port} registered"),
+                "reason": "running node",
+                "invocationId": "inv-1",
+            })
+        );
+        assert_eq!(
+            event["resources"],
+            serde_json::json!([group, format!("arn:aws:ec2:us-east-1:123456789012:instance/{n3}")])
+        );
+        groups.push(group);
+    }
+    groups.sort();
+    let mut expected: Vec<String> = w.groups.values().cloned().collect();
+    expected.sort();
+    assert_eq!(groups, expected);
 }
