@@ -7,8 +7,9 @@
 //! its report, its logs and the tables after. Then the egress job: a
 //! zone's NAT stops and its tables fail over; and the targets job: two
 //! empty target groups are filled with the running nodes; and the eip
-//! job: two nodes get an address, a DNS name and a lease item. Then it
-//! stops everything.
+//! job: two nodes get an address, a DNS name and a lease item. After each
+//! job, the change events it published, as an operator's rule on the
+//! default bus delivers them to an SQS queue. Then it stops everything.
 //!
 //! Usage: demo <path to the kube-rtsync binary>
 
@@ -44,6 +45,8 @@ async fn main() {
     println!("{bold}Starting the local EC2 emulator and seeding a sample VPC...{reset}");
     let emulator = Emulator::start();
     let client = emulator.client();
+    // An operator's rule: every kube-rtsync change event to a queue, read after each job.
+    let changes = support::events::EventsQueue::create(&emulator, "kube-rtsync-changes").await;
     let vpc = seed::seed(&client, ClusterTag::Legacy).await;
     let names = vpc.names();
     let vpcs = [vpc.vpc_id.as_str(), vpc.other_vpc_id.as_str()];
@@ -110,14 +113,43 @@ async fn main() {
     let after = seed::snapshot(&client, &vpcs).await;
     println!("{bold}Route tables after ({green}+ added{reset}{bold}, {red}- removed{reset}{bold}):{reset}");
     print_tables(&names, &after, Some(&before));
+    let ok = ok & print_changes(&changes, "routes");
 
-    let ok =
-        ok && egress(&binary, &emulator).await && targets(&binary, &emulator).await && eip(&binary, &emulator).await;
+    let ok = ok
+        && egress(&binary, &emulator).await
+        && print_changes(&changes, "egress")
+        && targets(&binary, &emulator).await
+        && print_changes(&changes, "targets")
+        && eip(&binary, &emulator).await
+        && print_changes(&changes, "eip");
     drop(emulator);
     println!("Emulator stopped.");
     if !ok {
         std::process::exit(1);
     }
+}
+
+/// The change events delivered since the last call, one line each; false
+/// when the job published none.
+fn print_changes(queue: &support::events::EventsQueue, job: &str) -> bool {
+    let (bold, _, red, dim, reset) = styles();
+    let events = queue.receive();
+    println!("{bold}Change events the {job} job published (a rule on the default bus -> an SQS queue):{reset}");
+    for event in &events {
+        let d = &event["detail"];
+        println!(
+            "  {} {}: {}",
+            event["detail-type"].as_str().unwrap_or("-"),
+            d["resource"].as_str().unwrap_or("-"),
+            d["change"].as_str().unwrap_or("-")
+        );
+        println!("    {dim}from {} to {}; {}{reset}", d["from"], d["to"], d["reason"].as_str().unwrap_or("-"));
+    }
+    if events.is_empty() {
+        println!("  {red}none{reset}");
+    }
+    println!();
+    !events.is_empty()
 }
 
 /// Runs the command line against the emulator; prints what it printed.
