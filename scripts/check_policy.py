@@ -4,59 +4,81 @@ its policy file, and that every write those statements allow is scoped.
 
 routes: the policies of FunctionRole, in order ("kube-rtsync", then
 "deny-cluster-tables" under the HasClusterName condition, then
-"deny-source-table" under HasSourceRouteTableId), are the statements of
-policies/kube-rtsync.json: both keep the same ${...} placeholders (VpcId,
-ClusterName, SourceRouteTableId). Reads are DescribeRouteTables on "*"; route
-writes are allowed on route tables with the ec2:Vpc condition only; and they
-are denied, whenever ClusterName is set, on the tables tagged
+"deny-source-table" under HasSourceRouteTableId, then "change-events"), are
+the statements of policies/kube-rtsync.json: both keep the same ${...}
+placeholders (VpcId, ClusterName, SourceRouteTableId, EventBusName). Reads
+are DescribeRouteTables and DescribeInstances on "*"; route writes are
+allowed on route tables with the ec2:Vpc condition only; and they are denied,
+whenever ClusterName is set, on the tables tagged
 KubernetesCluster=<ClusterName> and on those with the tag key
 kubernetes.io/cluster/<ClusterName>, and, whenever SourceRouteTableId is set,
 on that table. Every condition key of a route write is one the Service
 Authorization Reference offers for it. The function runs as FunctionRole and
 reads the same parameters under the same conditions; the role holds nothing
-else but its logs and its dead-letter queue. The created topic's policy lets
-only Auto Scaling's service-linked role and the TopicPublisherArns publish,
-and only over TLS.
+else but its logs, its dead-letter queue and its change events. The created
+topic's policy lets only Auto Scaling's service-linked role and the
+TopicPublisherArns publish, and only over TLS.
 
-egress: the "egress" policy of EgressRole is policies/egress.json once the
-EgressTagKey and EgressRouterId parameters are replaced by their defaults;
-its reads are Describe* only; every write names a resource type (never "*")
-and carries the enrolment-tag condition; route writes stay in the VPC; tag
-writes touch only the failback-clock tag; the source/destination fix is the
-only attribute change; and the role holds nothing else but its logs, its
-dead-letter queue and (in a VPC) its network interfaces.
+egress: the "egress" policy of EgressRole followed by its "change-events"
+policy is policies/egress.json once the EgressTagKey and EgressRouterId
+parameters are replaced by their defaults; its reads are Describe* only
+(among them DescribeInstanceStatus and DescribeSpotInstanceRequests, the
+leaving NATs); every write names a resource type (never "*") and carries the
+enrolment-tag condition; route writes stay in the VPC; tag writes touch only
+the failback-clock tag; the source/destination fix is the only attribute
+change; and the role holds nothing else but its logs, its dead-letter queue,
+its change events and (in a VPC) its network interfaces.
 
-targets: the "targets" policy of TargetsRole is policies/targets.json once
-the file's example target group ARNs are replaced by the TargetGroupArns
-parameter; its reads are Describe* only, on "*"; its writes (RegisterTargets,
-DeregisterTargets) are on the TargetGroupArns parameter and nothing else, and
-the file's examples are target group ARNs without wildcards; the function
-reads the same list (TARGET_GROUP_ARNS); and the role holds nothing else but
-its logs and its dead-letter queue.
+targets: the "targets" policy of TargetsRole followed by its "change-events"
+policy is policies/targets.json once the file's example target group ARNs
+are replaced by the TargetGroupArns parameter; its reads are Describe* only,
+on "*" (among them DescribeInstanceStatus and DescribeSpotInstanceRequests,
+the leaving nodes); its writes (RegisterTargets, DeregisterTargets) are on
+the TargetGroupArns parameter and nothing else, and the file's examples are
+target group ARNs without wildcards; the function reads the same list
+(TARGET_GROUP_ARNS); and the role holds nothing else but its logs, its
+dead-letter queue and its change events.
 
 eip: the "eip" policy of EipRole followed by its "eip-dns" policy (present
-only under the EipHasDns condition) is policies/eip.json, statement for
-statement: both keep the same ${...} placeholders (the EipPoolTagKey,
-EipPoolTagValue, DnsZoneId, DnsSuffix and VpcId parameters, and the !Sub
-variable EipBindingTable, the binding table's name). Its reads are
-ec2:Describe* on "*", route53:ListResourceRecordSets on the one hosted zone
+only under the EipHasDns condition) and its "change-events" policy is
+policies/eip.json, statement for statement: both keep the same ${...}
+placeholders (the EipPoolTagKey, EipPoolTagValue, DnsZoneId, DnsSuffix, VpcId
+and EventBusName parameters, and the !Sub variable EipBindingTable, the
+binding table's name). Its reads are ec2:Describe* on "*" (among them
+DescribeInstanceStatus and DescribeSpotInstanceRequests, the leaving nodes),
+route53:ListResourceRecordSets on the one hosted zone
 and dynamodb:Scan on the one table; every write names a resource type: pool
 Elastic IPs (the pool-tag condition), the VPC's network interfaces (ec2:Vpc),
 instances (AssociateAddress only; EC2 offers no ec2:Vpc there), the hosted
 zone (A records only, UPSERT and DELETE only, names under DnsSuffix) and the
 table; the Route 53 statements live only in eip-dns; the function reads the
-same table, zone and suffix; and the role holds nothing else but its logs and
-its dead-letter queue.
+same table, zone and suffix; and the role holds nothing else but its logs, its
+dead-letter queue and its change events.
+
+Change events (every job): each role's "change-events" policy is attached
+only under the HasEventBus condition (EventBusName is not none), else nothing
+(!If [HasEventBus, ..., !Ref AWS::NoValue]), and holds exactly one statement:
+events:PutEvents, no condition, on the EventBusName bus, never "*": the
+parameter itself when it is an ARN (EventBusIsArn: it starts with "arn:"),
+else arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/
+<name>. Each policy file ends with that statement, its resource spelled with
+the placeholder ${EventBusName} (the name form); any other statement naming
+EventBridge, in a file or a role, is a finding. The function reads the same
+bus (EVENT_BUS_NAME: !Ref EventBusName). EventBusName is a String defaulting
+to default, whose AllowedPattern accepts a bus name, a bus ARN or none and
+refuses wildcards, an empty value, "arn" alone and other spellings of none
+(which the functions would read as none while the roles kept a policy).
 
 Resource policies: each function's dead-letter queue has one queue policy
 (under the function's condition) with one statement: events.amazonaws.com may
 sqs:SendMessage to that queue only for the function's own EventBridge rules
 (aws:SourceArn, ArnEquals, exactly the rules of its Schedule, CloudWatchEvent
-and EventBridgeRule events), the events those rules could not deliver. The
-created alarm topic (AlarmTopic, under CreateAlarmTopic) lets only CloudWatch
-publish, for alarms of this account and region (aws:SourceAccount and
-aws:SourceArn), and denies publishing without TLS. No other queue or topic
-policy names these queues or topics.
+and EventBridgeRule events, the Spot interruption warnings' among them), the
+events those rules could not deliver. The created alarm topic (AlarmTopic,
+under CreateAlarmTopic) lets only CloudWatch publish, for alarms of this
+account and region (aws:SourceAccount and aws:SourceArn), and denies
+publishing without TLS. No other queue or topic policy names these queues or
+topics.
 
 Per-account values: VpcId, ClusterName and SourceRouteTableId may each come
 from an SSM parameter instead (VpcIdSsmParameter, ...: String, default empty),
@@ -213,6 +235,148 @@ def check_per_account_parameters(template, problems):
 def set_condition(parameter):
     """Whether a per-account parameter is set, literally or through SSM."""
     return {"Fn::Or": [not_empty(parameter), {"Condition": ssm_condition(parameter)}]}
+
+
+# Change events: each role's "change-events" policy, present under HasEventBus
+# (EventBusName is not none) and else nothing, is one statement, PutEvents on
+# the EventBusName bus: the ARN itself when the parameter is one
+# (EventBusIsArn), else the bus of that name in this account and Region. The
+# policy files end with that statement, the bus spelled ${EventBusName}. In the
+# Service Authorization Reference (iann0036/iam-dataset) events:PutEvents takes
+# the event-bus resource type (arn:${Partition}:events:${Region}:${Account}:
+# event-bus/${EventBusName}).
+EVENTS_POLICY = "change-events"
+EVENT_BUS_PARAMETER, EVENT_BUS_VARIABLE = "EventBusName", "EVENT_BUS_NAME"
+EVENT_BUS_CONDITION, EVENT_BUS_ARN_CONDITION = "HasEventBus", "EventBusIsArn"
+NO_EVENT_BUS = "none"
+EVENT_BUS_ARN = "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/${EventBusName}"
+EVENTS_STATEMENT = {"Effect": "Allow", "Action": "events:PutEvents", "Resource": EVENT_BUS_ARN}
+EVENT_BUS_RESOURCE = {"Fn::If": [EVENT_BUS_ARN_CONDITION, {"Ref": EVENT_BUS_PARAMETER}, {"Fn::Sub": EVENT_BUS_ARN}]}
+EVENT_BUS_CONDITIONS = {
+    EVENT_BUS_CONDITION: {"Fn::Not": [{"Fn::Equals": [{"Ref": EVENT_BUS_PARAMETER}, NO_EVENT_BUS]}]},
+    EVENT_BUS_ARN_CONDITION: {
+        "Fn::Equals": [{"Fn::Select": [0, {"Fn::Split": [":", {"Ref": EVENT_BUS_PARAMETER}]}]}, "arn"]
+    },
+}
+# What the parameter must accept (what the functions take) and refuse: a
+# wildcard would widen the roles' scope; "arn" alone would pass for an ARN;
+# another spelling of none turns the events off in the functions while the
+# roles keep a policy.
+EVENT_BUS_ACCEPTED = [
+    "default", NO_EVENT_BUS, "kube-rtsync", "platform/kube-rtsync", "aws.partner/example.com/123/changes",
+    "arn:aws:events:eu-west-1:123456789012:event-bus/platform-audit",
+    "arn:aws-us-gov:events:us-gov-west-1:123456789012:event-bus/default",
+    "b" * 256,
+]
+EVENT_BUS_REFUSED = [
+    "", "*", "bus*", "my bus", "bus:1", "arn", "NONE", "None", "b" * 257,
+    "arn:aws:events:eu-west-1:123456789012:event-bus/*",
+    "arn:aws:events:*:123456789012:event-bus/default",
+    "arn:aws:events:eu-west-1:*:event-bus/default",
+    "arn:aws:events:eu-west-1:1234:event-bus/default",
+    "arn:*:events:eu-west-1:123456789012:event-bus/default",
+    "arn:aws:events:eu-west-1:123456789012:rule/default",
+    "arn:aws:sns:eu-west-1:123456789012:topic",
+]
+
+
+def policy_name(policy):
+    """An inline policy's name, through an Fn::If's first branch."""
+    if isinstance(policy, dict) and set(policy) == {"Fn::If"}:
+        arguments = policy["Fn::If"]
+        then = arguments[1] if isinstance(arguments, list) and len(arguments) == 3 else None
+        return then.get("PolicyName") if isinstance(then, dict) else None
+    return policy.get("PolicyName") if isinstance(policy, dict) else None
+
+
+def check_event_bus_parameter(template, problems):
+    """EventBusName: a String defaulting to the default bus, whose pattern
+    takes what the functions take and no wildcard; the two conditions."""
+    spec = template.get("Parameters", {}).get(EVENT_BUS_PARAMETER)
+    if spec is None:
+        problems.append(f"no {EVENT_BUS_PARAMETER} parameter (the bus of the change events, {EVENT_BUS_VARIABLE})")
+        return
+    if (spec.get("Type"), spec.get("Default")) != ("String", "default"):
+        problems.append(f"{EVENT_BUS_PARAMETER} must be a String defaulting to default (the account's default bus)")
+    if EVENT_BUS_VARIABLE not in str(spec.get("Description", "")):
+        problems.append(f"{EVENT_BUS_PARAMETER}'s Description must name {EVENT_BUS_VARIABLE}")
+    try:
+        pattern = re.compile(spec.get("AllowedPattern", ""))
+    except re.error as error:
+        problems.append(f"{EVENT_BUS_PARAMETER}'s AllowedPattern is not a regular expression: {error}")
+        return
+    if not spec.get("AllowedPattern"):
+        problems.append(f"{EVENT_BUS_PARAMETER} has no AllowedPattern: \"*\" would become the roles' scope")
+        return
+    for value in EVENT_BUS_ACCEPTED:
+        if pattern.fullmatch(value) is None:
+            problems.append(f"{EVENT_BUS_PARAMETER}'s AllowedPattern refuses {value!r}")
+    for value in EVENT_BUS_REFUSED:
+        if pattern.fullmatch(value) is not None:
+            problems.append(f"{EVENT_BUS_PARAMETER}'s AllowedPattern accepts {value!r}")
+    conditions = template.get("Conditions", {})
+    for name, definition in EVENT_BUS_CONDITIONS.items():
+        if conditions.get(name) != definition:
+            problems.append(
+                f"the {name} condition must be {json.dumps(definition)}, not {json.dumps(conditions.get(name))}"
+            )
+
+
+def change_events_from_template(template, role_name, function_name, problems):
+    """The role's change-events statement, with the bus spelled as the policy
+    files spell it; None when absent or wrong. The function reads the same
+    bus."""
+    resources = template["Resources"]
+    role = resources[role_name]["Properties"]
+    variables = resources[function_name]["Properties"].get("Environment", {}).get("Variables", {})
+    if variables.get(EVENT_BUS_VARIABLE) != {"Ref": EVENT_BUS_PARAMETER}:
+        problems.append(
+            f"{function_name}'s {EVENT_BUS_VARIABLE} must be !Ref {EVENT_BUS_PARAMETER}, the bus its role is scoped to"
+        )
+    found = [p for p in role.get("Policies", []) if policy_name(p) == EVENTS_POLICY]
+    if len(found) != 1:
+        problems.append(f"{role_name} must have exactly one {EVENTS_POLICY} policy, not {len(found)}")
+        return None
+    (policy,) = found
+    if set(policy) != {"Fn::If"} or policy["Fn::If"][0] != EVENT_BUS_CONDITION or policy["Fn::If"][2] != {
+        "Ref": "AWS::NoValue"
+    }:
+        problems.append(
+            f"{role_name}'s {EVENTS_POLICY} policy must be attached only under the {EVENT_BUS_CONDITION} condition, "
+            f"else nothing: !If [{EVENT_BUS_CONDITION}, {{PolicyName: {EVENTS_POLICY}, ...}}, !Ref AWS::NoValue]"
+        )
+        return None
+    then = policy["Fn::If"][1]
+    document = then.get("PolicyDocument")
+    if set(then) != {"PolicyName", "PolicyDocument"} or not isinstance(document, dict):
+        problems.append(f"{role_name}'s {EVENTS_POLICY} policy must be a PolicyName and a PolicyDocument object")
+        return None
+    statements = document.get("Statement")
+    expected = {**EVENTS_STATEMENT, "Resource": EVENT_BUS_RESOURCE}
+    if (
+        set(document) != {"Version", "Statement"} or document.get("Version") != "2012-10-17"
+        or not isinstance(statements, list) or len(statements) != 1 or normalised(statements[0]) != expected
+    ):
+        problems.append(
+            f"{role_name}'s {EVENTS_POLICY} policy must hold exactly one statement, events:PutEvents on the "
+            f"{EVENT_BUS_PARAMETER} bus: expected {json.dumps(expected)}, not {json.dumps(statements)}"
+        )
+        return None
+    return {**statements[0], "Resource": EVENT_BUS_ARN}
+
+
+def split_change_events(document, name, problems):
+    """A policy file: its statements but the last, which must be the
+    change-events statement (EVENTS_STATEMENT); the job's checks see the rest,
+    so that any other statement naming EventBridge stays a finding."""
+    statements = document.get("Statement", [])
+    if not statements or normalised(statements[-1]) != EVENTS_STATEMENT:
+        problems.append(
+            f"{name} must end with the change-events statement {json.dumps(EVENTS_STATEMENT)}, "
+            f"not {json.dumps(statements[-1:])}"
+        )
+        return document
+    return {**document, "Statement": statements[:-1]}
 # Auto Scaling publishes its notifications as its service-linked role (the
 # default one, or one with a custom suffix).
 AUTOSCALING_ROLES = (
@@ -226,6 +390,7 @@ EGRESS_READS = {
     "ec2:DescribeInstances",
     "ec2:DescribeNatGateways",
     "ec2:DescribeRouteTables",
+    "ec2:DescribeSpotInstanceRequests",
     "ec2:DescribeSubnets",
 }
 EGRESS_WRITES = {
@@ -248,13 +413,16 @@ EGRESS_MANAGED_POLICIES = {
 }
 
 # The targets job's whole vocabulary. In the Service Authorization Reference
-# (iann0036/iam-dataset, aws/iam_definition.json) the three reads have no
-# resource type and no condition key, so "*" is the only Resource they take;
+# (iann0036/iam-dataset, aws/iam_definition.json) the five reads have no
+# resource type and no condition key, so "*" is the only Resource they take
+# (DescribeInstanceStatus and DescribeSpotInstanceRequests: the leaving nodes);
 # RegisterTargets and DeregisterTargets require the targetgroup resource type
 # (arn:${Partition}:elasticloadbalancing:${Region}:${Account}:targetgroup/
 # ${TargetGroupName}/${TargetGroupId}) and offer only the tag keys below.
 TARGETS_READS = {
+    "ec2:DescribeInstanceStatus",
     "ec2:DescribeInstances",
+    "ec2:DescribeSpotInstanceRequests",
     "elasticloadbalancing:DescribeTargetGroups",
     "elasticloadbalancing:DescribeTargetHealth",
 }
@@ -322,6 +490,8 @@ def routes_policies_from_template(template, problems):
     role = template["Resources"]["FunctionRole"]["Properties"]
     documents = {}
     for policy in role.get("Policies", []):
+        if policy_name(policy) == EVENTS_POLICY:
+            continue  # change_events_from_template
         conditional = set(policy) == {"Fn::If"}
         if conditional:
             condition, then, otherwise = policy["Fn::If"]
@@ -430,7 +600,7 @@ def check_routes_role(template, problems):
         )
     role = resources["FunctionRole"]["Properties"]
     for policy in role.get("Policies", []):
-        if set(policy) == {"Fn::If"} or policy.get("PolicyName") in {"kube-rtsync", *ROUTES_DENIES}:
+        if set(policy) == {"Fn::If"} or policy.get("PolicyName") in {"kube-rtsync", *ROUTES_DENIES, EVENTS_POLICY}:
             continue  # checked with the documents
         if policy.get("PolicyName") != "dead-letter-queue":
             problems.append(f"FunctionRole has an unexpected inline policy {policy.get('PolicyName')!r}")
@@ -578,7 +748,9 @@ def check_routes(template):
         return ["template.yaml has no FunctionRole / Function"]
     from_file = json.loads((ROOT / "policies" / "kube-rtsync.json").read_text())
     check_per_account_parameters(template, problems)
+    check_event_bus_parameter(template, problems)
     documents = routes_policies_from_template(template, problems)
+    events = change_events_from_template(template, "FunctionRole", "Function", problems)
     check_routes_role(template, problems)
     check_topic_policy(template, problems)
     check_dead_letter_queue_policy(template, "Function", problems)
@@ -601,9 +773,11 @@ def check_routes(template):
         template_problems = []
         check_routes_statements(from_template, template_problems)
         problems.extend(f"template.yaml: {p}" for p in template_problems)
-        if from_template != from_file:
-            problems.append(differ("policies/kube-rtsync.json", from_template, from_file))
-    check_routes_statements(from_file, problems)
+        if events is not None:
+            from_template["Statement"].append(events)
+            if from_template != from_file:
+                problems.append(differ("policies/kube-rtsync.json", from_template, from_file))
+    check_routes_statements(split_change_events(from_file, "policies/kube-rtsync.json", problems), problems)
     return problems
 
 
@@ -656,8 +830,11 @@ def check_egress_role(template, problems):
         problems.append("EgressFunction must not add SAM Policies: its role is EgressRole")
     role = resources["EgressRole"]["Properties"]
     for policy in role.get("Policies", []):
-        name = policy.get("PolicyName")
-        if name == "egress":
+        name = policy_name(policy)
+        if name in {"egress", EVENTS_POLICY}:
+            continue  # checked with the documents
+        if set(policy) == {"Fn::If"}:
+            problems.append(f"EgressRole: the only conditional policy must be {EVENTS_POLICY}, not {name!r}")
             continue
         if name != "dead-letter-queue":
             problems.append(f"EgressRole has an unexpected inline policy {name!r}")
@@ -746,6 +923,7 @@ def check_egress(template):
     defaults = {name: str(parameters[name]["Default"]) for name in (TAG_KEY_PARAMETER, ROUTER_ID_PARAMETER)}
     from_file = json.loads((ROOT / "policies" / "egress.json").read_text())
     from_template = egress_policy_from_template(template, problems)
+    events = change_events_from_template(template, "EgressRole", "EgressFunction", problems)
     if from_template is not None:
         # The template must scope its writes with the parameters, not with
         # their defaults spelled out...
@@ -756,11 +934,16 @@ def check_egress(template):
         problems.extend(f"template.yaml: {p}" for p in template_problems)
         # ...and be the file once the parameters take their defaults.
         substituted = replace_strings(from_template, {placeholder(k): v for k, v in defaults.items()})
-        if substituted != from_file:
-            problems.append(differ("policies/egress.json", substituted, from_file))
+        if events is not None:
+            substituted["Statement"].append(events)
+            if substituted != from_file:
+                problems.append(differ("policies/egress.json", substituted, from_file))
     check_egress_role(template, problems)
     check_dead_letter_queue_policy(template, "EgressFunction", problems)
-    check_egress_statements(from_file, defaults[TAG_KEY_PARAMETER], defaults[ROUTER_ID_PARAMETER], problems)
+    check_egress_statements(
+        split_change_events(from_file, "policies/egress.json", problems),
+        defaults[TAG_KEY_PARAMETER], defaults[ROUTER_ID_PARAMETER], problems,
+    )
     return problems
 
 
@@ -854,8 +1037,11 @@ def check_targets_role(template, problems):
         problems.append("TargetsFunction must not add SAM Policies: its role is TargetsRole")
     role = resources["TargetsRole"]["Properties"]
     for policy in role.get("Policies", []):
-        name = policy.get("PolicyName")
-        if name == "targets":
+        name = policy_name(policy)
+        if name in {"targets", EVENTS_POLICY}:
+            continue  # checked with the documents
+        if set(policy) == {"Fn::If"}:
+            problems.append(f"TargetsRole: the only conditional policy must be {EVENTS_POLICY}, not {name!r}")
             continue
         if name != "dead-letter-queue":
             problems.append(f"TargetsRole has an unexpected inline policy {name!r}")
@@ -897,6 +1083,7 @@ def check_targets(template):
         problems.append(f"template.yaml: {TARGET_GROUPS_PARAMETER} must be a CommaDelimitedList parameter")
     from_file = json.loads((ROOT / "policies" / "targets.json").read_text())
     from_template = targets_policy_from_template(template, problems)
+    events = change_events_from_template(template, "TargetsRole", "TargetsFunction", problems)
     if from_template is not None:
         template_problems = []
         check_targets_statements(from_template, True, template_problems)
@@ -906,17 +1093,20 @@ def check_targets(template):
         for statement in generalised["Statement"]:
             if as_set(statement.get("Action")) & TARGETS_WRITES:
                 statement["Resource"] = placeholder(TARGET_GROUPS_PARAMETER)
-        if from_template != generalised:
-            problems.append(differ("policies/targets.json", from_template, generalised))
+        if events is not None:
+            from_template["Statement"].append(events)
+            if from_template != generalised:
+                problems.append(differ("policies/targets.json", from_template, generalised))
     check_targets_role(template, problems)
     check_dead_letter_queue_policy(template, "TargetsFunction", problems)
-    check_targets_statements(from_file, False, problems)
+    check_targets_statements(split_change_events(from_file, "policies/targets.json", problems), False, problems)
     return problems
 
 
 # The eip job's whole vocabulary. In the Service Authorization Reference
-# (iann0036/iam-dataset, aws/iam_definition.json): DescribeAddresses and
-# DescribeInstances have no resource type (condition key ec2:Region only);
+# (iann0036/iam-dataset, aws/iam_definition.json): DescribeAddresses,
+# DescribeInstances, DescribeInstanceStatus and DescribeSpotInstanceRequests
+# (the leaving nodes) have no resource type (condition key ec2:Region only);
 # AssociateAddress takes the optional resource types elastic-ip (keys
 # aws:ResourceTag/${TagKey}, ec2:AllocationId, ec2:Domain, ec2:PublicIpAddress,
 # ...), instance (instance keys, no ec2:Vpc) and network-interface (ec2:Vpc,
@@ -925,7 +1115,9 @@ def check_targets(template):
 # hostedzone (arn:${Partition}:route53:::hostedzone/${Id}), the latter with the
 # keys route53:ChangeResourceRecordSetsActions, ...NormalizedRecordNames and
 # ...RecordTypes; dynamodb:Scan and dynamodb:PutItem require table.
-EIP_EC2_READS = {"ec2:DescribeAddresses", "ec2:DescribeInstances"}
+EIP_EC2_READS = {
+    "ec2:DescribeAddresses", "ec2:DescribeInstanceStatus", "ec2:DescribeInstances", "ec2:DescribeSpotInstanceRequests",
+}
 EIP_SCOPED_READS = {"route53:ListResourceRecordSets": "hostedzone", "dynamodb:Scan": "table"}
 EIP_WRITES = {
     # action: the resource types it may be granted on
@@ -1060,11 +1252,16 @@ def eip_policies_from_template(template, problems):
     role = template["Resources"]["EipRole"]["Properties"]
     documents = {}
     for policy in role.get("Policies", []):
+        if policy_name(policy) == EVENTS_POLICY:
+            continue  # change_events_from_template
         conditional = set(policy) == {"Fn::If"}
         if conditional:
             condition, then, otherwise = policy["Fn::If"]
             if then.get("PolicyName") != "eip-dns" or condition != "EipHasDns" or otherwise != {"Ref": "AWS::NoValue"}:
-                problems.append("EipRole: the only conditional policy must be eip-dns, under EipHasDns, else nothing")
+                problems.append(
+                    f"EipRole: its conditional policies must be eip-dns (under EipHasDns, else nothing) and "
+                    f"{EVENTS_POLICY} only"
+                )
                 continue
             policy = then
         name = policy.get("PolicyName")
@@ -1103,9 +1300,9 @@ def check_eip_role(template, documents, problems):
     role = resources["EipRole"]["Properties"]
     for policy in role.get("Policies", []):
         if set(policy) == {"Fn::If"}:
-            continue  # eip-dns, checked with the documents
+            continue  # eip-dns and change-events, checked with the documents
         name = policy.get("PolicyName")
-        if name in {"eip", "eip-dns"}:
+        if name in {"eip", "eip-dns", EVENTS_POLICY}:
             continue  # checked with the documents
         if name != "dead-letter-queue":
             problems.append(f"EipRole has an unexpected inline policy {name!r}")
@@ -1152,6 +1349,7 @@ def check_eip(template):
         return ["template.yaml has no EipRole / EipFunction"]
     from_file = json.loads((ROOT / "policies" / "eip.json").read_text())
     documents = eip_policies_from_template(template, problems)
+    events = change_events_from_template(template, "EipRole", "EipFunction", problems)
     check_eip_role(template, documents, problems)
     check_dead_letter_queue_policy(template, "EipFunction", problems)
     if "eip" in documents and "eip-dns" in documents:
@@ -1164,9 +1362,11 @@ def check_eip(template):
         template_problems = []
         check_eip_statements(from_template, template_problems)
         problems.extend(f"template.yaml: {p}" for p in template_problems)
-        if from_template != from_file:
-            problems.append(differ("policies/eip.json", from_template, from_file))
-    check_eip_statements(from_file, problems)
+        if events is not None:
+            from_template["Statement"].append(events)
+            if from_template != from_file:
+                problems.append(differ("policies/eip.json", from_template, from_file))
+    check_eip_statements(split_change_events(from_file, "policies/eip.json", problems), problems)
     return problems
 
 
@@ -1181,17 +1381,17 @@ def main() -> int:
                                  "VPC and denied on the tables tagged for ClusterName and on SourceRouteTableId; "
                                  "only Auto Scaling and TopicPublisherArns may publish to the topic, over TLS; "
                                  "only CloudWatch to the alarm topic; only the function's rules to its "
-                                 "dead-letter queue"),
+                                 "dead-letter queue; change events only on the EventBusName bus, none with none"),
         ("egress", check_egress, "template.yaml and policies/egress.json agree; reads are Describe*, every write "
                                  "is scoped to enrolled resources; only the function's rules may send to its "
-                                 "dead-letter queue"),
+                                 "dead-letter queue; change events only on the EventBusName bus"),
         ("targets", check_targets, "template.yaml and policies/targets.json agree; reads are Describe*, writes are "
                                    "on the TargetGroupArns target groups only; only the function's rules may "
-                                   "send to its dead-letter queue"),
+                                   "send to its dead-letter queue; change events only on the EventBusName bus"),
         ("eip", check_eip, "template.yaml and policies/eip.json agree; reads are Describe*, List* and Scan, writes "
                            "are on pool Elastic IPs, the VPC's interfaces, instances, the zone's A records and "
                            "the binding table only; only the function's rules may send to its dead-letter "
-                           "queue"),
+                           "queue; change events only on the EventBusName bus"),
     ):
         problems = check(template)
         for p in problems:

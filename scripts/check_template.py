@@ -21,6 +21,14 @@
   MinValue and MaxValue must lie within them) and a DeadLetterConfig whose Arn
   is the function's own dead-letter queue (its EventInvokeConfig OnFailure
   destination; SAM refuses Arn together with Type);
+- the egress, targets and eip functions each have one rule event
+  (CloudWatchEvent or EventBridgeRule) on the Spot interruption warning
+  (source aws.ec2, detail-type EC2 Spot Instance Interruption Warning, nothing
+  else), in the same State as their rule on EC2 state changes (DESIGN.md,
+  "Leaving nodes"); the routes function has none;
+- every parameter is in exactly one parameter group of the
+  AWS::CloudFormation::Interface metadata, and every group names parameters
+  of the template only;
 - every function's ReservedConcurrentExecutions is the ReservedConcurrency
   parameter (Number, default 1, 0 or 1), or nothing (AWS::NoValue) when it is
   0: Lambda reads 0 as "throttle every invocation";
@@ -81,6 +89,13 @@ TARGET_GROUPS_REFUSED = [
 # An empty item ("arn,") passes a per-item pattern that allows the empty
 # default: a rule must refuse empty items whenever the job is on.
 NO_EMPTY_ITEM = {"Fn::Not": [{"Fn::Contains": [{"Ref": TARGET_GROUPS_PARAMETER}, ""]}]}
+
+# The rule patterns of the EC2 events the jobs run on: state changes, and the
+# Spot interruption warning, which the jobs that act on leaving nodes run on.
+STATE_CHANGE = "EC2 Instance State-change Notification"
+SPOT_PATTERN = {"source": ["aws.ec2"], "detail-type": ["EC2 Spot Instance Interruption Warning"]}
+SPOT_JOBS = {"egress", "targets", "eip"}
+INTERFACE = "AWS::CloudFormation::Interface"
 
 # EventBridge's RetryPolicy ranges.
 EVENTBRIDGE_RANGES = {"MaximumRetryAttempts": (0, 185), "MaximumEventAgeInSeconds": (60, 86400)}
@@ -365,6 +380,59 @@ def check_rule_targets(template, problems):
                 )
 
 
+def check_spot_warnings(template, problems):
+    """The jobs that act on leaving nodes run at once on a Spot interruption
+    warning (they read the warning as observed state; the rule only wakes
+    them), whenever they run on state changes."""
+    for name, function in sorted(functions(template).items()):
+        properties = function.get("Properties", {})
+        job = JOB_OF_HANDLER.get(properties.get("Handler"))
+        rules = {n: e.get("Properties", {}) for n, e in properties.get("Events", {}).items()
+                 if e.get("Type") in {"CloudWatchEvent", "EventBridgeRule"}}
+        spot = sorted(n for n, e in rules.items() if SPOT_PATTERN["detail-type"][0] in json.dumps(e.get("Pattern")))
+        state = [e for e in rules.values() if STATE_CHANGE in json.dumps(e.get("Pattern"))]
+        if job not in SPOT_JOBS:
+            if spot:
+                problems.append(f"{name} ({job}) does not act on leaving nodes: no Spot interruption rule, not {spot}")
+            continue
+        if len(spot) != 1:
+            problems.append(f"{name} ({job}) needs exactly one rule event on the Spot interruption warning, not {spot}")
+            continue
+        event = rules[spot[0]]
+        if event.get("Pattern") != SPOT_PATTERN:
+            problems.append(
+                f"{name}'s {spot[0]}: the pattern must be {json.dumps(SPOT_PATTERN)}, "
+                f"not {json.dumps(event.get('Pattern'))}"
+            )
+        if len(state) != 1:
+            problems.append(f"{name} ({job}) needs one rule event on EC2 state changes, not {len(state)}")
+        elif event.get("State") != state[0].get("State"):
+            problems.append(
+                f"{name}'s {spot[0]}: its State must be its state-change rule's {json.dumps(state[0].get('State'))}, "
+                f"not {json.dumps(event.get('State'))}"
+            )
+
+
+def check_parameter_groups(template, problems):
+    parameters = set(template.get("Parameters", {}))
+    groups = template.get("Metadata", {}).get(INTERFACE, {}).get("ParameterGroups", [])
+    if not groups:
+        problems.append(f"no ParameterGroups in the {INTERFACE} metadata")
+        return
+    seen = {}
+    for group in groups:
+        label = group.get("Label", {}).get("default")
+        for parameter in group.get("Parameters", []):
+            seen.setdefault(parameter, []).append(label)
+    for parameter in sorted(parameters - set(seen)):
+        problems.append(f"parameter {parameter} is in no parameter group of the {INTERFACE} metadata")
+    for parameter, labels in sorted(seen.items()):
+        if parameter not in parameters:
+            problems.append(f"parameter group(s) {labels} name {parameter}, which is no parameter of the template")
+        elif len(labels) > 1:
+            problems.append(f"parameter {parameter} is in more than one parameter group: {labels}")
+
+
 def check_reserved_concurrency(template, problems):
     parameters = template.get("Parameters", {})
     conditions = template.get("Conditions", {})
@@ -543,6 +611,9 @@ def main() -> int:
         ("heartbeats", check_heartbeats, "every scheduled function has a heartbeat alarm on its Invocations"),
         ("rule targets", check_rule_targets,
          "every EventBridge target has a RetryPolicy and its function's dead-letter queue"),
+        ("spot warnings", check_spot_warnings,
+         "egress, targets and eip run on the Spot interruption warning, with their state-change rules' State"),
+        ("parameter groups", check_parameter_groups, "every parameter is in exactly one parameter group"),
         ("reserved concurrency", check_reserved_concurrency,
          f"every function's reserved concurrency is {CONCURRENCY_PARAMETER} (0: none)"),
         ("job alarms", check_job_alarms,

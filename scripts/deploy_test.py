@@ -14,23 +14,33 @@ and reading the resources back needs no real binary; its SHA-256 tells that
 each function's code came from the object uploaded for it.
 
 Deployments, each checked in full:
-  A  stack kube-rtsync, the defaults (routes only), with a sample VpcId,
-     ClusterName and SourceRouteTableId (a VPC and a table made in moto);
+  A  stack kube-rtsync, the defaults (routes only, change events on the
+     default bus), with a sample VpcId, ClusterName and SourceRouteTableId (a
+     VPC and a table made in moto);
   B  the same stack updated with EnableEgress, EnableTargets (a sample
-     TargetGroupArns) and EnableEip (with DnsZoneId): four functions;
+     TargetGroupArns) and EnableEip (with DnsZoneId): four functions; change
+     events on another bus of the account, given by its name (EventBusName
+     platform/kube-rtsync), and EgressRegionalFallback true;
   C  stack kube-rtsync-ssm from the release template (scripts/release_template.py)
      with its code in <CodeBucketPrefix>-us-east-1, all four jobs, a
-     FunctionNamePrefix, and VpcId, ClusterName and SourceRouteTableId from
-     SSM parameters (VpcId empty).
+     FunctionNamePrefix, VpcId, ClusterName and SourceRouteTableId from SSM
+     parameters (VpcId empty), and change events on another account's bus,
+     named by its ARN;
+  D  stack kube-rtsync-quiet, all four jobs with EventBusName none: no
+     change-events policy on any role.
 
-Per function: its name, handler, runtime, memory, timeout, code, environment,
-reserved concurrency; its own role: trust policy, inline policies holding
-exactly its policy file's statements (placeholders filled in with the
-stack's values) plus the dead-letter-queue policy; its rules (schedule, state
-change: state, schedule or pattern, target, retry policy, dead-letter queue),
-its invoke permissions, its SNS subscription, its event invoke config, its
-dead-letter queue and queue policy, its log group and its six alarms (actions
-and dimensions).
+Per function: its name, handler, runtime, memory, timeout, code, environment
+(the per-account values, EVENT_BUS_NAME, the job's own), reserved
+concurrency; its own role: trust policy, inline policies holding exactly its
+policy file's statements (placeholders filled in with the stack's values; the
+change-events statement on the stack's bus, the ARN as given, and no
+change-events policy at all with EventBusName none) plus the
+dead-letter-queue policy; its rules (schedule, state change, and for egress,
+targets and eip the Spot interruption warning: state, schedule or pattern,
+target, retry policy, dead-letter queue), its invoke permissions, its SNS
+subscription, its event invoke config, its dead-letter queue and queue policy
+(for all its rules), its log group and its six alarms (actions and
+dimensions).
 
 What moto cannot do, and how it is checked instead (the test says so as it
 goes; nothing is reported as made by CloudFormation that was not):
@@ -48,6 +58,11 @@ goes; nothing is reported as made by CloudFormation that was not):
   AWS::NoValue fails its create (HTTP 500, TypeError in iam/models.py): the
   test resolves that list's Fn::If items for the deployment's values before
   deploying (the template keeps its !If, which CloudFormation handles);
+- a stack update never changes the Policies of a role it keeps (moto's
+  update sets a role's description and session duration only): after an
+  update the test puts the template's inline policies, resolved against the
+  stack, through IAM where they differ (B: FunctionRole's change-events on the
+  new bus), and says which;
 - IAM keeps an inline policy that CloudFormation gave as an object as
   Python's repr of it (read back with ast.literal_eval);
 - template Rules and parameter constraints are not evaluated: the test
@@ -74,7 +89,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
-from check_policy import replace_strings  # noqa: E402
+from check_policy import EVENTS_POLICY, NO_EVENT_BUS, replace_strings  # noqa: E402
 
 SAM_PYTHON = ROOT / ".venv-sam" / "bin" / "python"
 MOTO_SERVER = Path(sys.executable).parent / "moto_server"
@@ -90,6 +105,7 @@ STATE_PATTERN = {
     "detail-type": ["EC2 Instance State-change Notification"],
     "detail": {"state": ["running", "stopping", "stopped", "shutting-down", "terminated"]},
 }
+SPOT_PATTERN = {"source": ["aws.ec2"], "detail-type": ["EC2 Spot Instance Interruption Warning"]}
 MOTO_SKIPS = {
     "AWS::CloudWatch::Alarm", "AWS::SNS::Subscription", "AWS::SNS::TopicPolicy", "AWS::SQS::QueuePolicy",
     "AWS::Lambda::EventInvokeConfig",
@@ -98,7 +114,7 @@ MOTO_SKIPS = {
 
 class Job:
     def __init__(self, name, prefix, handler, suffix, timeout, policy_file, policies, subscription, schedule,
-                 state_rule_on, alarms):
+                 state_rule_on, alarms, spot_rule=False):
         self.name, self.handler, self.suffix, self.timeout = name, handler, suffix, timeout
         self.function = prefix + "Function"
         self.role = (prefix or "Function") + "Role"
@@ -107,7 +123,14 @@ class Job:
         self.policy_file, self.policies = policy_file, policies
         self.subscription = self.function + "AutoScalingNotifications" if subscription else None
         self.invoke_config = self.function + "EventInvokeConfig"
-        self.rules = {self.function + "Schedule": schedule, self.function + "InstanceStateChange": state_rule_on}
+        # Each rule: its schedule, or (pattern, always on, what it is); the
+        # state-change rule of routes is on only with EnableInstanceStateRule.
+        self.rules = {
+            self.function + "Schedule": schedule,
+            self.function + "InstanceStateChange": (STATE_PATTERN, state_rule_on, "EC2 state changes"),
+        }
+        if spot_rule:
+            self.rules[self.function + "SpotInterruptionWarning"] = (SPOT_PATTERN, True, "Spot interruption warnings")
         self.alarms = [prefix + a for a in alarms]
 
 
@@ -118,13 +141,13 @@ JOBS = [
          "WritesFailedAlarm"]),
     Job("egress", "Egress", "egress", "egress", 60, "egress.json", ["egress"], False, "rate(1 minute)", True,
         ["HeartbeatAlarm", "DeadLetterAlarm", "ErrorsAlarm", "NoHealthyNatAlarm", "WritesFailedAlarm",
-         "TablesLeftAloneAlarm"]),
+         "TablesLeftAloneAlarm"], spot_rule=True),
     Job("targets", "Targets", "targets", "targets", 60, "targets.json", ["targets"], True, "rate(5 minutes)", True,
         ["HeartbeatAlarm", "DeadLetterAlarm", "ErrorsAlarm", "GroupsFailedAlarm", "ChangesWithheldAlarm",
-         "WritesFailedAlarm"]),
+         "WritesFailedAlarm"], spot_rule=True),
     Job("eip", "Eip", "eip", "eip", 60, "eip.json", ["eip", "eip-dns"], True, "rate(5 minutes)", True,
         ["HeartbeatAlarm", "DeadLetterAlarm", "ErrorsAlarm", "PoolExhaustedAlarm", "WritesFailedAlarm",
-         "ChangesWithheldAlarm"]),
+         "ChangesWithheldAlarm"], spot_rule=True),
 ]
 
 
@@ -475,6 +498,10 @@ class Deployment:
             r.gap("fails to create an AWS::IAM::Role whose Policies list holds an Fn::If "
                   "resolving to AWS::NoValue (HTTP 500, TypeError in iam/models.py create_from_cloudformation_json): "
                   "the test resolves those items for the deployment's values before deploying", change)
+        before = set()
+        if self.update:
+            before = {s["LogicalResourceId"] for s in
+                      self.aws.cloudformation.list_stack_resources(StackName=self.stack)["StackResourceSummaries"]}
         key = f"templates/{self.stack}-{int(time.time() * 1000)}.json"
         self.aws.s3.put_object(Bucket=BUCKET, Key=key, Body=json.dumps(body).encode())
         arguments = dict(
@@ -509,6 +536,7 @@ class Deployment:
                 self.apply(name, kind)
             except Exception as error:  # the template's properties, refused by the service's API
                 r.check(False, f"{name} ({kind}) applied through the API", f"{type(error).__name__}: {error}")
+        self.update_role_policies(before)
         self.check_outputs()
         self.check_topics()
         self.roles = {}
@@ -577,6 +605,36 @@ class Deployment:
             )
         else:
             self.report.check(False, f"{name}: moto skipped {kind} and this test cannot apply it")
+
+    def update_role_policies(self, kept):
+        """moto's stack update leaves the Policies of the roles it keeps as
+        they were: the template's inline policies, resolved against the
+        stack, are put through IAM (and the others deleted) where they
+        differ, and named."""
+        iam = self.aws.iam
+        for logical, resource in sorted(self.template["Resources"].items()):
+            if resource.get("Type") != "AWS::IAM::Role" or logical not in kept or logical not in self.physical:
+                continue
+            role_name = self.physical[logical]
+            wanted = {}
+            for policy in self.resolver.value(resource.get("Properties", {}).get("Policies", [])):
+                document = policy["PolicyDocument"]
+                wanted[policy["PolicyName"]] = json.loads(document) if isinstance(document, str) else document
+            have = {n: as_document(iam.get_role_policy(RoleName=role_name, PolicyName=n)["PolicyDocument"], self.report)
+                    for n in iam.list_role_policies(RoleName=role_name)["PolicyNames"]}
+            changed = sorted(n for n in set(wanted) | set(have) if wanted.get(n) != have.get(n))
+            if not changed:
+                continue
+            self.report.gap("CloudFormation's stack update never changes the Policies of an AWS::IAM::Role it keeps "
+                            "(iam/models.py Role.update_from_cloudformation_json sets the description and session "
+                            "duration only): the test puts the template's inline policies, resolved against the "
+                            "stack, through IAM where they differ",
+                            f"{logical}: {', '.join(changed)} (put or deleted by the test)")
+            for name in changed:
+                if name in wanted:
+                    iam.put_role_policy(RoleName=role_name, PolicyName=name, PolicyDocument=json.dumps(wanted[name]))
+                else:
+                    iam.delete_role_policy(RoleName=role_name, PolicyName=name)
 
     def check_topics(self):
         """The topic policies (applied by the test): who may publish."""
@@ -660,8 +718,13 @@ class Deployment:
                 r.equal(raw, "{{resolve:ssm:" + self.dynamic[parameter][0] + "}}",
                         f"{variable} is the dynamic reference to {self.dynamic[parameter][0]} (SSM wins)")
             r.equal(dyn(raw), self.value_of(parameter), f"{variable} = the {parameter} of this deployment")
+        r.equal(variables.get("EVENT_BUS_NAME"), v["EventBusName"],
+                "EVENT_BUS_NAME = the EventBusName of this deployment")
         if job.name in ("routes", "targets"):
             r.check("KUBE_CLUSTER_NAME" in variables, "KUBE_CLUSTER_NAME is set")
+        if job.name == "egress":
+            r.equal(variables.get("EGRESS_REGIONAL_FALLBACK"), v["EgressRegionalFallback"],
+                    "EGRESS_REGIONAL_FALLBACK = the EgressRegionalFallback of this deployment")
         if job.name == "targets":
             r.equal(variables.get("TARGET_GROUP_ARNS"), ",".join(v["TargetGroupArns"]), "TARGET_GROUP_ARNS")
         if job.name == "eip":
@@ -676,11 +739,21 @@ class Deployment:
         r.equal([{k: x for k, x in exact(s).items() if k != "Sid"} for s in trust["Statement"]],
                 [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}],
                 "role trust: lambda.amazonaws.com only")
+        bus = v["EventBusName"]
+        policies = job.policies + ([] if bus == NO_EVENT_BUS else [EVENTS_POLICY])
         names = aws.iam.list_role_policies(RoleName=role["RoleName"])["PolicyNames"]
-        r.equal(sorted(names), sorted(job.policies + ["dead-letter-queue"]), "inline policies")
+        r.equal(sorted(names), sorted(policies + ["dead-letter-queue"]), "inline policies")
         documents = {n: dyn(as_document(aws.iam.get_role_policy(RoleName=role["RoleName"], PolicyName=n)["PolicyDocument"], r))
                      for n in names}
-        statements = [s for n in job.policies for s in documents.get(n, {}).get("Statement", [])]
+        if bus == NO_EVENT_BUS:
+            r.check(EVENTS_POLICY not in names, f"no {EVENTS_POLICY} policy (EventBusName none)")
+        else:
+            bus_arn = bus if bus.startswith("arn:") else f"arn:aws:events:{REGION}:{self.aws.account}:event-bus/{bus}"
+            r.equal(documents.get(EVENTS_POLICY, {}).get("Statement"),
+                    [{"Sid": "PutChangeEventsOnTheBus", "Effect": "Allow", "Action": "events:PutEvents",
+                      "Resource": bus_arn}],
+                    f"{EVENTS_POLICY} policy: PutEvents on {bus_arn} only")
+        statements = [s for n in policies for s in documents.get(n, {}).get("Statement", [])]
         r.equal([exact(s) for s in statements], self.expected_statements(job),
                 f"role statements are exactly policies/{job.policy_file}'s, filled in")
         queue_url = self.physical[job.queue]
@@ -721,9 +794,10 @@ class Deployment:
                 r.equal((described.get("ScheduleExpression"), described.get("State")), (schedule, wanted_state),
                         f"rule {logical}: schedule")
             else:
-                wanted_state = "ENABLED" if (schedule or v["EnableInstanceStateRule"] == "true") else "DISABLED"
+                pattern, always_on, what = schedule
+                wanted_state = "ENABLED" if (always_on or v["EnableInstanceStateRule"] == "true") else "DISABLED"
                 r.equal((json.loads(described.get("EventPattern", "null")), described.get("State")),
-                        (STATE_PATTERN, wanted_state), f"rule {logical}: EC2 state changes")
+                        (pattern, wanted_state), f"rule {logical}: {what}")
             targets = aws.events.list_targets_by_rule(Rule=rule_name)["Targets"]
             r.equal([(t["Arn"], t.get("DeadLetterConfig", {}).get("Arn"), t.get("RetryPolicy")) for t in targets],
                     [(function_arn, queue_arn, {"MaximumRetryAttempts": int(v["MaximumRetryAttempts"]),
@@ -780,8 +854,18 @@ class Deployment:
             "${EipPoolTagKey}": v["EipPoolTagKey"], "${EipPoolTagValue}": v["EipPoolTagValue"],
             "${DnsZoneId}": v["DnsZoneId"], "${DnsSuffix}": v["DnsSuffix"],
             "${EipBindingTable}": self.physical.get("BindingTable", v["BindingTableName"]),
+            "${EventBusName}": v["EventBusName"],
         }
         statements = replace_strings(document["Statement"], fill)
+        # The change-events statement: on the bus of that name, on the ARN
+        # as given, or absent with EventBusName none.
+        bus = v["EventBusName"]
+        for statement in list(statements):
+            if statement.get("Action") == "events:PutEvents":
+                if bus == NO_EVENT_BUS:
+                    statements.remove(statement)
+                elif bus.startswith("arn:"):
+                    statement["Resource"] = bus
         if job.name == "targets":
             # The file's example groups stand for TargetGroupArns.
             for statement in statements:
@@ -832,7 +916,7 @@ def main():
                 "EipNodeTags": "karpenter.sh/nodepool=edge", "EipPoolTags": "kube-rtsync/eip-pool=edge",
                 "EipPoolTagValue": "edge", "DnsZoneId": "Z0123456789ABCDEFGHIJ", "DnsSuffix": "nodes.example.com",
             }
-            values = {**sample, **jobs}
+            values = {**sample, **jobs, "EventBusName": "platform/kube-rtsync", "EgressRegionalFallback": "true"}
             template = expand_for_sam_deploy(values, directory / "b.json")
             Deployment(aws, report, emulator, "kube-rtsync", template, values, code_sha, update=True).run()
 
@@ -850,8 +934,14 @@ def main():
             for name, value in dynamic.values():
                 aws.ssm.put_parameter(Name=name, Value=value, Type="String")
             values = {"CodeBucketPrefix": RELEASE_PREFIX, "FunctionNamePrefix": "krs-org", **jobs,
-                      **{f"{p}SsmParameter": name for p, (name, _) in dynamic.items()}}
+                      **{f"{p}SsmParameter": name for p, (name, _) in dynamic.items()},
+                      "EventBusName": "arn:aws:events:us-west-2:111122223333:event-bus/platform-audit"}
             Deployment(aws, report, emulator, "kube-rtsync-ssm", release, values, release_sha, dynamic=dynamic).run()
+
+            # D: all four jobs, change events off.
+            values = {**sample, **jobs, "EventBusName": NO_EVENT_BUS}
+            template = expand_for_sam_deploy(values, directory / "d.json")
+            Deployment(aws, report, emulator, "kube-rtsync-quiet", template, values, code_sha).run()
 
     elapsed = time.monotonic() - started
     print(f"\n== summary ({elapsed:.0f} s)")
