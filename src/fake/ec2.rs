@@ -15,7 +15,7 @@ use crate::aws::ec2::model::{
 use crate::aws::ec2::{
     ALREADY_ASSOCIATED, ASSOCIATION_NOT_FOUND, Addresses, AwsError, FailureKind, INVALID_PARAMETER_VALUE, Instances,
     LEAVING_EVENT_CODES, LeavingInstances, Nats, ROUTE_ALREADY_EXISTS, ROUTE_NOT_FOUND, ROUTE_TABLE_NOT_FOUND,
-    RouteTablePage, RouteTables,
+    RouteTablePage, RouteTables, StatusCheck,
 };
 
 /// The EC2 operations the fake serves.
@@ -670,24 +670,18 @@ impl Nats for FakeEc2 {
         })
     }
 
-    async fn describe_instance_status(
-        &self,
-        instance_ids: &[String],
-        _: Option<String>,
-    ) -> Result<Page<InstanceStatus>, AwsError> {
+    async fn describe_impaired(&self, check: StatusCheck, _: Option<String>) -> Result<Page<InstanceStatus>, AwsError> {
         let mut state = self.lock();
         let page = describe(&mut state, Operation::DescribeInstanceStatus, |state| {
-            // Running instances only, as EC2 answers without IncludeAllInstances.
+            // Running instances only, as EC2 answers without IncludeAllInstances; the filter on the check's status.
             Ok(state
                 .instances
                 .values()
-                .filter(|i| i.state == "running" && (instance_ids.is_empty() || instance_ids.contains(&i.id)))
-                .map(|i| {
-                    state.statuses.get(&i.id).cloned().unwrap_or(InstanceStatus {
-                        id: i.id.clone(),
-                        system: Some("ok".into()),
-                        instance: Some("ok".into()),
-                    })
+                .filter(|i| i.state == "running")
+                .filter_map(|i| state.statuses.get(&i.id).cloned())
+                .filter(|s| match check {
+                    StatusCheck::System => s.system.as_deref() == Some("impaired"),
+                    StatusCheck::Instance => s.instance.as_deref() == Some("impaired"),
                 })
                 .collect())
         })?;

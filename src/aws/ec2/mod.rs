@@ -91,6 +91,23 @@ pub trait Instances: Send + Sync {
     ) -> impl Future<Output = Result<Page<Instance>, AwsError>> + Send;
 }
 
+/// One of an instance's two status checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatusCheck {
+    System,
+    Instance,
+}
+
+impl StatusCheck {
+    /// The `DescribeInstanceStatus` filter on this check's status.
+    pub fn filter_name(self) -> &'static str {
+        match self {
+            StatusCheck::System => "system-status.status",
+            StatusCheck::Instance => "instance-status.status",
+        }
+    }
+}
+
 /// The Spot request status of the two-minute interruption warning.
 pub const SPOT_MARKED_FOR_TERMINATION: &str = "marked-for-termination";
 /// The scheduled events after which an instance is gone (stopped or retired).
@@ -145,10 +162,13 @@ pub trait Nats: Send + Sync {
         next_token: Option<String>,
     ) -> impl Future<Output = Result<Page<Subnet>, AwsError>> + Send;
 
-    /// The status checks of the running instances among `instance_ids`.
-    fn describe_instance_status(
+    /// The running instances of the account whose `check` is `impaired`,
+    /// asked with a server-side filter (`system-status.status` or
+    /// `instance-status.status`), so that only the few impaired ones come
+    /// back, with no instance id to know first.
+    fn describe_impaired(
         &self,
-        instance_ids: &[String],
+        check: StatusCheck,
         next_token: Option<String>,
     ) -> impl Future<Output = Result<Page<InstanceStatus>, AwsError>> + Send;
 
@@ -448,18 +468,21 @@ impl Nats for AwsEc2 {
         Ok(Page { items, next_token: out.next_token().map(str::to_owned) })
     }
 
-    async fn describe_instance_status(
+    async fn describe_impaired(
         &self,
-        instance_ids: &[String],
+        check: StatusCheck,
         next_token: Option<String>,
     ) -> Result<Page<InstanceStatus>, AwsError> {
-        let mut req = self.client.describe_instance_status().set_next_token(next_token);
-        // EC2 refuses MaxResults together with instance ids.
-        req = match instance_ids {
-            [] => req.max_results(1000),
-            ids => req.set_instance_ids(Some(ids.to_vec())),
-        };
-        let out = req.send().await.map_err(|e| sdk_error("DescribeInstanceStatus", e))?;
+        let filter = Filter::new(check.filter_name(), ["impaired"]);
+        let out = self
+            .client
+            .describe_instance_status()
+            .set_filters(Some(sdk_filters(&[filter])))
+            .max_results(1000)
+            .set_next_token(next_token)
+            .send()
+            .await
+            .map_err(|e| sdk_error("DescribeInstanceStatus", e))?;
         let status = |s: Option<&sdk::InstanceStatusSummary>| s.and_then(|s| s.status()).map(|s| s.as_str().to_owned());
         let items = out
             .instance_statuses()
@@ -468,6 +491,11 @@ impl Nats for AwsEc2 {
                 id: s.instance_id().unwrap_or_default().to_owned(),
                 system: status(s.system_status()),
                 instance: status(s.instance_status()),
+            })
+            // Filtered again here: an endpoint that ignores the filter answers for every running instance.
+            .filter(|s| match check {
+                StatusCheck::System => s.system.as_deref() == Some("impaired"),
+                StatusCheck::Instance => s.instance.as_deref() == Some("impaired"),
             })
             .collect();
         Ok(Page { items, next_token: out.next_token().map(str::to_owned) })

@@ -37,7 +37,8 @@ pub enum NatKind {
 pub struct NatInstanceFacts {
     /// EC2 state name: `pending`, `running`, `stopping`, `stopped`, ...
     pub state: String,
-    /// `ok`, `impaired`, `initializing`, `insufficient-data`, `not-applicable`; None when EC2 said nothing.
+    /// `ok`, `impaired`, `initializing`, `insufficient-data`, `not-applicable`; None when EC2 said nothing. Observe
+    /// asks EC2 for the impaired instances only (the one status the rule acts on), so it sets `impaired` or None.
     pub system_status: Option<String>,
     pub instance_status: Option<String>,
     pub source_dest_check: Option<bool>,

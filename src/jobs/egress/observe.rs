@@ -16,10 +16,7 @@ use super::model::{
 use crate::aws::ec2::model::{
     Destination, Filter, Instance, InstanceStatus, RouteOrigin, RouteState, RouteTable, Target,
 };
-use crate::aws::ec2::{AwsError, Instances, LeavingInstances, Nats, RouteTables, all_pages, describe_all};
-
-/// Instance ids `DescribeInstanceStatus` takes in one call.
-pub const STATUS_IDS_PER_CALL: usize = 100;
+use crate::aws::ec2::{AwsError, Instances, LeavingInstances, Nats, RouteTables, StatusCheck, all_pages, describe_all};
 
 /// How long a probe may take to connect.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -44,16 +41,19 @@ pub async fn observe<E: RouteTables + Instances + Nats + LeavingInstances>(
     let table_filters = [vpc.clone(), enrolled.clone()];
     let instance_filters = [vpc.clone(), enrolled];
     let vpc_only = [vpc];
-    // The tables, subnets, NAT instances and gateways at once; then the
-    // status checks of the running NAT instances only (EC2 cannot filter
-    // statuses by tag, and a region-wide read pages through every instance
-    // of the account).
-    let (tables, subnets, mut instances, gateways, leaving) = futures::try_join!(
+    // One round trip: the tables, subnets, NAT instances and gateways, the
+    // leaving instances, and the impaired ones. EC2 cannot filter statuses by
+    // tag, but it can by status: asking for the impaired instances of each
+    // check returns the few that are, with no NAT id to know first (only an
+    // impaired check counts unhealthy, rule 1).
+    let (tables, subnets, mut instances, gateways, leaving, impaired_system, impaired_instance) = futures::try_join!(
         describe_all(ec2, &table_filters),
         all_pages("DescribeSubnets", |t| ec2.describe_subnets(&vpc_only, t)),
         all_pages("DescribeInstances", |t| ec2.describe_instances(&instance_filters, t)),
         all_pages("DescribeNatGateways", |t| ec2.describe_nat_gateways(&vpc_only, t)),
         crate::aws::ec2::leaving(ec2),
+        all_pages("DescribeInstanceStatus", |t| ec2.describe_impaired(StatusCheck::System, t)),
+        all_pages("DescribeInstanceStatus", |t| ec2.describe_impaired(StatusCheck::Instance, t)),
     )?;
     crate::aws::ec2::mark_leaving(&mut instances, &leaving);
     let is_enrolled = |tags: &BTreeMap<String, String>| tags.get(&config.tag_key) == Some(&config.router_id);
@@ -61,21 +61,23 @@ pub async fn observe<E: RouteTables + Instances + Nats + LeavingInstances>(
 
     let instances: Vec<Instance> =
         instances.into_iter().filter(|i| i.vpc_id == config.vpc_id && is_enrolled(&i.tags)).collect();
-    let running: Vec<String> = instances.iter().filter(|i| i.is_running()).map(|i| i.id.clone()).collect();
-    let statuses = futures::future::try_join_all(
-        running
-            .chunks(STATUS_IDS_PER_CALL)
-            .map(|ids| all_pages("DescribeInstanceStatus", move |t| ec2.describe_instance_status(ids, t))),
-    );
-    let probes = async {
-        match config.probe_port {
-            Some(port) => probe_all(&instances, port, deadline).await,
-            None => BTreeMap::new(),
-        }
+    // The probes, when asked for, need the instances' addresses: a second round trip only then.
+    let probes = match config.probe_port {
+        Some(port) => probe_all(&instances, port, deadline).await,
+        None => BTreeMap::new(),
     };
-    let (statuses, probes) = futures::join!(statuses, probes);
-    let statuses: BTreeMap<String, InstanceStatus> =
-        statuses?.into_iter().flatten().map(|s| (s.id.clone(), s)).collect();
+    // Not impaired is all the rule needs to know of the others.
+    let mut statuses: BTreeMap<String, InstanceStatus> = BTreeMap::new();
+    for s in impaired_system.into_iter().chain(impaired_instance) {
+        let entry =
+            statuses.entry(s.id.clone()).or_insert(InstanceStatus { id: s.id.clone(), system: None, instance: None });
+        if s.system.as_deref() == Some("impaired") {
+            entry.system = s.system;
+        }
+        if s.instance.as_deref() == Some("impaired") {
+            entry.instance = s.instance;
+        }
+    }
     let mut nats: Vec<Nat> = instances
         .into_iter()
         .map(|i| {
