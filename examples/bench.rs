@@ -387,19 +387,28 @@ async fn pacing() {
 /// Scenarios 3 and 4: the egress and targets jobs.
 async fn jobs(binary: &Path, ideal: Duration) {
     let binary = binary.to_path_buf();
-    let (failover, steady, calls) = egress_failover(&binary, rtt()).await;
-    let (failover0, _, _) = egress_failover(&binary, Duration::ZERO).await;
+    let (failover, steady, calls) = egress_failover(&binary, rtt(), &[]).await;
+    let (failover0, _, _) = egress_failover(&binary, Duration::ZERO, &[]).await;
+    let quiet = [("EVENT_BUS_NAME", "none")];
+    let (failover_quiet, _, calls_quiet) = egress_failover(&binary, rtt(), &quiet).await;
+    let (failover_quiet0, _, _) = egress_failover(&binary, Duration::ZERO, &quiet).await;
     println!();
     println!("3. Egress: zone a's NAT stops, 12 tables fail over to zone b's (warm process)");
-    println!(
-        "   {} with {} per call, {} with none; the round trips' share = {:.2} x the ideal of two round trips ({})",
-        ms(failover),
-        ms(rtt()),
-        ms(failover0),
-        failover.saturating_sub(failover0).as_secs_f64() / ideal.as_secs_f64(),
-        ms(ideal)
-    );
+    for (label, with, without) in [
+        ("with the change events", failover, failover0),
+        ("without (EVENT_BUS_NAME=none)", failover_quiet, failover_quiet0),
+    ] {
+        println!(
+            "   {label}: {} with {} per call, {} with none; the round trips' share = {:.2} x the ideal of two round trips ({})",
+            ms(with),
+            ms(rtt()),
+            ms(without),
+            with.saturating_sub(without).as_secs_f64() / ideal.as_secs_f64(),
+            ms(ideal)
+        );
+    }
     println!("   calls, failover: {calls}");
+    println!("   calls, failover without the change events: {calls_quiet}");
     println!("   calls, steady-state reconcile: {steady}");
 
     let (fill, warm, calls, steady) = targets_fill(&binary, rtt()).await;
@@ -419,21 +428,27 @@ async fn jobs(binary: &Path, ideal: Duration) {
     println!("   calls: {calls}");
     println!("   calls, steady-state reconcile: {steady}");
 
-    let (bind, calls, steady) = eip_bind(&binary, rtt()).await;
-    let (bind0, _, _) = eip_bind(&binary, Duration::ZERO).await;
-    let five = 5 * rtt();
+    let four = 4 * rtt();
     println!();
-    println!("5. Eip: one new node is bound (claim, associate, record, item) beside 50 bound nodes (warm process)");
     println!(
-        "   {} with {} per call, {} with none; the round trips' share = {:.2} x five round trips ({}: observe, claim, associate, record, item)",
-        ms(bind),
-        ms(rtt()),
-        ms(bind0),
-        bind.saturating_sub(bind0).as_secs_f64() / five.as_secs_f64(),
-        ms(five)
+        "5. Eip: one new node is bound (claim, associate, then record and item at once) beside 50 bound nodes (warm process)"
     );
-    println!("   calls: {calls}");
-    println!("   calls, steady-state reconcile of 50 bound nodes: {steady}");
+    for (label, extra) in
+        [("with the change events", &[][..]), ("without (EVENT_BUS_NAME=none)", &[("EVENT_BUS_NAME", "none")][..])]
+    {
+        let (bind, calls, steady) = eip_bind(&binary, rtt(), extra).await;
+        let (bind0, _, _) = eip_bind(&binary, Duration::ZERO, extra).await;
+        println!(
+            "   {label}: {} with {} per call, {} with none; the round trips' share = {:.2} x four round trips ({}: observe, claim, associate, record and item)",
+            ms(bind),
+            ms(rtt()),
+            ms(bind0),
+            bind.saturating_sub(bind0).as_secs_f64() / four.as_secs_f64(),
+            ms(four)
+        );
+        println!("   calls: {calls}");
+        println!("   calls, steady-state reconcile of 50 bound nodes: {steady}");
+    }
 }
 
 fn scheduled_event() -> String {
@@ -457,12 +472,13 @@ fn calls_since(
 
 /// Scenario 3, egress: 12 enrolled tables of zone a on zone a's NAT instance, a
 /// second NAT in zone b. Zone a's NAT stops: all 12 tables fail over.
-async fn egress_failover(binary: &Path, latency: Duration) -> (Duration, String, String) {
+async fn egress_failover(binary: &Path, latency: Duration, extra: &[(&str, &str)]) -> (Duration, String, String) {
     let emulator = Emulator::start();
     let client = emulator.client();
     let egress = seed::egress_vpc(&client, 4, &[("us-east-1a", 12), ("us-east-1b", 0)]).await;
     let vpc = Vpc { id: egress.vpc_id.clone(), source: String::new(), targets: Vec::new(), nodes: Vec::new() };
-    let session = Session::start(latency, binary, &emulator, &vpc, &[("_HANDLER", "egress")]);
+    let env: Vec<(&str, &str)> = [("_HANDLER", "egress")].into_iter().chain(extra.iter().copied()).collect();
+    let session = Session::start(latency, binary, &emulator, &vpc, &env);
     // The first run turns the NATs' source/destination check off.
     session.invoke(scheduled_event());
     let before = session.proxy.actions();
@@ -526,7 +542,7 @@ async fn targets_fill(binary: &Path, latency: Duration) -> (Duration, Duration, 
 
 /// Scenario 5, eip: 50 edge nodes bound (a steady-state reconcile), then
 /// one more node launches and is bound, in a warm process.
-async fn eip_bind(binary: &Path, latency: Duration) -> (Duration, String, String) {
+async fn eip_bind(binary: &Path, latency: Duration, extra: &[(&str, &str)]) -> (Duration, String, String) {
     let emulator = Emulator::start();
     let (client, route53, dynamodb) = (emulator.client(), emulator.route53_client(), emulator.dynamodb_client());
     let ev = seed::eip_vpc(&client, &route53, &dynamodb, 10, 50, 51).await;
@@ -540,6 +556,7 @@ async fn eip_bind(binary: &Path, latency: Duration) -> (Duration, String, String
         ("BINDING_TABLE", seed::EIP_TABLE),
         ("MAX_WRITES_PER_SECOND", "0"),
     ];
+    let env: Vec<(&str, &str)> = env.into_iter().chain(extra.iter().copied()).collect();
     let session = Session::start(latency, binary, &emulator, &vpc, &env);
     let (_, first) = session.invoke(scheduled_event());
     assert_eq!(first["totals"]["bound"], 50, "{first}");
