@@ -394,37 +394,27 @@ async fn jobs(binary: &Path, ideal: Duration) {
     let (failover_quiet0, _, _) = egress_failover(&binary, Duration::ZERO, &quiet).await;
     println!();
     println!("3. Egress: zone a's NAT stops, 12 tables fail over to zone b's (warm process)");
-    for (label, with, without) in [
-        ("with the change events", failover, failover0),
-        ("without (EVENT_BUS_NAME=none)", failover_quiet, failover_quiet0),
-    ] {
-        println!(
-            "   {label}: {} with {} per call, {} with none; the round trips' share = {:.2} x the ideal of two round trips ({})",
-            ms(with),
-            ms(rtt()),
-            ms(without),
-            with.saturating_sub(without).as_secs_f64() / ideal.as_secs_f64(),
-            ms(ideal)
-        );
-    }
+    print_share("with the change events", failover, failover0, ideal, "the ideal of two round trips");
+    print_share(
+        "without (EVENT_BUS_NAME=none)",
+        failover_quiet,
+        failover_quiet0,
+        ideal,
+        "the ideal of two round trips",
+    );
     println!("   calls, failover: {calls}");
     println!("   calls, failover without the change events: {calls_quiet}");
     println!("   calls, steady-state reconcile: {steady}");
 
-    let (fill, warm, calls, steady) = targets_fill(&binary, rtt()).await;
-    let (fill0, warm0, _, _) = targets_fill(&binary, Duration::ZERO).await;
+    let (fill, warm, calls, steady) = targets_fill(&binary, rtt(), &[]).await;
+    let (fill0, warm0, _, _) = targets_fill(&binary, Duration::ZERO, &[]).await;
+    let (_, warm_quiet, _, _) = targets_fill(&binary, rtt(), &quiet).await;
+    let (_, warm_quiet0, _, _) = targets_fill(&binary, Duration::ZERO, &quiet).await;
     println!();
     println!("4. Targets: 4 groups x 50 new nodes (200 registrations)");
-    for (label, with, without) in [("warm process", warm, warm0), ("cold process", fill, fill0)] {
-        println!(
-            "   {label}: {} with {} per call, {} with none; the round trips' share = {:.2} x the ideal of two round trips ({})",
-            ms(with),
-            ms(rtt()),
-            ms(without),
-            with.saturating_sub(without).as_secs_f64() / ideal.as_secs_f64(),
-            ms(ideal)
-        );
-    }
+    print_share("warm process", warm, warm0, ideal, "the ideal of two round trips");
+    print_share("cold process", fill, fill0, ideal, "the ideal of two round trips");
+    print_share("warm, without the change events", warm_quiet, warm_quiet0, ideal, "the ideal of two round trips");
     println!("   calls: {calls}");
     println!("   calls, steady-state reconcile: {steady}");
 
@@ -438,17 +428,23 @@ async fn jobs(binary: &Path, ideal: Duration) {
     {
         let (bind, calls, steady) = eip_bind(&binary, rtt(), extra).await;
         let (bind0, _, _) = eip_bind(&binary, Duration::ZERO, extra).await;
-        println!(
-            "   {label}: {} with {} per call, {} with none; the round trips' share = {:.2} x four round trips ({}: observe, claim, associate, record and item)",
-            ms(bind),
-            ms(rtt()),
-            ms(bind0),
-            bind.saturating_sub(bind0).as_secs_f64() / four.as_secs_f64(),
-            ms(four)
-        );
+        print_share(label, bind, bind0, four, "four round trips (observe, claim, associate, record and item)");
         println!("   calls: {calls}");
         println!("   calls, steady-state reconcile of 50 bound nodes: {steady}");
     }
+}
+
+/// One line: the time with the added latency, without it, and the
+/// difference (the round trips' share) as a multiple of `unit`.
+fn print_share(label: &str, with: Duration, without: Duration, unit: Duration, unit_name: &str) {
+    println!(
+        "   {label}: {} with {} per call, {} with none; the round trips' share = {:.2} x {unit_name} ({})",
+        ms(with),
+        ms(rtt()),
+        ms(without),
+        with.saturating_sub(without).as_secs_f64() / unit.as_secs_f64(),
+        ms(unit)
+    );
 }
 
 fn scheduled_event() -> String {
@@ -497,7 +493,11 @@ async fn egress_failover(binary: &Path, latency: Duration, extra: &[(&str, &str)
 /// registered in none of them: 200 registrations. Measured in a cold
 /// process, and in a warm one (the 50 nodes start after a first reconcile
 /// found them all stopped).
-async fn targets_fill(binary: &Path, latency: Duration) -> (Duration, Duration, String, String) {
+async fn targets_fill(
+    binary: &Path,
+    latency: Duration,
+    extra: &[(&str, &str)],
+) -> (Duration, Duration, String, String) {
     let emulator = Emulator::start();
     let client = emulator.client();
     let tv = seed::targets_vpc(&client, &emulator.elbv2_client(), 5, 50, &[30001, 30002, 30003, 30004]).await;
@@ -509,6 +509,7 @@ async fn targets_fill(binary: &Path, latency: Duration) -> (Duration, Duration, 
         ("TARGET_NODE_TAGS", "role=node"),
         ("KUBE_CLUSTER_NAME", ""),
     ];
+    let env: Vec<(&str, &str)> = env.into_iter().chain(extra.iter().copied()).collect();
     let session = Session::start(latency, binary, &emulator, &vpc, &env);
     let (cold, report) = session.invoke(scheduled_event());
     assert_eq!(report["totals"]["registered"], 200, "{report}");
@@ -528,6 +529,7 @@ async fn targets_fill(binary: &Path, latency: Duration) -> (Duration, Duration, 
         ("TARGET_NODE_TAGS", "role=node"),
         ("KUBE_CLUSTER_NAME", ""),
     ];
+    let env: Vec<(&str, &str)> = env.into_iter().chain(extra.iter().copied()).collect();
     let vpc = Vpc { id: tv.vpc_id.clone(), source: String::new(), targets: Vec::new(), nodes: Vec::new() };
     client.stop_instances().set_instance_ids(Some(tv.nodes.clone())).send().await.unwrap();
     let session = Session::start(latency, binary, &emulator, &vpc, &env);

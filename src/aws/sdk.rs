@@ -23,16 +23,11 @@ pub const AWS_CA_BUNDLE: &str = "AWS_CA_BUNDLE";
 
 const CA_BUNDLE_FORM: &str = "the path of a PEM file holding one or more CA certificates";
 
-/// The crypto provider of kube-rtsync's TLS connections: ring.
-///
-/// Measured against aws-lc-rs (the SDK's default) with `make bench` (TLS
-/// part; figures in README, "Performance"): both build the TLS
-/// configuration in the same time, but the first handshake of a process
-/// took ~32 ms longer with aws-lc-rs (consistent with AWS-LC seeding its
-/// random generator from CPU-jitter entropy on first use); later
-/// handshakes cost the same. ring also keeps the binary smaller. One thing
-/// is given up: the SDK's aws-lc-rs set-up prefers the post-quantum hybrid
-/// key exchange (X25519MLKEM768); ring offers X25519 and the NIST curves.
+/// The crypto provider of kube-rtsync's TLS connections: ring, chosen by
+/// measurement against aws-lc-rs (the SDK's default): the same TLS set-up
+/// time, a cheaper first handshake per process, a smaller binary (README,
+/// "Performance", has the figures). Given up: the post-quantum hybrid key
+/// exchange (X25519MLKEM768) that the SDK's aws-lc-rs set-up prefers.
 pub fn crypto() -> CryptoMode {
     CryptoMode::Ring
 }
@@ -120,54 +115,49 @@ pub fn ec2_client(
     aws_sdk_ec2::Client::from_conf(ec2_config)
 }
 
-/// The ELBv2 client for `config`, with kube-rtsync's rules and the given
-/// throttle counter: the same HTTPS stack, retries and timeouts as EC2's.
+/// A client of another service than EC2 for `config`, with kube-rtsync's
+/// rules and the given throttle counter: the same HTTPS stack, retries and
+/// timeouts as EC2's.
+macro_rules! service_client {
+    ($sdk:ident, $config:expr, $throttled:expr) => {{
+        let service_config = $sdk::config::Builder::from($config)
+            .retry_classifier(crate::aws::error::NoRetryOnRefusedCertificate)
+            .interceptor($throttled)
+            .build();
+        $sdk::Client::from_conf(service_config)
+    }};
+}
+
+/// The ELBv2 client (targets).
 pub fn elbv2_client(
     config: &aws_config::SdkConfig,
     throttled: crate::aws::error::ThrottleCounter,
 ) -> aws_sdk_elasticloadbalancingv2::Client {
-    let elbv2_config = aws_sdk_elasticloadbalancingv2::config::Builder::from(config)
-        .retry_classifier(crate::aws::error::NoRetryOnRefusedCertificate)
-        .interceptor(throttled)
-        .build();
-    aws_sdk_elasticloadbalancingv2::Client::from_conf(elbv2_config)
+    service_client!(aws_sdk_elasticloadbalancingv2, config, throttled)
 }
 
-/// The Route 53 client for `config`, with kube-rtsync's rules.
+/// The Route 53 client (eip).
 pub fn route53_client(
     config: &aws_config::SdkConfig,
     throttled: crate::aws::error::ThrottleCounter,
 ) -> aws_sdk_route53::Client {
-    let route53_config = aws_sdk_route53::config::Builder::from(config)
-        .retry_classifier(crate::aws::error::NoRetryOnRefusedCertificate)
-        .interceptor(throttled)
-        .build();
-    aws_sdk_route53::Client::from_conf(route53_config)
+    service_client!(aws_sdk_route53, config, throttled)
 }
 
-/// The DynamoDB client for `config`, with kube-rtsync's rules.
+/// The DynamoDB client (eip).
 pub fn dynamodb_client(
     config: &aws_config::SdkConfig,
     throttled: crate::aws::error::ThrottleCounter,
 ) -> aws_sdk_dynamodb::Client {
-    let dynamodb_config = aws_sdk_dynamodb::config::Builder::from(config)
-        .retry_classifier(crate::aws::error::NoRetryOnRefusedCertificate)
-        .interceptor(throttled)
-        .build();
-    aws_sdk_dynamodb::Client::from_conf(dynamodb_config)
+    service_client!(aws_sdk_dynamodb, config, throttled)
 }
 
-/// The EventBridge client for `config` (the change events), with
-/// kube-rtsync's rules.
+/// The EventBridge client (every job's change events).
 pub fn eventbridge_client(
     config: &aws_config::SdkConfig,
     throttled: crate::aws::error::ThrottleCounter,
 ) -> aws_sdk_eventbridge::Client {
-    let events_config = aws_sdk_eventbridge::config::Builder::from(config)
-        .retry_classifier(crate::aws::error::NoRetryOnRefusedCertificate)
-        .interceptor(throttled)
-        .build();
-    aws_sdk_eventbridge::Client::from_conf(events_config)
+    service_client!(aws_sdk_eventbridge, config, throttled)
 }
 
 /// kube-rtsync's rules on top of an EC2 client configuration: no retry of

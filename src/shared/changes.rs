@@ -22,8 +22,10 @@ use crate::shared::apply::{MIN_CALL_TIME, REPORT_ROOM};
 /// The `source` of every change event.
 pub const EVENT_SOURCE: &str = "kube-rtsync";
 
-/// `PutEvents` calls in flight at once.
-pub const PUBLISH_CONCURRENCY: usize = 8;
+/// `PutEvents` calls in flight at once: a fill of 200 targets (20 calls)
+/// goes out in one round trip, well inside EventBridge's own rate (hundreds
+/// to thousands of `PutEvents` per second, by Region).
+pub const PUBLISH_CONCURRENCY: usize = 32;
 
 /// One change a job made: the resource it wrote, the plan's line for it,
 /// what it was and became, and why.

@@ -69,3 +69,30 @@ fn the_binary_says_its_version_and_the_commit_it_was_built_from() {
     assert!(commit == "unknown" || commit.len() == 12 && commit.chars().all(|c| c.is_ascii_hexdigit()), "{text}");
     assert_eq!(version, kube_rtsync::VERSION);
 }
+
+#[test]
+fn every_job_has_a_sample_change_event_in_the_documented_shape() {
+    let keys = ["change", "from", "invocationId", "job", "reason", "resource", "to", "vpcId"];
+    for job in ["routes", "egress", "targets", "eip"] {
+        let sample: serde_json::Value = serde_json::from_str(&read(&format!("events/change-{job}.json")))
+            .unwrap_or_else(|e| panic!("events/change-{job}.json: {e}"));
+        assert_eq!(sample["source"], "kube-rtsync", "{job}");
+        assert_eq!(sample["detail-type"], format!("{job} change"), "{job}");
+        let detail = sample["detail"].as_object().unwrap_or_else(|| panic!("{job}: no detail"));
+        let mut found: Vec<&str> = detail.keys().map(String::as_str).collect();
+        found.sort();
+        assert_eq!(found, keys, "{job}: the detail's fields");
+        assert_eq!(detail["job"], job);
+        for field in ["change", "reason", "resource", "vpcId", "invocationId"] {
+            assert!(detail[field].as_str().is_some_and(|v| !v.is_empty()), "{job}: {field}");
+        }
+        assert!(detail["from"].is_string() || detail["to"].is_string(), "{job}: from or to");
+        let resources = sample["resources"].as_array().unwrap();
+        assert!(
+            !resources.is_empty() && resources.iter().all(|r| r.as_str().unwrap().starts_with("arn:aws:")),
+            "{job}"
+        );
+        let page = if job == "routes" { read("README.md") } else { read(&format!("docs/{job}.md")) };
+        assert!(page.contains(&format!("events/change-{job}.json")), "{job}: the sample is not named on its page");
+    }
+}

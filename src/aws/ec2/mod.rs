@@ -33,11 +33,10 @@ pub const INVALID_PARAMETER_VALUE: &str = "InvalidParameterValue";
 pub const ROUTE_LIMIT_EXCEEDED: &str = "RouteLimitExceeded";
 
 /// Page size asked of `DescribeRouteTables` (EC2 takes 5 to 100). A page
-/// is held twice while it is read (the XML, then the SDK's structures, some
-/// 500 bytes a route), so at 1,000 routes a table, reading a VPC at EC2's
-/// maxima peaked at 143 MiB of RSS in pages of 100 tables, and at 57 MiB in
-/// pages of 20 (`make bench`, scenario 7). A VPC of up to 20 tables is still
-/// read in one call.
+/// is held twice while it is read (the XML, then the SDK's structures), so
+/// small pages bound the peak memory of a VPC at EC2's maxima (README,
+/// "Performance", has the figures); a VPC of up to 20 tables is still read
+/// in one call.
 pub const DESCRIBE_PAGE_SIZE: i32 = 20;
 
 /// One page of `DescribeRouteTables`.
@@ -106,6 +105,20 @@ impl StatusCheck {
             StatusCheck::Instance => "instance-status.status",
         }
     }
+}
+
+/// Sends a describe with `filters`, pages of up to 1,000, from `next_token`;
+/// an error keeps the operation's name.
+macro_rules! send_filtered {
+    ($request:expr, $filters:expr, $next_token:expr, $operation:literal) => {
+        $request
+            .set_filters(Some(sdk_filters($filters)))
+            .max_results(1000)
+            .set_next_token($next_token)
+            .send()
+            .await
+            .map_err(|e| sdk_error($operation, e))?
+    };
 }
 
 /// The Spot request status of the two-minute interruption warning.
@@ -373,15 +386,7 @@ impl Instances for AwsEc2 {
         filters: &[Filter],
         next_token: Option<String>,
     ) -> Result<Page<Instance>, AwsError> {
-        let out = self
-            .client
-            .describe_instances()
-            .set_filters(Some(sdk_filters(filters)))
-            .max_results(1000)
-            .set_next_token(next_token)
-            .send()
-            .await
-            .map_err(|e| sdk_error("DescribeInstances", e))?;
+        let out = send_filtered!(self.client.describe_instances(), filters, next_token, "DescribeInstances");
         let items = out.reservations().iter().flat_map(|r| r.instances()).map(instance_from_sdk).collect();
         Ok(Page { items, next_token: out.next_token().map(str::to_owned) })
     }
@@ -389,16 +394,9 @@ impl Instances for AwsEc2 {
 
 impl LeavingInstances for AwsEc2 {
     async fn describe_spot_interruptions(&self, next_token: Option<String>) -> Result<Page<String>, AwsError> {
-        let filter = Filter::new("status-code", [SPOT_MARKED_FOR_TERMINATION]);
-        let out = self
-            .client
-            .describe_spot_instance_requests()
-            .set_filters(Some(sdk_filters(&[filter])))
-            .max_results(1000)
-            .set_next_token(next_token)
-            .send()
-            .await
-            .map_err(|e| sdk_error("DescribeSpotInstanceRequests", e))?;
+        let filter = [Filter::new("status-code", [SPOT_MARKED_FOR_TERMINATION])];
+        let request = self.client.describe_spot_instance_requests();
+        let out = send_filtered!(request, &filter, next_token, "DescribeSpotInstanceRequests");
         // Filtered again here: an endpoint that ignores the filter must not make every Spot node leave.
         let items = out
             .spot_instance_requests()
@@ -413,16 +411,8 @@ impl LeavingInstances for AwsEc2 {
         &self,
         next_token: Option<String>,
     ) -> Result<Page<(String, Leaving)>, AwsError> {
-        let filter = Filter::new("event.code", LEAVING_EVENT_CODES);
-        let out = self
-            .client
-            .describe_instance_status()
-            .set_filters(Some(sdk_filters(&[filter])))
-            .max_results(1000)
-            .set_next_token(next_token)
-            .send()
-            .await
-            .map_err(|e| sdk_error("DescribeInstanceStatus", e))?;
+        let filter = [Filter::new("event.code", LEAVING_EVENT_CODES)];
+        let out = send_filtered!(self.client.describe_instance_status(), &filter, next_token, "DescribeInstanceStatus");
         let items = out
             .instance_statuses()
             .iter()
@@ -447,15 +437,7 @@ impl LeavingInstances for AwsEc2 {
 
 impl Nats for AwsEc2 {
     async fn describe_subnets(&self, filters: &[Filter], next_token: Option<String>) -> Result<Page<Subnet>, AwsError> {
-        let out = self
-            .client
-            .describe_subnets()
-            .set_filters(Some(sdk_filters(filters)))
-            .max_results(1000)
-            .set_next_token(next_token)
-            .send()
-            .await
-            .map_err(|e| sdk_error("DescribeSubnets", e))?;
+        let out = send_filtered!(self.client.describe_subnets(), filters, next_token, "DescribeSubnets");
         let items = out
             .subnets()
             .iter()
@@ -473,16 +455,8 @@ impl Nats for AwsEc2 {
         check: StatusCheck,
         next_token: Option<String>,
     ) -> Result<Page<InstanceStatus>, AwsError> {
-        let filter = Filter::new(check.filter_name(), ["impaired"]);
-        let out = self
-            .client
-            .describe_instance_status()
-            .set_filters(Some(sdk_filters(&[filter])))
-            .max_results(1000)
-            .set_next_token(next_token)
-            .send()
-            .await
-            .map_err(|e| sdk_error("DescribeInstanceStatus", e))?;
+        let filter = [Filter::new(check.filter_name(), ["impaired"])];
+        let out = send_filtered!(self.client.describe_instance_status(), &filter, next_token, "DescribeInstanceStatus");
         let status = |s: Option<&sdk::InstanceStatusSummary>| s.and_then(|s| s.status()).map(|s| s.as_str().to_owned());
         let items = out
             .instance_statuses()

@@ -78,10 +78,9 @@ fn describe(changes: &[RecordChange]) -> String {
 
 fn records_step(changes: &[(String, RecordChange)]) -> Step<Write> {
     let plain: Vec<RecordChange> = changes.iter().map(|(_, c)| c.clone()).collect();
-    let resource = match changes {
-        [(ip, _)] => ip.clone(),
-        _ => "records".into(),
-    };
+    // The addresses whose records the batch writes: the report counts a bind, release or repair whole only once
+    // every write of its address went through, this batch included.
+    let resource = changes.iter().map(|(ip, _)| ip.as_str()).collect::<Vec<_>>().join(", ");
     Step::new(resource, describe(&plain), Write::Records(changes.to_vec()))
 }
 

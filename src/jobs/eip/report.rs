@@ -63,7 +63,7 @@ impl Report {
     /// A bind or release counts once all of its writes are done; an empty
     /// pool leaves the invocation incomplete, so that Lambda retries it.
     pub fn finish(mut self) -> Self {
-        let ok = |resource: &str| self.writes.iter().filter(|w| w.resource == resource).all(|w| w.status.is_made());
+        let ok = |resource: &str| writes_of(&self.writes, resource).all(|w| w.status.is_made());
         let (_, failed, not_started) = count_writes(self.writes.iter().map(|w| &w.status));
         let p = &self.plan;
         self.totals = Totals {
@@ -82,6 +82,12 @@ impl Report {
         self.outcome = outcome_of(unfinished, self.writes.len(), self.dry_run);
         self
     }
+}
+
+/// The writes of one address (or record name): its own, and the record
+/// batches it shares with others (whose resource lists every address).
+fn writes_of<'a>(writes: &'a [WriteResult], resource: &'a str) -> impl Iterator<Item = &'a WriteResult> {
+    writes.iter().filter(move |w| w.resource == resource || w.resource.split(", ").any(|r| r == resource))
 }
 
 impl Report {
@@ -104,7 +110,7 @@ impl crate::shared::report::JobReport for Report {
     fn changes_made(&self, arns: &crate::shared::changes::Arns) -> Vec<crate::shared::changes::Change> {
         use crate::shared::changes::Change;
         let made = |resource: &str| {
-            let mut writes = self.writes.iter().filter(|w| w.resource == resource).peekable();
+            let mut writes = writes_of(&self.writes, resource).peekable();
             writes.peek().is_some() && writes.all(|w| w.status == WriteStatus::Done)
         };
         let resources = |allocation_id: &str, instance_id: Option<&str>| -> Vec<String> {

@@ -454,3 +454,35 @@ async fn a_leaving_node_loses_its_record_at_once_keeps_its_address_and_item_and_
     assert_eq!(report.totals.released, 1);
     assert_eq!(world.held().get("i-1"), None);
 }
+
+#[tokio::test]
+async fn changes_whose_records_share_a_batch_are_published_each_and_only_when_the_batch_went_through() {
+    let world = world();
+    let config = config(&[]);
+    let bus = kube_rtsync::fake::events::FakeEventBridge::default();
+    // The three binds' records go in one batch, which Route 53 refuses as busy: the binds are not whole.
+    world.route53.fail("ChangeResourceRecordSets", "PriorRequestNotComplete", 1);
+    let err = world.run(&config).await.expect_err("the record batch failed");
+    let Error::Incomplete(report) = err else { panic!("{err}") };
+    let published = crate::support::publish("eip", &config, Some(&*report), &bus).await;
+    assert_eq!(published.events, 0, "no bind is published before its record is written: {:?}", bus.details());
+    assert_eq!(report.totals.bound, 0);
+    // The retry writes the records (the repairs): one event per node.
+    let repaired = world.run(&config).await.unwrap();
+    assert_eq!(crate::support::publish("eip", &config, Some(&repaired), &bus).await.events, 3);
+
+    // Two nodes warned at once: their two record deletions share a batch, and each is published.
+    world.ec2.warn_spot_interruption("i-1");
+    world.ec2.warn_spot_interruption("i-2");
+    let report = world.run(&config).await.unwrap();
+    let published = crate::support::publish("eip", &config, Some(&report), &bus).await;
+    assert_eq!(published.events, 2);
+    let last: Vec<String> = bus.details()[3..].iter().map(|d| d["change"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(
+        last,
+        [
+            "~ 3.0.0.1 record deleted: i-1 is leaving: Spot interruption warning",
+            "~ 3.0.0.2 record deleted: i-2 is leaving: Spot interruption warning"
+        ]
+    );
+}

@@ -261,6 +261,7 @@ async fn the_binary_serves_events_through_the_lambda_runtime_api() {
     // there is nothing to wait for.
     let node = world.vpc.nodes[0].instance_id.clone();
     let launch = LAUNCH.replace(SAMPLE_INSTANCE, &node);
+    let queue = crate::support::events::EventsQueue::create(&world.emulator, "routes-lambda-changes").await;
     let api = RuntimeApi::start(vec![launch.clone(), launch, TEST_NOTIFICATION.to_owned(), bad.to_string()]);
     let mut env = world.function_env();
     env.push(("AWS_LAMBDA_LOG_FORMAT", "JSON".to_owned()));
@@ -269,9 +270,21 @@ async fn the_binary_serves_events_through_the_lambda_runtime_api() {
     let mut lambda = LambdaProcess::spawn(Path::new(env!("CARGO_BIN_EXE_kube-rtsync")), &api.address, &env, log.into());
 
     let wait = Duration::from_secs(60);
-    let (_, first) = api.answer(wait);
+    let (first_id, first) = api.answer(wait);
     let Answer::Response(report) = first else { panic!("expected a report, got {first:?}") };
     assert_eq!(report["outcome"], "synced");
+    // One change event per route written, named by the invocation's request id, its resources in the account
+    // and Region of the function's ARN.
+    let events = queue.receive();
+    assert_eq!(events.len(), 12, "{events:#?}");
+    for event in &events {
+        assert_eq!(event["detail"]["invocationId"], first_id.as_str());
+        let table = event["detail"]["resource"].as_str().unwrap();
+        assert_eq!(
+            event["resources"],
+            serde_json::json!([format!("arn:aws:ec2:us-east-1:123456789012:route-table/{table}")])
+        );
+    }
     assert_eq!(report["totals"]["created"], 9);
     assert_eq!(report["totals"]["replaced"], 2);
     assert_eq!(report["totals"]["deleted"], 1);
@@ -312,6 +325,8 @@ async fn the_binary_serves_events_through_the_lambda_runtime_api() {
         (r["RoutesCreated"].as_u64(), r["RoutesReplaced"].as_u64(), r["RoutesDeleted"].as_u64())
     };
     assert_eq!(counts(emf[0]), (Some(9), Some(2), Some(1)));
+    assert_eq!((emf[0]["EventsPublished"].as_u64(), emf[0]["EventsFailed"].as_u64()), (Some(12), Some(0)));
+    assert_eq!(emf[1]["EventsPublished"], 0, "in sync: nothing to publish");
     assert_eq!(emf[0]["ManagedRoutes"], 4);
     assert_eq!(emf[0]["TablesFailed"], 0);
     assert_eq!(counts(emf[1]), (Some(0), Some(0), Some(0)));
