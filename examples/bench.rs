@@ -88,6 +88,8 @@ fn pod_cidr(n: usize) -> String {
 /// What one run of the binary measured.
 struct Run {
     init: Duration,
+    /// The first invocation of the process (its connections opened cold).
+    first_invocation: Option<Duration>,
     peak_rss_kib: Option<u64>,
     describes: usize,
     writes: usize,
@@ -101,6 +103,7 @@ struct Session {
     api: RuntimeApi,
     lambda: support::LambdaProcess,
     spawned: Instant,
+    first_invocation: std::cell::Cell<Option<Duration>>,
 }
 
 impl Session {
@@ -123,7 +126,7 @@ impl Session {
         while api.first_poll().is_none() {
             std::thread::sleep(Duration::from_millis(1));
         }
-        Session { proxy, api, lambda, spawned }
+        Session { proxy, api, lambda, spawned, first_invocation: std::cell::Cell::new(None) }
     }
 
     /// CPU time the process has used so far, all threads (Linux schedstat,
@@ -143,7 +146,13 @@ impl Session {
         self.api.push(event);
         let (id, answer) = self.api.answer(Duration::from_secs(600));
         match answer {
-            Answer::Response(report) => (self.api.duration(&id).unwrap(), report),
+            Answer::Response(report) => {
+                let took = self.api.duration(&id).unwrap();
+                if self.first_invocation.get().is_none() {
+                    self.first_invocation.set(Some(took));
+                }
+                (took, report)
+            }
             other => panic!("the function failed: {other:?}"),
         }
     }
@@ -153,7 +162,8 @@ impl Session {
         let peak_rss_kib = self.lambda.peak_rss_kib();
         drop(self.lambda);
         let (writes, _, describes) = self.proxy.counts();
-        Run { init, peak_rss_kib, describes, writes, connections: self.proxy.connections() }
+        let first_invocation = self.first_invocation.get();
+        Run { init, first_invocation, peak_rss_kib, describes, writes, connections: self.proxy.connections() }
     }
 }
 
@@ -179,6 +189,7 @@ async fn main() {
     );
     println!("machine: {} cores, {}", num_cores(), cpu_model());
     println!();
+    init_per_job(&binary);
 
     // 1. One node joins a VPC with 12 private tables (10 nodes mirrored
     // already); the same event comes again; then the route controller
@@ -432,6 +443,106 @@ async fn jobs(binary: &Path, ideal: Duration) {
         println!("   calls: {calls}");
         println!("   calls, steady-state reconcile of 50 bound nodes: {steady}");
     }
+    print_processes();
+}
+
+/// Processes started per job and trust-store variant for the init figures.
+const INIT_RUNS: usize = 15;
+
+/// Scenario 0, init per job: process start to the first poll of the
+/// Runtime API, median of [`INIT_RUNS`] fresh processes, with the system's
+/// roots from the one bundle file (the default) and from the platform
+/// loader, which also reads every file of the certificate directory
+/// (`SSL_CERT_DIR` set).
+fn init_per_job(binary: &Path) {
+    let arn = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/nodes/0123456789abcdef";
+    let jobs: [(&str, Vec<(&str, &str)>); 4] = [
+        ("routes", vec![("KUBE_CLUSTER_NAME", CLUSTER)]),
+        ("egress", vec![("_HANDLER", "egress")]),
+        ("targets", vec![("_HANDLER", "targets"), ("TARGET_GROUP_ARNS", arn), ("TARGET_NODE_TAGS", "role=node")]),
+        ("eip", vec![("_HANDLER", "eip"), ("EIP_NODE_TAGS", "role=edge"), ("EIP_POOL_TAGS", "pool=edge")]),
+    ];
+    let dir = std::env::var("SSL_CERT_DIR").unwrap_or_else(|_| "/etc/ssl/certs".into());
+    println!("0. Init (process start -> first poll of the Runtime API), median of {INIT_RUNS} processes");
+    for (job, extra) in jobs {
+        let mut line = format!("   {job}:");
+        for (label, trust) in
+            [("one bundle file", None), ("with the directory walk (SSL_CERT_DIR)", Some(dir.as_str()))]
+        {
+            let mut inits: Vec<Duration> = (0..INIT_RUNS)
+                .map(|_| {
+                    let api = RuntimeApi::start(Vec::new());
+                    let mut env: Vec<(&str, String)> = vec![
+                        ("VPC_ID", "vpc-0123456789abcdef0".into()),
+                        ("AWS_REGION", "us-east-1".into()),
+                        ("AWS_ACCESS_KEY_ID", "test".into()),
+                        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+                        ("AWS_EC2_METADATA_DISABLED", "true".into()),
+                        ("RUST_LOG", "warn".into()),
+                    ];
+                    env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+                    if let Some(dir) = trust {
+                        env.push(("SSL_CERT_DIR", dir.to_owned()));
+                    }
+                    let spawned = Instant::now();
+                    let lambda = support::LambdaProcess::spawn(binary, &api.address, &env, std::process::Stdio::null());
+                    while api.first_poll().is_none() {
+                        std::thread::sleep(Duration::from_micros(200));
+                    }
+                    let init = api.first_poll().unwrap().duration_since(spawned);
+                    drop(lambda);
+                    init
+                })
+                .collect();
+            inits.sort();
+            line.push_str(&format!(" {label} {};", ms_fine(inits[INIT_RUNS / 2])));
+        }
+        println!("{}", line.trim_end_matches(';'));
+    }
+    println!();
+}
+
+/// The processes the job scenarios ran, by job: what `make bench` reports per job.
+static PROCESSES: std::sync::Mutex<Vec<(&'static str, Duration, Duration, Option<u64>)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Notes a job's process of a run with the added latency.
+fn note_process(job: &'static str, latency: Duration, run: Run) {
+    if let (false, Some(first)) = (latency.is_zero(), run.first_invocation) {
+        PROCESSES.lock().unwrap().push((job, run.init, first, run.peak_rss_kib));
+    }
+}
+
+/// Per job: the median init, the median first invocation (with the added
+/// latency: all of a job's runs here) and the largest peak RSS.
+fn print_processes() {
+    let processes = PROCESSES.lock().unwrap();
+    println!();
+    println!("Per job process (release binary; init = process start -> first poll of the Runtime API):");
+    for job in ["egress", "targets", "eip"] {
+        let runs: Vec<_> = processes.iter().filter(|p| p.0 == job).collect();
+        if runs.is_empty() {
+            continue;
+        }
+        let median = |mut v: Vec<Duration>| {
+            v.sort();
+            v[v.len() / 2]
+        };
+        let init = median(runs.iter().map(|r| r.1).collect());
+        let first = median(runs.iter().map(|r| r.2).collect());
+        let rss = runs.iter().filter_map(|r| r.3).max().unwrap_or(0);
+        println!(
+            "   {job}: init {} (median of {}), first invocation {}, peak RSS {:.1} MiB",
+            ms_fine(init),
+            runs.len(),
+            ms(first),
+            rss as f64 / 1024.0
+        );
+    }
+}
+
+fn ms_fine(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
 
 /// One line: the time with the added latency, without it, and the
@@ -485,7 +596,7 @@ async fn egress_failover(binary: &Path, latency: Duration, extra: &[(&str, &str)
     let (took, report) = session.invoke(scheduled_event());
     assert_eq!(report["totals"]["tables_failed_over"], 12, "{report}");
     let after = session.proxy.actions();
-    session.finish();
+    note_process("egress", latency, session.finish());
     (took, calls_since(&before, &middle), calls_since(&middle, &after))
 }
 
@@ -517,7 +628,7 @@ async fn targets_fill(
     let (_, steady) = session.invoke(scheduled_event());
     assert_eq!(steady["outcome"], "in_sync");
     let second = session.proxy.actions();
-    session.finish();
+    note_process("targets", latency, session.finish());
 
     let emulator = Emulator::start();
     let client = emulator.client();
@@ -538,7 +649,7 @@ async fn targets_fill(
     client.start_instances().set_instance_ids(Some(tv.nodes.clone())).send().await.unwrap();
     let (warm, report) = session.invoke(scheduled_event());
     assert_eq!(report["totals"]["registered"], 200, "{report}");
-    session.finish();
+    note_process("targets", latency, session.finish());
     (cold, warm, calls_since(&Default::default(), &first), calls_since(&first, &second))
 }
 
@@ -570,7 +681,7 @@ async fn eip_bind(binary: &Path, latency: Duration, extra: &[(&str, &str)]) -> (
     let (took, report) = session.invoke(scheduled_event());
     assert_eq!(report["totals"]["bound"], 1, "{report}");
     let after = session.proxy.actions();
-    session.finish();
+    note_process("eip", latency, session.finish());
     (took, calls_since(&middle, &after), calls_since(&before, &middle))
 }
 
