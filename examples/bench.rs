@@ -503,8 +503,10 @@ fn init_per_job(binary: &Path) {
 }
 
 /// The processes the job scenarios ran, by job: what `make bench` reports per job.
-static PROCESSES: std::sync::Mutex<Vec<(&'static str, Duration, Duration, Option<u64>)>> =
-    std::sync::Mutex::new(Vec::new());
+static PROCESSES: std::sync::Mutex<Vec<Process>> = std::sync::Mutex::new(Vec::new());
+
+/// A job's process: the job, its init, its first invocation, its peak RSS (KiB).
+type Process = (&'static str, Duration, Duration, Option<u64>);
 
 /// Notes a job's process of a run with the added latency.
 fn note_process(job: &'static str, latency: Duration, run: Run) {
