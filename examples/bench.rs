@@ -451,9 +451,9 @@ const INIT_RUNS: usize = 15;
 
 /// Scenario 0, init per job: process start to the first poll of the
 /// Runtime API, median of [`INIT_RUNS`] fresh processes, with the system's
-/// roots from the one bundle file (the default) and from the platform
-/// loader, which also reads every file of the certificate directory
-/// (`SSL_CERT_DIR` set).
+/// roots as the platform loader reads them (the bundle, then every file of
+/// the certificate directory), and with no system roots at all
+/// (`SSL_CERT_DIR` naming no directory): what the trust store costs.
 fn init_per_job(binary: &Path) {
     let arn = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/nodes/0123456789abcdef";
     let jobs: [(&str, Vec<(&str, &str)>); 4] = [
@@ -462,13 +462,11 @@ fn init_per_job(binary: &Path) {
         ("targets", vec![("_HANDLER", "targets"), ("TARGET_GROUP_ARNS", arn), ("TARGET_NODE_TAGS", "role=node")]),
         ("eip", vec![("_HANDLER", "eip"), ("EIP_NODE_TAGS", "role=edge"), ("EIP_POOL_TAGS", "pool=edge")]),
     ];
-    let dir = std::env::var("SSL_CERT_DIR").unwrap_or_else(|_| "/etc/ssl/certs".into());
+    let none = "/nonexistent";
     println!("0. Init (process start -> first poll of the Runtime API), median of {INIT_RUNS} processes");
     for (job, extra) in jobs {
         let mut line = format!("   {job}:");
-        for (label, trust) in
-            [("one bundle file", None), ("with the directory walk (SSL_CERT_DIR)", Some(dir.as_str()))]
-        {
+        for (label, trust) in [("system roots", None), ("no system roots (SSL_CERT_DIR=/nonexistent)", Some(none))] {
             let mut inits: Vec<Duration> = (0..INIT_RUNS)
                 .map(|_| {
                     let api = RuntimeApi::start(Vec::new());

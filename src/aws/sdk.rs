@@ -53,78 +53,12 @@ impl CaBundle {
     }
 }
 
-/// The platforms' one file of trusted certificate authorities, in the
-/// order they are looked for: Amazon Linux (Lambda's `provided.al2023`),
-/// RHEL and Fedora; Debian, Ubuntu and Alpine; Fedora's extracted bundle;
-/// openSUSE; macOS and the BSDs.
-pub const SYSTEM_BUNDLES: &[&str] = &[
-    "/etc/pki/tls/certs/ca-bundle.crt",
-    "/etc/ssl/certs/ca-certificates.crt",
-    "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
-    "/etc/ssl/ca-bundle.pem",
-    "/etc/ssl/cert.pem",
-];
-
-/// OpenSSL's variables naming the system trust, which rustls honours too.
-pub const SSL_CERT_FILE: &str = "SSL_CERT_FILE";
-pub const SSL_CERT_DIR: &str = "SSL_CERT_DIR";
-
-/// Where the system's trusted roots come from.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SystemRoots {
-    /// One PEM bundle, read once (`SSL_CERT_FILE`, else the first of
-    /// [`SYSTEM_BUNDLES`] that exists), every certificate in it usable.
-    Bundle { path: String, pem: Vec<u8> },
-    /// The platform's own loader (`rustls-native-certs`): with
-    /// `SSL_CERT_DIR` set, when no bundle is found, or when one holds a
-    /// certificate that cannot be a root. It reads the bundle and then every
-    /// file of the certificate directory, which costs most of a cold start.
-    Native,
-}
-
-/// The system's roots, as [`SystemRoots`] says: one file read, rather than
-/// a directory of a few hundred.
-pub fn system_roots(lookup: impl Fn(&str) -> Option<String>) -> SystemRoots {
-    if lookup(SSL_CERT_DIR).is_some_and(|d| !d.is_empty()) {
-        return SystemRoots::Native;
-    }
-    let named = lookup(SSL_CERT_FILE).filter(|f| !f.is_empty());
-    let candidates: Vec<String> = match named {
-        Some(file) => vec![file],
-        None => SYSTEM_BUNDLES.iter().map(|p| p.to_string()).collect(),
-    };
-    for path in candidates {
-        let Ok(pem) = std::fs::read(&path) else { continue };
-        return match CaBundle::from_pem(pem) {
-            Ok(CaBundle(pem)) => SystemRoots::Bundle { path, pem },
-            Err(problem) => {
-                tracing::warn!(
-                    path,
-                    problem,
-                    "the system's CA bundle is not usable as a whole: loading the platform's roots instead"
-                );
-                SystemRoots::Native
-            }
-        };
-    }
-    SystemRoots::Native
-}
-
-/// The HTTPS client: rustls with `crypto`, the system's roots (from one
-/// bundle file, see [`system_roots`]) plus `extra_roots`, and the proxy the
-/// environment names (`HTTPS_PROXY`, `NO_PROXY`), as the SDK's own default
-/// client does (whose way of building it, `build_with_connector_fn`, this
-/// follows).
+/// The HTTPS client: rustls with `crypto`, the system's roots plus
+/// `extra_roots`, and the proxy the environment names (`HTTPS_PROXY`,
+/// `NO_PROXY`), as the SDK's own default client does (whose way of building
+/// it, `build_with_connector_fn`, this follows).
 pub fn https_client(crypto: CryptoMode, extra_roots: Option<CaBundle>) -> SharedHttpClient {
-    https_client_with(crypto, system_roots(|name| std::env::var(name).ok()), extra_roots)
-}
-
-/// [`https_client`] with the system's roots given.
-pub fn https_client_with(crypto: CryptoMode, system: SystemRoots, extra_roots: Option<CaBundle>) -> SharedHttpClient {
-    let mut trust = match system {
-        SystemRoots::Bundle { pem, .. } => TrustStore::empty().with_pem_certificate(pem),
-        SystemRoots::Native => TrustStore::default(),
-    };
+    let mut trust = TrustStore::default();
     if let Some(CaBundle(pem)) = extra_roots {
         trust.add_pem_certificate(pem);
     }
@@ -262,34 +196,6 @@ mod tests {
             fn drop(&mut self) {
                 let _ = std::fs::remove_file(&self.0);
             }
-        }
-    }
-
-    #[test]
-    fn the_system_roots_come_from_one_bundle_unless_a_directory_is_named() {
-        let ca = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/test-ca.pem");
-        let pem = std::fs::read(ca).unwrap();
-        let env = |pairs: &'static [(&'static str, &'static str)]| {
-            move |name: &str| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
-        };
-        let file: &'static [(&str, &str)] =
-            &[(SSL_CERT_FILE, concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/test-ca.pem"))];
-        assert_eq!(system_roots(env(file)), SystemRoots::Bundle { path: ca.to_owned(), pem });
-        let dir: &'static [(&str, &str)] = &[
-            (SSL_CERT_DIR, "/etc/ssl/certs"),
-            (SSL_CERT_FILE, concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/test-ca.pem")),
-        ];
-        assert_eq!(system_roots(env(dir)), SystemRoots::Native, "a named directory is the platform loader's");
-        let missing: &'static [(&str, &str)] = &[(SSL_CERT_FILE, "/nonexistent/bundle.pem")];
-        assert_eq!(system_roots(env(missing)), SystemRoots::Native);
-        let (_bad, lookup) = with_file(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n");
-        let bad_path = lookup(AWS_CA_BUNDLE).unwrap();
-        assert_eq!(system_roots(|name| (name == SSL_CERT_FILE).then(|| bad_path.clone())), SystemRoots::Native);
-        // Without either variable: the first platform bundle that exists, whole.
-        match (system_roots(|_| None), SYSTEM_BUNDLES.iter().find(|p| std::path::Path::new(p).exists())) {
-            (SystemRoots::Bundle { path, .. }, Some(first)) => assert_eq!(&path, first),
-            (SystemRoots::Native, None) => {}
-            (found, first) => panic!("{found:?} with the first existing bundle {first:?}"),
         }
     }
 
