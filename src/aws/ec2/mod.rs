@@ -158,6 +158,18 @@ pub async fn leaving<E: LeavingInstances>(ec2: &E) -> Result<std::collections::B
     Ok(out)
 }
 
+/// [`leaving`], or no instance leaving when EC2 cannot say (a policy
+/// without the reads, an SCP, the Spot API in trouble): logged, and the
+/// job goes on with what it does without the warning, so that a NAT that
+/// really stopped still loses its tables and a stopped node its targets.
+pub async fn leaving_or_none<E: LeavingInstances>(ec2: &E) -> std::collections::BTreeMap<String, Leaving> {
+    leaving(ec2).await.unwrap_or_else(|err| {
+        tracing::warn!(operation = err.operation, code = err.code().unwrap_or("-"), error = %err, hint = err.hint(),
+                       "could not read the leaving instances: none counts as leaving in this run");
+        Default::default()
+    })
+}
+
 /// Marks the instances that are leaving.
 pub fn mark_leaving(instances: &mut [Instance], leaving: &std::collections::BTreeMap<String, Leaving>) {
     for instance in instances {

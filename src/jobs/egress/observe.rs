@@ -51,7 +51,7 @@ pub async fn observe<E: RouteTables + Instances + Nats + LeavingInstances>(
         all_pages("DescribeSubnets", |t| ec2.describe_subnets(&vpc_only, t)),
         all_pages("DescribeInstances", |t| ec2.describe_instances(&instance_filters, t)),
         all_pages("DescribeNatGateways", |t| ec2.describe_nat_gateways(&vpc_only, t)),
-        crate::aws::ec2::leaving(ec2),
+        async { Ok::<_, AwsError>(crate::aws::ec2::leaving_or_none(ec2).await) },
         all_pages("DescribeInstanceStatus", |t| ec2.describe_impaired(StatusCheck::System, t)),
         all_pages("DescribeInstanceStatus", |t| ec2.describe_impaired(StatusCheck::Instance, t)),
     )?;

@@ -92,6 +92,14 @@ fn item_step(ip: &str, item: Binding, owners: Vec<String>, what: &str) -> Step<W
     Step::new(ip, change, Write::Item { item, owners })
 }
 
+/// A DELETE that Route 53 refused because the record is not there: what it
+/// was for (another invocation deleted it first, say a Spot warning's run
+/// and the schedule's at once), so a success, as a missing route is for
+/// the routes job.
+fn already_gone(change: &RecordChange, e: &AwsError) -> bool {
+    matches!(change, RecordChange::Delete(_)) && refused(e) && e.message.contains("but it was not found")
+}
+
 /// Route 53 refused the batch's content (rather than being busy or throttled).
 fn refused(e: &AwsError) -> bool {
     e.is_code("InvalidChangeBatch") || e.is_code("InvalidInput")
@@ -144,12 +152,17 @@ pub async fn apply<E: Addresses, R: Route53, B: BindingStore>(
                         Err(e) if refused(&e) && changes.len() > 1 => {
                             let mut first_error = None;
                             for change in changes {
-                                if let Err(e) = send(vec![change]).await {
-                                    first_error.get_or_insert(e);
+                                match send(vec![change.clone()]).await {
+                                    Err(e) if already_gone(&change, &e) => {}
+                                    Err(e) => {
+                                        first_error.get_or_insert(e);
+                                    }
+                                    Ok(()) => {}
                                 }
                             }
                             first_error.map_or(Ok(String::new()), Err)
                         }
+                        Err(e) if changes.len() == 1 && already_gone(&changes[0], &e) => Ok(String::new()),
                         other => other.map(|()| String::new()),
                     }
                 }

@@ -47,7 +47,7 @@ impl<E: Instances + Addresses + LeavingInstances, R: Route53, B: BindingStore> R
             all_pages("DescribeInstances", |t| self.ec2.describe_instances(&vpc, t)),
             records,
             items,
-            crate::aws::ec2::leaving(self.ec2),
+            async { Ok::<_, crate::aws::ec2::AwsError>(crate::aws::ec2::leaving_or_none(self.ec2).await) },
         )
         .map_err(Error::Describe)?;
         mark_leaving(&mut instances, &leaving);

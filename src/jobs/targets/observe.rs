@@ -23,11 +23,11 @@ impl<E: Instances + LeavingInstances, L: Elbv2> Reconciler<'_, E, L> {
         );
         let describe_health = futures::future::join_all(arns.iter().map(|arn| self.elbv2.describe_target_health(arn)));
         let describe_instances = all_pages("DescribeInstances", |t| self.ec2.describe_instances(&vpc, t));
-        let describe_leaving = crate::aws::ec2::leaving(self.ec2);
+        let describe_leaving = crate::aws::ec2::leaving_or_none(self.ec2);
         let (groups, health, instances, leaving) =
             futures::join!(describe_groups, describe_health, describe_instances, describe_leaving);
         let mut instances = instances.map_err(Error::Describe)?;
-        mark_leaving(&mut instances, &leaving.map_err(Error::Describe)?);
+        mark_leaving(&mut instances, &leaving);
         let mut missing = Vec::new();
         let mut registrations = Vec::new();
         for (arn, result) in arns.iter().zip(health) {

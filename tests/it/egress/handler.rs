@@ -456,3 +456,13 @@ async fn the_regional_fallback_takes_a_dark_zone_s_table_before_another_zone_s_n
     assert_eq!(default_target(&fake, "rtb-0a"), eni("eni-0a"));
     assert_eq!(back.totals.tables_failed_back, 1);
 }
+
+#[tokio::test]
+async fn a_stopped_nat_fails_over_even_when_ec2_will_not_say_which_instances_are_leaving() {
+    let fake = vpc();
+    fake.inject(Fault::code("UnauthorizedOperation").on(Operation::DescribeSpotInstanceRequests));
+    fake.edit_instance("i-0a", |i| i.state = "stopped".into());
+    let report = run(&fake, &config(&[]), T0).await.unwrap();
+    assert_eq!(default_target(&fake, "rtb-0a"), eni("eni-0b"));
+    assert_eq!(report.totals.tables_failed_over, 1);
+}

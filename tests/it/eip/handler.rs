@@ -486,3 +486,55 @@ async fn changes_whose_records_share_a_batch_are_published_each_and_only_when_th
         ]
     );
 }
+
+/// Route 53 where another invocation deletes `name` right after this one read the records.
+struct DeletedMeanwhile<'a> {
+    inner: &'a FakeRoute53,
+    name: String,
+}
+
+impl kube_rtsync::aws::route53::Route53 for DeletedMeanwhile<'_> {
+    async fn a_records(
+        &self,
+        zone_id: &str,
+        suffix: &str,
+    ) -> Result<Vec<kube_rtsync::aws::route53::ARecord>, kube_rtsync::aws::error::AwsError> {
+        let records = self.inner.a_records(zone_id, suffix).await;
+        self.inner.remove(&self.name);
+        records
+    }
+
+    async fn change(
+        &self,
+        zone_id: &str,
+        changes: &[kube_rtsync::aws::route53::RecordChange],
+    ) -> Result<(), kube_rtsync::aws::error::AwsError> {
+        self.inner.change(zone_id, changes).await
+    }
+}
+
+#[tokio::test]
+async fn a_leaving_node_s_record_that_another_run_deleted_first_is_deleted_as_far_as_this_run_is_concerned() {
+    let world = world();
+    let config = config(&[]);
+    world.run(&config).await.unwrap();
+    for id in ["i-1", "i-2"] {
+        world.ec2.warn_spot_interruption(id);
+    }
+    let route53 = DeletedMeanwhile { inner: &world.route53, name: "3-0-0-1.nodes.example.com".into() };
+    let limiter = WriteLimiter::new(WriteRate { per_second: 0.0, burst: 1 });
+    let reconciler = Reconciler {
+        ec2: &world.ec2,
+        route53: &route53,
+        bindings: &world.bindings,
+        config: &config,
+        limiter: &limiter,
+        dns_limiter: &limiter,
+        deadline: None,
+    };
+    let report = reconciler.reconcile(vec![Trigger::Schedule { event_id: "test".into() }], NOW).await.unwrap();
+    let report = kube_rtsync::jobs::eip::outcome(report).expect("a record already gone is what the delete was for");
+    assert_eq!(report.totals.repaired, 2);
+    let names: Vec<String> = world.route53.records().into_iter().map(|r| r.name).collect();
+    assert_eq!(names, ["3-0-0-3.nodes.example.com"]);
+}
