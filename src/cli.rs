@@ -225,7 +225,8 @@ async fn reconcile<J: Job>(options: &Options, verb: Verb) -> Result<J::Report, J
         Ok(report) => Some(report),
         Err(err) => err.report(),
     };
-    if config.event_bus.is_some() && report.is_some_and(|r| !r.changes_made(&Arns::default()).is_empty()) {
+    // publish_changes makes no call without a change to publish.
+    if config.event_bus.is_some() {
         let bus = AwsEventBridge::new(crate::aws::sdk::eventbridge_client(&sdk, throttles.total.service()));
         let region = sdk.region().map(|r| r.to_string()).unwrap_or_default();
         let arns = Arns::in_region(&region, std::env::var("AWS_ACCOUNT_ID").ok());
