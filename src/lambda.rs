@@ -10,6 +10,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::aws::events::AwsEventBridge;
+use crate::aws::sdk::{HttpsClient, Service};
 use crate::jobs::{JobName, egress, eip, routes, targets};
 use crate::shared::changes::Arns;
 use crate::shared::config::{ConfigError, HANDLER};
@@ -36,14 +37,15 @@ pub async fn serve_job<J: Job>() -> Result<(), lambda_runtime::Error> {
     let config = J::config(&|name| std::env::var(name).ok()).map_err(invalid_configuration)?;
     tracing::info!(job = J::NAME, version = crate::VERSION, "kube-rtsync");
     J::starting(&config);
-    let sdk =
-        crate::aws::sdk::config_loader(|name| std::env::var(name).ok()).map_err(invalid_configuration)?.load().await;
+    let https = HttpsClient::from_lookup(|name| std::env::var(name).ok()).map_err(invalid_configuration)?;
+    let sdk = crate::aws::sdk::config_loader_with(https.clone()).load().await;
     let throttles = Throttles::new();
     let clients = J::clients(&sdk, &throttles);
     let events = config
         .event_bus
         .as_ref()
         .map(|_| AwsEventBridge::new(crate::aws::sdk::eventbridge_client(&sdk, throttles.total.service())));
+    warm_up::<J>(&https, &sdk, &config).await;
     let region = sdk.region().map(|r| r.to_string()).unwrap_or_default();
     let limiter = throttles.ec2_limiter(&config);
     let (clients, config, limiter, throttled) = (&clients, &config, &limiter, &throttles.total);
@@ -81,6 +83,28 @@ pub async fn serve_job<J: Job>() -> Result<(), lambda_runtime::Error> {
         result.map_err(|err| diagnostic(&err))
     }))
     .await
+}
+
+/// Opens, during init (where Lambda does not throttle the CPU), the
+/// connections the first invocation will use, within `WARM_UP_MS`: the
+/// job's own and one for the change events. What could not be opened in
+/// time is logged and left to the first calls.
+async fn warm_up<J: Job>(https: &HttpsClient, sdk: &aws_config::SdkConfig, config: &J::Config) {
+    if config.warm_up.is_zero() {
+        return;
+    }
+    let mut connections = J::connections(config);
+    if config.event_bus.is_some() {
+        connections.push((Service::EventBridge, 1));
+    }
+    let urls = crate::aws::sdk::warm_up_urls(sdk, &connections).await;
+    let warm = https.warm_up(&urls, config.warm_up).await;
+    tracing::info!(
+        opened = warm.opened,
+        failed = warm.failed,
+        took_ms = warm.took.as_secs_f64() * 1000.0,
+        "connections opened during init"
+    );
 }
 
 /// What Lambda records of a failed invocation: the error's stable kind as

@@ -6,8 +6,20 @@
 
 use std::process::ExitCode;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    // Before any thread exists: it sets a variable of the process.
+    kube_rtsync::aws::sdk::read_roots_from_the_platform_bundle();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build();
+    match runtime {
+        Ok(runtime) => runtime.block_on(run()),
+        Err(err) => {
+            eprintln!("kube-rtsync: cannot start the async runtime: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> ExitCode {
     if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_none() {
         kube_rtsync::shared::logging::init_cli();
         return kube_rtsync::cli::run().await;

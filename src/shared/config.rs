@@ -20,6 +20,9 @@ pub const WRITE_BURST: &str = "WRITE_BURST";
 pub const METRICS_NAMESPACE: &str = "METRICS_NAMESPACE";
 /// EventBridge bus of the change events (a name or an ARN); `none` turns them off.
 pub const EVENT_BUS_NAME: &str = "EVENT_BUS_NAME";
+/// How long (milliseconds) a Lambda's init may spend opening the
+/// connections its first invocation will use; `0`: none.
+pub const WARM_UP_MS: &str = "WARM_UP_MS";
 /// The function's handler name, which Lambda passes to a custom runtime:
 /// it picks the job.
 pub const HANDLER: &str = "_HANDLER";
@@ -27,12 +30,17 @@ pub const HANDLER: &str = "_HANDLER";
 /// The variables every job reads: the one list the documentation, the
 /// template and the fuzz target are checked against (`tests/contract.rs`).
 pub const SHARED_VARIABLES: &[&str] =
-    &[VPC_ID, DRY_RUN, MAX_WRITES_PER_SECOND, WRITE_BURST, METRICS_NAMESPACE, EVENT_BUS_NAME];
+    &[VPC_ID, DRY_RUN, MAX_WRITES_PER_SECOND, WRITE_BURST, METRICS_NAMESPACE, EVENT_BUS_NAME, WARM_UP_MS];
 
 pub const DEFAULT_MAX_WRITES_PER_SECOND: f64 = 4.0;
 pub const DEFAULT_WRITE_BURST: u32 = 20;
 pub const DEFAULT_METRICS_NAMESPACE: &str = "KubeRtsync";
 pub const DEFAULT_EVENT_BUS_NAME: &str = "default";
+/// An in-Region TLS connection takes a few milliseconds; an endpoint that
+/// does not answer within this costs init no more.
+pub const DEFAULT_WARM_UP_MS: usize = 250;
+/// The longest warm-up accepted (Lambda's init ends at 10 s).
+pub const MAX_WARM_UP_MS: usize = 5000;
 /// The value of [`EVENT_BUS_NAME`] that turns change events off.
 pub const NO_EVENT_BUS: &str = "none";
 
@@ -123,12 +131,15 @@ pub struct SharedConfig {
     pub metrics_namespace: String,
     /// The bus of the change events; `None`: no events.
     pub event_bus: Option<String>,
+    /// The longest a Lambda's init spends opening connections; zero: none.
+    pub warm_up: std::time::Duration,
 }
 
 const VPC_ID_FORM: &str = "a VPC id such as vpc-0a1b2c3d4e5f67890";
 const BOOL_FORM: &str = "true or false";
 const RATE_FORM: &str = "a number of writes per second: 0 (disables the limiter) or from 0.01 up, e.g. 4";
 const BURST_FORM: &str = "a whole number >= 1, e.g. 20";
+const WARM_UP_FORM: &str = "a whole number of milliseconds from 0 (no warm-up) to 5000, e.g. 250";
 const EVENT_BUS_FORM: &str = "an event bus name (1 to 256 of A-Z a-z 0-9 . - _ /), an event bus ARN, or none";
 const NAMESPACE_FORM: &str =
     "a CloudWatch namespace: 1 to 255 of A-Z a-z 0-9 . - _ / # : and space, not starting with AWS/, e.g. KubeRtsync";
@@ -165,7 +176,15 @@ impl SharedConfig {
             Some(bus) if bus.eq_ignore_ascii_case(NO_EVENT_BUS) => None,
             Some(bus) => Some(check_event_bus(&bus)?),
         };
-        Ok(SharedConfig { vpc_id, dry_run, write_rate: WriteRate { per_second, burst }, metrics_namespace, event_bus })
+        let warm_up = env.whole(WARM_UP_MS, DEFAULT_WARM_UP_MS, 0, MAX_WARM_UP_MS, WARM_UP_FORM)?;
+        Ok(SharedConfig {
+            vpc_id,
+            dry_run,
+            write_rate: WriteRate { per_second, burst },
+            metrics_namespace,
+            event_bus,
+            warm_up: std::time::Duration::from_millis(warm_up as u64),
+        })
     }
 }
 
@@ -343,6 +362,21 @@ mod tests {
         assert_eq!(c.write_rate, WriteRate { per_second: 4.0, burst: 20 });
         assert_eq!(c.metrics_namespace, "KubeRtsync");
         assert_eq!(c.event_bus.as_deref(), Some("default"));
+        assert_eq!(c.warm_up, std::time::Duration::from_millis(250));
+    }
+
+    #[test]
+    fn the_warm_up_is_milliseconds_up_to_five_seconds_or_none() {
+        let vpc = (VPC_ID, "vpc-0123456789abcdef0");
+        for (value, ms) in [("0", 0), ("1", 1), ("5000", 5000), (" 40 ", 40)] {
+            let c = shared(&[vpc, (WARM_UP_MS, value)]).unwrap();
+            assert_eq!(c.warm_up, std::time::Duration::from_millis(ms), "{value}");
+        }
+        for bad in ["5001", "-1", "0.5", "250ms"] {
+            let err = shared(&[vpc, (WARM_UP_MS, bad)]).unwrap_err();
+            assert_eq!(err.variable, WARM_UP_MS, "{bad}");
+            assert!(err.to_string().contains("expected a whole number of milliseconds"), "{err}");
+        }
     }
 
     #[test]

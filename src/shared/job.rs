@@ -13,6 +13,7 @@ use tracing::info;
 
 use crate::aws::error::ThrottleCounter;
 use crate::aws::events::EventBus;
+use crate::aws::sdk::Service;
 use crate::shared::changes::{Arns, Published, Publisher};
 use crate::shared::config::{ConfigError, FromLookup, SharedConfig};
 use crate::shared::event::{self, EventError, Trigger};
@@ -74,6 +75,11 @@ pub trait Job: Send + Sync + Sized + 'static {
     fn for_a_person(_config: &mut Self::Config) {}
 
     fn clients(sdk: &aws_config::SdkConfig, throttles: &Throttles) -> Self::Clients;
+
+    /// The services its first round trip calls, each with how many calls
+    /// it makes to it at once: the connections a Lambda's init opens
+    /// (change events add their own).
+    fn connections(config: &Self::Config) -> Vec<(Service, usize)>;
 
     /// The report of an event that asks for no reconcile (a test notification).
     fn nothing_to_do(config: &Self::Config, triggers: Vec<Trigger>) -> Self::Report;

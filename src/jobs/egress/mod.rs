@@ -15,6 +15,7 @@ pub mod observe;
 pub mod plan;
 pub mod report;
 
+use crate::aws::sdk::Service;
 use serde_json::Value;
 use tokio::time::Instant;
 use tracing::{info, warn};
@@ -106,6 +107,12 @@ impl crate::shared::job::Job for Egress {
 
     fn clients(sdk: &aws_config::SdkConfig, throttles: &crate::shared::job::Throttles) -> Self::Clients {
         crate::aws::ec2::AwsEc2::new(crate::aws::sdk::ec2_client(sdk, throttles.ec2.clone()))
+    }
+
+    fn connections(_config: &Config) -> Vec<(Service, usize)> {
+        // Tables, subnets, instances, NAT gateways, two status checks and
+        // the two leaving reads, at once (observe.rs).
+        vec![(Service::Ec2, 8)]
     }
 
     fn nothing_to_do(config: &Config, triggers: Vec<Trigger>) -> Report {

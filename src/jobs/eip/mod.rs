@@ -13,6 +13,7 @@ pub mod observe;
 pub mod plan;
 pub mod report;
 
+use crate::aws::sdk::Service;
 use serde_json::Value;
 use tokio::time::Instant;
 use tracing::{info, warn};
@@ -142,6 +143,19 @@ impl crate::shared::job::Job for Eip {
             bindings: crate::aws::dynamodb::AwsBindings::new(dynamodb_client(sdk, throttles.total.service())),
             dns_limiter: WriteLimiter::new(ROUTE53_WRITE_RATE).learning_from(dns),
         }
+    }
+
+    fn connections(config: &Config) -> Vec<(Service, usize)> {
+        // Addresses, instances and the two leaving reads; the zone's
+        // records and the lease table, when set, at once (observe.rs).
+        let mut connections = vec![(Service::Ec2, 4)];
+        if config.dns.is_some() {
+            connections.push((Service::Route53, 1));
+        }
+        if config.table.is_some() {
+            connections.push((Service::DynamoDb, 1));
+        }
+        connections
     }
 
     fn nothing_to_do(config: &Config, triggers: Vec<Trigger>) -> Report {

@@ -18,6 +18,7 @@ pub mod plan;
 pub mod render;
 pub mod report;
 
+use crate::aws::sdk::Service;
 use serde_json::Value;
 use tokio::time::Instant;
 use tracing::{Instrument, info, info_span, warn};
@@ -171,6 +172,11 @@ impl crate::shared::job::Job for Routes {
 
     fn clients(sdk: &aws_config::SdkConfig, throttles: &crate::shared::job::Throttles) -> Self::Clients {
         crate::aws::ec2::AwsEc2::new(crate::aws::sdk::ec2_client(sdk, throttles.ec2.clone()))
+    }
+
+    fn connections(_config: &Config) -> Vec<(Service, usize)> {
+        // The source table and the private tables, read at once.
+        vec![(Service::Ec2, 2)]
     }
 
     fn nothing_to_do(config: &Config, triggers: Vec<Trigger>) -> Report {

@@ -13,6 +13,7 @@ pub mod observe;
 pub mod plan;
 pub mod report;
 
+use crate::aws::sdk::Service;
 use serde_json::Value;
 use tokio::time::Instant;
 use tracing::info;
@@ -120,6 +121,13 @@ impl crate::shared::job::Job for Targets {
             ec2: crate::aws::ec2::AwsEc2::new(crate::aws::sdk::ec2_client(sdk, throttles.ec2.clone())),
             elbv2: crate::aws::elbv2::AwsElbv2::new(crate::aws::sdk::elbv2_client(sdk, throttles.total.service())),
         }
+    }
+
+    fn connections(config: &Config) -> Vec<(Service, usize)> {
+        // Instances and the two leaving reads; the groups' descriptions and
+        // each group's health, at once (observe.rs).
+        let groups = config.target_group_arns.len();
+        vec![(Service::Ec2, 3), (Service::Elbv2, groups.div_ceil(observe::GROUPS_PER_DESCRIBE) + groups)]
     }
 
     fn nothing_to_do(config: &Config, triggers: Vec<Trigger>) -> Report {

@@ -10,7 +10,7 @@ use crate::aws::ec2::{Instances, LeavingInstances, all_pages, mark_leaving};
 use crate::aws::elbv2::{Elbv2, TARGET_GROUP_NOT_FOUND};
 
 /// Groups per `DescribeTargetGroups` call.
-const GROUPS_PER_DESCRIBE: usize = 20;
+pub const GROUPS_PER_DESCRIBE: usize = 20;
 
 impl<E: Instances + LeavingInstances, L: Elbv2> Reconciler<'_, E, L> {
     /// The groups with their registrations, and the VPC's instances (those

@@ -9,8 +9,10 @@ use std::time::Duration;
 
 use crate::support::emulator::Emulator;
 use crate::support::proxy::{Behaviour, Proxy, WriteBucket};
+use crate::support::relay::Relay;
 use crate::support::runtime_api::{Answer, RuntimeApi};
 use crate::support::seed::{self, CLUSTER, ClusterTag, RouteRow, SampleVpc, To};
+use crate::support::tls_front::TlsFront;
 use crate::support::{Counting, LAUNCH, LambdaProcess, RUNNING, SAMPLE_INSTANCE, SCHEDULED, TEST_NOTIFICATION, event};
 use ipnet::IpNet;
 use kube_rtsync::aws::ec2::AwsEc2;
@@ -565,6 +567,90 @@ async fn tls_endpoints_are_verified_and_aws_ca_bundle_extends_the_trust() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("Applied: 9 created, 2 replaced, 1 deleted, in 3 of 3 tables."), "{out}");
     assert_mirror(&world.vpc, &before, &world.snapshot().await, &["100.96.0.0/11"], &privates(&world.vpc));
+}
+
+/// One routes invocation of a fresh Lambda process whose calls go through
+/// `relay`, with `WARM_UP_MS` set to `warm_up`: the connections the relay
+/// accepted during init and during the invocation, and the report.
+fn invoke_through(world: &World, relay: &Relay, warm_up: &str) -> ((usize, usize), serde_json::Value) {
+    let node = world.vpc.nodes[0].instance_id.clone();
+    let api = RuntimeApi::start(vec![LAUNCH.replace(SAMPLE_INSTANCE, &node)]);
+    let mut env = world.function_env();
+    env.retain(|(name, _)| *name != "AWS_ENDPOINT_URL");
+    let port = relay.address.rsplit(':').next().unwrap();
+    env.extend([
+        ("AWS_ENDPOINT_URL", format!("https://localhost:{port}")),
+        ("AWS_CA_BUNDLE", crate::support::emulator::TEST_CA.to_owned()),
+        ("EVENT_BUS_NAME", "none".to_owned()),
+        ("WARM_UP_MS", warm_up.to_owned()),
+    ]);
+    let _lambda = LambdaProcess::spawn(
+        Path::new(env!("CARGO_BIN_EXE_kube-rtsync")),
+        &api.address,
+        &env,
+        std::process::Stdio::null(),
+    );
+    let (_, answer) = api.answer(Duration::from_secs(60));
+    let Answer::Response(report) = answer else { panic!("WARM_UP_MS={warm_up}: expected a report, got {answer:?}") };
+    (relay.opened_around(api.first_poll().expect("the function polled")), report)
+}
+
+#[tokio::test]
+async fn init_opens_the_connections_the_first_invocation_reads_through() {
+    crate::require_emulator!();
+    let world = World::new(ClusterTag::Legacy).await;
+    // TLS in front of the test proxy (both keep connections open, as AWS's
+    // endpoints do), and a relay in front of that, counting connections.
+    let proxy = Proxy::start(&world.emulator.endpoint(), Behaviour::default());
+    let front = TlsFront::start(&proxy.endpoint);
+    // The first process syncs the VPC; the next ones find nothing to write,
+    // so their invocation is the one round trip of two describes at once.
+    let (_, report) = invoke_through(&world, &Relay::start(&front.address, Duration::ZERO), "0");
+    assert_eq!(report["totals"]["created"], 9, "{report}");
+
+    let warm = Relay::start(&front.address, Duration::ZERO);
+    let (opened, report) = invoke_through(&world, &warm, "5000");
+    assert_eq!(report["outcome"], "in_sync", "{report}");
+    assert_eq!(opened, (2, 0), "both connections opened during init, none during the invocation");
+
+    let cold = Relay::start(&front.address, Duration::ZERO);
+    let (opened, report) = invoke_through(&world, &cold, "0");
+    assert_eq!(report["outcome"], "in_sync", "{report}");
+    assert_eq!(opened, (0, 2), "without the warm-up the invocation opens both");
+}
+
+#[tokio::test]
+async fn an_endpoint_that_does_not_answer_costs_init_the_warm_up_budget_and_no_more() {
+    crate::require_emulator!();
+    let world = World::new(ClusterTag::Legacy).await;
+    // A listener that accepts connections (the kernel's backlog does) and
+    // never answers: TLS's handshake hangs, as behind a black-holed route.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let node = world.vpc.nodes[0].instance_id.clone();
+    let api = RuntimeApi::start(vec![LAUNCH.replace(SAMPLE_INSTANCE, &node)]);
+    let mut env = world.function_env();
+    env.retain(|(name, _)| *name != "AWS_ENDPOINT_URL");
+    env.extend([
+        ("AWS_ENDPOINT_URL", format!("https://{}", silent.local_addr().unwrap())),
+        ("EVENT_BUS_NAME", "none".to_owned()),
+        ("WARM_UP_MS", "300".to_owned()),
+    ]);
+    let log_path = std::env::temp_dir().join(format!("kube-rtsync-warm-up-{}.log", std::process::id()));
+    let log = std::fs::File::create(&log_path).unwrap();
+    let spawned = std::time::Instant::now();
+    let _lambda = LambdaProcess::spawn(Path::new(env!("CARGO_BIN_EXE_kube-rtsync")), &api.address, &env, log.into());
+    let start = std::time::Instant::now();
+    while api.first_poll().is_none() && start.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let init = api.first_poll().expect("init ends although no connection could be made").duration_since(spawned);
+    // The handshake would wait for ever: the budget ended it, well inside
+    // Lambda's 10 s for init.
+    assert!(init >= Duration::from_millis(300) && init < Duration::from_secs(10), "{init:?}");
+    drop(_lambda);
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let _ = std::fs::remove_file(&log_path);
+    assert!(log.contains("connections not all opened within the init budget"), "{log}");
 }
 
 #[tokio::test]

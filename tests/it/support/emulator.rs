@@ -20,8 +20,8 @@ pub struct Emulator {
 /// The CA that signed the TLS emulator's certificate (test-only key pair,
 /// made with openssl for these tests; trusted nowhere else).
 pub const TEST_CA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/test-ca.pem");
-const TLS_CERT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/emulator-cert.pem");
-const TLS_KEY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/emulator-key.pem");
+pub const TLS_CERT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/emulator-cert.pem");
+pub const TLS_KEY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/emulator-key.pem");
 
 /// Where `make venv` installs the emulator, unless `MOTO_SERVER` says otherwise.
 fn moto_server() -> PathBuf {

@@ -124,8 +124,10 @@ pub mod emulator;
 pub mod events;
 pub mod golden;
 pub mod proxy;
+pub mod relay;
 pub mod runtime_api;
 pub mod seed;
+pub mod tls_front;
 
 /// The compiled `kube-rtsync` binary, run as Lambda runs it: against a
 /// Runtime API at `runtime_api`, with the function's environment.

@@ -93,6 +93,11 @@ impl RuntimeApi {
         *self.shared.first_poll.lock().unwrap()
     }
 
+    /// When an event was handed out.
+    pub fn served_at(&self, request_id: &str) -> Option<Instant> {
+        Some(self.shared.served.lock().unwrap().iter().find(|(id, _)| id == request_id)?.1)
+    }
+
     /// How long the function took over an event: from handing it out to
     /// receiving the answer.
     pub fn duration(&self, request_id: &str) -> Option<Duration> {
