@@ -208,6 +208,9 @@ async fn main() {
     if std::env::var_os("BENCH_PACING").is_some() {
         return pacing().await;
     }
+    if std::env::var_os("BENCH_COLD").is_some() {
+        return cold_start(&binary).await;
+    }
     let mut runs = Vec::new();
     for _ in 0..JOIN_RUNS {
         let emulator = Emulator::start();
@@ -318,6 +321,151 @@ async fn main() {
 
     jobs(&binary, ideal).await;
     pacing().await;
+    cold_start(&binary).await;
+}
+
+/// Processes per variant of the cold-start scenario.
+const COLD_RUNS: usize = 7;
+
+/// A 128 MB function's share of a vCPU (128 / 1769 MB per vCPU): the CFS
+/// quota of the cold-start scenario's cgroup, per 100 ms period.
+const QUOTA_US_PER_100_MS: u64 = 7_236;
+
+/// A cgroup (v1 `cpu` controller) whose processes get a 128 MB function's
+/// CPU; removed when dropped. None where no such cgroup can be made
+/// (cgroup v2 only, or not root).
+struct CpuCap(PathBuf);
+
+impl CpuCap {
+    fn new() -> Option<CpuCap> {
+        let dir = PathBuf::from(format!("/sys/fs/cgroup/cpu/kube-rtsync-bench-{}", std::process::id()));
+        std::fs::create_dir(&dir).ok()?;
+        let cap = CpuCap(dir);
+        std::fs::write(cap.0.join("cpu.cfs_period_us"), "100000").ok()?;
+        std::fs::write(cap.0.join("cpu.cfs_quota_us"), QUOTA_US_PER_100_MS.to_string()).ok()?;
+        Some(cap)
+    }
+
+    /// Moves every thread of `pid` under the cap.
+    fn take(&self, pid: u32) {
+        std::fs::write(self.0.join("cgroup.procs"), pid.to_string()).expect("the process moves into the cgroup");
+    }
+}
+
+impl Drop for CpuCap {
+    fn drop(&mut self) {
+        // Its processes are gone by now; a cgroup with none can be removed.
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.0).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Scenario 8, cold starts at a 128 MB function's CPU: a fresh process per
+/// run, its init at full speed (as Lambda gives it), then moved under the
+/// cap before its first event, a steady-state reconcile (the first round
+/// trip and nothing to write). The endpoint is TLS (the test CA, kept-alive
+/// connections) in front of the emulator with the added latency per call;
+/// a relay in front of it notes when each connection opened and when the
+/// first request went on the wire. With the warm-up (`WARM_UP_MS`, default)
+/// and without (`WARM_UP_MS=0`).
+async fn cold_start(binary: &Path) {
+    use support::relay::Relay;
+    use support::tls_front::TlsFront;
+
+    println!();
+    let Some(cap) = CpuCap::new() else {
+        println!("8. Cold starts at a 128 MB function's CPU: skipped (no writable cgroup v1 cpu controller here)");
+        return;
+    };
+    println!(
+        "8. Cold starts, steady-state reconcile, first invocation under a CFS quota of {QUOTA_US_PER_100_MS} us per 100 ms \
+         (cgroup v1 cpu controller: 128 MB of 1769 MB per vCPU), init at full speed; TLS endpoint, {} per call; medians of {COLD_RUNS} processes",
+        ms(rtt())
+    );
+    let emulator = Emulator::start();
+    let client = emulator.client();
+    let routes_vpc = seed_vpc(&client, 12, 12, 12, 12).await;
+    let egress = seed::egress_vpc(&client, 4, &[("us-east-1a", 12), ("us-east-1b", 0)]).await;
+    let proxy = Proxy::start(&emulator.endpoint(), Behaviour { latency: rtt(), ..Behaviour::default() });
+    let front = TlsFront::start(&proxy.endpoint);
+    let routes_env = vec![
+        ("VPC_ID", routes_vpc.id.clone()),
+        ("KUBE_CLUSTER_NAME", CLUSTER.to_owned()),
+        ("ROUTE_WAIT_SECONDS", "0".to_owned()),
+    ];
+    let egress_env = vec![("VPC_ID", egress.vpc_id.clone()), ("_HANDLER", "egress".to_owned())];
+    for (job, job_env) in [("routes", routes_env), ("egress", egress_env)] {
+        for (label, warm_up) in [("with the warm-up", None), ("without (WARM_UP_MS=0)", Some("0"))] {
+            let mut runs = Vec::new();
+            // One uncapped run first, which also turns egress's
+            // source/destination checks off, so that every measured run
+            // finds nothing to write.
+            for n in 0..=COLD_RUNS {
+                let relay = Relay::start(&front.address, Duration::ZERO);
+                let port = relay.address.rsplit(':').next().unwrap().to_owned();
+                let mut env = emulator.env();
+                env.retain(|(k, _)| *k != "AWS_ENDPOINT_URL");
+                env.extend(job_env.iter().cloned());
+                env.extend([
+                    ("AWS_ENDPOINT_URL", format!("https://localhost:{port}")),
+                    ("AWS_CA_BUNDLE", support::emulator::TEST_CA.to_owned()),
+                    ("EVENT_BUS_NAME", "none".to_owned()),
+                    ("RUST_LOG", "warn".to_owned()),
+                ]);
+                if let Some(value) = warm_up {
+                    env.push(("WARM_UP_MS", value.to_owned()));
+                }
+                let api = RuntimeApi::start(Vec::new());
+                let spawned = Instant::now();
+                let lambda = support::LambdaProcess::spawn(binary, &api.address, &env, std::process::Stdio::null());
+                while api.first_poll().is_none() {
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                let init = api.first_poll().unwrap().duration_since(spawned);
+                if n > 0 {
+                    cap.take(lambda.pid());
+                }
+                api.push(scheduled_event());
+                let (id, answer) = api.answer(Duration::from_secs(120));
+                let Answer::Response(report) = answer else { panic!("{job}: the function failed: {answer:?}") };
+                drop(lambda);
+                if n == 0 {
+                    continue;
+                }
+                assert_eq!(report["outcome"], "in_sync", "{job}: {report}");
+                let served = api.served_at(&id).unwrap();
+                let took = api.duration(&id).unwrap();
+                let connections = relay.connections();
+                let on_the_wire = connections
+                    .iter()
+                    .filter_map(|c| c.first_request_after(served))
+                    .min()
+                    .expect("the invocation sent a request");
+                let opened = connections.iter().filter(|c| c.accepted >= served).count();
+                runs.push((init, took, on_the_wire.duration_since(served), opened));
+            }
+            let median = |f: fn(&(Duration, Duration, Duration, usize)) -> Duration| {
+                let mut v: Vec<Duration> = runs.iter().map(f).collect();
+                v.sort();
+                v[v.len() / 2]
+            };
+            let (init, took, wire) = (median(|r| r.0), median(|r| r.1), median(|r| r.2));
+            let mut opened: Vec<usize> = runs.iter().map(|r| r.3).collect();
+            opened.sort();
+            println!(
+                "   {job}, {label}: init {}, first invocation {}, of which {} ({:.0}%) before the first request was on the wire; connections opened during it: {}",
+                ms_fine(init),
+                ms_fine(took),
+                ms_fine(wire),
+                100.0 * wire.as_secs_f64() / took.as_secs_f64(),
+                opened[opened.len() / 2]
+            );
+        }
+    }
 }
 
 /// Scenario 6: how to slow down when EC2's bucket is shared. A resync of
@@ -449,11 +597,11 @@ async fn jobs(binary: &Path, ideal: Duration) {
 /// Processes started per job and trust-store variant for the init figures.
 const INIT_RUNS: usize = 15;
 
-/// Scenario 0, init per job: process start to the first poll of the
-/// Runtime API, median of [`INIT_RUNS`] fresh processes, with the system's
-/// roots as the platform loader reads them (the bundle, then every file of
-/// the certificate directory), and with no system roots at all
-/// (`SSL_CERT_DIR` naming no directory): what the trust store costs.
+/// Scenario 0, init per job without the warm-up: process start to the
+/// first poll of the Runtime API, median of [`INIT_RUNS`] fresh processes,
+/// with the system's roots (read from the platform's bundle file), and with
+/// no system roots at all (`SSL_CERT_DIR` naming no directory): what the
+/// trust store costs.
 fn init_per_job(binary: &Path) {
     let arn = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/nodes/0123456789abcdef";
     let jobs: [(&str, Vec<(&str, &str)>); 4] = [
@@ -463,7 +611,9 @@ fn init_per_job(binary: &Path) {
         ("eip", vec![("_HANDLER", "eip"), ("EIP_NODE_TAGS", "role=edge"), ("EIP_POOL_TAGS", "pool=edge")]),
     ];
     let none = "/nonexistent";
-    println!("0. Init (process start -> first poll of the Runtime API), median of {INIT_RUNS} processes");
+    println!(
+        "0. Init without the warm-up (process start -> first poll of the Runtime API), median of {INIT_RUNS} processes"
+    );
     for (job, extra) in jobs {
         let mut line = format!("   {job}:");
         for (label, trust) in [("system roots", None), ("no system roots (SSL_CERT_DIR=/nonexistent)", Some(none))] {
@@ -477,6 +627,10 @@ fn init_per_job(binary: &Path) {
                         ("AWS_SECRET_ACCESS_KEY", "test".into()),
                         ("AWS_EC2_METADATA_DISABLED", "true".into()),
                         ("RUST_LOG", "warn".into()),
+                        // Init without the warm-up (scenario 8 has it), and
+                        // an endpoint on loopback all the same.
+                        ("AWS_ENDPOINT_URL", "http://127.0.0.1:9".into()),
+                        ("WARM_UP_MS", "0".into()),
                     ];
                     env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
                     if let Some(dir) = trust {

@@ -7,8 +7,12 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    // Before any thread exists: it sets a variable of the process.
-    kube_rtsync::aws::sdk::read_roots_from_the_platform_bundle();
+    // Before any thread exists: it sets a variable of the process. Only
+    // under Lambda, where init time is billed and the platform is known: a
+    // person's command line keeps the platform loader's own choice.
+    if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
+        kube_rtsync::aws::sdk::read_roots_from_the_platform_bundle();
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build();
     match runtime {
         Ok(runtime) => runtime.block_on(run()),

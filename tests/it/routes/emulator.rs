@@ -620,6 +620,40 @@ async fn init_opens_the_connections_the_first_invocation_reads_through() {
 }
 
 #[tokio::test]
+async fn under_lambda_a_certificate_outside_the_platform_bundle_is_refused_unless_aws_ca_bundle_adds_it() {
+    crate::require_emulator!();
+    let world = World::new(ClusterTag::Legacy).await;
+    let before = world.snapshot().await;
+    let proxy = Proxy::start(&world.emulator.endpoint(), Behaviour::default());
+    let front = TlsFront::start(&proxy.endpoint);
+    let node = world.vpc.nodes[0].instance_id.clone();
+    for (bundle, refused) in [(None, true), (Some(crate::support::emulator::TEST_CA), false)] {
+        let api = RuntimeApi::start(vec![LAUNCH.replace(SAMPLE_INSTANCE, &node)]);
+        let mut env = world.function_env();
+        env.retain(|(name, _)| *name != "AWS_ENDPOINT_URL");
+        env.extend([("AWS_ENDPOINT_URL", format!("https://{}", front.address)), ("EVENT_BUS_NAME", "none".to_owned())]);
+        if let Some(bundle) = bundle {
+            env.push(("AWS_CA_BUNDLE", bundle.to_owned()));
+        }
+        let _lambda = LambdaProcess::spawn(
+            Path::new(env!("CARGO_BIN_EXE_kube-rtsync")),
+            &api.address,
+            &env,
+            std::process::Stdio::null(),
+        );
+        let (_, answer) = api.answer(Duration::from_secs(60));
+        match (refused, answer) {
+            (true, Answer::Error(error)) => {
+                assert!(error.to_string().contains("UnknownIssuer"), "{error}");
+                assert_eq!(world.snapshot().await, before, "nothing changed");
+            }
+            (false, Answer::Response(report)) => assert_eq!(report["totals"]["created"], 9, "{report}"),
+            (refused, answer) => panic!("refused: {refused}, but {answer:?}"),
+        }
+    }
+}
+
+#[tokio::test]
 async fn an_endpoint_that_does_not_answer_costs_init_the_warm_up_budget_and_no_more() {
     crate::require_emulator!();
     let world = World::new(ClusterTag::Legacy).await;
