@@ -10,6 +10,7 @@ pub mod job;
 pub mod limiter;
 pub mod logging;
 pub mod metrics;
+pub mod nodes;
 pub mod report;
 pub mod selector;
 pub mod tags;

@@ -204,7 +204,7 @@ impl<E: Instances + Addresses + LeavingInstances, R: Route53, B: BindingStore> R
         let observe::Observed { instances, pool, others, items, records, warnings } = self.observe().await?;
         let settings = Settings {
             vpc_id: config.vpc_id.clone(),
-            node_selector: config.node_tags.clone(),
+            nodes: crate::shared::nodes::NodeRule::selector_only(config.node_tags.clone()),
             dns: config.dns.as_ref().map(|d| Dns { suffix: d.suffix.clone(), ttl: d.ttl }),
             table: config.table.is_some(),
         };

@@ -1,12 +1,11 @@
 //! What the `eip` job observes: instances, the address pool, binding items, A records and its settings.
 
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::shared::selector::TagSelector;
+use crate::shared::nodes::NodeRule;
 
 /// EC2 state names the planner reasons about.
 pub const RUNNING: &str = "running";
@@ -51,8 +50,8 @@ pub struct Dns {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Settings {
     pub vpc_id: String,
-    /// `EIP_NODE_TAGS`.
-    pub node_selector: TagSelector,
+    /// `EIP_NODE_TAGS`, a selector alone.
+    pub nodes: NodeRule,
     /// `None`: no DNS records at all.
     pub dns: Option<Dns>,
     /// `false`: no binding table, so no items are read or written.
@@ -60,13 +59,9 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn selects(&self, tags: &BTreeMap<String, String>) -> bool {
-        self.node_selector.matches(tags)
-    }
-
     /// Rule 1: a running instance of the VPC that matches the node tags.
     pub fn is_node(&self, instance: &Instance) -> bool {
-        instance.vpc_id == self.vpc_id && instance.state == RUNNING && self.selects(&instance.tags)
+        instance.state == RUNNING && self.nodes.is_node(instance, &self.vpc_id)
     }
 }
 
@@ -105,15 +100,20 @@ mod tests {
     #[test]
     fn a_selector_pair_without_value_matches_any_value_and_all_pairs_must_match() {
         let settings = Settings {
-            node_selector: "role=edge,karpenter.sh/nodepool".parse().unwrap(),
-            vpc_id: String::new(),
+            nodes: NodeRule::selector_only("role=edge,karpenter.sh/nodepool".parse().unwrap()),
+            vpc_id: "vpc-1".into(),
             dns: None,
             table: false,
         };
-        let tags = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        assert!(settings.selects(&tags(&[("role", "edge"), ("karpenter.sh/nodepool", "any")])));
-        assert!(!settings.selects(&tags(&[("role", "web"), ("karpenter.sh/nodepool", "any")])));
-        assert!(!settings.selects(&tags(&[("role", "edge")])));
+        let node = |pairs: &[(&str, &str)]| Instance {
+            vpc_id: "vpc-1".into(),
+            state: RUNNING.into(),
+            tags: pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            ..Instance::default()
+        };
+        assert!(settings.is_node(&node(&[("role", "edge"), ("karpenter.sh/nodepool", "any")])));
+        assert!(!settings.is_node(&node(&[("role", "web"), ("karpenter.sh/nodepool", "any")])));
+        assert!(!settings.is_node(&node(&[("role", "edge")])));
     }
 
     #[test]

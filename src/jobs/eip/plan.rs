@@ -358,7 +358,7 @@ impl<'a> View<'a> {
             Holder::LeftAlone(format!("held by {}, still pending", instance.id))
         } else if instance.state != RUNNING {
             Holder::Release(ReleaseReason::NotRunning(instance.state.clone()), id)
-        } else if !self.settings.selects(&instance.tags) {
+        } else if !self.settings.nodes.is_node(instance, &self.settings.vpc_id) {
             Holder::Release(ReleaseReason::NoLongerMatches, id)
         } else {
             Holder::Node(instance)
@@ -552,8 +552,7 @@ pub fn plan(
 
     // Rule 5a: a node selector that matches no instance of the VPC in any state is a typo, not a cluster whose
     // every node left: its "no longer matches" releases are withheld. Nodes that stop or are gone still release.
-    let selector_matches_none =
-        !view.instances.values().any(|i| i.vpc_id == settings.vpc_id && settings.selects(&i.tags));
+    let selector_matches_none = settings.nodes.matches_no_instance(view.instances.values().copied(), &settings.vpc_id);
     if selector_matches_none {
         let (withheld, kept): (Vec<Release>, Vec<Release>) =
             out.releases.drain(..).partition(|r| r.reason == ReleaseReason::NoLongerMatches);
@@ -623,10 +622,12 @@ mod tests {
     const SUFFIX: &str = "nodes.example.com";
     const NOW: u64 = 1_700_000_000;
 
+    use crate::shared::nodes::NodeRule;
+
     fn settings() -> Settings {
         Settings {
             vpc_id: VPC.into(),
-            node_selector: "role=edge".parse().unwrap(),
+            nodes: NodeRule::selector_only("role=edge".parse().unwrap()),
             dns: Some(Dns { suffix: SUFFIX.into(), ttl: 60 }),
             table: true,
         }

@@ -5,7 +5,7 @@ use crate::shared::config::{ConfigError, Env, SharedConfig, excerpt, parse_list}
 use crate::shared::selector::TagSelector;
 use crate::shared::tags::KUBE_CLUSTER_NAME;
 
-use super::model::NodeRule;
+use crate::shared::nodes::NodeRule;
 
 /// Comma-separated target group ARNs.
 pub const TARGET_GROUP_ARNS: &str = "TARGET_GROUP_ARNS";

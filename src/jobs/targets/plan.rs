@@ -7,7 +7,8 @@ use serde::Serialize;
 use thiserror::Error;
 
 use crate::aws::ec2::model::Leaving;
-use crate::jobs::targets::model::{Instance, NodeRule, RegisteredTarget, TargetGroup};
+use crate::jobs::targets::model::{Instance, RegisteredTarget, TargetGroup};
+use crate::shared::nodes::NodeRule;
 use crate::shared::selector::TagSelector;
 
 /// Targets per RegisterTargets / DeregisterTargets call.
@@ -198,7 +199,7 @@ pub fn plan(
         .filter(|i| i.is_running() && !i.is_leaving() && rule.is_node(i, vpc_id))
         .map(|i| i.id.as_str())
         .collect();
-    let selector_matches_nothing = !by_id.values().any(|i| rule.is_node(i, vpc_id));
+    let selector_matches_nothing = rule.matches_no_instance(by_id.values().copied(), vpc_id);
     let groups = groups
         .iter()
         .map(|(group, registered)| {

@@ -204,7 +204,9 @@ fn build(seed: &Seed) -> World {
     let selector = if seed.bare_selector { None } else { Some("edge".to_string()) };
     let settings = Settings {
         vpc_id: VPC.into(),
-        node_selector: selector.as_deref().map_or("role".to_owned(), |v| format!("role={v}")).parse().unwrap(),
+        nodes: kube_rtsync::shared::nodes::NodeRule::selector_only(
+            selector.as_deref().map_or("role".to_owned(), |v| format!("role={v}")).parse().unwrap(),
+        ),
         dns: seed.dns.then(|| Dns { suffix: SUFFIX.into(), ttl: TTL }),
         table: seed.table,
     };

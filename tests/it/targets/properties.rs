@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 use proptest::sample::select;
 
-use kube_rtsync::jobs::targets::model::{Instance, NodeRule, RegisteredTarget, TargetGroup};
+use kube_rtsync::jobs::targets::model::{Instance, RegisteredTarget, TargetGroup};
 use kube_rtsync::jobs::targets::plan::{TargetsPlan, plan};
+use kube_rtsync::shared::nodes::NodeRule;
 use kube_rtsync::shared::selector::TagSelector;
 
 const VPC: &str = "vpc-1";
