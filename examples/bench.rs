@@ -368,9 +368,9 @@ impl Drop for CpuCap {
 /// run, its init at full speed (as Lambda gives it), then moved under the
 /// cap before its first event, a steady-state reconcile (the first round
 /// trip and nothing to write). The endpoint is TLS (the test CA, kept-alive
-/// connections) in front of the emulator with the added latency per call;
-/// a relay in front of it notes when each connection opened and when the
-/// first request went on the wire. With the warm-up (`WARM_UP_MS`, default)
+/// connections) in front of the emulator with the added latency per call:
+/// it notes when the first request of the invocation reached it,
+/// decrypted; a relay in front of it counts the connections opened. With the warm-up (`WARM_UP_MS`, default)
 /// and without (`WARM_UP_MS=0`).
 async fn cold_start(binary: &Path) {
     use support::relay::Relay;
@@ -439,13 +439,8 @@ async fn cold_start(binary: &Path) {
                 assert_eq!(report["outcome"], "in_sync", "{job}: {report}");
                 let served = api.served_at(&id).unwrap();
                 let took = api.duration(&id).unwrap();
-                let connections = relay.connections();
-                let on_the_wire = connections
-                    .iter()
-                    .filter_map(|c| c.first_request_after(served))
-                    .min()
-                    .expect("the invocation sent a request");
-                let opened = connections.iter().filter(|c| c.accepted >= served).count();
+                let on_the_wire = front.first_request_after(served).expect("the invocation sent a request");
+                let opened = relay.connections().iter().filter(|c| c.accepted >= served).count();
                 runs.push((init, took, on_the_wire.duration_since(served), opened));
             }
             let median = |f: fn(&(Duration, Duration, Duration, usize)) -> Duration| {

@@ -85,11 +85,13 @@ pub async fn serve_job<J: Job>() -> Result<(), lambda_runtime::Error> {
     .await
 }
 
-/// Opens, during init (where Lambda does not throttle the CPU), the
-/// connections the first invocation will use, within `WARM_UP_MS`: the
-/// job's own and one for the change events. What could not be opened in
-/// time is logged and left to the first calls.
+/// Makes the TLS set-up and opens, during init (where Lambda does not
+/// throttle the CPU), the connections the first invocation will use,
+/// within `WARM_UP_MS`: the job's own and one for the change events. What
+/// could not be opened in time is logged and left to the first calls.
 async fn warm_up<J: Job>(https: &HttpsClient, sdk: &aws_config::SdkConfig, config: &J::Config) {
+    // The TLS set-up is made during init whatever the budget.
+    https.prepare();
     if config.warm_up.is_zero() {
         return;
     }

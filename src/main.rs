@@ -11,7 +11,8 @@ fn main() -> ExitCode {
     // under Lambda, where init time is billed and the platform is known: a
     // person's command line keeps the platform loader's own choice.
     if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
-        kube_rtsync::aws::sdk::read_roots_from_the_platform_bundle();
+        // SAFETY: no other thread exists yet.
+        unsafe { kube_rtsync::aws::sdk::read_roots_from_the_platform_bundle() };
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build();
     match runtime {

@@ -134,61 +134,60 @@ impl HttpsClient {
     /// `budget` whatever is left; a connection that could not be made is
     /// logged and forgotten (the call that needs it opens its own).
     pub async fn warm_up(&self, endpoints: &[String], budget: Duration) -> WarmUp {
-        let started = std::time::Instant::now();
+        let started = tokio::time::Instant::now();
         let mut warm = WarmUp::default();
         if budget.is_zero() || endpoints.is_empty() {
             return warm;
         }
-        let connector = self.connector(&connector_settings(&timeouts()), default_async_sleep());
+        let deadline = started + budget;
+        let connector = self.prepare();
         let open = |endpoint: String| {
             let connector = connector.clone();
             async move {
                 let mut request = HttpRequest::empty();
                 request.set_method("HEAD").map_err(|e| e.to_string())?;
                 request.set_uri(endpoint.as_str()).map_err(|e| e.to_string())?;
-                connector.call(request).await.map(|response| response.status().as_u16()).map_err(|e| {
-                    let mut message = e.to_string();
-                    let mut source = std::error::Error::source(&e);
-                    while let Some(cause) = source {
-                        message = format!("{message}: {cause}");
-                        source = cause.source();
-                    }
-                    message
-                })
-            }
-        };
-        let calls = futures::future::join_all(endpoints.iter().cloned().map(open));
-        match tokio::time::timeout(budget, calls).await {
-            Ok(results) => {
-                for (endpoint, result) in endpoints.iter().zip(results) {
-                    match result {
-                        Ok(status) => {
-                            warm.opened += 1;
-                            tracing::debug!(endpoint, status, "connection opened during init");
-                        }
-                        Err(error) => {
-                            warm.failed += 1;
-                            tracing::warn!(
-                                endpoint,
-                                error,
-                                "no connection opened during init; the first call opens one"
-                            );
-                        }
-                    }
+                let call = connector.call(request);
+                match tokio::time::timeout_at(deadline, call).await {
+                    Ok(answer) => answer.map(|response| response.status().as_u16()).map_err(|e| error_chain(&e)),
+                    Err(_) => Err(format!("not open within the init budget of {} ms", budget.as_millis())),
                 }
             }
-            Err(_) => {
-                warm.failed = endpoints.len();
-                tracing::warn!(
-                    endpoints = ?endpoints,
-                    budget_ms = budget.as_millis() as u64,
-                    "connections not all opened within the init budget; the first calls open what is missing"
-                );
+        };
+        let results = futures::future::join_all(endpoints.iter().cloned().map(open)).await;
+        for (endpoint, result) in endpoints.iter().zip(results) {
+            match result {
+                Ok(status) => {
+                    warm.opened += 1;
+                    tracing::debug!(endpoint, status, "connection opened during init");
+                }
+                Err(error) => {
+                    warm.failed += 1;
+                    tracing::warn!(endpoint, error, "no connection opened during init; the first call opens its own");
+                }
             }
         }
         warm.took = started.elapsed();
         warm
     }
+
+    /// Builds, now, the connector the SDK's calls will use (the roots
+    /// parsed, the TLS configuration made), so that the first call does not
+    /// do it at an invocation's throttled CPU.
+    pub fn prepare(&self) -> SharedHttpConnector {
+        self.connector(&connector_settings(&timeouts()), default_async_sleep())
+    }
+}
+
+/// An error with its causes, on one line.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut message = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        message = format!("{message}: {cause}");
+        source = cause.source();
+    }
+    message
 }
 
 /// What a warm-up did.
@@ -336,12 +335,16 @@ pub fn platform_bundle(lookup: impl Fn(&str) -> Option<String>, exists: impl Fn(
 }
 
 /// Points `SSL_CERT_FILE` at the platform's bundle when the environment
-/// names none, so that the roots are read from that one file. Call it
-/// first thing in `main`, before any thread is started.
-pub fn read_roots_from_the_platform_bundle() {
+/// names none, so that the roots are read from that one file.
+///
+/// # Safety
+///
+/// It sets a variable of the process: call it before any other thread
+/// exists (first thing in `main`, before the async runtime is built), so
+/// that nothing reads the environment at the same time.
+pub unsafe fn read_roots_from_the_platform_bundle() {
     if let Some(path) = platform_bundle(|name| std::env::var(name).ok(), |path| std::path::Path::new(path).is_file()) {
-        // SAFETY: called from `main` before the runtime or any other thread
-        // exists, so nothing reads the environment concurrently.
+        // SAFETY: the caller guarantees that no other thread exists.
         unsafe { std::env::set_var(SSL_CERT_FILE, path) };
     }
 }

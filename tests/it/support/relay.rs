@@ -20,21 +20,6 @@ pub struct Connection {
     pub to_client: Vec<Instant>,
 }
 
-impl Connection {
-    /// When the client first sent bytes after `after` on this connection
-    /// once its TLS handshake was done: on a connection opened before
-    /// `after`, its first chunk after it; on a new one, the first chunk
-    /// after upstream's first answer (the handshake's server flight), which
-    /// carries the client's Finished and the request behind it.
-    pub fn first_request_after(&self, after: Instant) -> Option<Instant> {
-        if self.accepted < after {
-            return self.from_client.iter().copied().find(|t| *t > after);
-        }
-        let server_flight = *self.to_client.first()?;
-        self.from_client.iter().copied().find(|t| *t > server_flight)
-    }
-}
-
 pub struct Relay {
     /// `host:port` to dial instead of upstream.
     pub address: String,
