@@ -75,13 +75,7 @@ mod tests {
     use super::*;
 
     fn instance(vpc: &str, tags: &[(&str, &str)]) -> Instance {
-        Instance {
-            id: "i-1".into(),
-            vpc_id: vpc.into(),
-            state: "running".into(),
-            tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-            ..Instance::default()
-        }
+        Instance::new("i-1", vpc, "running").with_tags(tags)
     }
 
     fn selector(s: &str) -> Option<TagSelector> {
@@ -129,7 +123,7 @@ mod tests {
     #[test]
     fn the_guard_holds_when_no_instance_of_the_vpc_is_a_node_in_any_state() {
         let rule = NodeRule::new(selector("role=node"), None).unwrap();
-        let stopped = Instance { state: "stopped".into(), ..instance("vpc-1", &[("role", "node")]) };
+        let stopped = instance("vpc-1", &[("role", "node")]).in_state("stopped");
         let cases: [(Vec<Instance>, bool); 4] = [
             (vec![], true),
             (vec![instance("vpc-1", &[("role", "web")]), instance("vpc-2", &[("role", "node")])], true),

@@ -108,10 +108,7 @@ impl From<TagSelector> for String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn tags(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
-    }
+    use crate::aws::ec2::model::tag_map as tags;
 
     #[test]
     fn a_pair_matches_only_its_exact_value() {

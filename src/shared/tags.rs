@@ -43,10 +43,7 @@ pub fn cluster_name(env: &Env<'_>, expected: &'static str) -> Result<Option<Stri
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn tags(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
-    }
+    use crate::aws::ec2::model::tag_map as tags;
 
     #[test]
     fn either_tag_style_marks_a_member() {

@@ -278,6 +278,32 @@ impl fmt::Display for Leaving {
 }
 
 impl Instance {
+    /// An instance of `vpc_id` in EC2 state `state`, nothing else known:
+    /// what the fakes, the tests and the builders below start from.
+    pub fn new(id: impl Into<String>, vpc_id: impl Into<String>, state: impl Into<String>) -> Self {
+        Instance { id: id.into(), vpc_id: vpc_id.into(), state: state.into(), ..Instance::default() }
+    }
+
+    pub fn with_tags(mut self, pairs: &[(&str, &str)]) -> Self {
+        self.tags.extend(tag_map(pairs));
+        self
+    }
+
+    pub fn with_eni(mut self, eni: impl Into<String>) -> Self {
+        self.eni_ids.push(eni.into());
+        self
+    }
+
+    pub fn in_state(mut self, state: impl Into<String>) -> Self {
+        self.state = state.into();
+        self
+    }
+
+    pub fn leaving_for(mut self, why: Leaving) -> Self {
+        self.leaving = Some(why);
+        self
+    }
+
     /// EC2 has said it will go (a Spot interruption warning, a scheduled stop or retirement).
     pub fn is_leaving(&self) -> bool {
         self.leaving.is_some()
@@ -295,6 +321,11 @@ impl Instance {
     pub fn primary_eni(&self) -> Option<&str> {
         self.eni_ids.first().map(String::as_str)
     }
+}
+
+/// Tags from `key`, `value` pairs.
+pub fn tag_map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 /// An Elastic IP address.

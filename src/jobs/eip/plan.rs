@@ -634,18 +634,10 @@ mod tests {
     }
 
     fn node(id: &str) -> Instance {
-        Instance {
-            id: id.into(),
-            vpc_id: VPC.into(),
-            state: RUNNING.into(),
-            tags: [("role".to_string(), "edge".to_string())].into(),
-            eni_ids: vec![format!("eni-{id}"), format!("eni-{id}-b")],
-            ..Instance::default()
-        }
-    }
-
-    fn in_state(state: &str, instance: Instance) -> Instance {
-        Instance { state: state.into(), ..instance }
+        Instance::new(id, VPC, RUNNING)
+            .with_tags(&[("role", "edge")])
+            .with_eni(format!("eni-{id}"))
+            .with_eni(format!("eni-{id}-b"))
     }
 
     fn free(ip: &str) -> PoolAddress {
@@ -714,7 +706,7 @@ mod tests {
     fn instances_that_are_not_nodes_get_nothing() {
         let other_vpc = Instance { vpc_id: "vpc-2".into(), ..node("i-2") };
         let untagged = Instance { tags: BTreeMap::new(), ..node("i-3") };
-        let instances = [in_state("pending", node("i-1")), other_vpc, untagged, in_state("stopped", node("i-4"))];
+        let instances = [node("i-1").in_state("pending"), other_vpc, untagged, node("i-4").in_state("stopped")];
         let plan = run(&instances, &[free("3.0.0.1")], &[], &[]);
         assert!(plan.is_empty());
         assert_eq!(plan.pool_free_after, 1);
@@ -729,43 +721,55 @@ mod tests {
         assert_eq!(plan.pool_free_after, 1);
     }
 
-    fn leaving(instance: Instance) -> Instance {
-        Instance { leaving: Some(crate::aws::ec2::model::Leaving::SpotInterruption), ..instance }
-    }
-
     #[test]
     fn a_leaving_node_keeps_its_address_and_item_but_its_record_is_deleted_at_once() {
         let pool = [held("3.0.0.1", "i-1"), free("3.0.0.2")];
-        let plan = run(&[leaving(node("i-1"))], &pool, &[item("3.0.0.1", "i-1")], &[record("3.0.0.1")]);
+        let plan = run(
+            &[node("i-1").leaving_for(Leaving::SpotInterruption)],
+            &pool,
+            &[item("3.0.0.1", "i-1")],
+            &[record("3.0.0.1")],
+        );
         assert!(plan.releases.is_empty() && plan.binds.is_empty(), "{plan}");
         let [repair] = plan.repairs.as_slice() else { panic!("one repair: {plan}") };
         assert_eq!(repair.record, Some(RecordChange::Delete(record("3.0.0.1"))));
         assert_eq!(repair.item, None, "the item still names the node: it keeps the address");
         assert_eq!(plan.to_string(), "~ 3.0.0.1 record deleted: i-1 is leaving: Spot interruption warning\n");
         // Once the record is gone, nothing more until the node stops.
-        let again = run(&[leaving(node("i-1"))], &pool, &[item("3.0.0.1", "i-1")], &[]);
+        let again = run(&[node("i-1").leaving_for(Leaving::SpotInterruption)], &pool, &[item("3.0.0.1", "i-1")], &[]);
         assert!(again.is_empty(), "{again}");
         assert_eq!(again.keeps.len(), 1);
         // And then the address goes back to the pool as for any node that stops.
-        let stopped = run(&[in_state("stopped", leaving(node("i-1")))], &pool, &[item("3.0.0.1", "i-1")], &[]);
+        let stopped = run(
+            &[node("i-1").leaving_for(Leaving::SpotInterruption).in_state("stopped")],
+            &pool,
+            &[item("3.0.0.1", "i-1")],
+            &[],
+        );
         assert_eq!(released(&stopped), [("3.0.0.1", ReleaseReason::NotRunning("stopped".into()))]);
     }
 
     #[test]
     fn a_leaving_node_without_an_address_gets_none_and_is_not_counted_waiting() {
-        let plan = run(&[leaving(node("i-1")), node("i-2")], &[free("3.0.0.1")], &[], &[]);
+        let plan =
+            run(&[node("i-1").leaving_for(Leaving::SpotInterruption), node("i-2")], &[free("3.0.0.1")], &[], &[]);
         assert_eq!(bound(&plan), [("i-2", "3.0.0.1", false)]);
-        let plan = run(&[leaving(node("i-1"))], &[], &[], &[]);
+        let plan = run(&[node("i-1").leaving_for(Leaving::SpotInterruption)], &[], &[], &[]);
         assert!(plan.unbound.is_empty() && plan.is_empty(), "{plan}");
         // Its earlier claim is not completed either: the claim is released.
-        let plan = run(&[leaving(node("i-1"))], &[free("3.0.0.1")], &[claim("3.0.0.1", "i-1")], &[]);
+        let plan = run(
+            &[node("i-1").leaving_for(Leaving::SpotInterruption)],
+            &[free("3.0.0.1")],
+            &[claim("3.0.0.1", "i-1")],
+            &[],
+        );
         assert!(plan.binds.is_empty(), "{plan}");
         assert_eq!(released(&plan), [("3.0.0.1", ReleaseReason::ItemStale)]);
     }
 
     #[test]
     fn the_plan_does_not_depend_on_the_order_of_the_inputs() {
-        let instances = [node("i-1"), node("i-2"), in_state("stopped", node("i-3"))];
+        let instances = [node("i-1"), node("i-2"), node("i-3").in_state("stopped")];
         let pool = [held("3.0.0.5", "i-3"), free("3.0.0.2"), held("3.0.0.1", "i-1")];
         let items = [item("3.0.0.1", "i-1"), claim("3.0.0.2", "i-9")];
         let forward = run(&instances, &pool, &items, &[]);
@@ -830,7 +834,7 @@ mod tests {
     #[test]
     fn a_node_that_is_not_running_gives_back_address_record_and_item() {
         for state in ["stopping", "stopped", "shutting-down", "terminated"] {
-            let instances = [in_state(state, node("i-1"))];
+            let instances = [node("i-1").in_state(state)];
             let plan = run(&instances, &[held("3.0.0.1", "i-1")], &[item("3.0.0.1", "i-1")], &[record("3.0.0.1")]);
             let release = &plan.releases[0];
             assert_eq!(release.reason, ReleaseReason::NotRunning(state.into()));
@@ -869,7 +873,7 @@ mod tests {
     fn a_node_selector_that_matches_no_instance_of_the_vpc_withholds_its_no_longer_matches_releases() {
         let retagged = |id: &str| Instance { tags: [("role".to_string(), "web".to_string())].into(), ..node(id) };
         // A stopped node and a vanished holder still release: the guard is only for the selector.
-        let stopped = Instance { tags: BTreeMap::new(), ..in_state("stopped", node("i-3")) };
+        let stopped = Instance { tags: BTreeMap::new(), ..node("i-3").in_state("stopped") };
         let outside_vpc = Instance { vpc_id: "vpc-2".into(), ..node("i-9") };
         let instances = [retagged("i-1"), retagged("i-2"), stopped, outside_vpc];
         let pool = [held("3.0.0.1", "i-1"), held("3.0.0.2", "i-2"), held("3.0.0.3", "i-3"), held("3.0.0.4", "i-gone")];
@@ -936,7 +940,7 @@ mod tests {
         assert_eq!(repair.item_owner.as_deref(), Some("i-2"));
         // A released address handed to a waiting node is claimed from its former holder.
         let plan = run(
-            &[in_state("terminated", node("i-1")), node("i-2")],
+            &[node("i-1").in_state("terminated"), node("i-2")],
             &[held("3.0.0.1", "i-1")],
             &[item("3.0.0.1", "i-1")],
             &[],
@@ -951,7 +955,7 @@ mod tests {
 
     #[test]
     fn a_released_address_goes_to_a_waiting_node_in_the_same_plan() {
-        let instances = [in_state("terminated", node("i-1")), node("i-2")];
+        let instances = [node("i-1").in_state("terminated"), node("i-2")];
         let plan = run(&instances, &[held("3.0.0.1", "i-1")], &[item("3.0.0.1", "i-1")], &[]);
         assert_eq!(released(&plan), [("3.0.0.1", ReleaseReason::NotRunning("terminated".into()))]);
         assert_eq!(bound(&plan), [("i-2", "3.0.0.1", false)]);
@@ -960,7 +964,7 @@ mod tests {
 
     #[test]
     fn addresses_freed_by_the_plan_and_free_ones_are_handed_out_in_one_ascending_order() {
-        let instances = [node("i-1"), node("i-2"), node("i-3"), in_state("stopped", node("i-4"))];
+        let instances = [node("i-1"), node("i-2"), node("i-3"), node("i-4").in_state("stopped")];
         let pool = [held("3.0.0.1", "i-1"), held("3.0.0.3", "i-1"), free("3.0.0.2"), held("3.0.0.4", "i-4")];
         let plan = run(&instances, &pool, &[], &[]);
         assert_eq!(bound(&plan), [("i-2", "3.0.0.2", false), ("i-3", "3.0.0.3", false)]);
@@ -969,7 +973,7 @@ mod tests {
 
     #[test]
     fn an_address_held_by_a_pending_instance_is_left_alone() {
-        let instances = [in_state("pending", node("i-1"))];
+        let instances = [node("i-1").in_state("pending")];
         let plan = run(&instances, &[held("3.0.0.1", "i-1")], &[item("3.0.0.1", "i-1")], &[record("3.0.0.1")]);
         assert!(plan.is_empty());
         assert_eq!(plan.left_alone[0].why, "held by i-1, still pending");
@@ -978,7 +982,7 @@ mod tests {
 
     #[test]
     fn an_address_held_outside_the_vpc_is_left_alone_with_its_record_and_item() {
-        let outsider = Instance { vpc_id: "vpc-2".into(), ..in_state("stopped", node("i-1")) };
+        let outsider = Instance { vpc_id: "vpc-2".into(), ..node("i-1").in_state("stopped") };
         let plan =
             run(&[outsider, node("i-2")], &[held("3.0.0.1", "i-1")], &[item("3.0.0.1", "i-1")], &[record("3.0.0.1")]);
         assert!(plan.releases.is_empty() && plan.binds.is_empty());
@@ -995,7 +999,7 @@ mod tests {
             PoolAddress { instance_id: None, network_interface_id: Some("eni-i-1-b".into()), ..held("3.0.0.1", "i-1") };
         let plan = run(&[node("i-1")], std::slice::from_ref(&by_eni), &[item("3.0.0.1", "i-1")], &[record("3.0.0.1")]);
         assert!(plan.is_empty(), "{plan}");
-        let stopped = run(&[in_state("stopped", node("i-1"))], &[by_eni], &[], &[]);
+        let stopped = run(&[node("i-1").in_state("stopped")], &[by_eni], &[], &[]);
         assert_eq!(stopped.releases[0].instance_id.as_deref(), Some("i-1"));
     }
 
@@ -1031,7 +1035,7 @@ mod tests {
 
     #[test]
     fn a_stale_claim_on_a_free_address_is_released_and_the_address_handed_out_again() {
-        let instances = [in_state("stopped", node("i-1")), node("i-2")];
+        let instances = [node("i-1").in_state("stopped"), node("i-2")];
         let plan = run(&instances, &[free("3.0.0.1")], &[claim("3.0.0.1", "i-1")], &[]);
         assert_eq!(released(&plan), [("3.0.0.1", ReleaseReason::ItemStale)]);
         assert_eq!(plan.releases[0].instance_id.as_deref(), Some("i-1"));
@@ -1078,7 +1082,7 @@ mod tests {
     #[test]
     fn without_dns_no_record_is_read_or_written() {
         let settings = Settings { dns: None, ..settings() };
-        let instances = [node("i-1"), in_state("stopped", node("i-2"))];
+        let instances = [node("i-1"), node("i-2").in_state("stopped")];
         let records = [record("3.0.0.1"), record("3.0.0.2"), ARecord { values: vec![], ..record("3.0.0.3") }];
         let items = [Binding { dns_name: None, ..item("3.0.0.2", "i-2") }];
         let pool = [free("3.0.0.1"), held("3.0.0.2", "i-2"), free("3.0.0.3")];
@@ -1091,7 +1095,7 @@ mod tests {
     #[test]
     fn without_a_table_items_are_neither_read_nor_written() {
         let settings = Settings { table: false, ..settings() };
-        let instances = [node("i-1"), in_state("stopped", node("i-2"))];
+        let instances = [node("i-1"), node("i-2").in_state("stopped")];
         let pool = [free("3.0.0.1"), held("3.0.0.2", "i-2")];
         let plan = plan(&instances, &pool, &[], &[claim("3.0.0.1", "i-9")], &[record("3.0.0.2")], &settings, NOW);
         assert_eq!(bound(&plan), [("i-1", "3.0.0.1", false)]);
@@ -1142,7 +1146,7 @@ mod tests {
             node("i-1"),
             node("i-2"),
             node("i-3"),
-            in_state("stopped", node("i-4")),
+            node("i-4").in_state("stopped"),
             node("i-5"),
             Instance { vpc_id: "vpc-2".into(), ..node("i-6") },
             node("i-7"),
@@ -1174,7 +1178,7 @@ mod tests {
 
     #[test]
     fn the_plan_serializes_for_the_report() {
-        let plan = run(&[in_state("stopped", node("i-1"))], &[held("3.0.0.1", "i-1")], &[], &[]);
+        let plan = run(&[node("i-1").in_state("stopped")], &[held("3.0.0.1", "i-1")], &[], &[]);
         let json = serde_json::to_value(&plan).unwrap();
         assert_eq!(json["releases"][0]["reason"], serde_json::json!({ "not_running": "stopped" }));
         assert_eq!(json["pool_free_after"], 1);

@@ -340,13 +340,7 @@ mod tests {
     const NODE_TAGS: &[(&str, &str)] = &[("role", "node"), ("KubernetesCluster", "prod")];
 
     fn instance(id: &str, state: &str, tags: &[(&str, &str)]) -> Instance {
-        Instance {
-            id: id.into(),
-            vpc_id: VPC.into(),
-            state: state.into(),
-            tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-            ..Instance::default()
-        }
+        Instance::new(id, VPC, state).with_tags(tags)
     }
 
     fn node(id: &str, state: &str) -> Instance {
@@ -415,18 +409,13 @@ mod tests {
         }
     }
 
-    fn leaving(mut instance: Instance, why: Leaving) -> Instance {
-        instance.leaving = Some(why);
-        instance
-    }
-
     #[test]
     fn a_leaving_node_is_deregistered_while_it_runs_and_never_registered() {
         let scheduled = Leaving::Scheduled { code: "instance-stop".into(), not_before: None };
         for why in [Leaving::SpotInterruption, scheduled] {
             let registered = vec![reg("i-a", 8080, "healthy"), reg("i-a", 30080, "healthy")];
             let instances =
-                [leaving(node("i-a", "running"), why.clone()), leaving(node("i-b", "running"), why.clone())];
+                [node("i-a", "running").leaving_for(why.clone()), node("i-b", "running").leaving_for(why.clone())];
             let g = plan_one(registered, &instances, &cluster_rule());
             assert!(g.register.is_empty(), "{why}: {g}");
             assert_eq!(lines(&g.deregister), [format!("i-a Some(8080) {why}"), format!("i-a Some(30080) {why}")]);
@@ -437,7 +426,7 @@ mod tests {
     fn a_leaving_node_already_draining_is_not_deregistered_again() {
         let g = plan_one(
             vec![reg("i-a", 30080, "draining")],
-            &[leaving(node("i-a", "running"), Leaving::SpotInterruption)],
+            &[node("i-a", "running").leaving_for(Leaving::SpotInterruption)],
             &cluster_rule(),
         );
         assert!(g.is_empty(), "{g}");
@@ -446,7 +435,7 @@ mod tests {
 
     #[test]
     fn a_leaving_instance_that_is_not_a_node_is_left_alone() {
-        let other = leaving(instance("i-x", "running", &[("role", "db")]), Leaving::SpotInterruption);
+        let other = instance("i-x", "running", &[("role", "db")]).leaving_for(Leaving::SpotInterruption);
         let g = plan_one(vec![reg("i-x", 30080, "healthy")], &[other], &rule(Some("role=node"), None));
         assert!(g.is_empty(), "{g}");
         assert_eq!(g.foreign, 1);

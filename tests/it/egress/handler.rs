@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use kube_rtsync::aws::ec2::model::{Destination, Instance, NatGateway, Route, RouteTable, Subnet, Target};
+use kube_rtsync::aws::ec2::model::{Destination, Instance, NatGateway, Route, RouteTable, Subnet, Target, tag_map};
 use kube_rtsync::fake::ec2::{FakeEc2, Fault, Operation};
 use kube_rtsync::jobs::egress::config::{Config, FAILBACK_CLOCK_TAG};
 use kube_rtsync::jobs::egress::report::{Outcome, Report, WriteStatus};
@@ -15,21 +15,14 @@ use kube_rtsync::shared::limiter::WriteLimiter;
 const VPC: &str = "vpc-0a00000000000001";
 const T0: u64 = 1_800_000_000;
 
-fn tags(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
-}
-
 fn nat_instance(id: &str, zone: &str, ip: &str) -> Instance {
     Instance {
-        id: id.into(),
-        vpc_id: VPC.into(),
-        state: "running".into(),
         zone: Some(zone.into()),
-        tags: tags(&[("aws-nat-router/id", "squid")]),
-        eni_ids: vec![format!("eni-{}", &id[2..])],
         private_ip: Some(ip.into()),
         source_dest_check: Some(false),
-        leaving: None,
+        ..Instance::new(id, VPC, "running")
+            .with_tags(&[("aws-nat-router/id", "squid")])
+            .with_eni(format!("eni-{}", &id[2..]))
     }
 }
 
@@ -65,17 +58,14 @@ fn vpc() -> FakeEc2 {
         vpc_id: VPC.into(),
         subnet_id: Some("subnet-c".into()),
         state: "available".into(),
-        tags: tags(&[("aws-nat-router/id", "squid")]),
+        tags: tag_map(&[("aws-nat-router/id", "squid")]),
         regional: false,
     });
     fake
 }
 
 fn config(extra: &[(&str, &str)]) -> Config {
-    let mut vars: BTreeMap<String, String> =
-        [("VPC_ID", VPC)].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    Config::from_lookup(|name| vars.get(name).cloned()).unwrap()
+    crate::support::config_of(&[("VPC_ID", VPC)], extra)
 }
 
 async fn run(fake: &FakeEc2, config: &Config, now: u64) -> Result<Report, Error> {
@@ -293,14 +283,15 @@ async fn default_routes_through_next_hops_that_are_not_enrolled_nats_are_left_al
     // Zone a's NAT is down: every table of zone a would be moved if its
     // next hop counted as a failed NAT.
     fake.edit_instance("i-0a", |i| i.state = "stopped".into());
-    let appliance = Instance { tags: tags(&[("Name", "firewall")]), ..nat_instance("i-0f", "us-east-1a", "10.0.0.9") };
+    let appliance =
+        Instance { tags: tag_map(&[("Name", "firewall")]), ..nat_instance("i-0f", "us-east-1a", "10.0.0.9") };
     fake.insert_instance(appliance);
     fake.insert_nat_gateway(NatGateway {
         id: "nat-0o".into(),
         vpc_id: VPC.into(),
         subnet_id: Some("subnet-a".into()),
         state: "available".into(),
-        tags: tags(&[("aws-nat-router/id", "another-router")]),
+        tags: tag_map(&[("aws-nat-router/id", "another-router")]),
         regional: false,
     });
     let next_hops = [

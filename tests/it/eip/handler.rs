@@ -27,14 +27,7 @@ struct World {
 }
 
 fn node(id: &str) -> Instance {
-    Instance {
-        id: id.into(),
-        vpc_id: VPC.into(),
-        state: "running".into(),
-        tags: [("role".to_owned(), "edge".to_owned())].into(),
-        eni_ids: vec![format!("eni-{id}")],
-        ..Instance::default()
-    }
+    Instance::new(id, VPC, "running").with_tags(&[("role", "edge")]).with_eni(format!("eni-{id}"))
 }
 
 fn address(n: u8, pool: bool) -> Address {
@@ -57,17 +50,15 @@ fn world() -> World {
 }
 
 fn config(extra: &[(&str, &str)]) -> Config {
-    let mut vars: BTreeMap<&str, &str> = [
+    let base = [
         ("VPC_ID", VPC),
         ("EIP_NODE_TAGS", "role=edge"),
         ("EIP_POOL_TAGS", "pool=edge"),
         ("DNS_ZONE_ID", "Z0123456789ABC"),
         ("DNS_SUFFIX", SUFFIX),
         ("BINDING_TABLE", "bindings"),
-    ]
-    .into();
-    vars.extend(extra.iter().copied());
-    Config::from_lookup(|name| vars.get(name).map(|v| v.to_string())).unwrap()
+    ];
+    crate::support::config_of(&base, extra)
 }
 
 impl World {

@@ -58,15 +58,14 @@ pub fn table(id: &str, name: &str, routes: Vec<Route>) -> RouteTable {
 /// Configuration from the given variables on top of a minimal valid set.
 /// The wait for a new node's route is off unless a test turns it on.
 pub fn config(extra: &[(&str, &str)]) -> Config {
-    let mut vars: HashMap<String, String> =
-        [("VPC_ID", VPC), ("KUBE_CLUSTER_NAME", CLUSTER), ("ROUTE_WAIT_SECONDS", "0")]
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-    for (k, v) in extra {
-        vars.insert(k.to_string(), v.to_string());
-    }
-    Config::from_lookup(|name| vars.get(name).cloned()).expect("valid test configuration")
+    config_of(&[("VPC_ID", VPC), ("KUBE_CLUSTER_NAME", CLUSTER), ("ROUTE_WAIT_SECONDS", "0")], extra)
+}
+
+/// Any job's configuration from `base` variables, with `extra` on top (a
+/// variable in both takes `extra`'s value).
+pub fn config_of<C: kube_rtsync::shared::config::FromLookup>(base: &[(&str, &str)], extra: &[(&str, &str)]) -> C {
+    let vars: HashMap<String, String> = base.iter().chain(extra).map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    C::from_lookup(&|name| vars.get(name).cloned()).expect("valid test configuration")
 }
 
 /// The routes every private table has and kube-rtsync must never touch.

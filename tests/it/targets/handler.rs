@@ -28,16 +28,8 @@ fn group(arn: &str, port: u16) -> TargetGroup {
 }
 
 fn node(id: &str, state: &str) -> Instance {
-    Instance {
-        id: id.into(),
-        vpc_id: VPC.into(),
-        state: state.into(),
-        tags: [("kops.k8s.io/instancegroup", "nodes"), ("KubernetesCluster", "k8s.example.com")]
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        ..Instance::default()
-    }
+    Instance::new(id, VPC, state)
+        .with_tags(&[("kops.k8s.io/instancegroup", "nodes"), ("KubernetesCluster", "k8s.example.com")])
 }
 
 /// Two groups; nodes i-01 and i-02 running and registered in both; i-03
@@ -48,12 +40,7 @@ fn world() -> (FakeEc2, FakeElbv2) {
     for i in [node("i-01", "running"), node("i-02", "running"), node("i-03", "running")] {
         ec2.insert_instance(i);
     }
-    ec2.insert_instance(Instance {
-        id: "i-0bastion".into(),
-        vpc_id: VPC.into(),
-        state: "running".into(),
-        ..Instance::default()
-    });
+    ec2.insert_instance(Instance::new("i-0bastion", VPC, "running"));
     let elb = FakeElbv2::new([group(TG443, 30443), group(TG80, 30080)]);
     for arn in [TG443, TG80] {
         for id in ["i-01", "i-02"] {
@@ -65,17 +52,14 @@ fn world() -> (FakeEc2, FakeElbv2) {
 }
 
 fn config(extra: &[(&str, &str)]) -> Config {
-    let mut vars: BTreeMap<String, String> = [
+    let arns = format!("{TG443},{TG80}");
+    let base = [
         ("VPC_ID", VPC),
-        ("TARGET_GROUP_ARNS", &*format!("{TG443},{TG80}")),
+        ("TARGET_GROUP_ARNS", arns.as_str()),
         ("TARGET_NODE_TAGS", "kops.k8s.io/instancegroup=nodes"),
         ("KUBE_CLUSTER_NAME", "k8s.example.com"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    Config::from_lookup(|name| vars.get(name).cloned()).unwrap()
+    ];
+    crate::support::config_of(&base, extra)
 }
 
 async fn run(ec2: &FakeEc2, elb: &FakeElbv2, config: &Config) -> Result<Report, Error> {
