@@ -15,6 +15,7 @@ use crate::jobs::routes::{self, config::Config};
 use crate::jobs::{JobName, egress, eip, targets};
 use crate::shared::changes::Arns;
 use crate::shared::config::ConfigError;
+use crate::shared::error::Failure;
 use crate::shared::event::Trigger;
 use crate::shared::job::{EventsTo, Job, Run, Throttles, publish_changes};
 use crate::shared::report::{JobError, JobReport};
@@ -208,7 +209,7 @@ async fn command<J: Job>(options: &Options, verb: Verb) -> ExitCode {
     finish(verb.name(), verb.detailed(), options.output, result)
 }
 
-async fn reconcile<J: Job>(options: &Options, verb: Verb) -> Result<J::Report, J::Error> {
+async fn reconcile<J: Job>(options: &Options, verb: Verb) -> Result<J::Report, Failure<J::Problem>> {
     let mut config = J::config(&options.lookup(|name| std::env::var(name).ok()))?;
     config.dry_run |= verb.dry_run();
     J::for_a_person(&mut config);
@@ -296,8 +297,8 @@ fn colour_wanted() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jobs::routes::Error;
     use crate::jobs::routes::report::{Report, TableReport};
+    use crate::jobs::routes::{Error, Problem};
 
     fn report(dry_run: bool) -> Report {
         crate::jobs::routes::render::sample_report(dry_run)
@@ -332,7 +333,7 @@ mod tests {
         let mut in_sync = Report::new(vec![], "vpc-0123456789abcdef0", true);
         in_sync.tables = vec![TableReport::new("rtb-0b")];
         assert_eq!(code(true, Ok(in_sync.finish())), ExitCode::from(0));
-        let err = Error::SourceNotFound { selector: "x".into(), vpc_id: "vpc-1".into() };
+        let err = Error::Job(Problem::SourceNotFound { selector: "x".into(), vpc_id: "vpc-1".into() });
         assert_eq!(code(true, Err(err)), ExitCode::from(1));
     }
 }

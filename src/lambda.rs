@@ -66,8 +66,15 @@ pub async fn serve_job<J: Job>() -> Result<(), lambda_runtime::Error> {
         let published = publish_changes(J::NAME, config, report, to.as_ref(), deadline).await;
         match (&result, report) {
             (Ok(_), Some(report)) => tracing::info!(report = %json(report), "report"),
-            (Err(_), Some(report)) => tracing::error!(report = %json(report), "report"),
-            (Err(err), None) => tracing::error!(error_type = err.kind(), error = %err, "invocation failed"),
+            (Err(err), Some(report)) => tracing::error!(
+                error_type = err.kind(),
+                retryable = err.retryable(),
+                report = %json(report),
+                "report"
+            ),
+            (Err(err), None) => {
+                tracing::error!(error_type = err.kind(), retryable = err.retryable(), error = %err, "invocation failed")
+            }
             (Ok(_), None) => {}
         }
         if let Some(report) = report.filter(|r| r.outcome() != Outcome::NothingToDo) {

@@ -64,6 +64,24 @@ impl AwsError {
     }
 
     /// EC2 refused the caller's credentials or permissions.
+    /// Whether the same call, made again a little later, can succeed:
+    /// throttling, a timeout, the network, the deadline, or the service's own
+    /// failure (a 5xx). Not a refusal the caller must fix (the role, the
+    /// certificate, a bad parameter, a resource that does not exist).
+    pub fn retry_can_help(&self) -> bool {
+        match self.kind {
+            FailureKind::Timeout | FailureKind::Network | FailureKind::Deadline => true,
+            FailureKind::Certificate | FailureKind::Other => false,
+            FailureKind::Service => {
+                self.is_throttling()
+                    || self.code().is_some_and(|c| {
+                        ["InternalError", "InternalFailure", "ServiceUnavailable", "Unavailable"].contains(&c)
+                            || c.starts_with("Internal")
+                    })
+            }
+        }
+    }
+
     pub fn is_unauthorized(&self) -> bool {
         matches!(self.code(), Some(c) if c.starts_with("UnauthorizedOperation") || c == "AccessDenied" || c == "AuthFailure")
     }

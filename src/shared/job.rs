@@ -16,10 +16,11 @@ use crate::aws::events::EventBus;
 use crate::aws::sdk::Service;
 use crate::shared::changes::{Arns, Published, Publisher};
 use crate::shared::config::{ConfigError, FromLookup, SharedConfig};
+use crate::shared::error::{Failure, Problem};
 use crate::shared::event::{self, EventError, Trigger};
 use crate::shared::limiter::WriteLimiter;
 use crate::shared::metrics::Invocation;
-use crate::shared::report::{JobError, JobReport};
+use crate::shared::report::JobReport;
 
 /// Where an invocation's change events go: the bus client, the ARNs'
 /// partition, Region and account, and the invocation's id.
@@ -60,8 +61,9 @@ pub trait Job: Send + Sync + Sized + 'static {
     /// The AWS clients it reads and writes through, built once per
     /// execution environment (or command).
     type Clients: Send + Sync;
-    type Report: JobReport + Send + Sync;
-    type Error: JobError<Report = Self::Report> + From<EventError> + From<ConfigError>;
+    type Report: JobReport + std::fmt::Debug + Send + Sync + 'static;
+    /// Its own reasons to stop; its error is the shared [`Failure`] of them.
+    type Problem: Problem<Report = Self::Report>;
 
     /// Reads the configuration; an error names the variable.
     fn config(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self::Config, ConfigError> {
@@ -91,7 +93,7 @@ pub trait Job: Send + Sync + Sized + 'static {
         run: Run<'_, Self>,
         triggers: Vec<Trigger>,
         now: u64,
-    ) -> impl Future<Output = Result<Self::Report, Self::Error>> + Send;
+    ) -> impl Future<Output = Result<Self::Report, Failure<Self::Problem>>> + Send;
 
     /// The invocation's EMF record.
     fn emf(config: &Self::Config, report: &Self::Report, run: &Invocation) -> Value;
@@ -130,7 +132,7 @@ impl Throttles {
 
 /// One invocation of `J` for an event: decode; a test notification ends
 /// here; else reconcile at the clock's now.
-pub async fn handle<J: Job>(run: Run<'_, J>, event: &Value) -> Result<J::Report, J::Error> {
+pub async fn handle<J: Job>(run: Run<'_, J>, event: &Value) -> Result<J::Report, Failure<J::Problem>> {
     let config = run.config;
     handle_with(event, |triggers| J::nothing_to_do(config, triggers), |triggers, now| J::reconcile(run, triggers, now))
         .await

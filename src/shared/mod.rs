@@ -5,6 +5,7 @@ pub mod apply;
 pub mod changes;
 pub mod clock;
 pub mod config;
+pub mod error;
 pub mod event;
 pub mod job;
 pub mod limiter;

@@ -49,6 +49,9 @@ pub trait JobError: std::error::Error + Send + Sync + 'static {
 
     /// The report of an invocation that wrote before it failed.
     fn report(&self) -> Option<&Self::Report>;
+
+    /// Whether invoking again, unchanged, can end otherwise.
+    fn retryable(&self) -> bool;
 }
 
 /// What became of one write (or one batch of writes).

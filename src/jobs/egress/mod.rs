@@ -20,7 +20,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use crate::aws::ec2::{AwsError, Instances, LeavingInstances, Nats, RouteTables};
+use crate::aws::ec2::{Instances, LeavingInstances, Nats, RouteTables};
 use crate::shared::apply::{Engine, Phases};
 use crate::shared::event::Trigger;
 use crate::shared::limiter::WriteLimiter;
@@ -28,42 +28,31 @@ use config::Config;
 use model::Settings;
 use report::Report;
 
-/// Why an egress invocation failed.
+/// Why an egress invocation failed: only the shared failures, egress has
+/// no problem of its own (a table it cannot route is reported, not failed).
+pub type Error = crate::shared::error::Failure<Problem>;
+
+/// Egress's own problems: none.
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("invalid configuration: {0}")]
-    Config(#[from] crate::shared::config::ConfigError),
+pub enum Problem {}
 
-    #[error("rejected event, nothing changed: {0}")]
-    Event(#[from] crate::shared::event::EventError),
-
-    #[error("could not read the route tables and NATs, nothing changed: {0} ({hint})", hint = .0.hint())]
-    Describe(#[source] AwsError),
-
-    #[error(
-        "egress incomplete: {} writes failed, {} not started; Lambda retries the invocation",
-        .0.totals.failed, .0.totals.not_started
-    )]
-    Incomplete(Box<Report>),
-}
-
-impl crate::shared::report::JobError for Error {
+impl crate::shared::error::Problem for Problem {
     type Report = Report;
+    const READS: &'static str = "the route tables and NATs";
 
     fn kind(&self) -> &'static str {
-        match self {
-            Error::Config(_) => "InvalidConfiguration",
-            Error::Event(_) => "InvalidEvent",
-            Error::Describe(_) => "DescribeFailed",
-            Error::Incomplete(_) => "SyncIncomplete",
-        }
+        match *self {}
     }
 
-    fn report(&self) -> Option<&Report> {
-        match self {
-            Error::Incomplete(report) => Some(report),
-            _ => None,
-        }
+    fn retryable(&self) -> bool {
+        match *self {}
+    }
+
+    fn incomplete(report: &Report) -> String {
+        format!(
+            "egress incomplete: {} writes failed, {} not started; Lambda retries the invocation",
+            report.totals.failed, report.totals.not_started
+        )
     }
 }
 
@@ -98,7 +87,7 @@ impl crate::shared::job::Job for Egress {
     type Config = Config;
     type Clients = crate::aws::ec2::AwsEc2;
     type Report = Report;
-    type Error = Error;
+    type Problem = Problem;
 
     fn starting(config: &Config) {
         info!(job = "egress", vpc_id = %config.vpc_id, tag = %config.tag_key, router_id = %config.router_id,

@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::aws::dynamodb::BindingStore;
-use crate::aws::ec2::{Addresses, AwsError, Instances, LeavingInstances};
+use crate::aws::ec2::{Addresses, Instances, LeavingInstances};
 use crate::aws::route53::Route53;
 use crate::shared::apply::Engine;
 use crate::shared::event::Trigger;
@@ -29,49 +29,47 @@ pub use model::{ARecord, Binding, Dns, Instance, PoolAddress, Settings, dns_name
 pub use plan::{Bind, Counts, EipPlan, Keep, LeftAlone, RecordChange, Release, ReleaseReason, Repair, plan};
 use report::Report;
 
-/// Why an eip invocation failed.
+/// Why an eip invocation failed: the shared failures and eip's own problem
+/// (an exhausted pool).
+pub type Error = crate::shared::error::Failure<Problem>;
+
+/// What eip reports as its own failure.
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("invalid configuration: {0}")]
-    Config(#[from] crate::shared::config::ConfigError),
-
-    #[error("rejected event, nothing changed: {0}")]
-    Event(#[from] crate::shared::event::EventError),
-
-    #[error("could not read the pool, the instances, the records or the bindings, nothing changed: {0} ({hint})", hint = .0.hint())]
-    Describe(#[source] AwsError),
-
+pub enum Problem {
     #[error(
         "the address pool is exhausted: {} node(s) without an address ({}); add Elastic IPs tagged EIP_POOL_TAGS; Lambda retries the invocation",
         .0.plan.unbound.len(), .0.plan.unbound.join(", ")
     )]
     PoolExhausted(Box<Report>),
-
-    #[error(
-        "eip incomplete: {} writes failed, {} not started; Lambda retries the invocation",
-        .0.totals.failed, .0.totals.not_started
-    )]
-    Incomplete(Box<Report>),
 }
 
-impl crate::shared::report::JobError for Error {
+impl crate::shared::error::Problem for Problem {
     type Report = Report;
+    const READS: &'static str = "the pool, the instances, the records or the bindings";
 
     fn kind(&self) -> &'static str {
         match self {
-            Error::Config(_) => "InvalidConfiguration",
-            Error::Event(_) => "InvalidEvent",
-            Error::Describe(_) => "DescribeFailed",
-            Error::PoolExhausted(_) => "PoolExhausted",
-            Error::Incomplete(_) => "SyncIncomplete",
+            Problem::PoolExhausted(_) => "PoolExhausted",
         }
     }
 
     fn report(&self) -> Option<&Report> {
         match self {
-            Error::PoolExhausted(report) | Error::Incomplete(report) => Some(report),
-            _ => None,
+            Problem::PoolExhausted(report) => Some(report),
         }
+    }
+
+    /// An address tagged into the pool, or a node that goes, frees one for
+    /// the next invocation.
+    fn retryable(&self) -> bool {
+        true
+    }
+
+    fn incomplete(report: &Report) -> String {
+        format!(
+            "eip incomplete: {} writes failed, {} not started; Lambda retries the invocation",
+            report.totals.failed, report.totals.not_started
+        )
     }
 }
 
@@ -125,7 +123,7 @@ impl crate::shared::job::Job for Eip {
     type Config = Config;
     type Clients = Clients;
     type Report = Report;
-    type Error = Error;
+    type Problem = Problem;
 
     fn starting(config: &Config) {
         info!(job = "eip", vpc_id = %config.vpc_id, nodes = %config.node_tags, pool = %config.pool_tags,
@@ -190,7 +188,7 @@ pub fn outcome(report: Report) -> Result<Report, Error> {
     if report.totals.failed + report.totals.not_started > 0 {
         Err(Error::Incomplete(Box::new(report)))
     } else if report.totals.nodes_without_address > 0 {
-        Err(Error::PoolExhausted(Box::new(report)))
+        Err(Error::Job(Problem::PoolExhausted(Box::new(report))))
     } else {
         Ok(report)
     }

@@ -31,19 +31,13 @@ use config::Config;
 use plan::{Guards, RoutePlan};
 use report::Report;
 
-/// Why an invocation failed. Every variant means "nothing was written" except
-/// [`Error::Incomplete`], whose report says exactly what was.
+/// Why a routes invocation failed: the shared failures and routes' own
+/// problems (the source table).
+pub type Error = crate::shared::error::Failure<Problem>;
+
+/// What stops the routes job before it writes: no source table, or two.
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("invalid configuration: {0}")]
-    Config(#[from] crate::shared::config::ConfigError),
-
-    #[error("rejected event, nothing changed: {0}")]
-    Event(#[from] crate::shared::event::EventError),
-
-    #[error("could not read the route tables, nothing changed: {0} ({hint})", hint = .0.hint())]
-    Describe(#[source] crate::aws::ec2::AwsError),
-
+pub enum Problem {
     #[error(
         "no source route table, nothing changed: no table in {vpc_id} is {selector}; check KUBE_CLUSTER_NAME or SOURCE_ROUTE_TABLE_ID and the table's tags"
     )]
@@ -54,22 +48,26 @@ pub enum Error {
         .ids.len(), .ids.join(", ")
     )]
     AmbiguousSource { selector: String, vpc_id: String, ids: Vec<String> },
-
-    #[error("{}", incomplete_message(.0))]
-    Incomplete(Box<Report>),
 }
 
-impl Error {
-    /// A stable name for the error, used as Lambda's `errorType`.
-    pub fn kind(&self) -> &'static str {
+impl crate::shared::error::Problem for Problem {
+    type Report = Report;
+    const READS: &'static str = "the route tables";
+
+    fn kind(&self) -> &'static str {
         match self {
-            Error::Config(_) => "InvalidConfiguration",
-            Error::Event(_) => "InvalidEvent",
-            Error::Describe(_) => "DescribeFailed",
-            Error::SourceNotFound { .. } => "SourceNotFound",
-            Error::AmbiguousSource { .. } => "AmbiguousSource",
-            Error::Incomplete(_) => "SyncIncomplete",
+            Problem::SourceNotFound { .. } => "SourceNotFound",
+            Problem::AmbiguousSource { .. } => "AmbiguousSource",
         }
+    }
+
+    /// The tables' tags or the configuration must change first.
+    fn retryable(&self) -> bool {
+        false
+    }
+
+    fn incomplete(report: &Report) -> String {
+        incomplete_message(report)
     }
 }
 
@@ -99,28 +97,7 @@ fn incomplete_message(report: &Report) -> String {
     )
 }
 
-impl From<Error> for lambda_runtime::Diagnostic {
-    fn from(err: Error) -> Self {
-        lambda_runtime::Diagnostic { error_type: err.kind().to_owned(), error_message: err.to_string() }
-    }
-}
-
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-impl crate::shared::report::JobError for Error {
-    type Report = Report;
-
-    fn kind(&self) -> &'static str {
-        Error::kind(self)
-    }
-
-    fn report(&self) -> Option<&Report> {
-        match self {
-            Error::Incomplete(report) => Some(report),
-            _ => None,
-        }
-    }
-}
 
 /// What a reconcile needs besides EC2: the configuration, the write pace,
 /// and the time by which it must be done.
@@ -158,7 +135,7 @@ impl crate::shared::job::Job for Routes {
     type Config = Config;
     type Clients = crate::aws::ec2::AwsEc2;
     type Report = Report;
-    type Error = Error;
+    type Problem = Problem;
 
     fn starting(config: &Config) {
         info!(job = "routes", vpc_id = %config.vpc_id, source = %config.source, managed_cidrs = %config.managed,

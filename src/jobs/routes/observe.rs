@@ -9,7 +9,7 @@ use tracing::{info, warn};
 
 use super::config::SourceSelector;
 use super::report::RouteWait;
-use super::{Error, Observed, Reconciler, Result};
+use super::{Error, Observed, Problem, Reconciler, Result};
 use crate::aws::ec2::model::{Filter, RouteTable};
 use crate::aws::ec2::{Instances, RouteTables, all_pages, describe_all};
 use crate::shared::apply::DEADLINE_MARGIN;
@@ -117,12 +117,15 @@ impl<E: RouteTables> Reconciler<'_, E> {
             tables.into_iter().filter(|t| t.vpc_id == config.vpc_id && is_source(t, &config.source)).collect();
         match sources.len() {
             1 => Ok(sources.remove(0)),
-            0 => Err(Error::SourceNotFound { selector: config.source.to_string(), vpc_id: config.vpc_id.clone() }),
-            _ => Err(Error::AmbiguousSource {
+            0 => Err(Error::Job(Problem::SourceNotFound {
+                selector: config.source.to_string(),
+                vpc_id: config.vpc_id.clone(),
+            })),
+            _ => Err(Error::Job(Problem::AmbiguousSource {
                 selector: config.source.to_string(),
                 vpc_id: config.vpc_id.clone(),
                 ids: sources.into_iter().map(|t| t.id).collect(),
-            }),
+            })),
         }
     }
 }

@@ -18,7 +18,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 use tracing::info;
 
-use crate::aws::ec2::{AwsError, Instances, LeavingInstances};
+use crate::aws::ec2::{Instances, LeavingInstances};
 use crate::aws::elbv2::Elbv2;
 use crate::shared::apply::Engine;
 use crate::shared::event::Trigger;
@@ -28,46 +28,38 @@ use model::TargetGroup;
 use plan::GroupProblem;
 use report::Report;
 
-/// Why a targets invocation failed.
+/// Why a targets invocation failed: the shared failures and targets' own
+/// problem (target groups that are not what the configuration says).
+pub type Error = crate::shared::error::Failure<Problem>;
+
+/// What stops the targets job before it writes.
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("invalid configuration: {0}")]
-    Config(#[from] crate::shared::config::ConfigError),
-
-    #[error("rejected event, nothing changed: {0}")]
-    Event(#[from] crate::shared::event::EventError),
-
-    #[error("could not read the target groups and instances, nothing changed: {0} ({hint})", hint = .0.hint())]
-    Describe(#[source] AwsError),
-
+pub enum Problem {
     #[error("nothing changed: {}; check TARGET_GROUP_ARNS", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     InvalidTargetGroups(Vec<GroupProblem>),
-
-    #[error(
-        "targets incomplete in {} of {} groups: {} calls failed, {} not started; Lambda retries the invocation",
-        .0.totals.groups_failed, .0.totals.groups, .0.totals.failed, .0.totals.not_started
-    )]
-    Incomplete(Box<Report>),
 }
 
-impl crate::shared::report::JobError for Error {
+impl crate::shared::error::Problem for Problem {
     type Report = Report;
+    const READS: &'static str = "the target groups and instances";
 
     fn kind(&self) -> &'static str {
         match self {
-            Error::Config(_) => "InvalidConfiguration",
-            Error::Event(_) => "InvalidEvent",
-            Error::Describe(_) => "DescribeFailed",
-            Error::InvalidTargetGroups(_) => "InvalidTargetGroup",
-            Error::Incomplete(_) => "SyncIncomplete",
+            Problem::InvalidTargetGroups(_) => "InvalidTargetGroup",
         }
     }
 
-    fn report(&self) -> Option<&Report> {
-        match self {
-            Error::Incomplete(report) => Some(report),
-            _ => None,
-        }
+    /// The configuration or the groups must change first.
+    fn retryable(&self) -> bool {
+        false
+    }
+
+    fn incomplete(report: &Report) -> String {
+        let t = &report.totals;
+        format!(
+            "targets incomplete in {} of {} groups: {} calls failed, {} not started; Lambda retries the invocation",
+            t.groups_failed, t.groups, t.failed, t.not_started
+        )
     }
 }
 
@@ -109,7 +101,7 @@ impl crate::shared::job::Job for Targets {
     type Config = Config;
     type Clients = Clients;
     type Report = Report;
-    type Error = Error;
+    type Problem = Problem;
 
     fn starting(config: &Config) {
         info!(job = "targets", vpc_id = %config.vpc_id, groups = config.target_group_arns.len(),
@@ -169,7 +161,8 @@ impl<E: Instances + LeavingInstances, L: Elbv2> Reconciler<'_, E, L> {
         let config = self.config;
         let (groups, instances) = self.observe().await?;
         let found: Vec<TargetGroup> = groups.iter().map(|(g, _)| g.clone()).collect();
-        plan::check_groups(&config.target_group_arns, &found, &config.vpc_id).map_err(Error::InvalidTargetGroups)?;
+        plan::check_groups(&config.target_group_arns, &found, &config.vpc_id)
+            .map_err(|problems| Error::Job(Problem::InvalidTargetGroups(problems)))?;
         let plan = plan::plan(&groups, &instances, &config.nodes, &config.vpc_id);
         if plan.is_empty() {
             info!(groups = plan.groups.len(), nodes = plan.nodes, "no changes");

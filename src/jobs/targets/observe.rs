@@ -4,7 +4,7 @@
 
 use super::model::{RegisteredTarget, TargetGroup};
 use super::plan::GroupProblem;
-use super::{Error, Reconciler};
+use super::{Error, Problem, Reconciler};
 use crate::aws::ec2::model::{Filter, Instance};
 use crate::aws::ec2::{Instances, LeavingInstances, all_pages, mark_leaving};
 use crate::aws::elbv2::{Elbv2, TARGET_GROUP_NOT_FOUND};
@@ -41,7 +41,7 @@ impl<E: Instances + LeavingInstances, L: Elbv2> Reconciler<'_, E, L> {
             }
         }
         if !missing.is_empty() {
-            return Err(Error::InvalidTargetGroups(missing));
+            return Err(Error::Job(Problem::InvalidTargetGroups(missing)));
         }
         let groups: Vec<TargetGroup> = groups.map_err(Error::Describe)?.into_iter().flatten().collect();
         let paired = arns

@@ -10,7 +10,7 @@ use kube_rtsync::aws::ec2::AwsEc2;
 use kube_rtsync::aws::route53::AwsRoute53;
 use kube_rtsync::jobs::eip::config::Config;
 use kube_rtsync::jobs::eip::report::{Outcome, Report};
-use kube_rtsync::jobs::eip::{Error, Reconciler};
+use kube_rtsync::jobs::eip::{Error, Problem, Reconciler};
 use kube_rtsync::shared::config::WriteRate;
 use kube_rtsync::shared::event::Trigger;
 use kube_rtsync::shared::limiter::WriteLimiter;
@@ -188,7 +188,7 @@ async fn an_exhausted_pool_fails_and_names_the_nodes_left_without() {
     crate::require_emulator!();
     let w = world(3, 2).await;
     let err = w.run(&w.config(true)).await.unwrap_err();
-    let Error::PoolExhausted(report) = &err else { panic!("{err}") };
+    let Error::Job(Problem::PoolExhausted(report)) = &err else { panic!("{err}") };
     assert_eq!(report.plan.unbound.len(), 1);
     assert!(err.to_string().contains(&report.plan.unbound[0]), "{err}");
     assert_eq!(w.held().await.len(), 2);
@@ -223,7 +223,7 @@ async fn an_exhausted_pool_recovers_in_the_first_reconcile_after_a_node_goes() {
     crate::require_emulator!();
     let w = world(3, 2).await;
     let err = w.run(&w.config(true)).await.unwrap_err();
-    let Error::PoolExhausted(report) = &err else { panic!("{err}") };
+    let Error::Job(Problem::PoolExhausted(report)) = &err else { panic!("{err}") };
     let waiting = report.plan.unbound[0].clone();
     let bound: Vec<String> = w.nodes.iter().filter(|n| **n != waiting).cloned().collect();
     let freed = w.held().await[&bound[0]].clone();

@@ -10,7 +10,7 @@ use kube_rtsync::fake::ec2::{FakeEc2, Fault, Operation};
 use kube_rtsync::fake::route53::FakeRoute53;
 use kube_rtsync::jobs::eip::config::Config;
 use kube_rtsync::jobs::eip::report::{Outcome, Report};
-use kube_rtsync::jobs::eip::{Error, Reconciler};
+use kube_rtsync::jobs::eip::{Error, Problem, Reconciler};
 use kube_rtsync::shared::config::WriteRate;
 use kube_rtsync::shared::event::Trigger;
 use kube_rtsync::shared::limiter::WriteLimiter;
@@ -173,7 +173,7 @@ async fn an_empty_pool_reports_the_unbound_nodes_and_fails() {
     let w = world();
     w.ec2.insert_instance(node("i-4"));
     let err = w.run(&config(&[])).await.unwrap_err();
-    let Error::PoolExhausted(report) = &err else { panic!("{err}") };
+    let Error::Job(Problem::PoolExhausted(report)) = &err else { panic!("{err}") };
     assert_eq!(report.plan.unbound, vec!["i-4"]);
     assert_eq!(report.totals.nodes_without_address, 1);
     assert!(err.to_string().contains("i-4"), "{err}");
@@ -233,7 +233,7 @@ async fn an_exhausted_pool_recovers_in_the_first_reconcile_after_a_node_goes() {
     w.run(&config(&[])).await.unwrap();
     w.ec2.insert_instance(node("i-4"));
     let err = w.run(&config(&[])).await.unwrap_err();
-    assert!(matches!(err, Error::PoolExhausted(_)), "{err}");
+    assert!(matches!(err, Error::Job(Problem::PoolExhausted(_))), "{err}");
     let freed = w.held()["i-2"][0].clone();
     w.ec2.edit_instance("i-2", |i| i.state = "terminated".into());
     let report = w.run(&config(&[])).await.unwrap_or_else(|e| panic!("the freed address did not reach i-4: {e}"));
@@ -353,9 +353,11 @@ async fn the_plan_and_the_report_read_as_the_golden_files_say() {
     w.ec2.edit_instance("i-2", |i| i.state = "terminated".into());
     w.ec2.insert_instance(node("i-4"));
     w.ec2.insert_instance(node("i-5"));
-    let Err(Error::PoolExhausted(dry)) = w.run(&config(&[("DRY_RUN", "true")])).await else { panic!("exhausted") };
+    let Err(Error::Job(Problem::PoolExhausted(dry))) = w.run(&config(&[("DRY_RUN", "true")])).await else {
+        panic!("exhausted")
+    };
     crate::support::golden::assert_golden("eip-plan", &dry.render(false));
-    let Err(Error::PoolExhausted(report)) = w.run(&config(&[])).await else { panic!("exhausted") };
+    let Err(Error::Job(Problem::PoolExhausted(report))) = w.run(&config(&[])).await else { panic!("exhausted") };
     crate::support::golden::assert_golden("eip-sync", &report.render(false));
 }
 

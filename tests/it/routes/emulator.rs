@@ -17,9 +17,9 @@ use crate::support::{Counting, LAUNCH, LambdaProcess, RUNNING, SAMPLE_INSTANCE, 
 use ipnet::IpNet;
 use kube_rtsync::aws::ec2::AwsEc2;
 use kube_rtsync::aws::error::ThrottleCounter;
-use kube_rtsync::jobs::routes::Error;
 use kube_rtsync::jobs::routes::config::{Config, WriteRate};
 use kube_rtsync::jobs::routes::report::{Outcome, Report};
+use kube_rtsync::jobs::routes::{Error, Problem};
 use kube_rtsync::jobs::routes::{Reconciler, handle_event};
 use kube_rtsync::shared::limiter::WriteLimiter;
 
@@ -245,7 +245,7 @@ async fn a_missing_source_is_an_error_and_changes_nothing() {
     for (variable, value) in cases {
         let (result, (_, writes)) = world.sync(&world.config(&[(variable, &value)]), LAUNCH).await;
         let err = result.unwrap_err();
-        assert!(matches!(err, Error::SourceNotFound { .. }), "{variable}={value}: {err}");
+        assert!(matches!(err, Error::Job(Problem::SourceNotFound { .. })), "{variable}={value}: {err}");
         assert_eq!(writes, 0);
     }
     assert_eq!(world.snapshot().await, before);

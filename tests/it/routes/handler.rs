@@ -7,9 +7,9 @@ use crate::support::*;
 use kube_rtsync::aws::ec2::FailureKind;
 use kube_rtsync::aws::ec2::model::{Route, RouteTable, Target};
 use kube_rtsync::fake::ec2::{FakeEc2, Fault, Operation};
-use kube_rtsync::jobs::routes::Error;
 use kube_rtsync::jobs::routes::config::Config;
 use kube_rtsync::jobs::routes::report::{Outcome, Report};
+use kube_rtsync::jobs::routes::{Error, Problem};
 use kube_rtsync::jobs::routes::{Reconciler, handle_event};
 use kube_rtsync::shared::limiter::WriteLimiter;
 use serde_json::Value;
@@ -144,7 +144,7 @@ async fn a_missing_source_is_an_error_and_changes_nothing() {
     let before = vpc();
     let fake = FakeEc2::new(before.clone());
     let err = run(&fake, &config(&[("KUBE_CLUSTER_NAME", "other.example.com")]), &event(LAUNCH)).await.unwrap_err();
-    assert!(matches!(err, Error::SourceNotFound { .. }), "{err}");
+    assert!(matches!(err, Error::Job(Problem::SourceNotFound { .. })), "{err}");
     assert!(err.to_string().contains("KubernetesCluster=other.example.com"), "{err}");
     assert_eq!(fake.calls().writes(), 0);
     assert_eq!(fake.tables(), sorted_tables(before));
@@ -153,7 +153,7 @@ async fn a_missing_source_is_an_error_and_changes_nothing() {
     let fake = FakeEc2::new(vpc());
     let err =
         run(&fake, &config(&[("SOURCE_ROUTE_TABLE_ID", "rtb-0f0000000000000f")]), &event(LAUNCH)).await.unwrap_err();
-    assert!(matches!(err, Error::SourceNotFound { .. }), "{err}");
+    assert!(matches!(err, Error::Job(Problem::SourceNotFound { .. })), "{err}");
     assert_eq!(fake.calls().writes(), 0);
 }
 
@@ -172,7 +172,7 @@ async fn an_ambiguous_source_is_an_error_and_changes_nothing() {
     let fake = FakeEc2::new(tables);
     let err = run(&fake, &config(&[]), &event(LAUNCH)).await.unwrap_err();
     match &err {
-        Error::AmbiguousSource { ids, .. } => assert_eq!(ids.len(), 2),
+        Error::Job(Problem::AmbiguousSource { ids, .. }) => assert_eq!(ids.len(), 2),
         other => panic!("expected an ambiguous source, got {other}"),
     }
     assert!(err.to_string().contains("SOURCE_ROUTE_TABLE_ID"));

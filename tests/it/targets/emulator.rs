@@ -10,7 +10,7 @@ use kube_rtsync::aws::ec2::AwsEc2;
 use kube_rtsync::aws::elbv2::AwsElbv2;
 use kube_rtsync::jobs::targets::config::Config;
 use kube_rtsync::jobs::targets::report::{Outcome, Report};
-use kube_rtsync::jobs::targets::{Error, Reconciler};
+use kube_rtsync::jobs::targets::{Error, Problem, Reconciler};
 use kube_rtsync::shared::config::WriteRate;
 use kube_rtsync::shared::event::Trigger;
 use kube_rtsync::shared::limiter::WriteLimiter;
@@ -175,7 +175,7 @@ async fn wrong_groups_are_named_and_nothing_is_written() {
     {
         let config = w.config(&[&w.groups[&30443], bad]);
         let err = w.run(&config).await.unwrap_err();
-        assert!(matches!(err, Error::InvalidTargetGroups(_)), "{err}");
+        assert!(matches!(err, Error::Job(Problem::InvalidTargetGroups(_))), "{err}");
         assert!(err.to_string().contains(bad) && err.to_string().contains(needle), "{err}");
         assert_eq!(w.registered(30443).await, vec!["bastion", "n1", "n2"], "nothing written");
     }

@@ -8,7 +8,7 @@ use kube_rtsync::fake::elbv2::FakeElbv2;
 use kube_rtsync::jobs::targets::config::Config;
 use kube_rtsync::jobs::targets::model::TargetGroup;
 use kube_rtsync::jobs::targets::report::{Outcome, Report};
-use kube_rtsync::jobs::targets::{Error, Reconciler, handle_event};
+use kube_rtsync::jobs::targets::{Error, Problem, Reconciler, handle_event};
 use kube_rtsync::shared::config::WriteRate;
 use kube_rtsync::shared::limiter::WriteLimiter;
 
@@ -141,7 +141,7 @@ async fn an_ip_group_or_a_group_of_another_vpc_is_an_error_before_any_write() {
         let (ec2, _) = world();
         let elb = FakeElbv2::new([group(TG443, 30443), bad]);
         let err = run(&ec2, &elb, &config(&[])).await.unwrap_err();
-        assert!(matches!(err, Error::InvalidTargetGroups(_)), "{err}");
+        assert!(matches!(err, Error::Job(Problem::InvalidTargetGroups(_))), "{err}");
         assert!(err.to_string().contains(TG80) && err.to_string().contains(needle), "{err}");
         assert_eq!(elb.calls().register + elb.calls().deregister, 0);
     }
