@@ -284,7 +284,8 @@ async fn main() {
         println!("   peak RSS: {:.1} MiB", kib as f64 / 1024.0);
     }
 
-    // 2. A full resync: 25 private tables, 45 node routes each, nothing mirrored.
+    // 2. A full resync: 25 private tables, 45 node routes each, nothing
+    //    mirrored.
     let mut times = Vec::new();
     for (label, extra) in [
         ("kube-rtsync (16 writes in flight)", &[("MAX_WRITES_PER_SECOND", "0")][..]),
@@ -364,13 +365,13 @@ impl Drop for CpuCap {
     }
 }
 
-/// Scenario 8, cold starts at a 128 MB function's CPU: a fresh process per
-/// run, its init at full speed (as Lambda gives it), then moved under the
-/// cap before its first event, a steady-state reconcile (the first round
-/// trip and nothing to write). The endpoint is TLS (the test CA, kept-alive
-/// connections) in front of the emulator with the added latency per call:
-/// it notes when the first request of the invocation reached it,
-/// decrypted; a relay in front of it counts the connections opened. With the warm-up (`WARM_UP_MS`, default)
+/// Scenario 8, cold starts at a 128 MB function's CPU: a fresh process per run,
+/// its init at full speed (as Lambda gives it), then moved under the cap before
+/// its first event, a steady-state reconcile (the first round trip and nothing
+/// to write). The endpoint is TLS (the test CA, kept-alive connections) in
+/// front of the emulator with the added latency per call: it notes when the
+/// first request of the invocation reached it, decrypted; a relay in front of
+/// it counts the connections opened. With the warm-up (`WARM_UP_MS`, default)
 /// and without (`WARM_UP_MS=0`).
 async fn cold_start(binary: &Path) {
     use support::relay::Relay;
@@ -649,10 +650,12 @@ fn init_per_job(binary: &Path) {
     println!();
 }
 
-/// The processes the job scenarios ran, by job: what `make bench` reports per job.
+/// The processes the job scenarios ran, by job: what `make bench` reports per
+/// job.
 static PROCESSES: std::sync::Mutex<Vec<Process>> = std::sync::Mutex::new(Vec::new());
 
-/// A job's process: the job, its init, its first invocation, its peak RSS (KiB).
+/// A job's process: the job, its init, its first invocation, its peak RSS
+/// (KiB).
 type Process = (&'static str, Duration, Duration, Option<u64>);
 
 /// Notes a job's process of a run with the added latency.

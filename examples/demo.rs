@@ -45,7 +45,8 @@ async fn main() {
     println!("{bold}Starting the local EC2 emulator and seeding a sample VPC...{reset}");
     let emulator = Emulator::start();
     let client = emulator.client();
-    // An operator's rule: every kube-rtsync change event to a queue, read after each job.
+    // An operator's rule: every kube-rtsync change event to a queue, read after
+    // each job.
     let changes = support::events::EventsQueue::create(&emulator, "kube-rtsync-changes").await;
     let vpc = seed::seed(&client, ClusterTag::Legacy).await;
     let names = vpc.names();
@@ -181,7 +182,8 @@ async fn egress(binary: &std::path::Path, emulator: &Emulator) -> bool {
     let vpc = seed::egress_vpc(&client, 6, &[("us-east-1a", 2), ("us-east-1b", 1)]).await;
     let ids: Vec<String> = vpc.tables.iter().map(|(_, id, _)| id.clone()).collect();
     let env = [("VPC_ID", vpc.vpc_id.as_str())];
-    // A first sync turns the NATs' source/destination check off (a NAT cannot forward with it on).
+    // A first sync turns the NATs' source/destination check off (a NAT cannot
+    // forward with it on).
     let mut ok = run_cli(binary, emulator, &env, &["egress", "sync"]);
     let before = seed::default_routes(&client, &ids).await;
     println!("{bold}Zone us-east-1a's NAT ({}) stops.{reset}", vpc.nats[0].1);

@@ -112,7 +112,8 @@ fn parent() {
     let tls = Emulator::start_tls();
     let me = std::env::current_exe().expect("own path");
     let mut samples: Vec<(Variant, Sample)> = Vec::new();
-    // Interleaved rounds, so that the machine's noise falls on every variant alike.
+    // Interleaved rounds, so that the machine's noise falls on every variant
+    // alike.
     for _ in 0..SAMPLES {
         for variant in Variant::ALL {
             let endpoint = if variant.https() { tls.endpoint() } else { plain.endpoint() };

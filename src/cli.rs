@@ -41,13 +41,16 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Routes job: show the route changes a sync would make, per target table. Changes nothing.
+    /// Routes job: show the route changes a sync would make, per target table.
+    /// Changes nothing.
     Plan {
-        /// Exit 0 when there is nothing to do, 2 when changes are pending, 1 on error.
+        /// Exit 0 when there is nothing to do, 2 when changes are pending, 1 on
+        /// error.
         #[arg(long)]
         detailed_exitcode: bool,
     },
-    /// Routes job: make every target table mirror the cluster's pod routes, and print the report.
+    /// Routes job: make every target table mirror the cluster's pod routes, and
+    /// print the report.
     Sync {
         /// Plan and report only (the same as DRY_RUN=true).
         #[arg(long)]
@@ -70,8 +73,8 @@ pub enum Command {
         #[command(subcommand)]
         verb: Verb,
     },
-    /// Give each selected node an Elastic IP from a tagged pool, a DNS name and a
-    /// lease record (EIP_NODE_TAGS, EIP_POOL_TAGS, ... from the environment).
+    /// Give each selected node an Elastic IP from a tagged pool, a DNS name and
+    /// a lease record (EIP_NODE_TAGS, EIP_POOL_TAGS, ... from the environment).
     Eip {
         #[command(subcommand)]
         verb: Verb,
@@ -83,7 +86,8 @@ pub enum Command {
 pub enum Verb {
     /// Show the changes a sync would make. Changes nothing.
     Plan {
-        /// Exit 0 when there is nothing to do, 2 when changes are pending, 1 on error.
+        /// Exit 0 when there is nothing to do, 2 when changes are pending, 1 on
+        /// error.
         #[arg(long)]
         detailed_exitcode: bool,
     },
@@ -135,22 +139,27 @@ pub struct Options {
     /// The VPC to work in [env: VPC_ID]
     #[arg(long, global = true, value_name = "VPC_ID")]
     pub vpc_id: Option<String>,
-    /// The cluster whose tagged route table is the source [env: KUBE_CLUSTER_NAME]
+    /// The cluster whose tagged route table is the source [env:
+    /// KUBE_CLUSTER_NAME]
     #[arg(long, global = true, value_name = "NAME")]
     pub cluster_name: Option<String>,
-    /// Use this route table as the source instead of the tag lookup [env: SOURCE_ROUTE_TABLE_ID]
+    /// Use this route table as the source instead of the tag lookup [env:
+    /// SOURCE_ROUTE_TABLE_ID]
     #[arg(long, global = true, value_name = "RTB_ID")]
     pub source_route_table_id: Option<String>,
-    /// Comma-separated CIDRs whose routes are managed [env: KUBE_ROUTE_CIDRS] [default: 100.96.0.0/11]
+    /// Comma-separated CIDRs whose routes are managed [env: KUBE_ROUTE_CIDRS]
+    /// [default: 100.96.0.0/11]
     #[arg(long, global = true, value_name = "CIDRS")]
     pub route_cidrs: Option<String>,
-    /// JSON array of DescribeRouteTables filters selecting the targets [env: PRIVATE_RT_FILTERS]
+    /// JSON array of DescribeRouteTables filters selecting the targets [env:
+    /// PRIVATE_RT_FILTERS]
     #[arg(long, global = true, value_name = "JSON")]
     pub filters: Option<String>,
     /// Output format: a table for people, or the JSON report the Lambda returns
     #[arg(long, global = true, value_enum, default_value_t = Output::Human)]
     pub output: Output,
-    /// AWS profile to use (else the standard chain: AWS_PROFILE, environment, SSO, ...)
+    /// AWS profile to use (else the standard chain: AWS_PROFILE, environment,
+    /// SSO, ...)
     #[arg(long, global = true)]
     pub profile: Option<String>,
     /// AWS region (else AWS_REGION or the profile's)

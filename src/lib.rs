@@ -1,11 +1,11 @@
-//! kube-rtsync keeps the networking around a self-managed Kubernetes
-//! cluster on AWS right as nodes come and go. One binary, several jobs,
-//! one shape: trigger -> observe -> pure plan -> apply -> report.
+//! kube-rtsync keeps the networking around a self-managed Kubernetes cluster on
+//! AWS right as nodes come and go. One binary, several jobs, one shape: trigger
+//! -> observe -> pure plan -> apply -> report.
 //!
 //! The tree says where things live:
 //! - [`jobs`]: one folder per job (its configuration, model, observe, plan,
-//!   apply and report); [`jobs::JobName`] picks one by the handler name, and every job implements
-//!   [`shared::job::Job`].
+//!   apply and report); [`jobs::JobName`] picks one by the handler name, and
+//!   every job implements [`shared::job::Job`].
 //! - [`shared`]: what every job uses: configuration helpers and the shared
 //!   variables, trigger decoding, the write limiter, the apply engine, the
 //!   report envelope, EMF metrics, logging, cluster tags.

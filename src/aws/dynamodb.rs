@@ -14,7 +14,8 @@ use crate::aws::error::{AwsError, sdk_error};
 /// A conditional write found the item in another state.
 pub const CONDITIONAL_CHECK_FAILED: &str = "ConditionalCheckFailedException";
 
-/// The binding item, keyed by `PublicIp`; the attribute names are the item's own.
+/// The binding item, keyed by `PublicIp`; the attribute names are the item's
+/// own.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Binding {
@@ -28,7 +29,8 @@ pub struct Binding {
 }
 
 impl Binding {
-    /// Same binding, whenever it was written: `updated_at` alone never calls for a write.
+    /// Same binding, whenever it was written: `updated_at` alone never calls
+    /// for a write.
     pub fn same_binding(&self, other: &Binding) -> bool {
         Binding { updated_at: 0, ..self.clone() } == Binding { updated_at: 0, ..other.clone() }
     }
@@ -41,9 +43,9 @@ pub trait BindingStore: Send + Sync {
     fn scan(&self, table: &str) -> impl Future<Output = Result<Vec<Binding>, AwsError>> + Send;
 
     /// Writes `item` only if the address is not allocated to anyone but
-    /// `owners`: the item is absent, or `Allocated` is false, or it names
-    /// no instance, or one of `owners` (the instance the write is for, and the one the item
-    /// named when it was read). Never unconditional. A refusal is
+    /// `owners`: the item is absent, or `Allocated` is false, or it names no
+    /// instance, or one of `owners` (the instance the write is for, and the one
+    /// the item named when it was read). Never unconditional. A refusal is
     /// [`CONDITIONAL_CHECK_FAILED`].
     fn put(&self, table: &str, item: &Binding, owners: &[&str]) -> impl Future<Output = Result<(), AwsError>> + Send;
 }

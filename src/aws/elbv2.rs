@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::aws::error::{AwsError, sdk_error};
 
-/// A target group as ELBv2 describes it; strings are kept as the API spells them.
+/// A target group as ELBv2 describes it; strings are kept as the API spells
+/// them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TargetGroup {
     pub arn: String,
@@ -21,17 +22,20 @@ pub struct TargetGroup {
     pub protocol: Option<String>,
 }
 
-/// One registration in a target group: ELBv2 allows the same id several times at different ports.
+/// One registration in a target group: ELBv2 allows the same id several times
+/// at different ports.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RegisteredTarget {
     pub id: String,
     pub port: Option<u16>,
-    /// `initial`, `healthy`, `unhealthy`, `unused`, `draining` or `unavailable`.
+    /// `initial`, `healthy`, `unhealthy`, `unused`, `draining` or
+    /// `unavailable`.
     pub state: String,
 }
 
 impl RegisteredTarget {
-    /// A draining registration is already on its way out: it neither needs deregistering nor counts as present.
+    /// A draining registration is already on its way out: it neither needs
+    /// deregistering nor counts as present.
     pub fn is_draining(&self) -> bool {
         self.state == "draining"
     }

@@ -63,25 +63,16 @@ impl AwsError {
             || (self.is_code(INVALID_PARAMETER_VALUE) && self.message.to_ascii_lowercase().contains("no route"))
     }
 
-    /// EC2 refused the caller's credentials or permissions.
     /// Whether the same call, made again a little later, can succeed:
     /// throttling, a timeout, the network, the deadline, or the service's own
-    /// failure (a 5xx). Not a refusal the caller must fix (the role, the
+    /// failure (a 5xx, or an answer with no error code at all: a gateway's or
+    /// a proxy's error page). Not a refusal the caller must fix (the role, the
     /// certificate, a bad parameter, a resource that does not exist).
     pub fn retry_can_help(&self) -> bool {
-        match self.kind {
-            FailureKind::Timeout | FailureKind::Network | FailureKind::Deadline => true,
-            FailureKind::Certificate | FailureKind::Other => false,
-            FailureKind::Service => {
-                self.is_throttling()
-                    || self.code().is_some_and(|c| {
-                        ["InternalError", "InternalFailure", "ServiceUnavailable", "Unavailable"].contains(&c)
-                            || c.starts_with("Internal")
-                    })
-            }
-        }
+        retry_can_help(self.kind, self.code())
     }
 
+    /// EC2 refused the caller's credentials or permissions.
     pub fn is_unauthorized(&self) -> bool {
         matches!(self.code(), Some(c) if c.starts_with("UnauthorizedOperation") || c == "AccessDenied" || c == "AuthFailure")
     }
@@ -164,6 +155,31 @@ impl aws_sdk_ec2::config::Intercept for ThrottleCounter {
         Ok(())
     }
 }
+
+/// [`AwsError::retry_can_help`] for a failure as a report keeps it.
+pub fn retry_can_help(kind: FailureKind, code: Option<&str>) -> bool {
+    match kind {
+        FailureKind::Timeout | FailureKind::Network | FailureKind::Deadline => true,
+        FailureKind::Certificate | FailureKind::Other => false,
+        FailureKind::Service => match code {
+            None => true,
+            Some(code) => {
+                THROTTLING_CODES.contains(&code) || TRANSIENT_CODES.contains(&code) || code.starts_with("Internal")
+            }
+        },
+    }
+}
+
+/// Codes of a service's own passing failure (besides throttling and the
+/// `Internal…` family), which the SDK's standard mode retries too.
+pub const TRANSIENT_CODES: [&str; 6] = [
+    "ServiceUnavailable",
+    "ServiceUnavailableException",
+    "Unavailable",
+    "RequestTimeout",
+    "RequestTimeoutException",
+    "InternalFailure",
+];
 
 /// The error codes AWS services throttle with (those the SDK's own retry
 /// classifier treats as throttling).

@@ -148,7 +148,8 @@ mod tests {
 
     #[test]
     fn a_call_never_exceeds_256_kib() {
-        // 14 + 11 + 13 = 38 bytes besides the detail: three entries of 100,000 bytes of detail cannot share a call.
+        // 14 + 11 + 13 = 38 bytes besides the detail: three entries of 100,000
+        // bytes of detail cannot share a call.
         let calls = batches(vec![entry(100_000), entry(100_000), entry(100_000)]);
         assert_eq!(calls.iter().map(Vec::len).collect::<Vec<_>>(), vec![2, 1]);
         assert_eq!(entry(100_000).size(), 100_038);

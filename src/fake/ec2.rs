@@ -182,7 +182,8 @@ struct State {
     on_describe: Vec<(usize, Interleaved)>,
     /// EC2's own request-rate bucket for mutating calls, when modelled.
     bucket: Option<Ec2Bucket>,
-    /// Routes a table may hold before `CreateRoute` answers `RouteLimitExceeded`.
+    /// Routes a table may hold before `CreateRoute` answers
+    /// `RouteLimitExceeded`.
     route_limit: Option<usize>,
     subnets: BTreeMap<String, Subnet>,
     instances: BTreeMap<String, Instance>,
@@ -192,7 +193,8 @@ struct State {
     associations: usize,
     /// Instances whose Spot request is marked for termination.
     spot_interruptions: std::collections::BTreeSet<String>,
-    /// Scheduled events by instance: code, not-before, and whether it is over (completed or cancelled).
+    /// Scheduled events by instance: code, not-before, and whether it is over
+    /// (completed or cancelled).
     scheduled_events: BTreeMap<String, (String, Option<String>, bool)>,
 }
 
@@ -235,7 +237,8 @@ impl FakeEc2 {
         self.lock().tables.insert(table.id.clone(), table);
     }
 
-    /// Answers `DescribeRouteTables` in pages of this size (default: all in one).
+    /// Answers `DescribeRouteTables` in pages of this size (default: all in
+    /// one).
     pub fn with_page_size(self, size: usize) -> Self {
         self.lock().page_size = Some(size.max(1));
         self
@@ -281,13 +284,15 @@ impl FakeEc2 {
         self.lock().statuses.insert(id.to_owned(), status);
     }
 
-    /// The instance's Spot request is marked for termination: the interruption warning.
+    /// The instance's Spot request is marked for termination: the interruption
+    /// warning.
     pub fn warn_spot_interruption(&self, id: &str) {
         self.lock().spot_interruptions.insert(id.to_owned());
     }
 
-    /// A scheduled event (`instance-stop`, `instance-retirement`, `system-reboot`, ...) on the instance; `over`:
-    /// completed or cancelled, as EC2 keeps such events a while.
+    /// A scheduled event (`instance-stop`, `instance-retirement`,
+    /// `system-reboot`, ...) on the instance; `over`: completed or cancelled,
+    /// as EC2 keeps such events a while.
     pub fn schedule_event(&self, id: &str, code: &str, not_before: Option<&str>, over: bool) {
         self.lock().scheduled_events.insert(id.to_owned(), (code.to_owned(), not_before.map(str::to_owned), over));
     }
@@ -639,7 +644,8 @@ impl LeavingInstances for FakeEc2 {
 
     async fn describe_scheduled_departures(&self, _: Option<String>) -> Result<Page<(String, Leaving)>, AwsError> {
         describe(&mut self.lock(), Operation::DescribeInstanceStatus, |state| {
-            // The server-side filter: only the leaving codes, only running instances (no IncludeAllInstances).
+            // The server-side filter: only the leaving codes, only running
+            // instances (no IncludeAllInstances).
             Ok(state
                 .scheduled_events
                 .iter()
@@ -673,7 +679,8 @@ impl Nats for FakeEc2 {
     async fn describe_impaired(&self, check: StatusCheck, _: Option<String>) -> Result<Page<InstanceStatus>, AwsError> {
         let mut state = self.lock();
         let page = describe(&mut state, Operation::DescribeInstanceStatus, |state| {
-            // Running instances only, as EC2 answers without IncludeAllInstances; the filter on the check's status.
+            // Running instances only, as EC2 answers without
+            // IncludeAllInstances; the filter on the check's status.
             Ok(state
                 .instances
                 .values()

@@ -63,7 +63,8 @@ impl FakeElbv2 {
         self.lock().refused.insert(id.to_owned());
     }
 
-    /// The next `times` calls of `operation` (on `arn`, or any) fail with `code`.
+    /// The next `times` calls of `operation` (on `arn`, or any) fail with
+    /// `code`.
     pub fn fail(&self, operation: &'static str, arn: Option<&str>, code: &str, times: usize) {
         self.lock().faults.add(operation, arn, code, times);
     }

@@ -38,7 +38,8 @@ fn deadline_error(message: String) -> AwsError {
 pub enum ItemOutcome<A> {
     Done(A),
     Failed(A, AwsError),
-    /// Not attempted, and why (the deadline, or an earlier failure in the group).
+    /// Not attempted, and why (the deadline, or an earlier failure in the
+    /// group).
     NotStarted(A, String),
 }
 
@@ -115,9 +116,10 @@ impl<'a> Engine<'a> {
     }
 
     /// Runs one group's actions: each wave's actions concurrently, waves in
-    /// order (a `noun` names the group in reasons). `run` carries one action out (through [`Engine::paced`]);
-    /// after an error for which `stops` is true, no further action of the
-    /// group starts. Outcomes come back in the order they ended.
+    /// order (a `noun` names the group in reasons). `run` carries one action
+    /// out (through [`Engine::paced`]); after an error for which `stops` is
+    /// true, no further action of the group starts. Outcomes come back in the
+    /// order they ended.
     pub async fn run_group<A, F, Fut>(
         &self,
         noun: &str,

@@ -56,7 +56,8 @@ pub struct Arns {
 }
 
 impl Arns {
-    /// From a function's ARN (`arn:aws:lambda:us-east-1:123456789012:function:name`).
+    /// From a function's ARN
+    /// (`arn:aws:lambda:us-east-1:123456789012:function:name`).
     pub fn from_function_arn(arn: &str) -> Option<Arns> {
         let mut parts = arn.split(':');
         let (Some("arn"), Some(partition), Some(_service), Some(region), Some(account)) =

@@ -8,7 +8,8 @@
 
 use std::fmt;
 
-/// The VPC to work in. Every resource read for a decision or written belongs to it.
+/// The VPC to work in. Every resource read for a decision or written belongs to
+/// it.
 pub const VPC_ID: &str = "VPC_ID";
 /// Plan and report, change nothing.
 pub const DRY_RUN: &str = "DRY_RUN";
@@ -18,7 +19,8 @@ pub const MAX_WRITES_PER_SECOND: &str = "MAX_WRITES_PER_SECOND";
 pub const WRITE_BURST: &str = "WRITE_BURST";
 /// CloudWatch namespace of the EMF records.
 pub const METRICS_NAMESPACE: &str = "METRICS_NAMESPACE";
-/// EventBridge bus of the change events (a name or an ARN); `none` turns them off.
+/// EventBridge bus of the change events (a name or an ARN); `none` turns them
+/// off.
 pub const EVENT_BUS_NAME: &str = "EVENT_BUS_NAME";
 /// How long (milliseconds) a Lambda's init may spend opening the
 /// connections its first invocation will use; `0`: none.

@@ -67,14 +67,15 @@ impl<P: Problem> Failure<P> {
     }
 
     /// Whether invoking again, unchanged, can end otherwise: a reconcile
-    /// that failed part way, a read the service refused for a while. Never
-    /// a bad configuration or event, or a read the role may not make.
+    /// that failed part way for a passing reason, a read the service refused
+    /// for a while. Never a bad configuration or event, or a read or write
+    /// the role may not make.
     pub fn retryable(&self) -> bool {
         match self {
             Failure::Config(_) | Failure::Event(_) => false,
             Failure::Describe(err) => err.retry_can_help(),
             Failure::Job(problem) => problem.retryable(),
-            Failure::Incomplete(_) => true,
+            Failure::Incomplete(report) => report.retry_can_finish(),
         }
     }
 }
@@ -117,6 +118,11 @@ mod tests {
             (failed(FailureKind::Service, Some("Throttling")), true),
             (failed(FailureKind::Service, Some("InternalError")), true),
             (failed(FailureKind::Service, Some("ServiceUnavailable")), true),
+            (failed(FailureKind::Service, Some("ServiceUnavailableException")), true),
+            (failed(FailureKind::Service, Some("RequestTimeout")), true),
+            (failed(FailureKind::Service, Some("InternalServerError")), true),
+            (failed(FailureKind::Service, Some("ThrottlingException")), true),
+            (failed(FailureKind::Service, None), true),
             (failed(FailureKind::Timeout, None), true),
             (failed(FailureKind::Network, None), true),
             (failed(FailureKind::Deadline, None), true),
@@ -138,13 +144,25 @@ mod tests {
         let config = crate::shared::config::ConfigError::new("VPC_ID", "is not set", "a VPC id");
         let event = crate::shared::event::decode(&serde_json::json!({"nope": 1})).unwrap_err();
         let source = Problem::SourceNotFound { selector: "tagged x".into(), vpc_id: "vpc-1".into() };
-        let report = Report::new(vec![], "vpc-1", false).finish();
-        let cases: [(Error, &str, bool); 5] = [
+        let incomplete = |code: &str| {
+            let mut table = crate::jobs::routes::report::TableReport::new("rtb-1");
+            let action = crate::jobs::routes::plan::RouteAction::Delete {
+                destination: crate::aws::ec2::model::Destination::Cidr("100.96.1.0/24".parse().unwrap()),
+                target: crate::aws::ec2::model::Target::Instance("i-1".into()),
+            };
+            let err = AwsError::service("DeleteRoute", code, "m");
+            table.failures.push(crate::jobs::routes::report::Failure::new(action, &err));
+            let mut report = Report::new(vec![], "vpc-1", false);
+            report.tables = vec![table];
+            Box::new(report.finish())
+        };
+        let cases: [(Error, &str, bool); 6] = [
             (Error::Config(config), "InvalidConfiguration", false),
             (Error::Event(event), "InvalidEvent", false),
             (Error::Describe(failed(FailureKind::Timeout, None)), "DescribeFailed", true),
             (Error::Job(source), "SourceNotFound", false),
-            (Error::Incomplete(Box::new(report)), "SyncIncomplete", true),
+            (Error::Incomplete(incomplete("RequestLimitExceeded")), "SyncIncomplete", true),
+            (Error::Incomplete(incomplete("UnauthorizedOperation")), "SyncIncomplete", false),
         ];
         for (err, kind, retryable) in cases {
             assert_eq!((JobError::kind(&err), JobError::retryable(&err)), (kind, retryable), "{err}");

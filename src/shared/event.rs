@@ -40,7 +40,8 @@ pub enum Trigger {
     SpotInterruption { instance_id: String, action: String, event_id: String },
     /// A scheduled EventBridge rule: the periodic full reconcile.
     Schedule { event_id: String },
-    /// A command line run (`kube-rtsync plan` / `sync`); never decoded from an event.
+    /// A command line run (`kube-rtsync plan` / `sync`); never decoded from an
+    /// event.
     Manual { command: String },
 }
 
@@ -127,7 +128,8 @@ struct RawAutoScalingMessage {
     instance_id: Option<String>,
 }
 
-/// The EventBridge envelope (`aws.ec2` state changes and `aws.events` schedules).
+/// The EventBridge envelope (`aws.ec2` state changes and `aws.events`
+/// schedules).
 #[derive(Deserialize)]
 struct RawEventBridge {
     #[serde(default)]
@@ -249,7 +251,8 @@ fn decode_eventbridge(event: &Value) -> Result<Trigger, EventError> {
 }
 
 fn decode_autoscaling(message_id: &str, message: &str) -> Result<AutoScalingNotification, EventError> {
-    // Event strings can be anything: error messages quote at most ~200 characters of each.
+    // Event strings can be anything: error messages quote at most ~200
+    // characters of each.
     let message_id = &excerpt(message_id);
     let value: Value = serde_json::from_str(message).map_err(|e| EventError::MessageNotJson {
         message_id: message_id.to_owned(),

@@ -53,7 +53,8 @@ impl Record {
         self
     }
 
-    /// A field that is logged but is not a metric (searchable in Logs Insights).
+    /// A field that is logged but is not a metric (searchable in Logs
+    /// Insights).
     pub fn property(mut self, name: &str, value: impl serde::Serialize) -> Self {
         self.properties.insert(name.to_owned(), serde_json::to_value(value).unwrap_or(Value::Null));
         self

@@ -11,7 +11,8 @@ use crate::aws::ec2::model::Instance;
 use crate::shared::selector::TagSelector;
 use crate::shared::tags::is_cluster_member;
 
-/// Which instances are nodes: those matching the selector and tagged for the cluster, whichever are set.
+/// Which instances are nodes: those matching the selector and tagged for the
+/// cluster, whichever are set.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeRule {
     selector: Option<TagSelector>,
@@ -30,7 +31,8 @@ impl NodeRule {
     pub fn new(selector: Option<TagSelector>, cluster: Option<String>) -> Result<NodeRule, NodeRuleError> {
         match (&selector, cluster.as_deref()) {
             (None, None) => Err(NodeRuleError::Unbounded),
-            // An empty name would make `kubernetes.io/cluster/` a membership tag and match nothing meaningful.
+            // An empty name would make `kubernetes.io/cluster/` a membership
+            // tag and match nothing meaningful.
             (_, Some(name)) if name.trim().is_empty() => Err(NodeRuleError::EmptyCluster),
             _ => Ok(NodeRule { selector, cluster }),
         }
@@ -50,13 +52,14 @@ impl NodeRule {
     }
 
     /// An instance of `vpc_id`, in any state, that the rule selects.
-    pub fn is_node(&self, instance: &Instance, vpc_id: &str) -> bool {
+    pub fn selects(&self, instance: &Instance, vpc_id: &str) -> bool {
         instance.vpc_id == vpc_id
             && self.selector.as_ref().is_none_or(|s| s.matches(&instance.tags))
             && self.is_cluster_instance(instance)
     }
 
-    /// Tagged for the configured cluster; with no cluster configured, every instance passes this half of the rule.
+    /// Tagged for the configured cluster; with no cluster configured, every
+    /// instance passes this half of the rule.
     pub fn is_cluster_instance(&self, instance: &Instance) -> bool {
         self.cluster.as_deref().is_none_or(|c| is_cluster_member(&instance.tags, c))
     }
@@ -66,7 +69,7 @@ impl NodeRule {
     /// taken for a mistyped selector, and the changes it would make to
     /// instances that "no longer match" are withheld.
     pub fn matches_no_instance<'a>(&self, instances: impl IntoIterator<Item = &'a Instance>, vpc_id: &str) -> bool {
-        !instances.into_iter().any(|i| self.is_node(i, vpc_id))
+        !instances.into_iter().any(|i| self.selects(i, vpc_id))
     }
 }
 
@@ -94,30 +97,30 @@ mod tests {
     fn a_selector_only_rule_ignores_cluster_tags() {
         let rule = NodeRule::new(selector("role=node"), None).unwrap();
         assert_eq!(rule, NodeRule::selector_only(TagSelector::parse("role=node").unwrap()));
-        assert!(rule.is_node(&instance("vpc-1", &[("role", "node")]), "vpc-1"));
-        assert!(!rule.is_node(&instance("vpc-1", &[("role", "master")]), "vpc-1"));
+        assert!(rule.selects(&instance("vpc-1", &[("role", "node")]), "vpc-1"));
+        assert!(!rule.selects(&instance("vpc-1", &[("role", "master")]), "vpc-1"));
     }
 
     #[test]
     fn a_cluster_only_rule_takes_every_instance_of_the_cluster() {
         let rule = NodeRule::new(None, Some("prod".into())).unwrap();
-        assert!(rule.is_node(&instance("vpc-1", &[("KubernetesCluster", "prod")]), "vpc-1"));
-        assert!(rule.is_node(&instance("vpc-1", &[("kubernetes.io/cluster/prod", "owned")]), "vpc-1"));
-        assert!(!rule.is_node(&instance("vpc-1", &[("KubernetesCluster", "dev")]), "vpc-1"));
+        assert!(rule.selects(&instance("vpc-1", &[("KubernetesCluster", "prod")]), "vpc-1"));
+        assert!(rule.selects(&instance("vpc-1", &[("kubernetes.io/cluster/prod", "owned")]), "vpc-1"));
+        assert!(!rule.selects(&instance("vpc-1", &[("KubernetesCluster", "dev")]), "vpc-1"));
     }
 
     #[test]
     fn a_node_must_match_both_halves_when_both_are_set() {
         let rule = NodeRule::new(selector("role=node"), Some("prod".into())).unwrap();
-        assert!(rule.is_node(&instance("vpc-1", &[("role", "node"), ("KubernetesCluster", "prod")]), "vpc-1"));
-        assert!(!rule.is_node(&instance("vpc-1", &[("role", "node")]), "vpc-1"));
-        assert!(!rule.is_node(&instance("vpc-1", &[("KubernetesCluster", "prod")]), "vpc-1"));
+        assert!(rule.selects(&instance("vpc-1", &[("role", "node"), ("KubernetesCluster", "prod")]), "vpc-1"));
+        assert!(!rule.selects(&instance("vpc-1", &[("role", "node")]), "vpc-1"));
+        assert!(!rule.selects(&instance("vpc-1", &[("KubernetesCluster", "prod")]), "vpc-1"));
     }
 
     #[test]
     fn an_instance_of_another_vpc_is_never_a_node() {
         let rule = NodeRule::new(selector("role=node"), None).unwrap();
-        assert!(!rule.is_node(&instance("vpc-2", &[("role", "node")]), "vpc-1"));
+        assert!(!rule.selects(&instance("vpc-2", &[("role", "node")]), "vpc-1"));
     }
 
     #[test]

@@ -35,6 +35,12 @@ pub trait JobReport: Serialize {
     /// what the change events publish.
     fn changes_made(&self, arns: &crate::shared::changes::Arns) -> Vec<crate::shared::changes::Change>;
 
+    /// Whether another invocation can finish what this one left: a failed
+    /// write a retry can help, or, with no failure at all, writes that were
+    /// not started (the deadline). Not when every failure is a refusal to
+    /// fix first (the role, a parameter).
+    fn retry_can_finish(&self) -> bool;
+
     fn is_complete(&self) -> bool {
         self.outcome() != Outcome::Incomplete
     }
@@ -85,6 +91,18 @@ impl WriteStatus {
     }
 }
 
+/// [`JobReport::retry_can_finish`] over a report's write statuses.
+pub fn retry_can_finish<'a>(statuses: impl IntoIterator<Item = &'a WriteStatus> + Clone) -> bool {
+    let failed = |s: &&WriteStatus| matches!(s, WriteStatus::Failed { .. });
+    let retryable = statuses.clone().into_iter().any(|s| match s {
+        WriteStatus::Failed { kind, code, .. } => crate::aws::error::retry_can_help(*kind, code.as_deref()),
+        _ => false,
+    });
+    let any_failed = statuses.clone().into_iter().any(|s| failed(&s));
+    let not_started = statuses.into_iter().any(|s| matches!(s, WriteStatus::NotStarted { .. }));
+    retryable || (!any_failed && not_started)
+}
+
 /// One write (or batch of writes) on one resource, and what became of it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct WriteResult {
@@ -133,7 +151,8 @@ pub fn outcome_of(unfinished: bool, changes: usize, dry_run: bool) -> Outcome {
     }
 }
 
-/// One line per write that was not made: `! <resource> <change>: failed: <code>: <message> (<hint>)`.
+/// One line per write that was not made: `! <resource> <change>: failed:
+/// <code>: <message> (<hint>)`.
 pub fn render_unmade<'a>(out: &mut String, writes: impl IntoIterator<Item = (&'a str, &'a str, &'a WriteStatus)>) {
     use std::fmt::Write as _;
     for (resource, change, status) in writes {
@@ -153,5 +172,31 @@ pub fn render_incomplete(out: &mut String, what: &str, failed: usize, not_starte
     use std::fmt::Write as _;
     if failed + not_started > 0 {
         let _ = writeln!(out, "Incomplete: {failed} {what} failed, {not_started} not started.");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failed(code: &str) -> WriteStatus {
+        WriteStatus::failed(&AwsError::service("CreateRoute", code, "m"))
+    }
+
+    #[test]
+    fn another_invocation_can_finish_a_passing_failure_or_a_cut_short_apply_never_a_refusal() {
+        let not_started = || WriteStatus::NotStarted { reason: "the deadline".into() };
+        let cases: [(Vec<WriteStatus>, bool); 7] = [
+            (vec![failed("RequestLimitExceeded")], true),
+            (vec![failed("UnauthorizedOperation")], false),
+            (vec![failed("UnauthorizedOperation"), not_started()], false),
+            (vec![failed("UnauthorizedOperation"), failed("Throttling")], true),
+            (vec![WriteStatus::Done, not_started()], true),
+            (vec![WriteStatus::Done, WriteStatus::Planned], false),
+            (vec![], false),
+        ];
+        for (statuses, expected) in cases {
+            assert_eq!(retry_can_finish(statuses.iter()), expected, "{statuses:?}");
+        }
     }
 }

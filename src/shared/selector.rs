@@ -1,4 +1,5 @@
-//! Tag selectors as the configuration writes them (`key=value,key`), and cluster membership by tag.
+//! Tag selectors as the configuration writes them (`key=value,key`), and
+//! cluster membership by tag.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -6,9 +7,11 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-/// Comma-separated `key=value` pairs that must all match; a bare `key` matches any value.
+/// Comma-separated `key=value` pairs that must all match; a bare `key` matches
+/// any value.
 ///
-/// Kept sorted by key so that two spellings of the same selector compare equal and print alike.
+/// Kept sorted by key so that two spellings of the same selector compare equal
+/// and print alike.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct TagSelector {
@@ -39,7 +42,8 @@ impl TagSelector {
             if item.is_empty() {
                 return Err(SelectorError::EmptyItem { selector: s.to_owned() });
             }
-            // Split at the first `=` only: EC2 tag values may themselves contain `=`.
+            // Split at the first `=` only: EC2 tag values may themselves
+            // contain `=`.
             let (key, value) = match item.split_once('=') {
                 Some((k, v)) => (k.trim(), Some(v.trim().to_owned())),
                 None => (item, None),

@@ -9,7 +9,8 @@ fn read(path: &str) -> String {
     std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/").to_owned() + path).unwrap()
 }
 
-/// The variables a configuration table documents (rows starting with `| \`NAME\``).
+/// The variables a configuration table documents (rows starting with `|
+/// \`NAME\``).
 fn documented(markdown: &str) -> Vec<String> {
     markdown
         .lines()
@@ -95,4 +96,38 @@ fn every_job_has_a_sample_change_event_in_the_documented_shape() {
         let page = if job == "routes" { read("README.md") } else { read(&format!("docs/{job}.md")) };
         assert!(page.contains(&format!("events/change-{job}.json")), "{job}: the sample is not named on its page");
     }
+}
+
+/// Comments are wrapped at one width, 80 columns, whatever the code's
+/// (rustfmt's `max_width`); a line longer than that must be one word that
+/// cannot be broken (a URL, an ARN).
+#[test]
+fn comments_are_wrapped_at_80_columns() {
+    fn walk(dir: &std::path::Path, files: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, files);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    for dir in ["src", "tests", "examples", "benches"] {
+        walk(&root.join(dir), &mut files);
+    }
+    assert!(files.len() > 50, "found only {} files", files.len());
+    let mut long = Vec::new();
+    for file in &files {
+        for (n, line) in std::fs::read_to_string(file).unwrap().lines().enumerate() {
+            let text = line.trim_start();
+            let unbreakable = text.split_whitespace().count() <= 2;
+            if text.starts_with("//") && line.chars().count() > 80 && !unbreakable {
+                long.push(format!("{}:{}", file.strip_prefix(root).unwrap().display(), n + 1));
+            }
+        }
+    }
+    assert!(long.is_empty(), "comment lines over 80 columns: {long:?}");
 }

@@ -222,7 +222,8 @@ pub trait Nats: Send + Sync {
 
 /// The account's Elastic IPs and their associations (the eip job).
 pub trait Addresses: Send + Sync {
-    /// Every Elastic IP of the account and region (a few: the default quota is 5).
+    /// Every Elastic IP of the account and region (a few: the default quota is
+    /// 5).
     fn describe_addresses(&self) -> impl Future<Output = Result<Vec<Address>, AwsError>> + Send;
 
     /// `AssociateAddress` with `AllowReassociation=false`: an address that
@@ -296,7 +297,8 @@ pub async fn describe_all<E: RouteTables>(ec2: &E, filters: &[Filter]) -> Result
     .await
 }
 
-/// The EC2 ports ([`RouteTables`], [`Instances`], [`Nats`], [`Addresses`]) over `aws-sdk-ec2`.
+/// The EC2 ports ([`RouteTables`], [`Instances`], [`Nats`], [`Addresses`]) over
+/// `aws-sdk-ec2`.
 #[derive(Clone, Debug)]
 pub struct AwsEc2 {
     client: aws_sdk_ec2::Client,
@@ -409,7 +411,8 @@ impl LeavingInstances for AwsEc2 {
         let filter = [Filter::new("status-code", [SPOT_MARKED_FOR_TERMINATION])];
         let request = self.client.describe_spot_instance_requests();
         let out = send_filtered!(request, &filter, next_token, "DescribeSpotInstanceRequests");
-        // Filtered again here: an endpoint that ignores the filter must not make every Spot node leave.
+        // Filtered again here: an endpoint that ignores the filter must not
+        // make every Spot node leave.
         let items = out
             .spot_instance_requests()
             .iter()
@@ -432,7 +435,8 @@ impl LeavingInstances for AwsEc2 {
                 let id = s.instance_id()?;
                 let event = s.events().iter().find(|e| {
                     let code = e.code().map(|c| c.as_str());
-                    // EC2 keeps completed and cancelled events a while, marked in their description.
+                    // EC2 keeps completed and cancelled events a while, marked
+                    // in their description.
                     let over =
                         e.description().is_some_and(|d| d.starts_with("[Completed]") || d.starts_with("[Canceled]"));
                     code.is_some_and(|c| LEAVING_EVENT_CODES.contains(&c)) && !over
@@ -478,7 +482,8 @@ impl Nats for AwsEc2 {
                 system: status(s.system_status()),
                 instance: status(s.instance_status()),
             })
-            // Filtered again here: an endpoint that ignores the filter answers for every running instance.
+            // Filtered again here: an endpoint that ignores the filter answers
+            // for every running instance.
             .filter(|s| match check {
                 StatusCheck::System => s.system.as_deref() == Some("impaired"),
                 StatusCheck::Instance => s.instance.as_deref() == Some("impaired"),

@@ -13,9 +13,11 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(untagged)]
 pub enum Destination {
-    /// An IPv4 or IPv6 CIDR block (`DestinationCidrBlock` / `DestinationIpv6CidrBlock`).
+    /// An IPv4 or IPv6 CIDR block (`DestinationCidrBlock` /
+    /// `DestinationIpv6CidrBlock`).
     Cidr(IpNet),
-    /// A managed prefix list (`DestinationPrefixListId`); never managed by kube-rtsync.
+    /// A managed prefix list (`DestinationPrefixListId`); never managed by
+    /// kube-rtsync.
     PrefixList(Box<str>),
 }
 
@@ -123,7 +125,8 @@ pub enum RouteState {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RouteOrigin {
-    /// A static route made with `CreateRoute`: the only kind kube-rtsync touches.
+    /// A static route made with `CreateRoute`: the only kind kube-rtsync
+    /// touches.
     CreateRoute,
     /// The `local` route EC2 makes with the table.
     CreateRouteTable,
@@ -150,7 +153,8 @@ pub struct Route {
 }
 
 impl Route {
-    /// An active static route, the shape kubenet writes and kube-rtsync mirrors.
+    /// An active static route, the shape kubenet writes and kube-rtsync
+    /// mirrors.
     pub fn active(destination: impl Into<Destination>, target: Target) -> Self {
         Route {
             destination: destination.into(),
@@ -243,7 +247,8 @@ pub struct Subnet {
 pub struct Instance {
     pub id: String,
     pub vpc_id: String,
-    /// EC2 state name: `pending`, `running`, `stopping`, `stopped`, `shutting-down`, `terminated`.
+    /// EC2 state name: `pending`, `running`, `stopping`, `stopped`,
+    /// `shutting-down`, `terminated`.
     pub state: String,
     pub zone: Option<String>,
     pub tags: BTreeMap<String, String>,
@@ -304,7 +309,8 @@ impl Instance {
         self
     }
 
-    /// EC2 has said it will go (a Spot interruption warning, a scheduled stop or retirement).
+    /// EC2 has said it will go (a Spot interruption warning, a scheduled stop
+    /// or retirement).
     pub fn is_leaving(&self) -> bool {
         self.leaving.is_some()
     }
@@ -330,9 +336,10 @@ pub fn tag_map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 
 /// An Elastic IP address.
 ///
-/// An association made by network interface may leave `instance_id` empty: the holder is then found through
-/// the interface. Without `association_id` the address counts as free, whatever the other fields say, since
-/// there is nothing to disassociate.
+/// An association made by network interface may leave `instance_id` empty: the
+/// holder is then found through the interface. Without `association_id` the
+/// address counts as free, whatever the other fields say, since there is
+/// nothing to disassociate.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Address {
     pub allocation_id: String,

@@ -7,7 +7,8 @@ use crate::shared::config::{ConfigError, Env, SharedConfig, excerpt};
 
 /// The tag that enrols route tables, NAT instances and NAT gateways.
 pub const EGRESS_TAG_KEY: &str = "EGRESS_TAG_KEY";
-/// Its value: only resources tagged `<EGRESS_TAG_KEY>=<EGRESS_ROUTER_ID>` take part.
+/// Its value: only resources tagged `<EGRESS_TAG_KEY>=<EGRESS_ROUTER_ID>` take
+/// part.
 pub const EGRESS_ROUTER_ID: &str = "EGRESS_ROUTER_ID";
 /// The tag giving a resource's zone.
 pub const EGRESS_ZONE_TAG_KEY: &str = "EGRESS_ZONE_TAG_KEY";
@@ -19,7 +20,8 @@ pub const EGRESS_FAILBACK_SECONDS: &str = "EGRESS_FAILBACK_SECONDS";
 pub const EGRESS_PROBE_PORT: &str = "EGRESS_PROBE_PORT";
 /// Turn the source/destination check off on enrolled NAT instances.
 pub const EGRESS_FIX_SOURCE_DEST_CHECK: &str = "EGRESS_FIX_SOURCE_DEST_CHECK";
-/// An enrolled regional NAT gateway is the fallback of a zone without a healthy NAT.
+/// An enrolled regional NAT gateway is the fallback of a zone without a healthy
+/// NAT.
 pub const EGRESS_REGIONAL_FALLBACK: &str = "EGRESS_REGIONAL_FALLBACK";
 
 /// The egress job's own variables.

@@ -1,4 +1,5 @@
-//! Whether a NAT can carry a zone's egress, judged from the facts observe gathered. Pure.
+//! Whether a NAT can carry a zone's egress, judged from the facts observe
+//! gathered. Pure.
 
 use std::fmt;
 
@@ -40,7 +41,8 @@ impl fmt::Display for Health {
     }
 }
 
-/// Regional gateways get a health too (for the report), though the planner never routes a table to one.
+/// Regional gateways get a health too (for the report), though the planner
+/// never routes a table to one.
 pub fn evaluate(nat: &Nat, settings: &Settings) -> Health {
     match &nat.kind {
         NatKind::Gateway { facts, .. } if facts.state == "available" => Health::Healthy,
@@ -53,24 +55,28 @@ fn evaluate_instance(facts: &NatInstanceFacts, has_private_ip: bool, settings: &
     if facts.state != "running" {
         return Health::unhealthy(format!("state {}", facts.state));
     }
-    // Rule 5: a NAT that EC2 will take away counts unhealthy while it still forwards, so its tables move in time.
+    // Rule 5: a NAT that EC2 will take away counts unhealthy while it still
+    // forwards, so its tables move in time.
     if let Some(leaving) = &facts.leaving {
         return Health::unhealthy(leaving.to_string());
     }
-    // Only a definite "impaired" counts: initializing, insufficient-data or no answer are unknowns, and failing
-    // over on an unknown would move every table each time EC2 is slow to report on a fresh instance.
+    // Only a definite "impaired" counts: initializing, insufficient-data or no
+    // answer are unknowns, and failing over on an unknown would move every
+    // table each time EC2 is slow to report on a fresh instance.
     for (check, status) in [("system", &facts.system_status), ("instance", &facts.instance_status)] {
         if status.as_deref() == Some("impaired") {
             return Health::unhealthy(format!("{check} status check impaired"));
         }
     }
-    // Rule 1: an instance with the check on drops what it should forward. The fix (when allowed) runs before any
-    // route is planned, and only a fix that succeeded turns these facts to "off".
+    // Rule 1: an instance with the check on drops what it should forward. The
+    // fix (when allowed) runs before any route is planned, and only a fix that
+    // succeeded turns these facts to "off".
     if facts.source_dest_check == Some(true) {
         return Health::unhealthy("source/destination check is on");
     }
     if settings.probe_enabled {
-        // Probing is the operator's explicit ask: an instance that could not be probed has not proved itself.
+        // Probing is the operator's explicit ask: an instance that could not be
+        // probed has not proved itself.
         match &facts.probe {
             Some(ProbeResult::Answered) => {}
             Some(ProbeResult::Failed(why)) => return Health::unhealthy(format!("probe failed: {why}")),
@@ -81,7 +87,8 @@ fn evaluate_instance(facts: &NatInstanceFacts, has_private_ip: bool, settings: &
     Health::Healthy
 }
 
-/// Only running instances: a stopped one cannot take the attribute change usefully, and is unhealthy anyway.
+/// Only running instances: a stopped one cannot take the attribute change
+/// usefully, and is unhealthy anyway.
 pub fn needs_source_dest_fix(nat: &Nat, settings: &Settings) -> bool {
     settings.fix_source_dest_check
         && matches!(&nat.kind, NatKind::Instance { facts, .. }
@@ -180,7 +187,8 @@ mod tests {
                 Health::Healthy,
             ),
             (
-                // The fix is allowed but has not been made (or failed): it cannot forward yet.
+                // The fix is allowed but has not been made (or failed): it
+                // cannot forward yet.
                 "check on, fix allowed",
                 with(|f| f.source_dest_check = Some(true)),
                 settings(true, false),

@@ -1,5 +1,6 @@
-//! Domain types of the egress job: the enrolled NATs with the facts observe gathered about them, the enrolled route
-//! tables with their default route, and the settings the planner needs. Free of any AWS SDK type.
+//! Domain types of the egress job: the enrolled NATs with the facts observe
+//! gathered about them, the enrolled route tables with their default route, and
+//! the settings the planner needs. Free of any AWS SDK type.
 
 use std::fmt;
 
@@ -12,22 +13,26 @@ pub type Zone = String;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Nat {
     pub id: String,
-    /// The zone tag, else its Availability Zone (a gateway's: its subnet's). None for a regional gateway.
+    /// The zone tag, else its Availability Zone (a gateway's: its subnet's).
+    /// None for a regional gateway.
     pub zone: Option<Zone>,
     pub kind: NatKind,
 }
 
-/// The kind carries its own facts, so that an instance can never hold a gateway's facts.
+/// The kind carries its own facts, so that an instance can never hold a
+/// gateway's facts.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NatKind {
     Instance {
-        /// Primary first: routes go to the primary interface, since `InstanceId` is refused for multi-ENI instances.
+        /// Primary first: routes go to the primary interface, since
+        /// `InstanceId` is refused for multi-ENI instances.
         eni_ids: Vec<String>,
         private_ip: Option<String>,
         facts: NatInstanceFacts,
     },
     Gateway {
-        /// Serves every zone: never a failover target, and tables routed through it are left alone.
+        /// Serves every zone: never a failover target, and tables routed
+        /// through it are left alone.
         regional: bool,
         facts: NatGatewayFacts,
     },
@@ -37,8 +42,9 @@ pub enum NatKind {
 pub struct NatInstanceFacts {
     /// EC2 state name: `pending`, `running`, `stopping`, `stopped`, ...
     pub state: String,
-    /// `ok`, `impaired`, `initializing`, `insufficient-data`, `not-applicable`; None when EC2 said nothing. Observe
-    /// asks EC2 for the impaired instances only (the one status the rule acts on), so it sets `impaired` or None.
+    /// `ok`, `impaired`, `initializing`, `insufficient-data`, `not-applicable`;
+    /// None when EC2 said nothing. Observe asks EC2 for the impaired instances
+    /// only (the one status the rule acts on), so it sets `impaired` or None.
     pub system_status: Option<String>,
     pub instance_status: Option<String>,
     pub source_dest_check: Option<bool>,
@@ -81,8 +87,9 @@ impl Nat {
         }
     }
 
-    /// Whether a route target id (as a route or a blackhole shows it) means this NAT: a route made by instance id
-    /// and one made through any of its interfaces both go through the same NAT.
+    /// Whether a route target id (as a route or a blackhole shows it) means
+    /// this NAT: a route made by instance id and one made through any of its
+    /// interfaces both go through the same NAT.
     pub fn is_named_by(&self, route: &DefaultRoute) -> bool {
         match (route, &self.kind) {
             (DefaultRoute::Instance(id), NatKind::Instance { .. })
@@ -126,8 +133,9 @@ pub struct EgressTable {
     pub name: Option<String>,
     pub zone: TableZone,
     pub default_route: DefaultRoute,
-    /// Since when (epoch seconds) the table's zone has had a healthy NAT while the table stayed failed over: the
-    /// failback clock, kept by the previous invocation in a tag on the table.
+    /// Since when (epoch seconds) the table's zone has had a healthy NAT while
+    /// the table stayed failed over: the failback clock, kept by the previous
+    /// invocation in a tag on the table.
     pub home_healthy_since: Option<u64>,
 }
 
@@ -168,12 +176,14 @@ pub enum DefaultRoute {
     Instance(String),
     NetworkInterface(String),
     NatGateway(String),
-    /// Through something that is not a NAT (internet, transit or virtual private gateway, peering, endpoint, ...).
+    /// Through something that is not a NAT (internet, transit or virtual
+    /// private gateway, peering, endpoint, ...).
     Other {
         kind: String,
         id: String,
     },
-    /// Its target is gone or stopped; the id is the target the route still names.
+    /// Its target is gone or stopped; the id is the target the route still
+    /// names.
     Blackhole(String),
 }
 
@@ -203,13 +213,16 @@ impl From<&NatTarget> for DefaultRoute {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Settings {
-    /// How long a zone's NAT must have been healthy before failed-over tables move back; 0: at first healthy sight.
+    /// How long a zone's NAT must have been healthy before failed-over tables
+    /// move back; 0: at first healthy sight.
     pub failback_seconds: u64,
-    /// Turn the source/destination check off on NAT instances instead of counting them unhealthy.
+    /// Turn the source/destination check off on NAT instances instead of
+    /// counting them unhealthy.
     pub fix_source_dest_check: bool,
     /// A TCP probe result is expected for every NAT instance.
     pub probe_enabled: bool,
-    /// An enrolled regional NAT gateway is the fallback of a zone without a healthy NAT (`EGRESS_REGIONAL_FALLBACK`).
+    /// An enrolled regional NAT gateway is the fallback of a zone without a
+    /// healthy NAT (`EGRESS_REGIONAL_FALLBACK`).
     pub regional_fallback: bool,
 }
 

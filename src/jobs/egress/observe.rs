@@ -61,7 +61,8 @@ pub async fn observe<E: RouteTables + Instances + Nats + LeavingInstances>(
 
     let instances: Vec<Instance> =
         instances.into_iter().filter(|i| i.vpc_id == config.vpc_id && is_enrolled(&i.tags)).collect();
-    // The probes, when asked for, need the instances' addresses: a second round trip only then.
+    // The probes, when asked for, need the instances' addresses: a second round
+    // trip only then.
     let probes = match config.probe_port {
         Some(port) => probe_all(&instances, port, deadline).await,
         None => BTreeMap::new(),

@@ -1,5 +1,6 @@
-//! The pure egress planner: which NAT each enrolled table's default route goes through, the route and failback-tag
-//! changes that takes, and why, in a form people can read. No I/O, no clock: `now` comes in as an argument.
+//! The pure egress planner: which NAT each enrolled table's default route goes
+//! through, the route and failback-tag changes that takes, and why, in a form
+//! people can read. No I/O, no clock: `now` comes in as an argument.
 
 use std::fmt;
 
@@ -10,15 +11,18 @@ use crate::jobs::egress::model::{DefaultRoute, EgressTable, Nat, NatTarget, Sett
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct EgressPlan {
-    /// Ordered as the tables chose: by zone, then id (tables without a zone first).
+    /// Ordered as the tables chose: by zone, then id (tables without a zone
+    /// first).
     pub tables: Vec<TableDecision>,
     pub nats: Vec<NatStatus>,
-    /// NAT instances whose source/destination check must be turned off. They count unhealthy (rule 1): the caller
-    /// makes these fixes first, then plans again with the facts of the fixes that succeeded.
+    /// NAT instances whose source/destination check must be turned off. They
+    /// count unhealthy (rule 1): the caller makes these fixes first, then plans
+    /// again with the facts of the fixes that succeeded.
     pub source_dest_fixes: Vec<String>,
 }
 
-/// Every enrolled NAT with its health, so that the report shows an unhealthy NAT no table is on.
+/// Every enrolled NAT with its health, so that the report shows an unhealthy
+/// NAT no table is on.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct NatStatus {
     pub id: String,
@@ -33,7 +37,8 @@ pub struct TableDecision {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     pub zone: TableZone,
-    /// What the default route goes through now; None when it is missing or through something that is not a NAT.
+    /// What the default route goes through now; None when it is missing or
+    /// through something that is not a NAT.
     pub current: Option<Current>,
     /// The NAT the table ends on, changed or not.
     pub chosen: Option<Chosen>,
@@ -45,7 +50,8 @@ pub struct TableDecision {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Current {
-    /// The target as the route names it (instance, interface, gateway, or a blackhole's vanished target).
+    /// The target as the route names it (instance, interface, gateway, or a
+    /// blackhole's vanished target).
     pub target: String,
     /// The enrolled NAT behind it, if any.
     pub nat: Option<String>,
@@ -89,7 +95,8 @@ pub enum Reason {
     FailOver {
         from_health_reason: String,
     },
-    /// Onto the regional NAT gateway (`EGRESS_REGIONAL_FALLBACK`): the table's zone has no healthy NAT.
+    /// Onto the regional NAT gateway (`EGRESS_REGIONAL_FALLBACK`): the table's
+    /// zone has no healthy NAT.
     RegionalFallback {
         from_health_reason: String,
     },
@@ -116,7 +123,8 @@ pub enum LeftAlone {
         kind: String,
         id: String,
     },
-    /// An existing instance, interface or NAT gateway that is not enrolled: an appliance, another router id's NAT.
+    /// An existing instance, interface or NAT gateway that is not enrolled: an
+    /// appliance, another router id's NAT.
     NotEnrolled {
         kind: String,
         id: String,
@@ -145,7 +153,8 @@ impl fmt::Display for Reason {
 }
 
 impl Reason {
-    /// The reason with what the plan's line shows beside it: why a failover left its NAT.
+    /// The reason with what the plan's line shows beside it: why a failover
+    /// left its NAT.
     pub fn detailed(&self) -> String {
         match self {
             Reason::FailOver { from_health_reason } | Reason::RegionalFallback { from_health_reason }
@@ -242,8 +251,9 @@ pub fn plan(tables: &[EgressTable], nats: &[Nat], settings: &Settings, now: u64)
     EgressPlan { tables: decisions, nats, source_dest_fixes }
 }
 
-/// Age (seconds) past which a failback clock is read as left behind by a delete that failed: twice the hold, and ten
-/// minutes more for invocations that failed or came late.
+/// Age (seconds) past which a failback clock is read as left behind by a delete
+/// that failed: twice the hold, and ten minutes more for invocations that
+/// failed or came late.
 pub fn stale_clock_after(failback_seconds: u64) -> u64 {
     failback_seconds.saturating_mul(2).saturating_add(600)
 }
@@ -256,8 +266,9 @@ pub fn source_dest_fixes(nats: &[Nat], settings: &Settings) -> Vec<String> {
     fixes
 }
 
-/// The facts once these instances' source/destination check is off: only a fix that succeeded (or, in a dry run,
-/// one that is planned) lets an instance carry a table (rule 1).
+/// The facts once these instances' source/destination check is off: only a fix
+/// that succeeded (or, in a dry run, one that is planned) lets an instance
+/// carry a table (rule 1).
 pub fn with_source_dest_fixed(nats: &mut [Nat], fixed: &[&str]) {
     for nat in nats.iter_mut().filter(|nat| fixed.contains(&nat.id.as_str())) {
         if let crate::jobs::egress::model::NatKind::Instance { facts, .. } = &mut nat.kind {
@@ -273,7 +284,8 @@ fn is_blackhole(route: &DefaultRoute) -> bool {
 struct Planner<'a> {
     nats: &'a [Nat],
     health: Vec<Health>,
-    /// Tables routed through each NAT, kept up to date as tables move in this plan.
+    /// Tables routed through each NAT, kept up to date as tables move in this
+    /// plan.
     load: Vec<usize>,
     settings: &'a Settings,
     now: u64,
@@ -302,9 +314,11 @@ impl Planner<'_> {
         };
         let active = named.filter(|_| !is_blackhole(route));
         let home = self.least_loaded(|i| self.is_in(i, zone));
-        // A clock from the future (skew, a hand-edited tag) would hold the failback indefinitely: restart it. A clock
-        // far older than the hold is one a failed delete left behind (a running clock is used, and cleared, once
-        // the hold is over): restart it too, so that a leftover never skips a later hold.
+        // A clock from the future (skew, a hand-edited tag) would hold the
+        // failback indefinitely: restart it. A clock far older than the hold is
+        // one a failed delete left behind (a running clock is used, and
+        // cleared, once the hold is over): restart it too, so that a leftover
+        // never skips a later hold.
         let since = table
             .home_healthy_since
             .filter(|&t| t <= self.now && self.now - t <= stale_clock_after(self.settings.failback_seconds));
@@ -322,8 +336,9 @@ impl Planner<'_> {
                 Some(from) => RouteChange::Replace { from: from.to_owned(), to },
             });
         }
-        // The clock runs only while the table stays failed over and its zone has a healthy NAT; any other sighting
-        // stops it, so a NAT flapping faster than the failback time never gets its tables back.
+        // The clock runs only while the table stays failed over and its zone
+        // has a healthy NAT; any other sighting stops it, so a NAT flapping
+        // faster than the failback time never gets its tables back.
         let still_failed_over = end.is_some_and(|k| !self.is_in(k, zone)) && home.is_some();
         let desired = still_failed_over.then(|| since.unwrap_or(self.now));
         if desired != table.home_healthy_since {
@@ -336,7 +351,8 @@ impl Planner<'_> {
         decision
     }
 
-    /// The zone the table's route is managed for, or why the table is left alone.
+    /// The zone the table's route is managed for, or why the table is left
+    /// alone.
     fn managed_zone<'t>(&self, table: &'t EgressTable, named: Option<usize>) -> Result<&'t str, LeftAlone> {
         match (&table.zone, &table.default_route, named) {
             (TableZone::None, _, _) => Err(LeftAlone::NoZone),
@@ -344,9 +360,10 @@ impl Planner<'_> {
             (_, DefaultRoute::Other { kind, id }, _) => {
                 Err(LeftAlone::NotThroughNat { kind: kind.clone(), id: id.clone() })
             }
-            // Rule 4: an active route through an instance, interface or NAT gateway that is not enrolled goes through
-            // something that exists and is not ours (a firewall, a proxy, another router id's NAT). Only a blackhole
-            // through one of them counts as a failed NAT.
+            // Rule 4: an active route through an instance, interface or NAT
+            // gateway that is not enrolled goes through something that exists
+            // and is not ours (a firewall, a proxy, another router id's NAT).
+            // Only a blackhole through one of them counts as a failed NAT.
             (_, DefaultRoute::Instance(id), None) => {
                 Err(LeftAlone::NotEnrolled { kind: "instance".into(), id: id.clone() })
             }
@@ -356,7 +373,8 @@ impl Planner<'_> {
             (_, DefaultRoute::NatGateway(id), None) => {
                 Err(LeftAlone::NotEnrolled { kind: "NAT gateway".into(), id: id.clone() })
             }
-            // Even blackholed or unhealthy: whoever routed the table through a regional gateway chose regional egress.
+            // Even blackholed or unhealthy: whoever routed the table through a
+            // regional gateway chose regional egress.
             (_, _, Some(i)) if self.nats[i].is_regional() && !self.settings.regional_fallback => {
                 Err(LeftAlone::RegionalNatGateway { id: self.nats[i].id.clone() })
             }
@@ -364,7 +382,8 @@ impl Planner<'_> {
         }
     }
 
-    /// Rule 2 of the design, in its order; `home` is the least loaded healthy NAT of the table's zone.
+    /// Rule 2 of the design, in its order; `home` is the least loaded healthy
+    /// NAT of the table's zone.
     fn choose(
         &self,
         zone: &str,
@@ -396,7 +415,8 @@ impl Planner<'_> {
                 }
             }
             (None, Some(home)) => (Some(home), moving),
-            // The regional gateway serves the zone from the zone: it beats staying on another zone's NAT.
+            // The regional gateway serves the zone from the zone: it beats
+            // staying on another zone's NAT.
             (Some(current), None) if !self.nats[current].is_regional() && self.regional().is_some() => {
                 let from = format!("{} is in another zone and the zone has no healthy NAT", self.nats[current].id);
                 (self.regional(), Reason::RegionalFallback { from_health_reason: from })
@@ -434,17 +454,20 @@ impl Planner<'_> {
         self.nats[i].zone.as_deref() == Some(zone)
     }
 
-    /// A NAT a table may be routed to: healthy, and not regional unless the fallback is on.
+    /// A NAT a table may be routed to: healthy, and not regional unless the
+    /// fallback is on.
     fn is_candidate(&self, i: usize) -> bool {
         self.health[i].is_healthy() && (!self.nats[i].is_regional() || self.settings.regional_fallback)
     }
 
-    /// The least loaded candidate regional gateway (none unless the fallback is on).
+    /// The least loaded candidate regional gateway (none unless the fallback is
+    /// on).
     fn regional(&self) -> Option<usize> {
         self.least_loaded(|i| self.nats[i].is_regional())
     }
 
-    /// Ties go to the zone name, then the id; a NAT of unknown zone comes last but still beats no egress at all.
+    /// Ties go to the zone name, then the id; a NAT of unknown zone comes last
+    /// but still beats no egress at all.
     fn least_loaded(&self, wanted: impl Fn(usize) -> bool) -> Option<usize> {
         let key = |i: usize| {
             let nat = &self.nats[i];
@@ -505,8 +528,9 @@ impl fmt::Display for TableDecision {
 }
 
 impl TableDecision {
-    /// `target (nat, zone, health)`, naming the NAT only when the route names something else (its interface) and
-    /// the zone only when it is not the table's own.
+    /// `target (nat, zone, health)`, naming the NAT only when the route names
+    /// something else (its interface) and the zone only when it is not the
+    /// table's own.
     fn describe(
         &self,
         f: &mut fmt::Formatter<'_>,
@@ -577,7 +601,8 @@ mod tests {
         Nat { id: id.into(), zone: None, kind }
     }
 
-    /// The route as this job writes it: an instance's primary interface, or the gateway.
+    /// The route as this job writes it: an instance's primary interface, or the
+    /// gateway.
     fn via(nat_id: &str) -> DefaultRoute {
         if nat_id.starts_with("i-") {
             DefaultRoute::NetworkInterface(eni(nat_id))
@@ -616,7 +641,8 @@ mod tests {
         decision.chosen.as_ref().map(|c| c.nat.as_str())
     }
 
-    /// What the caller does with a plan: write the routes and the failback clocks.
+    /// What the caller does with a plan: write the routes and the failback
+    /// clocks.
     fn apply(tables: &mut [EgressTable], plan: &EgressPlan) {
         for table in tables {
             let decision = decision(plan, &table.id);
@@ -816,7 +842,8 @@ mod tests {
 
     #[test]
     fn a_table_that_moves_away_frees_its_place_on_the_old_nat() {
-        // rtb-a fails back off i-b1 first (zone a chooses first), so i-b1 is as empty as i-d1 for rtb-c.
+        // rtb-a fails back off i-b1 first (zone a chooses first), so i-b1 is as
+        // empty as i-d1 for rtb-c.
         let nats =
             [instance("i-a1", A), instance("i-b1", B), stopped(instance("i-c1", C)), instance("i-d1", "us-east-1d")];
         let tables = [tagged(table("rtb-a", A, via("i-b1")), NOW - 600), table("rtb-c", C, via("i-c1"))];
@@ -841,7 +868,8 @@ mod tests {
                 Some(TagChange::Clear),
             ),
             (
-                // Overdue (earlier failback writes failed), within twice the hold and ten minutes.
+                // Overdue (earlier failback writes failed), within twice the
+                // hold and ten minutes.
                 "long due",
                 300,
                 Some(NOW - 1000),
@@ -897,8 +925,9 @@ mod tests {
         assert_eq!(d.tag_change, None);
     }
 
-    /// Runs the planner every `step` seconds, the home NAT healthy when `home_healthy(run)`, applying each plan;
-    /// returns the NAT the table is on after each run.
+    /// Runs the planner every `step` seconds, the home NAT healthy when
+    /// `home_healthy(run)`, applying each plan; returns the NAT the table is on
+    /// after each run.
     fn simulate(runs: u64, step: u64, home_healthy: impl Fn(u64) -> bool) -> Vec<String> {
         let mut tables = [table("rtb-a", A, via("i-a1"))];
         (0..runs)
@@ -919,7 +948,8 @@ mod tests {
 
     #[test]
     fn a_home_nat_healthy_again_gets_its_tables_back_after_failback_seconds() {
-        // Bad at t=0, healthy from t=60: the clock starts at 60 and the table moves at 360, the sixth run.
+        // Bad at t=0, healthy from t=60: the clock starts at 60 and the table
+        // moves at 360, the sixth run.
         let route = simulate(10, 60, |run| run > 0);
         let expected: Vec<_> = (0..10).map(|run| if run < 6 { "eni-b1" } else { "eni-a1" }).collect();
         assert_eq!(route, expected);
@@ -966,7 +996,8 @@ mod tests {
 
     #[test]
     fn with_the_fallback_a_dark_zone_goes_to_the_regional_gateway_before_another_zone_s_nat() {
-        // The other zone's NAT carries nothing and the regional gateway one table: load does not outrank the rule.
+        // The other zone's NAT carries nothing and the regional gateway one
+        // table: load does not outrank the rule.
         let nats = [stopped(instance("i-a1", A)), instance("i-b1", B), regional("nat-r", "available")];
         let tables = [table("rtb-a", A, via("i-a1")), table("rtb-c", C, via("nat-r"))];
         let plan = plan(&tables, &nats, &fallback(), NOW);
@@ -975,7 +1006,8 @@ mod tests {
         assert_eq!(d.reason, Reason::RegionalFallback { from_health_reason: "state stopped".into() });
         assert_eq!(d.reason.to_string(), "regional fallback");
         assert_eq!(plan.failed_over(), 1);
-        // A table on the regional gateway whose zone has no NAT of its own stays on it.
+        // A table on the regional gateway whose zone has no NAT of its own
+        // stays on it.
         let c = decision(&plan, "rtb-c");
         assert_eq!((chosen(c), &c.route_change), (Some("nat-r"), &None));
         assert!(d.to_string().contains("-> nat-r (regional): regional fallback"), "{d}");
@@ -1096,7 +1128,8 @@ mod tests {
         }
         assert!(!plan.is_empty());
 
-        // The fix of i-a2 went through, i-a1's did not: rtb-a leaves i-a1 for i-a2, the new table goes there too.
+        // The fix of i-a2 went through, i-a1's did not: rtb-a leaves i-a1 for
+        // i-a2, the new table goes there too.
         with_source_dest_fixed(&mut nats, &["i-a2"]);
         let plan = super::plan(&tables, &nats, &settings(), NOW);
         assert_eq!(plan.source_dest_fixes, ["i-a1"]);

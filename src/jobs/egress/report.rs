@@ -88,6 +88,10 @@ impl crate::shared::report::JobReport for Report {
     /// One per default route written and per source/destination check turned
     /// off. The failback clocks are this job's bookkeeping on the table, not
     /// changes of the network: they are not published.
+    fn retry_can_finish(&self) -> bool {
+        crate::shared::report::retry_can_finish(self.writes.iter().map(|w| &w.status))
+    }
+
     fn changes_made(&self, arns: &crate::shared::changes::Arns) -> Vec<crate::shared::changes::Change> {
         use crate::shared::changes::Change;
         let done = self.writes.iter().filter(|w| w.status == WriteStatus::Done && !super::apply::is_clock(&w.change));

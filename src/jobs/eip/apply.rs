@@ -78,8 +78,9 @@ fn describe(changes: &[RecordChange]) -> String {
 
 fn records_step(changes: &[(String, RecordChange)]) -> Step<Write> {
     let plain: Vec<RecordChange> = changes.iter().map(|(_, c)| c.clone()).collect();
-    // The addresses whose records the batch writes: the report counts a bind, release or repair whole only once
-    // every write of its address went through, this batch included.
+    // The addresses whose records the batch writes: the report counts a bind,
+    // release or repair whole only once every write of its address went
+    // through, this batch included.
     let resource = changes.iter().map(|(ip, _)| ip.as_str()).collect::<Vec<_>>().join(", ");
     Step::new(resource, describe(&plain), Write::Records(changes.to_vec()))
 }
@@ -130,7 +131,8 @@ pub async fn apply<E: Addresses, R: Route53, B: BindingStore>(
                 }
                 Write::Item { item, owners } => {
                     let owners: Vec<&str> = owners.iter().map(String::as_str).collect();
-                    // The table's capacity is its own: not paced by EC2's bucket.
+                    // The table's capacity is its own: not paced by EC2's
+                    // bucket.
                     engine.paced_by(None, clients.bindings.put(table, &item, &owners)).await.map(|()| String::new())
                 }
                 Write::Associate { allocation_id, instance_id, network_interface_id } => {

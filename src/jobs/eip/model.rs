@@ -1,4 +1,5 @@
-//! What the `eip` job observes: instances, the address pool, binding items, A records and its settings.
+//! What the `eip` job observes: instances, the address pool, binding items, A
+//! records and its settings.
 
 use std::cmp::Ordering;
 use std::net::Ipv4Addr;
@@ -18,7 +19,8 @@ pub use crate::aws::ec2::model::Address as PoolAddress;
 pub use crate::aws::dynamodb::Binding;
 
 impl Binding {
-    /// The item a release leaves behind: the address stays in the pool, claimable again.
+    /// The item a release leaves behind: the address stays in the pool,
+    /// claimable again.
     pub fn released(address: &PoolAddress, now: u64) -> Self {
         Binding {
             public_ip: address.public_ip.clone(),
@@ -61,16 +63,18 @@ pub struct Settings {
 impl Settings {
     /// Rule 1: a running instance of the VPC that matches the node tags.
     pub fn is_node(&self, instance: &Instance) -> bool {
-        instance.state == RUNNING && self.nodes.is_node(instance, &self.vpc_id)
+        instance.state == RUNNING && self.nodes.selects(instance, &self.vpc_id)
     }
 }
 
-/// `a.b.c.d` -> `a-b-c-d.<suffix>`; a trailing dot on the suffix is dropped, as record names carry none here.
+/// `a.b.c.d` -> `a-b-c-d.<suffix>`; a trailing dot on the suffix is dropped, as
+/// record names carry none here.
 pub fn dns_name(ip: &str, suffix: &str) -> String {
     format!("{}.{}", ip.replace('.', "-"), suffix.trim_end_matches('.'))
 }
 
-/// Numeric order of IPv4 addresses, so that `3.0.0.9` comes before `3.0.0.10`; anything unparsable sorts last.
+/// Numeric order of IPv4 addresses, so that `3.0.0.9` comes before `3.0.0.10`;
+/// anything unparsable sorts last.
 pub fn ip_cmp(a: &str, b: &str) -> Ordering {
     match (a.parse::<Ipv4Addr>(), b.parse::<Ipv4Addr>()) {
         (Ok(x), Ok(y)) => x.cmp(&y).then_with(|| a.cmp(b)),

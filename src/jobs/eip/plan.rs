@@ -1,4 +1,5 @@
-//! The `eip` planner: from one observation to the changes that leave each node holding one pool address.
+//! The `eip` planner: from one observation to the changes that leave each node
+//! holding one pool address.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -13,17 +14,19 @@ use crate::jobs::eip::model::{
 
 /// The changes of one invocation.
 ///
-/// Apply order matters: releases first, then binds, then repairs. An address released here may be bound to a
-/// waiting node in the same plan, so that one application reaches the fixed point; its claim (a conditional
-/// item write) only succeeds once the release has been written, which keeps two invocations from handing it out
-/// twice.
+/// Apply order matters: releases first, then binds, then repairs. An address
+/// released here may be bound to a waiting node in the same plan, so that one
+/// application reaches the fixed point; its claim (a conditional item write)
+/// only succeeds once the release has been written, which keeps two invocations
+/// from handing it out twice.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct EipPlan {
     /// By instance id.
     pub binds: Vec<Bind>,
     /// Nodes whose address, record and item are already right, by instance id.
     pub keeps: Vec<Keep>,
-    /// Nodes that keep their address but need their record or item rewritten, by instance id.
+    /// Nodes that keep their address but need their record or item rewritten,
+    /// by instance id.
     pub repairs: Vec<Repair>,
     /// By address.
     pub releases: Vec<Release>,
@@ -31,13 +34,16 @@ pub struct EipPlan {
     pub unbound: Vec<String>,
     /// By address.
     pub left_alone: Vec<LeftAlone>,
-    /// Releases a guard holds back (rule 5a: the node selector matches no instance of the VPC), by address.
+    /// Releases a guard holds back (rule 5a: the node selector matches no
+    /// instance of the VPC), by address.
     pub withheld: Vec<Release>,
-    /// Nodes that get no pool address because their primary private address holds an Elastic IP from outside the
-    /// pool, which associating would take off them (rule 3), by id.
+    /// Nodes that get no pool address because their primary private address
+    /// holds an Elastic IP from outside the pool, which associating would take
+    /// off them (rule 3), by id.
     pub nodes_left_alone: Vec<NodeLeftAlone>,
-    /// Records under the suffix that name an address no longer in the pool and associated nowhere (its pool tag
-    /// removed, or released back to AWS), by name.
+    /// Records under the suffix that name an address no longer in the pool and
+    /// associated nowhere (its pool tag removed, or released back to AWS), by
+    /// name.
     pub orphan_records: Vec<ARecord>,
     /// Pool addresses still claimable once the plan is applied.
     pub pool_free_after: usize,
@@ -52,15 +58,18 @@ pub struct NodeLeftAlone {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Bind {
     pub instance_id: String,
-    /// The primary interface; `None` only for an instance that reported none, to be associated by instance id.
+    /// The primary interface; `None` only for an instance that reported none,
+    /// to be associated by instance id.
     pub network_interface_id: Option<String>,
     pub allocation_id: String,
     pub public_ip: String,
     pub dns_name: Option<String>,
-    /// Completes a claim an earlier invocation wrote but did not finish: the item already names this node.
+    /// Completes a claim an earlier invocation wrote but did not finish: the
+    /// item already names this node.
     pub resumed: bool,
-    /// The instance the address's item names as allocated when it was read, if another: the claim is conditioned on
-    /// it (an address released in this plan is claimed straight from its former holder).
+    /// The instance the address's item names as allocated when it was read, if
+    /// another: the claim is conditioned on it (an address released in this
+    /// plan is claimed straight from its former holder).
     pub item_owner: Option<String>,
 }
 
@@ -102,10 +111,12 @@ pub struct Repair {
     pub association_id: Option<String>,
     pub record: Option<RecordChange>,
     pub item: Option<Binding>,
-    /// The instance the item names as allocated when it was read, if another: the rewrite is conditioned on what
-    /// the item says now, so an item naming the wrong instance is repaired (rule 7).
+    /// The instance the item names as allocated when it was read, if another:
+    /// the rewrite is conditioned on what the item says now, so an item naming
+    /// the wrong instance is repaired (rule 7).
     pub item_owner: Option<String>,
-    /// The node is leaving (rule 8): its record is deleted, its address and item kept.
+    /// The node is leaving (rule 8): its record is deleted, its address and
+    /// item kept.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub leaving: Option<Leaving>,
 }
@@ -119,18 +130,21 @@ pub struct Release {
     /// The holder, or the instance a stale item names.
     pub instance_id: Option<String>,
     pub reason: ReleaseReason,
-    /// The record exactly as read, since Route 53's DELETE must repeat its TTL and values.
+    /// The record exactly as read, since Route 53's DELETE must repeat its TTL
+    /// and values.
     pub record_delete: Option<ARecord>,
     /// Allocated false, without instance or association.
     pub item: Option<Binding>,
-    /// The instance the item names as allocated when it was read: the released item is conditioned on it.
+    /// The instance the item names as allocated when it was read: the released
+    /// item is conditioned on it.
     pub item_owner: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReleaseReason {
-    /// The holder is an instance of the VPC in this EC2 state (anything but running or pending).
+    /// The holder is an instance of the VPC in this EC2 state (anything but
+    /// running or pending).
     NotRunning(String),
     /// The holder runs in the VPC but no longer matches the node tags.
     NoLongerMatches,
@@ -138,9 +152,11 @@ pub enum ReleaseReason {
     InstanceGone,
     /// The holder is a node that keeps another pool address.
     SecondAddress,
-    /// The address is free but its item is still allocated, to an instance that cannot complete the claim.
+    /// The address is free but its item is still allocated, to an instance that
+    /// cannot complete the claim.
     ItemStale,
-    /// The address is free and unclaimed, yet its record is still there (a release that stopped midway).
+    /// The address is free and unclaimed, yet its record is still there (a
+    /// release that stopped midway).
     RecordLeft,
 }
 
@@ -180,7 +196,8 @@ pub struct Counts {
 }
 
 impl EipPlan {
-    /// Nothing to write: keeps, unbound nodes, withheld releases and what is left alone change nothing.
+    /// Nothing to write: keeps, unbound nodes, withheld releases and what is
+    /// left alone change nothing.
     pub fn is_empty(&self) -> bool {
         self.binds.is_empty() && self.repairs.is_empty() && self.releases.is_empty() && self.orphan_records.is_empty()
     }
@@ -296,14 +313,16 @@ enum Holder<'a> {
     LeftAlone(String),
 }
 
-/// The observation, indexed; items and records are only looked at when the settings use them.
+/// The observation, indexed; items and records are only looked at when the
+/// settings use them.
 struct View<'a> {
     settings: &'a Settings,
     now: u64,
     instances: BTreeMap<&'a str, &'a Instance>,
     eni_owner: BTreeMap<&'a str, &'a Instance>,
     items: BTreeMap<&'a str, &'a Binding>,
-    /// By lower-cased name: DNS names do not care about case, and Route 53 lists them lower-cased.
+    /// By lower-cased name: DNS names do not care about case, and Route 53
+    /// lists them lower-cased.
     records: BTreeMap<String, &'a ARecord>,
 }
 
@@ -358,7 +377,7 @@ impl<'a> View<'a> {
             Holder::LeftAlone(format!("held by {}, still pending", instance.id))
         } else if instance.state != RUNNING {
             Holder::Release(ReleaseReason::NotRunning(instance.state.clone()), id)
-        } else if !self.settings.nodes.is_node(instance, &self.settings.vpc_id) {
+        } else if !self.settings.nodes.selects(instance, &self.settings.vpc_id) {
             Holder::Release(ReleaseReason::NoLongerMatches, id)
         } else {
             Holder::Node(instance)
@@ -369,7 +388,8 @@ impl<'a> View<'a> {
         self.instances.get(id).copied().filter(|instance| self.settings.is_node(instance))
     }
 
-    /// The instance the address's item names as allocated, if any other than `except`.
+    /// The instance the address's item names as allocated, if any other than
+    /// `except`.
     fn item_owner(&self, address: &PoolAddress, except: Option<&str>) -> Option<String> {
         self.claim(address).flatten().filter(|&owner| Some(owner) != except).map(str::to_owned)
     }
@@ -414,10 +434,12 @@ impl<'a> View<'a> {
         }
     }
 
-    /// Rule 3: the kept address's record and item, rewritten only where they differ from what they should be.
+    /// Rule 3: the kept address's record and item, rewritten only where they
+    /// differ from what they should be.
     fn repair(&self, node: &Instance, address: &PoolAddress) -> Option<Repair> {
         let record = self.settings.dns.as_ref().and_then(|dns| {
-            // Rule 8: new clients stop resolving a node that is about to go; the record is deleted as it was read.
+            // Rule 8: new clients stop resolving a node that is about to go;
+            // the record is deleted as it was read.
             if node.is_leaving() {
                 return self.record(address).map(|have| RecordChange::Delete(have.clone()));
             }
@@ -448,7 +470,8 @@ impl<'a> View<'a> {
         })
     }
 
-    /// Rule 3: an Elastic IP from outside the pool on the node's primary private address, if any.
+    /// Rule 3: an Elastic IP from outside the pool on the node's primary
+    /// private address, if any.
     fn outside_address_on(&self, node: &Instance, outside: &'a [PoolAddress]) -> Option<&'a PoolAddress> {
         outside.iter().filter(|a| a.is_associated()).find(|a| {
             let on_node = match (a.network_interface_id.as_deref(), node.primary_eni()) {
@@ -456,8 +479,9 @@ impl<'a> View<'a> {
                 (Some(_), None) => false,
                 (None, _) => a.instance_id.as_deref() == Some(node.id.as_str()),
             };
-            // An address whose private address is unknown counts as on the primary one: leaving a node alone is
-            // the safe side of not knowing.
+            // An address whose private address is unknown counts as on the
+            // primary one: leaving a node alone is the safe side of not
+            // knowing.
             let on_primary = a.private_ip.is_none() || node.private_ip.is_none() || a.private_ip == node.private_ip;
             on_node && on_primary
         })
@@ -466,12 +490,14 @@ impl<'a> View<'a> {
 
 /// Plans one invocation of the `eip` job.
 ///
-/// `instances` must include every instance that holds a pool address, in the VPC or not: a holder missing from
-/// it counts as gone, and its address is released. `pool` holds only the pool's addresses, which bounds every
-/// address write; `outside` the account's other addresses, which are never written but keep a node that holds
-/// one on its primary private address from being bound (rule 3). Items of other addresses are ignored; records
-/// of other addresses are only deleted when they follow the job's naming under the suffix and name an address
-/// that is associated nowhere (it left the pool, or the account).
+/// `instances` must include every instance that holds a pool address, in the
+/// VPC or not: a holder missing from it counts as gone, and its address is
+/// released. `pool` holds only the pool's addresses, which bounds every address
+/// write; `outside` the account's other addresses, which are never written but
+/// keep a node that holds one on its primary private address from being bound
+/// (rule 3). Items of other addresses are ignored; records of other addresses
+/// are only deleted when they follow the job's naming under the suffix and name
+/// an address that is associated nowhere (it left the pool, or the account).
 pub fn plan(
     instances: &[Instance],
     pool: &[PoolAddress],
@@ -504,7 +530,8 @@ pub fn plan(
         }
     }
 
-    // Rule 7: the address the item names wins, else the lowest (addresses are in ascending order).
+    // Rule 7: the address the item names wins, else the lowest (addresses are
+    // in ascending order).
     for (&id, (node, addresses)) in &held {
         let kept = addresses.iter().find(|address| view.claim(address) == Some(Some(id))).unwrap_or(&addresses[0]);
         for &address in addresses.iter().filter(|address| address.allocation_id != kept.allocation_id) {
@@ -517,7 +544,8 @@ pub fn plan(
         }
     }
 
-    // Rule 3: nodes without a pool address whose primary private address holds one from outside the pool.
+    // Rule 3: nodes without a pool address whose primary private address holds
+    // one from outside the pool.
     let mut theirs: BTreeMap<&str, &PoolAddress> = BTreeMap::new();
     for node in view.instances.values().filter(|i| settings.is_node(i) && !held.contains_key(i.id.as_str())) {
         if let Some(address) = view.outside_address_on(node, outside) {
@@ -525,7 +553,8 @@ pub fn plan(
         }
     }
 
-    // A claim on a free address is finished by its node if that node still lacks an address, else it is stale.
+    // A claim on a free address is finished by its node if that node still
+    // lacks an address, else it is stale.
     let mut resumed = BTreeSet::new();
     let mut unclaimed = Vec::new();
     for &address in &free {
@@ -550,8 +579,9 @@ pub fn plan(
         }
     }
 
-    // Rule 5a: a node selector that matches no instance of the VPC in any state is a typo, not a cluster whose
-    // every node left: its "no longer matches" releases are withheld. Nodes that stop or are gone still release.
+    // Rule 5a: a node selector that matches no instance of the VPC in any state
+    // is a typo, not a cluster whose every node left: its "no longer matches"
+    // releases are withheld. Nodes that stop or are gone still release.
     let selector_matches_none = settings.nodes.matches_no_instance(view.instances.values().copied(), &settings.vpc_id);
     if selector_matches_none {
         let (withheld, kept): (Vec<Release>, Vec<Release>) =
@@ -590,8 +620,9 @@ pub fn plan(
         }
     }
 
-    // Records that follow the job's naming under the suffix but name an address of no pool: collected once that
-    // address is associated nowhere (its pool tag removed, or released back to AWS).
+    // Records that follow the job's naming under the suffix but name an address
+    // of no pool: collected once that address is associated nowhere (its pool
+    // tag removed, or released back to AWS).
     if let Some(dns) = &settings.dns {
         let in_pool: BTreeSet<&str> = pool.iter().map(|a| a.public_ip.as_str()).collect();
         let associated: BTreeSet<&str> =
@@ -739,7 +770,8 @@ mod tests {
         let again = run(&[node("i-1").leaving_for(Leaving::SpotInterruption)], &pool, &[item("3.0.0.1", "i-1")], &[]);
         assert!(again.is_empty(), "{again}");
         assert_eq!(again.keeps.len(), 1);
-        // And then the address goes back to the pool as for any node that stops.
+        // And then the address goes back to the pool as for any node that
+        // stops.
         let stopped = run(
             &[node("i-1").leaving_for(Leaving::SpotInterruption).in_state("stopped")],
             &pool,
@@ -872,7 +904,8 @@ mod tests {
     #[test]
     fn a_node_selector_that_matches_no_instance_of_the_vpc_withholds_its_no_longer_matches_releases() {
         let retagged = |id: &str| Instance { tags: [("role".to_string(), "web".to_string())].into(), ..node(id) };
-        // A stopped node and a vanished holder still release: the guard is only for the selector.
+        // A stopped node and a vanished holder still release: the guard is only
+        // for the selector.
         let stopped = Instance { tags: BTreeMap::new(), ..node("i-3").in_state("stopped") };
         let outside_vpc = Instance { vpc_id: "vpc-2".into(), ..node("i-9") };
         let instances = [retagged("i-1"), retagged("i-2"), stopped, outside_vpc];
@@ -928,7 +961,8 @@ mod tests {
 
     #[test]
     fn item_writes_are_conditioned_on_the_instance_the_item_names_now() {
-        // EC2 shows i-1 holding the address; the item says it is allocated to i-2 (a restore, a hand association).
+        // EC2 shows i-1 holding the address; the item says it is allocated to
+        // i-2 (a restore, a hand association).
         let plan = run(
             &[node("i-1"), node("i-2")],
             &[held("3.0.0.1", "i-1"), free("3.0.0.2")],
@@ -938,7 +972,8 @@ mod tests {
         let repair = plan.repairs.iter().find(|r| r.public_ip == "3.0.0.1").expect("a repair");
         assert_eq!(repair.item.as_ref().and_then(|i| i.instance_id.as_deref()), Some("i-1"));
         assert_eq!(repair.item_owner.as_deref(), Some("i-2"));
-        // A released address handed to a waiting node is claimed from its former holder.
+        // A released address handed to a waiting node is claimed from its
+        // former holder.
         let plan = run(
             &[node("i-1").in_state("terminated"), node("i-2")],
             &[held("3.0.0.1", "i-1")],

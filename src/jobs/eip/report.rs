@@ -18,7 +18,8 @@ pub struct Totals {
     pub repaired: usize,
     pub kept: usize,
     pub nodes_without_address: usize,
-    /// Nodes not bound because an Elastic IP from outside the pool is on their primary private address (rule 3).
+    /// Nodes not bound because an Elastic IP from outside the pool is on their
+    /// primary private address (rule 3).
     pub nodes_left_alone: usize,
     /// Releases the selector guard held back (rule 5a).
     pub withheld: usize,
@@ -107,6 +108,10 @@ impl crate::shared::report::JobReport for Report {
 
     /// One per bind, release, repair and deleted record whose writes all
     /// went through.
+    fn retry_can_finish(&self) -> bool {
+        crate::shared::report::retry_can_finish(self.writes.iter().map(|w| &w.status))
+    }
+
     fn changes_made(&self, arns: &crate::shared::changes::Arns) -> Vec<crate::shared::changes::Change> {
         use crate::shared::changes::Change;
         let made = |resource: &str| {

@@ -123,7 +123,8 @@ fn stops_table(err: &AwsError) -> bool {
     err.is_code(ROUTE_TABLE_NOT_FOUND) || stops_further_writes(err)
 }
 
-/// Every mutation gets one structured log line: table, destination, old and new target.
+/// Every mutation gets one structured log line: table, destination, old and new
+/// target.
 fn log_action(table: &str, action: &RouteAction, dry_run: bool) {
     let (old, new) = match action {
         RouteAction::Create { target, .. } => ("-".to_owned(), target.to_string()),

@@ -18,7 +18,8 @@ use crate::aws::ec2::model::{Destination, RouteOrigin, RouteState, RouteTable, T
 /// The routes every target table should have: the source's managed routes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DesiredRoutes {
-    /// Destination to target, for every active, copyable managed route of the source.
+    /// Destination to target, for every active, copyable managed route of the
+    /// source.
     pub routes: BTreeMap<Destination, Target>,
     /// Managed routes of the source that cannot be copied. Target tables
     /// keep whatever they have for these destinations.
@@ -83,7 +84,8 @@ pub const GATEWAY_ROUTE: &str =
 pub enum RouteAction {
     /// The table lacks the route: `CreateRoute`.
     Create { destination: Destination, target: Target },
-    /// The table routes the destination elsewhere (or into a blackhole): `ReplaceRoute`.
+    /// The table routes the destination elsewhere (or into a blackhole):
+    /// `ReplaceRoute`.
     Replace { destination: Destination, from: Target, to: Target },
     /// The source has no such route (or only a blackhole): `DeleteRoute`.
     Delete { destination: Destination, target: Target },
@@ -208,7 +210,8 @@ impl RoutePlan {
     ///   `allow_empty_source` is off (a cluster being rebuilt, or the wrong
     ///   source table, must not wipe the mirrors);
     /// - a table's creates, when they would take it past the route limit
-    ///   (reported up front instead of failing midway with `RouteLimitExceeded`).
+    ///   (reported up front instead of failing midway with
+    ///   `RouteLimitExceeded`).
     pub fn guard(mut self, desired: &DesiredRoutes, guards: Guards) -> Self {
         let empty_source = desired.managed_count() == 0 && !guards.allow_empty_source;
         for table in &mut self.tables {
@@ -403,7 +406,8 @@ mod tests {
     fn managed() -> ManagedCidrs {
         ManagedCidrs::new(vec!["100.96.0.0/11".parse().unwrap(), "fd00:100:96::/48".parse().unwrap()])
     }
-    /// The routes every private table carries that kube-rtsync must never touch.
+    /// The routes every private table carries that kube-rtsync must never
+    /// touch.
     fn unmanaged() -> Vec<Route> {
         vec![
             with_origin(route("10.0.0.0/16", Target::Gateway("local".into())), RouteOrigin::CreateRouteTable),
@@ -470,7 +474,8 @@ mod tests {
         ]
         .into();
         assert_eq!(desired.routes, expected);
-        // Not copied: a blackhole-like unknown target, and a route through a NAT gateway.
+        // Not copied: a blackhole-like unknown target, and a route through a
+        // NAT gateway.
         let skipped: Vec<(Destination, &str)> =
             desired.skipped.iter().map(|s| (s.destination.clone(), s.reason.as_str())).collect();
         assert_eq!(
@@ -749,9 +754,11 @@ mod tests {
         let target = private(
             "rtb-a",
             vec![
-                // Another cluster's pods through a transit gateway: the source lacks it.
+                // Another cluster's pods through a transit gateway: the source
+                // lacks it.
                 route("100.100.0.0/16", tgw("tgw-other")),
-                // The source has a pod route for it, the table an operator's gateway route.
+                // The source has a pod route for it, the table an operator's
+                // gateway route.
                 route("100.96.2.0/24", Target::VpcPeeringConnection("pcx-1".into())),
             ],
         );

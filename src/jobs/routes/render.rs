@@ -91,7 +91,8 @@ pub fn render(report: &Report, colour: bool) -> String {
     out
 }
 
-/// A report with one change of each kind, for the tests of this module and the command line's.
+/// A report with one change of each kind, for the tests of this module and the
+/// command line's.
 #[cfg(test)]
 pub(crate) fn sample_report(dry_run: bool) -> Report {
     tests::report(dry_run)

@@ -337,6 +337,22 @@ impl crate::shared::report::JobReport for Report {
     /// One per route written, in the plan's own words. (The report lists at
     /// most [`LISTED_ENTRIES`] entries: past that, a resync's remaining
     /// routes are logged, not published.)
+    /// The routes report keeps failures and writes not started per table,
+    /// not as write statuses; the same rule. Failures left out of a bounded
+    /// report, and a later pass that stopped, count as retryable.
+    fn retry_can_finish(&self) -> bool {
+        let listed: usize = self.tables.iter().map(|t| t.failures.len()).sum();
+        let retryable = self
+            .tables
+            .iter()
+            .flat_map(|t| &t.failures)
+            .any(|f| crate::aws::error::retry_can_help(f.kind, f.code.as_deref()));
+        retryable
+            || self.totals.failed > listed
+            || !self.errors.is_empty()
+            || (self.totals.failed == 0 && self.totals.not_started > 0)
+    }
+
     fn changes_made(&self, arns: &crate::shared::changes::Arns) -> Vec<crate::shared::changes::Change> {
         use crate::shared::changes::Change;
         if self.dry_run {

@@ -1,4 +1,5 @@
-//! The targets planner: which registrations each target group gains and loses so that it holds exactly the running nodes.
+//! The targets planner: which registrations each target group gains and loses
+//! so that it holds exactly the running nodes.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -13,12 +14,14 @@ use crate::shared::selector::TagSelector;
 
 /// Targets per RegisterTargets / DeregisterTargets call.
 ///
-/// The ELBv2 API reference documents no per-call maximum, so this is a chosen bound, not an API limit. Other
-/// controllers chunk smaller (the AWS Load Balancer Controller at 200, the Kubernetes AWS cloud provider at 100 after
+/// The ELBv2 API reference documents no per-call maximum, so this is a chosen
+/// bound, not an API limit. Other controllers chunk smaller (the AWS Load
+/// Balancer Controller at 200, the Kubernetes AWS cloud provider at 100 after
 /// large batches were intermittently rejected); lower this if that is seen.
 pub const MAX_TARGETS_PER_CALL: usize = 500;
 
-/// Why a configured target group cannot be worked on; every one of them stops the job before any write.
+/// Why a configured target group cannot be worked on; every one of them stops
+/// the job before any write.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum GroupProblem {
     #[error("target group {arn}: not found")]
@@ -45,7 +48,8 @@ impl GroupProblem {
     }
 }
 
-/// Checks every wanted group at once, so that one run reports all that is wrong with the configuration.
+/// Checks every wanted group at once, so that one run reports all that is wrong
+/// with the configuration.
 pub fn check_groups(wanted_arns: &[String], found: &[TargetGroup], vpc_id: &str) -> Result<(), Vec<GroupProblem>> {
     let mut problems = Vec::new();
     for (i, arn) in wanted_arns.iter().enumerate() {
@@ -113,7 +117,8 @@ pub enum Reason {
     InstanceGone,
     /// Carries the node selector the instance fails.
     NoLongerMatches(TagSelector),
-    /// The node is leaving (rule 4): deregistered while it runs, so that the load balancer drains it in time.
+    /// The node is leaving (rule 4): deregistered while it runs, so that the
+    /// load balancer drains it in time.
     Leaving(Leaving),
 }
 
@@ -176,13 +181,16 @@ enum Fate {
 
 /// Plans every group against the same view of the instances.
 ///
-/// `instances` must be every instance of `vpc_id` (in any state): a registered `i-…` id missing from it is taken to
-/// be gone. Groups are expected to have passed [`check_groups`].
+/// `instances` must be every instance of `vpc_id` (in any state): a registered
+/// `i-…` id missing from it is taken to be gone. Groups are expected to have
+/// passed [`check_groups`].
 ///
-/// The guard: when no instance of the VPC, in any state, is a node (the selector matches nothing), the
-/// deregistrations of running cluster instances that "no longer match" are withheld rather than planned. A selector
-/// with a typo, or naming a Kubernetes label that is not an instance tag, would otherwise take every node out of
-/// every group at once. Nodes that stop or go are still deregistered.
+/// The guard: when no instance of the VPC, in any state, is a node (the
+/// selector matches nothing), the deregistrations of running cluster instances
+/// that "no longer match" are withheld rather than planned. A selector with a
+/// typo, or naming a Kubernetes label that is not an instance tag, would
+/// otherwise take every node out of every group at once. Nodes that stop or go
+/// are still deregistered.
 pub fn plan(
     groups: &[(TargetGroup, Vec<RegisteredTarget>)],
     instances: &[Instance],
@@ -196,7 +204,7 @@ pub fn plan(
     // BTreeMap order makes every register list come out sorted by id.
     let running_nodes: Vec<&str> = by_id
         .values()
-        .filter(|i| i.is_running() && !i.is_leaving() && rule.is_node(i, vpc_id))
+        .filter(|i| i.is_running() && !i.is_leaving() && rule.selects(i, vpc_id))
         .map(|i| i.id.as_str())
         .collect();
     let selector_matches_nothing = rule.matches_no_instance(by_id.values().copied(), vpc_id);
@@ -242,7 +250,8 @@ fn plan_group(
         }
     }
     deregister.sort_by(|a, b| (&a.instance_id, a.port).cmp(&(&b.instance_id, b.port)));
-    // ELBv2 reports each (id, port) once; a duplicate in the input must still not become two calls.
+    // ELBv2 reports each (id, port) once; a duplicate in the input must still
+    // not become two calls.
     deregister.dedup_by(|a, b| a.instance_id == b.instance_id && a.port == b.port);
 
     GroupPlan {
@@ -263,7 +272,8 @@ fn fate(
     rule: &NodeRule,
     vpc_id: &str,
 ) -> Fate {
-    // IP addresses (and anything else that is not an instance id) are never ours.
+    // IP addresses (and anything else that is not an instance id) are never
+    // ours.
     if !target.id.starts_with("i-") {
         return Fate::Foreign;
     }
@@ -273,19 +283,22 @@ fn fate(
     if instance.vpc_id != vpc_id {
         return Fate::Foreign;
     }
-    if rule.is_node(instance, vpc_id) {
+    if rule.selects(instance, vpc_id) {
         if !(instance.is_running() || instance.is_pending()) {
             return Fate::Deregister(Reason::NodeNotRunning(instance.state.clone()));
         }
-        // Like a node that stops, every registration of a leaving node goes: it is about to stop serving all of them.
+        // Like a node that stops, every registration of a leaving node goes: it
+        // is about to stop serving all of them.
         if let Some(why) = &instance.leaving {
             return Fate::Deregister(Reason::Leaving(why.clone()));
         }
-        // A node's registration at another port was made by someone else, for their own listener.
+        // A node's registration at another port was made by someone else, for
+        // their own listener.
         return if target.port == group_port { Fate::Keep } else { Fate::Foreign };
     }
     match (rule.selector(), rule.cluster()) {
-        // Without a cluster there is no telling a former node from an instance that never was one.
+        // Without a cluster there is no telling a former node from an instance
+        // that never was one.
         (Some(selector), Some(_)) if rule.is_cluster_instance(instance) => {
             Fate::Deregister(Reason::NoLongerMatches(selector.clone()))
         }
@@ -318,7 +331,8 @@ impl fmt::Display for GroupPlan {
         for (sign, changes) in [('+', &self.register), ('-', &self.deregister), ('?', &self.withheld)] {
             for change in changes {
                 write!(f, "\n  {sign} {}", change.instance_id)?;
-                // Only an off-port registration needs its port spelled out to be told apart.
+                // Only an off-port registration needs its port spelled out to
+                // be told apart.
                 if let Some(port) = change.port.filter(|_| change.port != self.port) {
                     write!(f, ":{port}")?;
                 }

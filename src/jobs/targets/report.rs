@@ -97,6 +97,10 @@ impl crate::shared::report::JobReport for Report {
     }
 
     /// One per target registered or deregistered (a batch's every target).
+    fn retry_can_finish(&self) -> bool {
+        crate::shared::report::retry_can_finish(self.calls.iter().map(|c| &c.status))
+    }
+
     fn changes_made(&self, arns: &crate::shared::changes::Arns) -> Vec<crate::shared::changes::Change> {
         use crate::shared::changes::Change;
         let done = self.calls.iter().filter(|c| c.status == WriteStatus::Done);

@@ -43,7 +43,8 @@ async fn world() -> World {
     let client = emulator.client();
     let vpc = client.create_vpc().cidr_block("10.1.0.0/16").send().await.unwrap();
     let vpc_id = vpc.vpc().and_then(|v| v.vpc_id()).unwrap().to_owned();
-    // One subnet per table (a subnet has one route table), each in its table's zone.
+    // One subnet per table (a subnet has one route table), each in its table's
+    // zone.
     let mut subnets = BTreeMap::new();
     for (n, (name, zone)) in
         [('a', 'a'), ('b', 'b'), ('c', 'c'), ('n', 'a'), ('i', 'b'), ('u', 'a')].into_iter().enumerate()
@@ -206,7 +207,8 @@ async fn nats_that_stop_start_and_vanish_move_the_tables_and_nothing_else() {
     let now = w.defaults().await;
     assert_eq!((now[&'a'].clone(), now[&'n'].clone()), (eni('a'), eni('a')));
 
-    // The NAT gateway is deleted: zone c's table goes to the least loaded NAT (b).
+    // The NAT gateway is deleted: zone c's table goes to the least loaded NAT
+    // (b).
     w.client.delete_nat_gateway().nat_gateway_id(&w.gateway).send().await.unwrap();
     w.run(&config, T0 + 180).await.unwrap();
     let now = w.defaults().await;
@@ -267,7 +269,8 @@ async fn tables_that_must_choose_spread_over_two_nats_of_their_zone() {
 
 type CreateRoute = aws_sdk_ec2::operation::create_route::builders::CreateRouteFluentBuilder;
 
-/// An enrolled table of its own subnet in zone a, its default route through `route`'s target; returns its id.
+/// An enrolled table of its own subnet in zone a, its default route through
+/// `route`'s target; returns its id.
 async fn zone_a_table(w: &World, cidr: &str, route: impl FnOnce(CreateRoute) -> CreateRoute) -> String {
     let subnet = w
         .client
@@ -362,9 +365,11 @@ async fn a_failover_publishes_one_change_event_per_table_moved_through_a_rule_on
     let vars = BTreeMap::from([("VPC_ID".to_string(), w.vpc_id.clone())]);
     let config = Config::from_lookup(|name| vars.get(name).cloned()).unwrap();
     let first = w.run(&[], T0).await.unwrap();
-    // The first run gives table n its route and turns the source/destination checks off: one event each.
+    // The first run gives table n its route and turns the source/destination
+    // checks off: one event each.
     crate::support::events::publish(&w.emulator, "egress", &config, &first).await;
-    // moto starts both NAT instances with the check on: two fixes, and table n's new route.
+    // moto starts both NAT instances with the check on: two fixes, and table
+    // n's new route.
     assert_eq!(first.plan.source_dest_fixes.len(), 2);
     assert_eq!(queue.receive().len(), 3);
 

@@ -93,8 +93,9 @@ async fn healthy_nats_in_every_zone_mean_no_writes_and_foreign_tables_are_untouc
     let report = run(&fake, &config(&[]), T0).await.unwrap();
     assert_eq!(report.outcome, Outcome::InSync);
     assert_eq!(fake.calls().writes() + fake.calls().writes_other, 0);
-    // Only describes, all in one round trip: route tables, subnets, instances, gateways, the impaired instances of
-    // each status check, and the two questions of the leaving instances (Spot requests marked for termination,
+    // Only describes, all in one round trip: route tables, subnets, instances,
+    // gateways, the impaired instances of each status check, and the two
+    // questions of the leaving instances (Spot requests marked for termination,
     // scheduled stop events): one call each.
     assert_eq!((fake.calls().describe, fake.calls().describe_other), (1, 7));
     assert_eq!(report.totals.tables, 4, "the unenrolled table is not read as enrolled");
@@ -108,7 +109,8 @@ async fn a_stopped_nat_fails_over_and_fails_back_only_after_the_hold() {
     let config = config(&[("EGRESS_FAILBACK_SECONDS", "300")]);
     fake.edit_instance("i-0a", |i| i.state = "stopped".into());
     let report = run(&fake, &config, T0).await.unwrap();
-    // Ties between b (instance) and c (gateway), one table each: zone name first.
+    // Ties between b (instance) and c (gateway), one table each: zone name
+    // first.
     assert_eq!(default_target(&fake, "rtb-0a"), eni("eni-0b"));
     assert_eq!(report.totals.tables_failed_over, 1);
     assert_eq!(default_target(&fake, "rtb-0u"), eni("eni-0a"), "unenrolled tables are never written");
@@ -189,7 +191,8 @@ async fn a_source_dest_check_is_fixed_when_allowed_and_fails_the_nat_when_not() 
 
 #[tokio::test]
 async fn a_nat_that_does_not_answer_the_probe_is_failed_over() {
-    // NAT b listens on 127.0.0.1; NAT a's address, 127.0.0.2, has nothing on the port.
+    // NAT b listens on 127.0.0.1; NAT a's address, 127.0.0.2, has nothing on
+    // the port.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port().to_string();
     let fake = vpc();
@@ -331,8 +334,9 @@ async fn status_checks_are_asked_for_the_impaired_instances_only_in_the_first_ro
     fake.set_status("i-0a", "impaired", "ok");
     let report = run(&fake, &config(&[]), T0).await.unwrap();
     assert_eq!(report.totals.tables_failed_over, 1, "the impaired NAT's status was read");
-    // Subnets, NAT instances (by tag), gateways, the two leaving questions, and one call per status check,
-    // which answers for the one impaired instance alone, whatever the account's other instances.
+    // Subnets, NAT instances (by tag), gateways, the two leaving questions, and
+    // one call per status check, which answers for the one impaired instance
+    // alone, whatever the account's other instances.
     assert_eq!(fake.calls().describe_other, 7);
     assert_eq!(fake.calls().statuses_read, 1);
 }
@@ -341,7 +345,8 @@ async fn status_checks_are_asked_for_the_impaired_instances_only_in_the_first_ro
 async fn a_failed_clock_delete_is_reported_and_a_leftover_clock_never_skips_a_hold() {
     let fake = vpc();
     let config = config(&[("EGRESS_FAILBACK_SECONDS", "300")]);
-    // rtb-0a is home on its healthy NAT, with a clock left from an old failover.
+    // rtb-0a is home on its healthy NAT, with a clock left from an old
+    // failover.
     fake.edit("rtb-0a", |t| drop(t.tags.insert(FAILBACK_CLOCK_TAG.into(), (T0 - 7200).to_string())));
     fake.inject(Fault::code("UnauthorizedOperation").on(Operation::DeleteTags));
     let err = run(&fake, &config, T0).await.expect_err("a clock that cannot be cleared is a failed write");
@@ -401,7 +406,8 @@ async fn a_spot_warning_on_a_nat_moves_its_table_while_it_still_forwards_and_lat
             "invocationId": "inv-1",
         })
     );
-    // The scheduled runs after it agree: the NAT is still leaving, the table stays where it went.
+    // The scheduled runs after it agree: the NAT is still leaving, the table
+    // stays where it went.
     let again = run(&fake, &config, T0 + 60).await.unwrap();
     assert_eq!(again.outcome, Outcome::InSync, "{}", again.plan);
     assert_eq!(default_target(&fake, "rtb-0a"), eni("eni-0b"));

@@ -1,4 +1,5 @@
-//! The egress job: handler tests on the fake EC2, planner properties, emulator tests.
+//! The egress job: handler tests on the fake EC2, planner properties, emulator
+//! tests.
 
 mod emulator;
 mod handler;

@@ -1,4 +1,5 @@
-//! Properties of the egress planner over random tables, NATs, health, failback clocks and settings.
+//! Properties of the egress planner over random tables, NATs, health, failback
+//! clocks and settings.
 
 use kube_rtsync::aws::ec2::model::Leaving;
 use kube_rtsync::jobs::egress::health::evaluate;
@@ -25,7 +26,8 @@ fn status() -> impl Strategy<Value = Option<String>> {
     .prop_map(|s| s.map(String::from))
 }
 
-/// A NAT with a placeholder id; `number` gives it its ids so that routes can name it.
+/// A NAT with a placeholder id; `number` gives it its ids so that routes can
+/// name it.
 fn nat() -> impl Strategy<Value = Nat> {
     let instance = (
         prop::option::weighted(0.9, zone()),
@@ -77,8 +79,8 @@ fn number(n: usize, mut nat: Nat) -> Nat {
     nat
 }
 
-/// Routes name NATs that may or may not exist (a number beyond the NATs, another kind, a missing interface), as well as
-/// non-NAT targets.
+/// Routes name NATs that may or may not exist (a number beyond the NATs,
+/// another kind, a missing interface), as well as non-NAT targets.
 fn route() -> impl Strategy<Value = DefaultRoute> {
     let target = prop_oneof![
         (0..4usize).prop_map(|k| format!("i-{k}")),
@@ -134,7 +136,8 @@ fn settings() -> impl Strategy<Value = Settings> {
     )
 }
 
-/// Resolved here from the ids alone, not with the crate's matching, so that the properties check it too.
+/// Resolved here from the ids alone, not with the crate's matching, so that the
+/// properties check it too.
 fn nat_behind<'a>(route: &DefaultRoute, nats: &'a [Nat]) -> Option<&'a Nat> {
     nats.iter().find(|nat| match (route, &nat.kind) {
         (DefaultRoute::Instance(id), NatKind::Instance { .. }) => *id == nat.id,
@@ -144,8 +147,9 @@ fn nat_behind<'a>(route: &DefaultRoute, nats: &'a [Nat]) -> Option<&'a Nat> {
     })
 }
 
-/// A next hop that is not ours (rule 4): anything but a NAT, or an active route through an instance, interface or
-/// NAT gateway that is not enrolled. A missing route and a blackhole through one of those three are this job's.
+/// A next hop that is not ours (rule 4): anything but a NAT, or an active route
+/// through an instance, interface or NAT gateway that is not enrolled. A
+/// missing route and a blackhole through one of those three are this job's.
 fn next_hop_is_not_ours(route: &DefaultRoute, nats: &[Nat]) -> bool {
     match route {
         DefaultRoute::Missing | DefaultRoute::Blackhole(_) => false,
@@ -156,7 +160,8 @@ fn next_hop_is_not_ours(route: &DefaultRoute, nats: &[Nat]) -> bool {
     }
 }
 
-/// Rule 4; a table through a regional gateway is this job's only with the fallback on (rule 1).
+/// Rule 4; a table through a regional gateway is this job's only with the
+/// fallback on (rule 1).
 fn must_be_left_alone(table: &EgressTable, nats: &[Nat], settings: &Settings) -> bool {
     let through_regional = !settings.regional_fallback
         && nats.iter().any(|nat| nat.is_regional() && table.default_route.target_id() == Some(&nat.id));
@@ -168,8 +173,9 @@ fn is_usable(nat: &Nat, settings: &Settings) -> bool {
     (settings.regional_fallback || !nat.is_regional()) && evaluate(nat, settings).is_healthy()
 }
 
-/// What a reconcile does, as the job runs it: the source/destination fixes first (those at `failing` positions of
-/// the fix list fail), then the plan with the facts the fixes left, then its routes and failback clocks.
+/// What a reconcile does, as the job runs it: the source/destination fixes
+/// first (those at `failing` positions of the fix list fail), then the plan
+/// with the facts the fixes left, then its routes and failback clocks.
 fn reconcile(tables: &mut [EgressTable], nats: &mut [Nat], settings: &Settings, failing: &[bool]) -> EgressPlan {
     let fixes = source_dest_fixes(nats, settings);
     let made: Vec<&str> = fixes
@@ -202,7 +208,8 @@ fn apply(tables: &mut [EgressTable], plan: &EgressPlan) {
 }
 
 proptest! {
-    // Failures print their minimal case; nothing is written next to the sources.
+    // Failures print their minimal case; nothing is written next to the
+    // sources.
     #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]

@@ -35,7 +35,8 @@ fn address(n: u8, pool: bool) -> Address {
     Address { allocation_id: format!("eipalloc-{n}"), public_ip: format!("3.0.0.{n}"), tags, ..Address::default() }
 }
 
-/// Three edge nodes and a web server; three pool addresses and one outside the pool.
+/// Three edge nodes and a web server; three pool addresses and one outside the
+/// pool.
 fn world() -> World {
     let ec2 = FakeEc2::new([]);
     for id in ["i-1", "i-2", "i-3"] {
@@ -141,7 +142,8 @@ async fn a_failure_after_each_step_then_a_retry_ends_consistent() {
     let cases: [(&str, Inject); 4] = [
         ("claim", |w| w.bindings.fail("PutItem", "InternalServerError", 1)),
         ("associate", |w| w.ec2.inject(Fault::code("InternalError").on(Operation::AssociateAddress).times(1))),
-        // Route 53 still busy with an earlier change: the batch fails as a whole (and is not split, which would only send more).
+        // Route 53 still busy with an earlier change: the batch fails as a
+        // whole (and is not split, which would only send more).
         ("records", |w| w.route53.fail("ChangeResourceRecordSets", "PriorRequestNotComplete", 1)),
         ("items", |w| w.bindings.fail_after("PutItem", 3, "InternalServerError", 3)),
     ];
@@ -440,7 +442,8 @@ async fn a_leaving_node_loses_its_record_at_once_keeps_its_address_and_item_and_
     assert_eq!(detail["change"], "~ 3.0.0.1 record deleted: i-1 is leaving: Spot interruption warning");
     assert_eq!((detail["from"].as_str(), detail["to"].as_str()), (Some("3-0-0-1.nodes.example.com"), None));
 
-    // The runs after it agree and do nothing more; once it stops, the address goes back to the pool.
+    // The runs after it agree and do nothing more; once it stops, the address
+    // goes back to the pool.
     assert_eq!(world.run(&config).await.unwrap().outcome, Outcome::InSync);
     world.ec2.edit_instance("i-1", |i| i.state = "stopped".into());
     let report = world.run(&config).await.unwrap();
@@ -453,7 +456,8 @@ async fn changes_whose_records_share_a_batch_are_published_each_and_only_when_th
     let world = world();
     let config = config(&[]);
     let bus = kube_rtsync::fake::events::FakeEventBridge::default();
-    // The three binds' records go in one batch, which Route 53 refuses as busy: the binds are not whole.
+    // The three binds' records go in one batch, which Route 53 refuses as busy:
+    // the binds are not whole.
     world.route53.fail("ChangeResourceRecordSets", "PriorRequestNotComplete", 1);
     let err = world.run(&config).await.expect_err("the record batch failed");
     let Error::Incomplete(report) = err else { panic!("{err}") };
@@ -464,7 +468,8 @@ async fn changes_whose_records_share_a_batch_are_published_each_and_only_when_th
     let repaired = world.run(&config).await.unwrap();
     assert_eq!(crate::support::publish("eip", &config, Some(&repaired), &bus).await.events, 3);
 
-    // Two nodes warned at once: their two record deletions share a batch, and each is published.
+    // Two nodes warned at once: their two record deletions share a batch, and
+    // each is published.
     world.ec2.warn_spot_interruption("i-1");
     world.ec2.warn_spot_interruption("i-2");
     let report = world.run(&config).await.unwrap();
@@ -480,7 +485,8 @@ async fn changes_whose_records_share_a_batch_are_published_each_and_only_when_th
     );
 }
 
-/// Route 53 where another invocation deletes `name` right after this one read the records.
+/// Route 53 where another invocation deletes `name` right after this one read
+/// the records.
 struct DeletedMeanwhile<'a> {
     inner: &'a FakeRoute53,
     name: String,

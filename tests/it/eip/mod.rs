@@ -1,4 +1,5 @@
-//! The eip job: handler tests on the fakes, planner and apply properties, emulator tests.
+//! The eip job: handler tests on the fakes, planner and apply properties,
+//! emulator tests.
 
 mod emulator;
 mod handler;

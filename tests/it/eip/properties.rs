@@ -1,5 +1,5 @@
-//! Properties of the `eip` planner over random worlds, checked against a simulation of EC2, Route 53 and DynamoDB
-//! written apart from the planner.
+//! Properties of the `eip` planner over random worlds, checked against a
+//! simulation of EC2, Route 53 and DynamoDB written apart from the planner.
 
 use std::collections::BTreeMap;
 
@@ -27,12 +27,14 @@ const IPS: [&str; 10] = [
 ];
 /// Addresses outside the pool, whose items and records must survive every plan.
 const OUTSIDE: [&str; 2] = ["203.0.113.5", "203.0.113.10"];
-/// An address outside the pool on a node's primary interface: that node is left alone.
+/// An address outside the pool on a node's primary interface: that node is left
+/// alone.
 const THEIRS: &str = "198.51.100.20";
 /// An address no longer in the account whose record was left: it is collected.
 const RELEASED_TO_AWS: &str = "198.51.100.30";
 
-/// Small integers from which a world is built, so that proptest shrinks toward simple worlds.
+/// Small integers from which a world is built, so that proptest shrinks toward
+/// simple worlds.
 #[derive(Clone, Debug)]
 struct Seed {
     pool: Vec<usize>,
@@ -43,7 +45,8 @@ struct Seed {
     dns: bool,
     table: bool,
     bare_selector: bool,
-    /// An Elastic IP from outside the pool on this instance's primary interface (rule 3).
+    /// An Elastic IP from outside the pool on this instance's primary interface
+    /// (rule 3).
     outside_on: Option<usize>,
 }
 
@@ -232,7 +235,8 @@ impl World {
         instance.vpc_id == VPC && instance.state == "running" && self.selects(instance)
     }
 
-    /// Who an associated address is on: the named instance, else the one owning the interface.
+    /// Who an associated address is on: the named instance, else the one owning
+    /// the interface.
     fn holder(&self, address: &PoolAddress) -> Option<&Instance> {
         address.association_id.as_ref()?;
         let by_id = address.instance_id.as_ref().and_then(|id| self.instances.iter().find(|i| &i.id == id));
@@ -242,7 +246,8 @@ impl World {
         })
     }
 
-    /// Addresses that are not ours to change: on an instance outside the VPC, or on one still pending.
+    /// Addresses that are not ours to change: on an instance outside the VPC,
+    /// or on one still pending.
     fn untouchable(&self, address: &PoolAddress) -> bool {
         self.holder(address).is_some_and(|i| i.vpc_id != VPC || i.state == "pending")
     }
@@ -279,8 +284,9 @@ impl World {
         })
     }
 
-    /// The phases of the real apply (src/jobs/eip/apply.rs), in its order, with DynamoDB's conditions and EC2's
-    /// refusals checked: 1. disassociate; 2. released items (not for an address bound again) and claims; 3.
+    /// The phases of the real apply (src/jobs/eip/apply.rs), in its order, with
+    /// DynamoDB's conditions and EC2's refusals checked: 1. disassociate; 2.
+    /// released items (not for an address bound again) and claims; 3.
     /// associate; 4. records and items.
     fn apply(&mut self, plan: &EipPlan) {
         let rebound: Vec<&str> = plan.binds.iter().map(|b| b.public_ip.as_str()).collect();
@@ -401,7 +407,8 @@ fn touched(plan: &EipPlan) -> Vec<(&str, &str)> {
 }
 
 proptest! {
-    // Failures print their minimal case; nothing is written next to the sources.
+    // Failures print their minimal case; nothing is written next to the
+    // sources.
     #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
@@ -439,7 +446,8 @@ proptest! {
             let expected = usize::from(!unbound && !alone);
             prop_assert_eq!(held, expected, "{} holds {} pool addresses\n{}", instance.id, held, plan);
         }
-        // Rule 5: an address released in this run serves a waiting node in this run.
+        // Rule 5: an address released in this run serves a waiting node in this
+        // run.
         if !plan.unbound.is_empty() {
             prop_assert_eq!(plan.pool_free_after, 0, "a node waits while an address is free\n{}", plan);
         }
@@ -463,8 +471,9 @@ proptest! {
                     let item = item.map(|i| Binding { updated_at: 0, ..i.clone() });
                     prop_assert!(!world.settings.table || item.as_ref() == Some(&want), "{} has item {:?}", ip, item);
                 }
-                // Rule 5a: a selector that matches no instance of the VPC withholds its "no longer matches"
-                // releases; the address stays where it is, with its record and item.
+                // Rule 5a: a selector that matches no instance of the VPC
+                // withholds its "no longer matches" releases; the address stays
+                // where it is, with its record and item.
                 None if plan.withheld.iter().any(|r| &r.public_ip == ip) => {
                     let matches_any = world.instances.iter().any(|i| i.vpc_id == VPC && world.selects(i));
                     prop_assert!(!matches_any, "{} withheld while the selector matches an instance", ip);
@@ -505,9 +514,11 @@ proptest! {
         prop_assert_eq!(world.plan(), reversed);
     }
 
-    /// The same worlds through the real observe and apply (src/jobs/eip/apply.rs) against the in-memory EC2, Route
-    /// 53 and DynamoDB, which refuse what the services refuse: one reconcile makes every write it plans, leaves no
-    /// free address unused while a node waits, and a second finds nothing to do.
+    /// The same worlds through the real observe and apply
+    /// (src/jobs/eip/apply.rs) against the in-memory EC2, Route 53 and
+    /// DynamoDB, which refuse what the services refuse: one reconcile makes
+    /// every write it plans, leaves no free address unused while a node waits,
+    /// and a second finds nothing to do.
     #[test]
     fn the_real_apply_reaches_the_fixed_point_in_one_reconcile(seed in seeds()) {
         let world = build(&seed);

@@ -275,8 +275,8 @@ async fn the_binary_serves_events_through_the_lambda_runtime_api() {
     let (first_id, first) = api.answer(wait);
     let Answer::Response(report) = first else { panic!("expected a report, got {first:?}") };
     assert_eq!(report["outcome"], "synced");
-    // One change event per route written, named by the invocation's request id, its resources in the account
-    // and Region of the function's ARN.
+    // One change event per route written, named by the invocation's request id,
+    // its resources in the account and Region of the function's ARN.
     let events = queue.receive();
     assert_eq!(events.len(), 12, "{events:#?}");
     for event in &events {
@@ -552,7 +552,8 @@ async fn tls_endpoints_are_verified_and_aws_ca_bundle_extends_the_trust() {
     let world = World::on(Emulator::start_tls(), ClusterTag::Legacy).await;
     let before = world.snapshot().await;
 
-    // The system's roots do not know the emulator's CA: refused, nothing changed.
+    // The system's roots do not know the emulator's CA: refused, nothing
+    // changed.
     let (code, _, err) = cli(&world, &["sync"], &[]);
     assert_eq!(code, 1);
     assert!(err.contains("could not read the route tables, nothing changed"), "{err}");

@@ -68,7 +68,8 @@ async fn a_launch_event_mirrors_the_cluster_routes_with_the_minimal_writes() {
     let report = run(&fake, &config(&[]), &event(LAUNCH)).await.unwrap();
 
     assert_mirrored(&fake, &before);
-    // a: delete .9, replace .2, create .1 and .3; b: create 3; c: create .2 and .3.
+    // a: delete .9, replace .2, create .1 and .3; b: create 3; c: create .2 and
+    // .3.
     let calls = fake.calls();
     assert_eq!((calls.create, calls.replace, calls.delete), (7, 1, 1));
     assert_eq!(calls.describe, 2);
@@ -261,7 +262,8 @@ async fn one_failing_table_does_not_stop_the_others() {
     assert_eq!(b.failures.len(), 1);
     assert_eq!(b.failures[0].code.as_deref(), Some("UnauthorizedOperation"));
     assert!(b.failures[0].hint.contains("IAM"));
-    // The table's remaining writes are not attempted after an authorization error.
+    // The table's remaining writes are not attempted after an authorization
+    // error.
     assert_eq!(b.not_started.len(), 2);
     for id in ["rtb-0a0000000000000a", "rtb-0d0000000000000d"] {
         assert_eq!(pod_routes_of(&fake.table(id).unwrap()), sorted(pod_routes()), "{id}");
@@ -313,7 +315,8 @@ async fn races_with_another_writer_are_absorbed() {
     let report = run(&fake, &config(&[]), &event(LAUNCH)).await.unwrap();
     assert_eq!(report.outcome, Outcome::Synced);
     assert_mirrored(&fake, &vpc());
-    // Each race costs one extra call: create->replace, replace->create; the delete just succeeds.
+    // Each race costs one extra call: create->replace, replace->create; the
+    // delete just succeeds.
     let calls = fake.calls();
     assert_eq!((calls.create, calls.replace, calls.delete), (7 + 1, 1 + 1, 1));
 }
@@ -451,7 +454,8 @@ async fn the_wait_stops_short_of_the_deadline() {
         .await
         .unwrap();
     let wait = report.route_wait.unwrap();
-    // 30 s - 10 s margin - 10 s kept for the second pass: checks at 2, 6 and 10 s.
+    // 30 s - 10 s margin - 10 s kept for the second pass: checks at 2, 6 and 10
+    // s.
     assert_eq!((wait.checks, wait.waited_ms), (3, 10_000));
 }
 
@@ -525,7 +529,8 @@ async fn another_instances_launch_costs_one_reconcile_and_never_a_wait() {
         assert_eq!(fake.calls().describe, 2, "{why}: one reconcile");
         assert_eq!(start.elapsed(), Duration::ZERO, "{why}: no wait");
     }
-    // An instance nobody knows (another account's event, or gone): no wait either.
+    // An instance nobody knows (another account's event, or gone): no wait
+    // either.
     let fake = FakeEc2::new(vpc());
     let report = run(&fake, &config(&[("ROUTE_WAIT_SECONDS", "60")]), &event(RUNNING)).await.unwrap();
     assert_eq!((report.route_wait, fake.calls().describe), (None, 2));

@@ -1,4 +1,6 @@
-//! The routes job: handler tests on the fake EC2, planner properties, reliability under faults, and the emulator tests of the real adapter and the compiled binary.
+//! The routes job: handler tests on the fake EC2, planner properties,
+//! reliability under faults, and the emulator tests of the real adapter and the
+//! compiled binary.
 
 mod emulator;
 mod handler;

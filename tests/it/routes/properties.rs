@@ -198,7 +198,8 @@ proptest! {
         let (wanted, alone) = expected(&source);
         for tp in &plan.tables {
             let table = targets.iter().find(|t| t.id == tp.route_table_id).unwrap();
-            // Each destination that differs needs exactly one write; no other does.
+            // Each destination that differs needs exactly one write; no other
+            // does.
             let mut needed = 0;
             let destinations: BTreeSet<&Destination> = table.routes.iter().map(|r| &r.destination).chain(wanted.keys()).collect();
             for d in destinations {
@@ -279,7 +280,8 @@ proptest! {
     }
 }
 
-/// Arbitrary JSON, a few levels deep, biased towards the keys the decoders look for.
+/// Arbitrary JSON, a few levels deep, biased towards the keys the decoders look
+/// for.
 fn json() -> impl Strategy<Value = serde_json::Value> {
     let key = prop_oneof![
         Just("Records".to_owned()),

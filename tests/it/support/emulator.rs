@@ -23,7 +23,8 @@ pub const TEST_CA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/test-
 pub const TLS_CERT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/emulator-cert.pem");
 pub const TLS_KEY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/emulator-key.pem");
 
-/// Where `make venv` installs the emulator, unless `MOTO_SERVER` says otherwise.
+/// Where `make venv` installs the emulator, unless `MOTO_SERVER` says
+/// otherwise.
 fn moto_server() -> PathBuf {
     if let Some(path) = std::env::var_os("MOTO_SERVER") {
         return path.into();

@@ -199,9 +199,10 @@ impl Drop for LambdaProcess {
     }
 }
 
-/// The routes job's EC2 ports ([`RouteTables`](kube_rtsync::aws::ec2::RouteTables) and
-/// [`Instances`](kube_rtsync::aws::ec2::Instances)), counting the calls passing through
-/// to another implementation.
+/// The routes job's EC2 ports
+/// ([`RouteTables`](kube_rtsync::aws::ec2::RouteTables) and
+/// [`Instances`](kube_rtsync::aws::ec2::Instances)), counting the calls passing
+/// through to another implementation.
 pub struct Counting<E> {
     pub inner: E,
     pub describes: std::sync::atomic::AtomicUsize,

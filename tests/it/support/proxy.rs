@@ -174,7 +174,8 @@ fn serve(client: TcpStream, upstream: &str, behaviour: Behaviour, counters: &Cou
             && action.as_deref() == Some(refusal.action)
             && counters.refused.fetch_add(1, Ordering::SeqCst) < refusal.times
         {
-            // EC2's protocol has its own error document; ELBv2's and Route 53's are the query one.
+            // EC2's protocol has its own error document; ELBv2's and Route 53's
+            // are the query one.
             let xml = if body.contains("Version=2016-11-15") {
                 format!(
                     "<Response><Errors><Error><Code>{}</Code><Message>Refused by the test proxy</Message></Error></Errors><RequestID>00000000-0000-4000-8000-000000000000</RequestID></Response>",

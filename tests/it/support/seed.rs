@@ -321,7 +321,8 @@ pub async fn subnet(client: &Client, vpc_id: &str, cidr: &str) -> String {
     out.subnet().and_then(|s| s.subnet_id()).unwrap().to_owned()
 }
 
-/// Runs one instance in `subnet` with these tags (none: untagged); returns its id.
+/// Runs one instance in `subnet` with these tags (none: untagged); returns its
+/// id.
 pub async fn instance(client: &Client, subnet: &str, pairs: &[(&str, &str)]) -> String {
     let mut run = client.run_instances().image_id("ami-0abcdef1234567890").min_count(1).max_count(1).subnet_id(subnet);
     if !pairs.is_empty() {

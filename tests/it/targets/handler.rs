@@ -1,7 +1,5 @@
 //! The targets job end to end against the in-memory EC2 and ELBv2.
 
-use std::collections::BTreeMap;
-
 use kube_rtsync::aws::ec2::model::Instance;
 use kube_rtsync::fake::ec2::FakeEc2;
 use kube_rtsync::fake::elbv2::FakeElbv2;
@@ -111,20 +109,17 @@ async fn a_cluster_node_that_loses_its_selector_tag_is_deregistered_but_a_foreig
     run(&ec2, &elb, &config(&[])).await.unwrap();
     assert!(!ids(&elb, TG443).iter().any(|t| t.starts_with("i-02")));
     assert!(ids(&elb, TG443).contains(&"i-0bastion:22".to_owned()), "someone else's target stays");
-    // Without KUBE_CLUSTER_NAME, an instance that no longer matches is not ours to remove.
+    // Without KUBE_CLUSTER_NAME, an instance that no longer matches is not ours
+    // to remove.
     let (ec2, elb) = world();
     ec2.edit_instance("i-02", |i| {
         i.tags.insert("kops.k8s.io/instancegroup".into(), "masters".into());
     });
-    let vars: BTreeMap<String, String> = [
-        ("VPC_ID", VPC.to_owned()),
-        ("TARGET_GROUP_ARNS", format!("{TG443},{TG80}")),
-        ("TARGET_NODE_TAGS", "kops.k8s.io/instancegroup=nodes".to_owned()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
-    let no_cluster = Config::from_lookup(|n| vars.get(n).cloned()).unwrap();
+    let arns = format!("{TG443},{TG80}");
+    let no_cluster: Config = crate::support::config_of(
+        &[("VPC_ID", VPC), ("TARGET_GROUP_ARNS", &arns), ("TARGET_NODE_TAGS", "kops.k8s.io/instancegroup=nodes")],
+        &[],
+    );
     run(&ec2, &elb, &no_cluster).await.unwrap();
     assert!(ids(&elb, TG443).iter().any(|t| t.starts_with("i-02")));
 }
@@ -232,7 +227,8 @@ async fn a_spot_warning_deregisters_the_node_in_that_run_and_later_runs_do_not_r
 async fn a_scheduled_stop_deregisters_the_node_and_a_warning_for_an_instance_ec2_does_not_mark_changes_nothing() {
     let (ec2, elb) = world();
     run(&ec2, &elb, &config(&[])).await.unwrap();
-    // The sample warning names i-0b7f3c2a9d4e5f601, which EC2 does not show as leaving: the run trusts EC2.
+    // The sample warning names i-0b7f3c2a9d4e5f601, which EC2 does not show as
+    // leaving: the run trusts EC2.
     let report = run_on(&ec2, &elb, &config(&[]), crate::support::SPOT_INTERRUPTION).await.unwrap();
     assert_eq!(report.outcome, Outcome::InSync);
     // A completed stop event is no reason to go; a pending one is.

@@ -1,4 +1,5 @@
-//! The targets job: handler tests on the fakes, planner properties, emulator tests.
+//! The targets job: handler tests on the fakes, planner properties, emulator
+//! tests.
 
 mod emulator;
 mod handler;

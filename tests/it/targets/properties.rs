@@ -1,4 +1,5 @@
-//! Properties of the targets planner over random fleets, checked against the contract's rules restated independently.
+//! Properties of the targets planner over random fleets, checked against the
+//! contract's rules restated independently.
 
 use std::collections::BTreeMap;
 
@@ -16,12 +17,14 @@ const TARGET_STATES: &[&str] = &["initial", "healthy", "unhealthy", "unused", "d
 const TAG_KEYS: &[&str] =
     &["role", "team", "KubernetesCluster", "kubernetes.io/cluster/prod", "kubernetes.io/cluster/staging"];
 const TAG_VALUES: &[&str] = &["node", "ingress", "", "prod", "staging", "owned"];
-// Registered ids include instances that do not exist (i-8…i-b), IP addresses and an odd id.
+// Registered ids include instances that do not exist (i-8…i-b), IP addresses
+// and an odd id.
 const TARGET_IDS: &[&str] = &["i-0", "i-1", "i-2", "i-3", "i-4", "i-5", "i-6", "i-7", "i-8", "i-9", "i-a", "i-b"];
 const OTHER_IDS: &[&str] = &["10.0.0.1", "10.0.0.2", "arn:aws:lambda:fn"];
 const PORTS: &[u16] = &[80, 443, 8080, 30080];
 
-/// The node rule as plain data, so that the test can judge nodes without the crate's own matching.
+/// The node rule as plain data, so that the test can judge nodes without the
+/// crate's own matching.
 #[derive(Debug, Clone)]
 struct Rule {
     selector: Option<Vec<(String, Option<String>)>>,
