@@ -581,9 +581,12 @@ async fn jobs(binary: &Path, ideal: Duration) {
     for (label, extra) in
         [("with the change events", &[][..]), ("without (EVENT_BUS_NAME=none)", &[("EVENT_BUS_NAME", "none")][..])]
     {
-        let (bind, calls, steady) = eip_bind(&binary, rtt(), extra).await;
-        let (bind0, _, _) = eip_bind(&binary, Duration::ZERO, extra).await;
+        let (bind, calls, steady, round_trips) = eip_bind(&binary, rtt(), extra).await;
+        let (bind0, _, _, _) = eip_bind(&binary, Duration::ZERO, extra).await;
         print_share(label, bind, bind0, four, "four round trips (observe, claim, associate, record and item)");
+        println!(
+            "   round trips one after the other (the longest chain of calls each sent after the last answered): {round_trips}"
+        );
         println!("   calls: {calls}");
         println!("   calls, steady-state reconcile of 50 bound nodes: {steady}");
     }
@@ -807,7 +810,7 @@ async fn targets_fill(
 
 /// Scenario 5, eip: 50 edge nodes bound (a steady-state reconcile), then
 /// one more node launches and is bound, in a warm process.
-async fn eip_bind(binary: &Path, latency: Duration, extra: &[(&str, &str)]) -> (Duration, String, String) {
+async fn eip_bind(binary: &Path, latency: Duration, extra: &[(&str, &str)]) -> (Duration, String, String, usize) {
     let emulator = Emulator::start();
     let (client, route53, dynamodb) = (emulator.client(), emulator.route53_client(), emulator.dynamodb_client());
     let ev = seed::eip_vpc(&client, &route53, &dynamodb, 10, 50, 51).await;
@@ -830,11 +833,13 @@ async fn eip_bind(binary: &Path, latency: Duration, extra: &[(&str, &str)]) -> (
     assert_eq!(steady["outcome"], "in_sync", "{steady}");
     let middle = session.proxy.actions();
     seed::edge_node(&client, &ev.subnet).await;
+    let since = Instant::now();
     let (took, report) = session.invoke(scheduled_event());
     assert_eq!(report["totals"]["bound"], 1, "{report}");
     let after = session.proxy.actions();
+    let round_trips = session.proxy.round_trips_since(since);
     note_process("eip", latency, session.finish());
-    (took, calls_since(&middle, &after), calls_since(&before, &middle))
+    (took, calls_since(&middle, &after), calls_since(&before, &middle), round_trips)
 }
 
 fn num_cores() -> usize {

@@ -55,6 +55,15 @@ pub enum Failure<P: Problem> {
 }
 
 impl<P: Problem> Failure<P> {
+    /// The report of a reconcile, or the error of one that did not
+    /// complete (so that Lambda retries, and the report goes with it).
+    pub fn unless_incomplete(report: P::Report) -> Result<P::Report, Failure<P>> {
+        match report.is_complete() {
+            true => Ok(report),
+            false => Err(Failure::Incomplete(Box::new(report))),
+        }
+    }
+
     /// A stable name for the error, used as Lambda's `errorType`.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -127,11 +127,7 @@ impl<E: RouteTables + Instances + Nats + LeavingInstances> Reconciler<'_, E> {
     /// [`Self::reconcile`], and an error when the report is incomplete, so
     /// that Lambda retries.
     pub async fn run(&self, triggers: Vec<Trigger>, now: u64) -> Result<Report, Error> {
-        let report = self.reconcile(triggers, now).await?;
-        match report.outcome == report::Outcome::Incomplete {
-            false => Ok(report),
-            true => Err(Error::Incomplete(Box::new(report))),
-        }
+        Error::unless_incomplete(self.reconcile(triggers, now).await?)
     }
 
     /// Observes, plans (at `now`, epoch seconds) and applies. Failures of

@@ -219,11 +219,7 @@ impl<E: RouteTables + Instances> Reconciler<'_, E> {
         }
         // What goes back to Lambda (and into the log's report line) is bounded;
         // each change has its own log line.
-        let report = report.bounded(report::LISTED_ENTRIES);
-        match report.is_complete() {
-            true => Ok(report),
-            false => Err(Error::Incomplete(Box::new(report))),
-        }
+        Error::unless_incomplete(report.bounded(report::LISTED_ENTRIES))
     }
 }
 

@@ -150,11 +150,7 @@ impl<E: Instances + LeavingInstances, L: Elbv2> Reconciler<'_, E, L> {
     /// [`Self::reconcile`], and an error when the report is incomplete, so
     /// that Lambda retries.
     pub async fn run(&self, triggers: Vec<Trigger>) -> Result<Report, Error> {
-        let report = self.reconcile(triggers).await?;
-        match report.outcome == report::Outcome::Incomplete {
-            false => Ok(report),
-            true => Err(Error::Incomplete(Box::new(report))),
-        }
+        Error::unless_incomplete(self.reconcile(triggers).await?)
     }
 
     pub async fn reconcile(&self, triggers: Vec<Trigger>) -> Result<Report, Error> {

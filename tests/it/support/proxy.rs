@@ -65,6 +65,8 @@ struct Counters {
     tokens: std::sync::Mutex<Option<(f64, Instant)>>,
     /// Calls refused by [`Behaviour::refuse`].
     refused: AtomicUsize,
+    /// Every call: when its request was read, and when its answer was sent.
+    timeline: std::sync::Mutex<Vec<(Instant, Instant)>>,
 }
 
 impl Proxy {
@@ -83,6 +85,24 @@ impl Proxy {
             }
         });
         Proxy { endpoint, counters }
+    }
+
+    /// The longest chain of calls among those whose request came after
+    /// `since`, each sent after the one before it was answered: how many
+    /// round trips they took one after the other, whatever the latency.
+    pub fn round_trips_since(&self, since: Instant) -> usize {
+        let mut calls: Vec<(Instant, Instant)> =
+            self.counters.timeline.lock().unwrap().iter().copied().filter(|(start, _)| *start >= since).collect();
+        calls.sort();
+        let mut depth = vec![1usize; calls.len()];
+        for i in 0..calls.len() {
+            for j in 0..i {
+                if calls[j].1 <= calls[i].0 {
+                    depth[i] = depth[i].max(depth[j] + 1);
+                }
+            }
+        }
+        depth.into_iter().max().unwrap_or(0)
     }
 
     /// Calls so far, by `Action` (every service of the emulator speaks a
@@ -162,6 +182,7 @@ fn serve(client: TcpStream, upstream: &str, behaviour: Behaviour, counters: &Cou
     let mut reader = BufReader::new(client.try_clone().expect("clone"));
     let mut writer = client;
     while let Some(request) = read_request(&mut reader) {
+        let received = Instant::now();
         let body = String::from_utf8_lossy(&request.body);
         let is_write = ["Action=CreateRoute&", "Action=ReplaceRoute&", "Action=DeleteRoute&"]
             .iter()
@@ -225,6 +246,7 @@ fn serve(client: TcpStream, upstream: &str, behaviour: Behaviour, counters: &Cou
         if writer.write_all(&answer).is_err() {
             return;
         }
+        counters.timeline.lock().unwrap().push((received, Instant::now()));
     }
 }
 
