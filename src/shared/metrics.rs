@@ -30,6 +30,38 @@ pub struct Invocation {
     pub duration: std::time::Duration,
 }
 
+/// One of a job's own metrics in its invocation's record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Count {
+    /// Changes made: zero in a dry run, whose changes are only planned.
+    Made(&'static str, usize),
+    /// What the invocation saw or left (nodes, failures, withheld changes),
+    /// dry run or not.
+    Seen(&'static str, usize),
+}
+
+/// The EMF record of one invocation of `job`: the envelope every job's
+/// record carries ([`Record::invocation`], from the report and the runner's
+/// measures) with the job's dimensions and its own counts.
+pub fn job_record<R: crate::shared::report::JobReport>(
+    namespace: &str,
+    job: &'static str,
+    dimensions: Vec<(&'static str, String)>,
+    report: &R,
+    run: &Invocation,
+    counts: &[Count],
+) -> Value {
+    let dry_run = report.dry_run();
+    let record = Record::invocation(namespace, dimensions, job, report.outcome(), dry_run, report.writes_failed(), run);
+    counts
+        .iter()
+        .fold(record, |record, count| match *count {
+            Count::Made(name, n) => record.metric(name, Unit::Count, if dry_run { 0 } else { n as u64 }),
+            Count::Seen(name, n) => record.metric(name, Unit::Count, n as u64),
+        })
+        .build()
+}
+
 /// One EMF record under construction.
 #[derive(Clone, Debug)]
 pub struct Record {

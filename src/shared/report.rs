@@ -28,6 +28,12 @@ pub trait JobReport: Serialize {
     /// Changes planned (dry run) or made.
     fn changes(&self) -> usize;
 
+    /// `DRY_RUN`: the changes were planned, not made.
+    fn dry_run(&self) -> bool;
+
+    /// Writes that failed or were not started (the `WritesFailed` metric).
+    fn writes_failed(&self) -> usize;
+
     /// The report as text for people (the command line's default output).
     fn render(&self, colour: bool) -> String;
 

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::plan::EgressPlan;
 use crate::shared::event::Trigger;
-use crate::shared::metrics::{Invocation, Record, Unit};
+use crate::shared::metrics::{Count, Invocation, job_record};
 pub use crate::shared::report::{Outcome, WriteResult, WriteStatus};
 use crate::shared::report::{count_writes, outcome_of, render_incomplete, render_unmade};
 
@@ -92,6 +92,14 @@ impl crate::shared::report::JobReport for Report {
         crate::shared::report::retry_can_finish(self.writes.iter().map(|w| &w.status))
     }
 
+    fn dry_run(&self) -> bool {
+        self.dry_run
+    }
+
+    fn writes_failed(&self) -> usize {
+        self.totals.failed + self.totals.not_started
+    }
+
     fn changes_made(&self, arns: &crate::shared::changes::Arns) -> Vec<crate::shared::changes::Change> {
         use crate::shared::changes::Change;
         let done = self.writes.iter().filter(|w| w.status == WriteStatus::Done && !super::apply::is_clock(&w.change));
@@ -149,22 +157,15 @@ impl crate::shared::report::JobReport for Report {
 /// The EMF record of one invocation. Dimensions: the VPC and the router id.
 pub fn emf_record(namespace: &str, report: &Report, run: &Invocation) -> Value {
     let t = &report.totals;
-    let made = |n: usize| if report.dry_run { 0 } else { n as u64 };
-    Record::invocation(
-        namespace,
-        vec![("VpcId", report.vpc_id.clone()), ("RouterId", report.router_id.clone())],
-        "egress",
-        report.outcome,
-        report.dry_run,
-        t.failed + t.not_started,
-        run,
-    )
-    .metric("TablesFailedOver", Unit::Count, made(t.tables_failed_over))
-    .metric("TablesFailedBack", Unit::Count, made(t.tables_failed_back))
-    .metric("HealthyNats", Unit::Count, t.healthy_nats as u64)
-    .metric("UnhealthyNats", Unit::Count, t.unhealthy_nats as u64)
-    .metric("TablesWithoutHealthyNat", Unit::Count, t.tables_without_healthy_nat as u64)
-    .metric("TablesLeftAlone", Unit::Count, t.tables_left_alone as u64)
-    .metric("EgressWritesFailed", Unit::Count, (t.failed + t.not_started) as u64)
-    .build()
+    let counts = [
+        Count::Made("TablesFailedOver", t.tables_failed_over),
+        Count::Made("TablesFailedBack", t.tables_failed_back),
+        Count::Seen("HealthyNats", t.healthy_nats),
+        Count::Seen("UnhealthyNats", t.unhealthy_nats),
+        Count::Seen("TablesWithoutHealthyNat", t.tables_without_healthy_nat),
+        Count::Seen("TablesLeftAlone", t.tables_left_alone),
+        Count::Seen("EgressWritesFailed", t.failed + t.not_started),
+    ];
+    let dimensions = vec![("VpcId", report.vpc_id.clone()), ("RouterId", report.router_id.clone())];
+    job_record(namespace, "egress", dimensions, report, run, &counts)
 }

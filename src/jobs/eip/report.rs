@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::plan::EipPlan;
 use crate::shared::event::Trigger;
-use crate::shared::metrics::{Invocation, Record, Unit};
+use crate::shared::metrics::{Count, Invocation, job_record};
 pub use crate::shared::report::{Outcome, WriteResult, WriteStatus};
 use crate::shared::report::{count_writes, outcome_of, render_incomplete, render_unmade};
 
@@ -112,6 +112,14 @@ impl crate::shared::report::JobReport for Report {
         crate::shared::report::retry_can_finish(self.writes.iter().map(|w| &w.status))
     }
 
+    fn dry_run(&self) -> bool {
+        self.dry_run
+    }
+
+    fn writes_failed(&self) -> usize {
+        self.totals.failed + self.totals.not_started
+    }
+
     fn changes_made(&self, arns: &crate::shared::changes::Arns) -> Vec<crate::shared::changes::Change> {
         use crate::shared::changes::Change;
         let made = |resource: &str| {
@@ -211,21 +219,13 @@ impl crate::shared::report::JobReport for Report {
 /// The EMF record of one invocation. Dimension: the VPC.
 pub fn emf_record(namespace: &str, report: &Report, run: &Invocation) -> Value {
     let t = &report.totals;
-    let made = |n: usize| if report.dry_run { 0 } else { n as u64 };
-    Record::invocation(
-        namespace,
-        vec![("VpcId", report.vpc_id.clone())],
-        "eip",
-        report.outcome,
-        report.dry_run,
-        t.failed + t.not_started,
-        run,
-    )
-    .metric("AddressesBound", Unit::Count, made(t.bound))
-    .metric("AddressesReleased", Unit::Count, made(t.released))
-    .metric("NodesWithoutAddress", Unit::Count, t.nodes_without_address as u64)
-    .metric("PoolFree", Unit::Count, t.pool_free as u64)
-    .metric("ChangesWithheld", Unit::Count, t.withheld as u64)
-    .metric("NodesLeftAlone", Unit::Count, t.nodes_left_alone as u64)
-    .build()
+    let counts = [
+        Count::Made("AddressesBound", t.bound),
+        Count::Made("AddressesReleased", t.released),
+        Count::Seen("NodesWithoutAddress", t.nodes_without_address),
+        Count::Seen("PoolFree", t.pool_free),
+        Count::Seen("ChangesWithheld", t.withheld),
+        Count::Seen("NodesLeftAlone", t.nodes_left_alone),
+    ];
+    job_record(namespace, "eip", vec![("VpcId", report.vpc_id.clone())], report, run, &counts)
 }

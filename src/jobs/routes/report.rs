@@ -8,7 +8,7 @@ use super::plan::{RouteAction, SkippedRoute, WithheldAction};
 use crate::aws::ec2::model::{Destination, Target};
 use crate::aws::error::{AwsError, FailureKind};
 use crate::shared::event::Trigger;
-use crate::shared::metrics::{Invocation, Record, Unit};
+use crate::shared::metrics::{Count, Invocation, job_record};
 pub use crate::shared::report::Outcome;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -353,6 +353,14 @@ impl crate::shared::report::JobReport for Report {
             || (self.totals.failed == 0 && self.totals.not_started > 0)
     }
 
+    fn dry_run(&self) -> bool {
+        self.dry_run
+    }
+
+    fn writes_failed(&self) -> usize {
+        self.totals.failed + self.totals.not_started
+    }
+
     fn changes_made(&self, arns: &crate::shared::changes::Arns) -> Vec<crate::shared::changes::Change> {
         use crate::shared::changes::Change;
         if self.dry_run {
@@ -419,24 +427,16 @@ impl From<&str> for Dimension {
 pub fn emf_record(namespace: &str, dimension: impl Into<Dimension>, report: &Report, run: &Invocation) -> Value {
     let Dimension(name, value) = dimension.into();
     let t = &report.totals;
-    let made = |n: usize| if report.dry_run { 0 } else { n as u64 };
-    Record::invocation(
-        namespace,
-        vec![(name, value), ("VpcId", report.vpc_id.clone())],
-        "routes",
-        report.outcome,
-        report.dry_run,
-        t.failed + t.not_started,
-        run,
-    )
-    .metric("RoutesCreated", Unit::Count, made(t.created))
-    .metric("RoutesReplaced", Unit::Count, made(t.replaced))
-    .metric("RoutesDeleted", Unit::Count, made(t.deleted))
-    .metric("RouteChangesFailed", Unit::Count, t.failed as u64)
-    .metric("TablesFailed", Unit::Count, t.tables_failed as u64)
-    .metric("ManagedRoutes", Unit::Count, report.managed_routes as u64)
-    .metric("ChangesWithheld", Unit::Count, t.withheld as u64)
-    .build()
+    let counts = [
+        Count::Made("RoutesCreated", t.created),
+        Count::Made("RoutesReplaced", t.replaced),
+        Count::Made("RoutesDeleted", t.deleted),
+        Count::Seen("RouteChangesFailed", t.failed),
+        Count::Seen("TablesFailed", t.tables_failed),
+        Count::Seen("ManagedRoutes", report.managed_routes),
+        Count::Seen("ChangesWithheld", t.withheld),
+    ];
+    job_record(namespace, "routes", vec![(name, value), ("VpcId", report.vpc_id.clone())], report, run, &counts)
 }
 
 #[cfg(test)]

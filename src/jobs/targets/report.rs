@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::plan::{Change, TargetsPlan};
 use crate::shared::event::Trigger;
-use crate::shared::metrics::{Invocation, Record, Unit};
+use crate::shared::metrics::{Count, Invocation, job_record};
 pub use crate::shared::report::{Outcome, WriteStatus};
 use crate::shared::report::{count_writes, outcome_of, render_incomplete, render_unmade};
 
@@ -101,6 +101,14 @@ impl crate::shared::report::JobReport for Report {
         crate::shared::report::retry_can_finish(self.calls.iter().map(|c| &c.status))
     }
 
+    fn dry_run(&self) -> bool {
+        self.dry_run
+    }
+
+    fn writes_failed(&self) -> usize {
+        self.totals.failed + self.totals.not_started
+    }
+
     fn changes_made(&self, arns: &crate::shared::changes::Arns) -> Vec<crate::shared::changes::Change> {
         use crate::shared::changes::Change;
         let done = self.calls.iter().filter(|c| c.status == WriteStatus::Done);
@@ -178,20 +186,12 @@ impl crate::shared::report::JobReport for Report {
 /// The EMF record of one invocation. Dimension: the VPC.
 pub fn emf_record(namespace: &str, report: &Report, run: &Invocation) -> Value {
     let t = &report.totals;
-    let made = |n: usize| if report.dry_run { 0 } else { n as u64 };
-    Record::invocation(
-        namespace,
-        vec![("VpcId", report.vpc_id.clone())],
-        "targets",
-        report.outcome,
-        report.dry_run,
-        t.failed + t.not_started,
-        run,
-    )
-    .metric("TargetsRegistered", Unit::Count, made(t.registered))
-    .metric("TargetsDeregistered", Unit::Count, made(t.deregistered))
-    .metric("GroupsFailed", Unit::Count, t.groups_failed as u64)
-    .metric("Nodes", Unit::Count, t.nodes as u64)
-    .metric("ChangesWithheld", Unit::Count, t.withheld as u64)
-    .build()
+    let counts = [
+        Count::Made("TargetsRegistered", t.registered),
+        Count::Made("TargetsDeregistered", t.deregistered),
+        Count::Seen("GroupsFailed", t.groups_failed),
+        Count::Seen("Nodes", t.nodes),
+        Count::Seen("ChangesWithheld", t.withheld),
+    ];
+    job_record(namespace, "targets", vec![("VpcId", report.vpc_id.clone())], report, run, &counts)
 }
