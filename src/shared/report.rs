@@ -97,6 +97,27 @@ impl WriteStatus {
     }
 }
 
+/// The [`JobReport`] items that every report with a `dry_run` flag,
+/// `totals.failed` and `totals.not_started`, and a list of write results
+/// (`$list`, each with a `status`) answers alike: `dry_run`,
+/// `writes_failed` and `retry_can_finish`.
+macro_rules! write_counts {
+    ($list:ident) => {
+        fn dry_run(&self) -> bool {
+            self.dry_run
+        }
+
+        fn writes_failed(&self) -> usize {
+            self.totals.failed + self.totals.not_started
+        }
+
+        fn retry_can_finish(&self) -> bool {
+            crate::shared::report::retry_can_finish(self.$list.iter().map(|w| &w.status))
+        }
+    };
+}
+pub(crate) use write_counts;
+
 /// [`JobReport::retry_can_finish`] over a report's write statuses.
 pub fn retry_can_finish<'a>(statuses: impl IntoIterator<Item = &'a WriteStatus> + Clone) -> bool {
     let failed = |s: &&WriteStatus| matches!(s, WriteStatus::Failed { .. });

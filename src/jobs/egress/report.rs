@@ -85,21 +85,11 @@ impl crate::shared::report::JobReport for Report {
         self.totals.writes
     }
 
+    crate::shared::report::write_counts!(writes);
+
     /// One per default route written and per source/destination check turned
     /// off. The failback clocks are this job's bookkeeping on the table, not
     /// changes of the network: they are not published.
-    fn retry_can_finish(&self) -> bool {
-        crate::shared::report::retry_can_finish(self.writes.iter().map(|w| &w.status))
-    }
-
-    fn dry_run(&self) -> bool {
-        self.dry_run
-    }
-
-    fn writes_failed(&self) -> usize {
-        self.totals.failed + self.totals.not_started
-    }
-
     fn changes_made(&self, arns: &crate::shared::changes::Arns) -> Vec<crate::shared::changes::Change> {
         use crate::shared::changes::Change;
         let done = self.writes.iter().filter(|w| w.status == WriteStatus::Done && !super::apply::is_clock(&w.change));

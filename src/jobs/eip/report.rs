@@ -106,20 +106,10 @@ impl crate::shared::report::JobReport for Report {
         self.plan.changes()
     }
 
+    crate::shared::report::write_counts!(writes);
+
     /// One per bind, release, repair and deleted record whose writes all
     /// went through.
-    fn retry_can_finish(&self) -> bool {
-        crate::shared::report::retry_can_finish(self.writes.iter().map(|w| &w.status))
-    }
-
-    fn dry_run(&self) -> bool {
-        self.dry_run
-    }
-
-    fn writes_failed(&self) -> usize {
-        self.totals.failed + self.totals.not_started
-    }
-
     fn changes_made(&self, arns: &crate::shared::changes::Arns) -> Vec<crate::shared::changes::Change> {
         use crate::shared::changes::Change;
         let made = |resource: &str| {

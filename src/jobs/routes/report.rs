@@ -334,9 +334,6 @@ impl crate::shared::report::JobReport for Report {
         super::render::render(self, colour)
     }
 
-    /// One per route written, in the plan's own words. (The report lists at
-    /// most [`LISTED_ENTRIES`] entries: past that, a resync's remaining
-    /// routes are logged, not published.)
     /// The routes report keeps failures and writes not started per table,
     /// not as write statuses; the same rule. Failures left out of a bounded
     /// report, and a later pass that stopped, count as retryable.
@@ -361,6 +358,9 @@ impl crate::shared::report::JobReport for Report {
         self.totals.failed + self.totals.not_started
     }
 
+    /// One per route written, in the plan's own words. (The report lists at
+    /// most [`LISTED_ENTRIES`] entries: past that, a resync's remaining
+    /// routes are logged, not published.)
     fn changes_made(&self, arns: &crate::shared::changes::Arns) -> Vec<crate::shared::changes::Change> {
         use crate::shared::changes::Change;
         if self.dry_run {

@@ -96,19 +96,9 @@ impl crate::shared::report::JobReport for Report {
         self.totals.registered + self.totals.deregistered
     }
 
+    crate::shared::report::write_counts!(calls);
+
     /// One per target registered or deregistered (a batch's every target).
-    fn retry_can_finish(&self) -> bool {
-        crate::shared::report::retry_can_finish(self.calls.iter().map(|c| &c.status))
-    }
-
-    fn dry_run(&self) -> bool {
-        self.dry_run
-    }
-
-    fn writes_failed(&self) -> usize {
-        self.totals.failed + self.totals.not_started
-    }
-
     fn changes_made(&self, arns: &crate::shared::changes::Arns) -> Vec<crate::shared::changes::Change> {
         use crate::shared::changes::Change;
         let done = self.calls.iter().filter(|c| c.status == WriteStatus::Done);

@@ -109,6 +109,11 @@ fn privates(vpc: &SampleVpc) -> Vec<&str> {
     vpc.private.iter().map(String::as_str).collect()
 }
 
+/// The compiled binary as Lambda runs it, served by `api`.
+fn lambda_process(api: &RuntimeApi, env: &[(&str, String)], log: std::process::Stdio) -> LambdaProcess {
+    LambdaProcess::spawn(Path::new(env!("CARGO_BIN_EXE_kube-rtsync")), &api.address, env, log)
+}
+
 #[tokio::test]
 async fn a_launch_event_mirrors_the_pod_routes_with_the_minimal_writes() {
     crate::require_emulator!();
@@ -269,7 +274,7 @@ async fn the_binary_serves_events_through_the_lambda_runtime_api() {
     env.push(("AWS_LAMBDA_LOG_FORMAT", "JSON".to_owned()));
     let log_path = std::env::temp_dir().join(format!("kube-rtsync-binary-{}.log", std::process::id()));
     let log = std::fs::File::create(&log_path).unwrap();
-    let mut lambda = LambdaProcess::spawn(Path::new(env!("CARGO_BIN_EXE_kube-rtsync")), &api.address, &env, log.into());
+    let mut lambda = lambda_process(&api, &env, log.into());
 
     let wait = Duration::from_secs(60);
     let (first_id, first) = api.answer(wait);
@@ -360,8 +365,7 @@ async fn invalid_configuration_fails_init_naming_the_variable() {
         ];
         let log_path = std::env::temp_dir().join(format!("kube-rtsync-init-{}-{n}.log", std::process::id()));
         let log = std::fs::File::create(&log_path).unwrap();
-        let mut lambda =
-            LambdaProcess::spawn(Path::new(env!("CARGO_BIN_EXE_kube-rtsync")), &api.address, &env, log.into());
+        let mut lambda = lambda_process(&api, &env, log.into());
         let start = std::time::Instant::now();
         while lambda.exited().is_none() && start.elapsed() < Duration::from_secs(30) {
             std::thread::sleep(Duration::from_millis(20));
@@ -385,12 +389,7 @@ async fn the_routes_handler_names_and_no_handler_all_run_the_routes_job() {
         if let Some(handler) = handler {
             env.push(("_HANDLER", handler.to_owned()));
         }
-        let _lambda = LambdaProcess::spawn(
-            Path::new(env!("CARGO_BIN_EXE_kube-rtsync")),
-            &api.address,
-            &env,
-            std::process::Stdio::null(),
-        );
+        let _lambda = lambda_process(&api, &env, std::process::Stdio::null());
         let (_, answer) = api.answer(Duration::from_secs(60));
         let Answer::Response(report) = answer else { panic!("{handler:?}: expected a report, got {answer:?}") };
         assert_eq!(report["outcome"], "synced", "{handler:?}");
@@ -409,12 +408,7 @@ async fn a_deadline_sent_as_a_duration_by_cargo_lambda_s_emulator_still_lets_the
     let api = RuntimeApi::start(Vec::new());
     api.send_deadline_header(600_000);
     api.push(LAUNCH.replace(SAMPLE_INSTANCE, &node));
-    let _lambda = LambdaProcess::spawn(
-        Path::new(env!("CARGO_BIN_EXE_kube-rtsync")),
-        &api.address,
-        &world.function_env(),
-        std::process::Stdio::null(),
-    );
+    let _lambda = lambda_process(&api, &world.function_env(), std::process::Stdio::null());
     let (_, answer) = api.answer(Duration::from_secs(60));
     let Answer::Response(report) = answer else { panic!("expected a report, got {answer:?}") };
     assert_eq!(report["outcome"], "synced", "{report}");
@@ -585,12 +579,7 @@ fn invoke_through(world: &World, relay: &Relay, warm_up: &str) -> ((usize, usize
         ("EVENT_BUS_NAME", "none".to_owned()),
         ("WARM_UP_MS", warm_up.to_owned()),
     ]);
-    let _lambda = LambdaProcess::spawn(
-        Path::new(env!("CARGO_BIN_EXE_kube-rtsync")),
-        &api.address,
-        &env,
-        std::process::Stdio::null(),
-    );
+    let _lambda = lambda_process(&api, &env, std::process::Stdio::null());
     let (_, answer) = api.answer(Duration::from_secs(60));
     let Answer::Response(report) = answer else { panic!("WARM_UP_MS={warm_up}: expected a report, got {answer:?}") };
     (relay.opened_around(api.first_poll().expect("the function polled")), report)
@@ -649,12 +638,7 @@ async fn under_lambda_the_platform_bundle_is_the_trust_unless_the_environment_ad
         env.retain(|(name, _)| *name != "AWS_ENDPOINT_URL");
         env.extend([("AWS_ENDPOINT_URL", format!("https://{}", front.address)), ("EVENT_BUS_NAME", "none".to_owned())]);
         env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
-        let _lambda = LambdaProcess::spawn(
-            Path::new(env!("CARGO_BIN_EXE_kube-rtsync")),
-            &api.address,
-            &env,
-            std::process::Stdio::null(),
-        );
+        let _lambda = lambda_process(&api, &env, std::process::Stdio::null());
         let (_, answer) = api.answer(Duration::from_secs(60));
         match (refused, answer) {
             (true, Answer::Error(error)) => {
@@ -690,7 +674,7 @@ async fn an_endpoint_that_does_not_answer_costs_init_the_warm_up_budget_and_no_m
     let log_path = std::env::temp_dir().join(format!("kube-rtsync-warm-up-{}.log", std::process::id()));
     let log = std::fs::File::create(&log_path).unwrap();
     let spawned = std::time::Instant::now();
-    let _lambda = LambdaProcess::spawn(Path::new(env!("CARGO_BIN_EXE_kube-rtsync")), &api.address, &env, log.into());
+    let _lambda = lambda_process(&api, &env, log.into());
     let start = std::time::Instant::now();
     while api.first_poll().is_none() && start.elapsed() < Duration::from_secs(30) {
         std::thread::sleep(Duration::from_millis(5));
@@ -937,7 +921,7 @@ async fn withheld_changes_are_reported_and_counted_and_the_invocation_succeeds()
     env.push(("AWS_LAMBDA_LOG_FORMAT", "JSON".to_owned()));
     let log_path = std::env::temp_dir().join(format!("kube-rtsync-withheld-{}.log", std::process::id()));
     let log = std::fs::File::create(&log_path).unwrap();
-    let lambda = LambdaProcess::spawn(Path::new(env!("CARGO_BIN_EXE_kube-rtsync")), &api.address, &env, log.into());
+    let lambda = lambda_process(&api, &env, log.into());
     let (_, answer) = api.answer(Duration::from_secs(60));
     // A success, not an error: Lambda does not retry what no retry can make.
     let Answer::Response(report) = answer else { panic!("expected a report, got {answer:?}") };
@@ -982,12 +966,7 @@ async fn a_resync_through_ec2_s_shared_bucket_is_rarely_throttled() {
     env.push(("WRITE_BURST", "50".to_owned()));
     // The compiled binary: the production client (standard retries, the
     // throttle counter) and the pace that learns from it.
-    let _lambda = LambdaProcess::spawn(
-        Path::new(env!("CARGO_BIN_EXE_kube-rtsync")),
-        &api.address,
-        &env,
-        std::process::Stdio::null(),
-    );
+    let _lambda = lambda_process(&api, &env, std::process::Stdio::null());
     let mut invocations = 0;
     loop {
         invocations += 1;
