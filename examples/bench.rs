@@ -406,7 +406,7 @@ async fn cold_start(binary: &Path) {
             // source/destination checks off, so that every measured run
             // finds nothing to write.
             for n in 0..=COLD_RUNS {
-                let relay = Relay::start(&front.address, Duration::ZERO);
+                let relay = Relay::start(&front.address);
                 let port = relay.address.rsplit(':').next().unwrap().to_owned();
                 let mut env = emulator.env();
                 env.retain(|(k, _)| *k != "AWS_ENDPOINT_URL");
@@ -441,7 +441,7 @@ async fn cold_start(binary: &Path) {
                 let served = api.served_at(&id).unwrap();
                 let took = api.duration(&id).unwrap();
                 let on_the_wire = front.first_request_after(served).expect("the invocation sent a request");
-                let opened = relay.connections().iter().filter(|c| c.accepted >= served).count();
+                let opened = relay.accepted().iter().filter(|t| **t >= served).count();
                 runs.push((init, took, on_the_wire.duration_since(served), opened));
             }
             let median = |f: fn(&(Duration, Duration, Duration, usize)) -> Duration| {

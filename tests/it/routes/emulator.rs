@@ -595,15 +595,15 @@ async fn init_opens_the_connections_the_first_invocation_reads_through() {
     let front = TlsFront::start(&proxy.endpoint);
     // The first process syncs the VPC; the next ones find nothing to write,
     // so their invocation is the one round trip of two describes at once.
-    let (_, report) = invoke_through(&world, &Relay::start(&front.address, Duration::ZERO), "0");
+    let (_, report) = invoke_through(&world, &Relay::start(&front.address), "0");
     assert_eq!(report["totals"]["created"], 9, "{report}");
 
-    let warm = Relay::start(&front.address, Duration::ZERO);
+    let warm = Relay::start(&front.address);
     let (opened, report) = invoke_through(&world, &warm, "5000");
     assert_eq!(report["outcome"], "in_sync", "{report}");
     assert_eq!(opened, (2, 0), "both connections opened during init, none during the invocation");
 
-    let cold = Relay::start(&front.address, Duration::ZERO);
+    let cold = Relay::start(&front.address);
     let (opened, report) = invoke_through(&world, &cold, "0");
     assert_eq!(report["outcome"], "in_sync", "{report}");
     assert_eq!(opened, (0, 2), "without the warm-up the invocation opens both");
