@@ -163,6 +163,33 @@ async fn one_group_failing_does_not_stop_the_other_and_the_retry_finishes() {
     assert!(ids(&elb, TG80).contains(&"i-03:30080".to_owned()));
 }
 
+/// The role may be scoped per target group: a group that is throttled or
+/// denied stops that group's writes only, whichever group comes first.
+#[tokio::test]
+async fn a_stopping_error_in_the_first_group_does_not_stop_the_next_groups_writes() {
+    let (ec2, elb) = world();
+    ec2.edit_instance("i-01", |i| i.state = "stopped".into());
+    elb.fail("RegisterTargets", Some(TG443), "AccessDenied", 1);
+    let Err(Error::Incomplete(report)) = run(&ec2, &elb, &config(&[])).await else { panic!("expected incomplete") };
+    assert_eq!(ids(&elb, TG80), vec!["i-02:30080".to_owned(), "i-03:30080".to_owned()]);
+    assert_eq!(ids(&elb, TG443), vec!["i-01:30443".to_owned(), "i-02:30443".to_owned(), "i-0bastion:22".to_owned()]);
+    assert_eq!((report.totals.groups_failed, report.totals.failed, report.totals.not_started), (1, 1, 1));
+    assert_eq!((report.totals.registered, report.totals.deregistered), (1, 1));
+}
+
+/// A refused registration is that target's problem: the group's
+/// deregistrations (a stopped node draining) still go out.
+#[tokio::test]
+async fn a_refused_registration_does_not_withhold_the_groups_deregistrations() {
+    let (ec2, elb) = world();
+    ec2.edit_instance("i-01", |i| i.state = "stopped".into());
+    elb.refuse("i-03");
+    let Err(Error::Incomplete(report)) = run(&ec2, &elb, &config(&[])).await else { panic!("expected incomplete") };
+    assert_eq!(ids(&elb, TG443), vec!["i-02:30443".to_owned(), "i-0bastion:22".to_owned()]);
+    assert_eq!(ids(&elb, TG80), vec!["i-02:30080".to_owned()]);
+    assert_eq!((report.totals.failed, report.totals.not_started, report.totals.deregistered), (2, 0, 2));
+}
+
 #[tokio::test]
 async fn a_refused_target_does_not_block_the_rest_of_its_batch() {
     let (ec2, elb) = world();
