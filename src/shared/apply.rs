@@ -190,22 +190,59 @@ pub struct PhaseOutcome<A, O> {
     pub failed: Vec<(Step<A>, AwsError)>,
 }
 
+/// What a report row keeps of its step's action besides the resource and
+/// the change: nothing (`()`, every job but one), or a job's own detail
+/// (the targets of a `RegisterTargets` batch).
+pub trait RowDetail<D> {
+    fn row_detail(&self) -> D;
+}
+
+impl<A> RowDetail<()> for A {
+    fn row_detail(&self) {}
+}
+
+/// How far a failed write reaches in [`Phases`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Reach {
+    /// A resource's steps build on each other (an address, then its name),
+    /// so any failure withholds the resource's later phases; and an error
+    /// that stops further writes stops the rest of its phase, every
+    /// resource's.
+    #[default]
+    Phase,
+    /// Resources are independent of each other, and a resource's steps of
+    /// each other (a target group's registrations and deregistrations
+    /// concern different instances). Only an error that says the resource
+    /// cannot be written now (throttled, denied: a role may be scoped per
+    /// resource) stops that resource's later steps, in its phase and the
+    /// next; other resources go on.
+    Resource,
+}
+
 /// A job's writes as ordered phases through the engine: each phase's steps
 /// at once; a resource whose earlier write failed (or was not started) gets
-/// no later write, and says so; in a dry run every step is `Planned`, so the
-/// dry-run report lists the same rows as the real one; every step is logged
-/// once, with the resource and the change, made or failed.
-pub struct Phases<'e, 'a> {
+/// no later write, and says so (how far a failure reaches: [`Reach`]); in a
+/// dry run every step is `Planned`, so the dry-run report lists the same
+/// rows as the real one; every step is logged once, with the resource and
+/// the change, made or failed.
+pub struct Phases<'e, 'a, D = ()> {
     engine: &'e Engine<'a>,
     job: &'static str,
     dry_run: bool,
+    reach: Reach,
     failed: std::collections::BTreeSet<String>,
-    results: Vec<WriteResult>,
+    results: Vec<WriteResult<D>>,
 }
 
-impl<'e, 'a> Phases<'e, 'a> {
+impl<'e, 'a, D> Phases<'e, 'a, D> {
     pub fn new(engine: &'e Engine<'a>, job: &'static str, dry_run: bool) -> Self {
-        Phases { engine, job, dry_run, failed: Default::default(), results: Vec::new() }
+        Phases { engine, job, dry_run, reach: Reach::default(), failed: Default::default(), results: Vec::new() }
+    }
+
+    /// How far a failed write reaches (by default [`Reach::Phase`]).
+    pub fn with_reach(mut self, reach: Reach) -> Self {
+        self.reach = reach;
+        self
     }
 
     /// Runs one phase. `run` makes one step's calls (through
@@ -221,6 +258,7 @@ impl<'e, 'a> Phases<'e, 'a> {
         stops: impl Fn(&AwsError) -> bool,
     ) -> PhaseOutcome<A, O>
     where
+        A: RowDetail<D>,
         O: Default,
         F: Fn(&A) -> Fut,
         Fut: Future<Output = Result<O, AwsError>>,
@@ -253,7 +291,21 @@ impl<'e, 'a> Phases<'e, 'a> {
                 Ok(())
             }
         };
-        let ended = self.engine.run_group(noun, vec![(0..ready.len()).collect()], call, stops).await;
+        let ended = match self.reach {
+            Reach::Phase => self.engine.run_group(noun, vec![(0..ready.len()).collect()], &call, &stops).await,
+            Reach::Resource => {
+                // One group per resource, in the order they first appear.
+                let mut groups: Vec<(&str, Vec<usize>)> = Vec::new();
+                for (k, step) in ready.iter().enumerate() {
+                    match groups.iter_mut().find(|(resource, _)| *resource == step.resource) {
+                        Some((_, ks)) => ks.push(k),
+                        None => groups.push((step.resource.as_str(), vec![k])),
+                    }
+                }
+                let runs = groups.into_iter().map(|(_, ks)| self.engine.run_group(noun, vec![ks], &call, &stops));
+                futures::future::join_all(runs).await.into_iter().flatten().collect()
+            }
+        };
         let mut outputs = outputs.into_inner().unwrap_or_else(|p| p.into_inner());
         let mut steps: Vec<Option<Step<A>>> = ready.into_iter().map(Some).collect();
         for item in ended {
@@ -271,7 +323,13 @@ impl<'e, 'a> Phases<'e, 'a> {
                     outcome.done.push((step, output));
                 }
                 (_, error) => {
-                    self.failed.insert(step.resource.clone());
+                    let withhold = match (self.reach, &error) {
+                        (Reach::Resource, Some(error)) => stops(error),
+                        _ => true,
+                    };
+                    if withhold {
+                        self.failed.insert(step.resource.clone());
+                    }
                     if let Some(error) = error {
                         outcome.failed.push((step, error));
                     }
@@ -303,7 +361,7 @@ impl<'e, 'a> Phases<'e, 'a> {
     }
 
     /// Every step's row, in the order the steps ended.
-    pub fn results(self) -> Vec<WriteResult> {
+    pub fn results(self) -> Vec<WriteResult<D>> {
         self.results
     }
 }
@@ -370,6 +428,80 @@ mod tests {
             .filter(|o| matches!(o, ItemOutcome::NotStarted(_, r) if r.contains("RequestLimitExceeded")))
             .count();
         assert_eq!(not_started, 2);
+    }
+
+    /// Two phases over resources `a` and `b`: `a`'s first write fails with
+    /// `code`; what becomes of the rest, by reach.
+    async fn two_phases(reach: Reach, code: &'static str) -> Vec<(String, String, &'static str)> {
+        let limiter = unlimited();
+        let engine = Engine::new(&limiter, None, 1);
+        let mut phases: Phases<'_, '_> = Phases::new(&engine, "test", false).with_reach(reach);
+        let run = |n: &u32| {
+            let n = *n;
+            async move { if n == 1 { Err(AwsError::service("Op", code, "no")) } else { Ok(()) } }
+        };
+        let first = vec![Step::new("a", "a1", 1), Step::new("a", "a2", 2), Step::new("b", "b1", 3)];
+        phases.run("resource", first, run, stops_further_writes).await;
+        let second = vec![Step::new("a", "a3", 4), Step::new("b", "b2", 5)];
+        phases.run("resource", second, run, stops_further_writes).await;
+        let mut rows: Vec<(String, String, &'static str)> = phases
+            .results()
+            .into_iter()
+            .map(|r| {
+                let status = match r.status {
+                    WriteStatus::Done => "done",
+                    WriteStatus::Failed { .. } => "failed",
+                    WriteStatus::NotStarted { .. } => "not started",
+                    WriteStatus::Planned => "planned",
+                };
+                (r.resource, r.change, status)
+            })
+            .collect();
+        rows.sort();
+        rows
+    }
+
+    fn rows(expected: &[(&str, &str, &'static str)]) -> Vec<(String, String, &'static str)> {
+        expected.iter().map(|(r, c, s)| (r.to_string(), c.to_string(), *s)).collect()
+    }
+
+    #[tokio::test]
+    async fn a_stopping_error_reaches_its_whole_phase_or_only_its_resource() {
+        let phase = two_phases(Reach::Phase, "AccessDenied").await;
+        let expected = [
+            ("a", "a1", "failed"),
+            ("a", "a2", "not started"),
+            ("a", "a3", "not started"),
+            ("b", "b1", "not started"),
+            ("b", "b2", "not started"),
+        ];
+        assert_eq!(phase, rows(&expected));
+        let resource = two_phases(Reach::Resource, "AccessDenied").await;
+        let expected = [
+            ("a", "a1", "failed"),
+            ("a", "a2", "not started"),
+            ("a", "a3", "not started"),
+            ("b", "b1", "done"),
+            ("b", "b2", "done"),
+        ];
+        assert_eq!(resource, rows(&expected));
+    }
+
+    #[tokio::test]
+    async fn any_failure_withholds_the_resources_later_phases_unless_resources_are_independent() {
+        let phase = two_phases(Reach::Phase, "InvalidTarget").await;
+        let expected = [
+            ("a", "a1", "failed"),
+            ("a", "a2", "done"),
+            ("a", "a3", "not started"),
+            ("b", "b1", "done"),
+            ("b", "b2", "done"),
+        ];
+        assert_eq!(phase, rows(&expected));
+        let resource = two_phases(Reach::Resource, "InvalidTarget").await;
+        let expected =
+            [("a", "a1", "failed"), ("a", "a2", "done"), ("a", "a3", "done"), ("b", "b1", "done"), ("b", "b2", "done")];
+        assert_eq!(resource, rows(&expected));
     }
 
     #[tokio::test]

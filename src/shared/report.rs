@@ -130,21 +130,29 @@ pub fn retry_can_finish<'a>(statuses: impl IntoIterator<Item = &'a WriteStatus> 
     retryable || (!any_failed && not_started)
 }
 
-/// One write (or batch of writes) on one resource, and what became of it.
+/// One write (or batch of writes) on one resource, and what became of it;
+/// `detail` is what a job keeps besides (the targets of a batch), none by
+/// default.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct WriteResult {
+pub struct WriteResult<D = ()> {
     /// The resource written (a route table, an instance, an address, ...).
     pub resource: String,
     /// What the write does, for people.
     pub change: String,
     #[serde(flatten)]
     pub status: WriteStatus,
+    #[serde(flatten)]
+    pub detail: D,
 }
 
-impl WriteResult {
+impl<D> WriteResult<D> {
     /// The row of one step of a phase.
-    pub fn of<A>(step: &crate::shared::apply::Step<A>, status: WriteStatus) -> Self {
-        WriteResult { resource: step.resource.clone(), change: step.change.clone(), status }
+    pub fn of<A: crate::shared::apply::RowDetail<D>>(
+        step: &crate::shared::apply::Step<A>,
+        status: WriteStatus,
+    ) -> Self {
+        let detail = step.action.row_detail();
+        WriteResult { resource: step.resource.clone(), change: step.change.clone(), status, detail }
     }
 }
 
@@ -208,6 +216,31 @@ mod tests {
 
     fn failed(code: &str) -> WriteStatus {
         WriteStatus::failed(&AwsError::service("CreateRoute", code, "m"))
+    }
+
+    #[test]
+    fn a_row_is_flat_json_with_its_detail_beside_the_status() {
+        let step = crate::shared::apply::Step::new("rtb-1", "+ 10.0.1.0/24", ());
+        let row: WriteResult = WriteResult::of(&step, WriteStatus::Done);
+        let json = serde_json::to_value(&row).unwrap();
+        assert_eq!(json, serde_json::json!({"resource": "rtb-1", "change": "+ 10.0.1.0/24", "status": "done"}));
+
+        #[derive(Clone, Serialize)]
+        struct Detail {
+            targets: Vec<&'static str>,
+        }
+        impl crate::shared::apply::RowDetail<Detail> for Detail {
+            fn row_detail(&self) -> Detail {
+                self.clone()
+            }
+        }
+        let step = crate::shared::apply::Step::new("tg", "register of 1 target(s)", Detail { targets: vec!["i-1"] });
+        let row: WriteResult<Detail> = WriteResult::of(&step, WriteStatus::NotStarted { reason: "r".into() });
+        let json = serde_json::to_value(&row).unwrap();
+        let expected = serde_json::json!({
+            "resource": "tg", "change": "register of 1 target(s)", "status": "not_started", "reason": "r", "targets": ["i-1"]
+        });
+        assert_eq!(json, expected);
     }
 
     #[test]

@@ -5,21 +5,14 @@ use std::fmt::Write as _;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::plan::{Change, TargetsPlan};
+use super::plan::TargetsPlan;
 use crate::shared::event::Trigger;
 use crate::shared::metrics::{Count, Invocation, job_record};
 pub use crate::shared::report::{Outcome, WriteStatus};
 use crate::shared::report::{count_writes, outcome_of, render_incomplete, render_unmade};
 
 /// One `RegisterTargets` or `DeregisterTargets` batch and what became of it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct CallResult {
-    pub target_group_arn: String,
-    pub action: &'static str,
-    pub targets: Vec<Change>,
-    #[serde(flatten)]
-    pub status: WriteStatus,
-}
+pub use super::apply::CallResult;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Totals {
@@ -60,12 +53,12 @@ impl Report {
     }
 
     pub fn finish(mut self) -> Self {
-        let count = |f: fn(&WriteStatus) -> bool, action: &str| {
-            self.calls.iter().filter(|c| c.action == action && f(&c.status)).map(|c| c.targets.len()).sum::<usize>()
+        let made = |action: &str| {
+            let calls = self.calls.iter().filter(|c| c.detail.action == action && c.status.is_made());
+            calls.map(|c| c.detail.targets.len()).sum::<usize>()
         };
-        let made = WriteStatus::is_made;
         let mut failed_groups: Vec<&str> =
-            self.calls.iter().filter(|c| !made(&c.status)).map(|c| c.target_group_arn.as_str()).collect();
+            self.calls.iter().filter(|c| !c.status.is_made()).map(|c| c.resource.as_str()).collect();
         failed_groups.sort();
         failed_groups.dedup();
         let (_, failed, not_started) = count_writes(self.calls.iter().map(|c| &c.status));
@@ -74,8 +67,8 @@ impl Report {
             groups: plan.map_or(0, |p| p.groups.len()),
             groups_failed: failed_groups.len(),
             nodes: plan.map_or(0, |p| p.nodes),
-            registered: count(made, "register"),
-            deregistered: count(made, "deregister"),
+            registered: made("register"),
+            deregistered: made("deregister"),
             foreign: plan.map_or(0, TargetsPlan::foreign),
             failed,
             not_started,
@@ -103,8 +96,8 @@ impl crate::shared::report::JobReport for Report {
         use crate::shared::changes::Change;
         let done = self.calls.iter().filter(|c| c.status == WriteStatus::Done);
         done.flat_map(|call| {
-            let register = call.action == "register";
-            call.targets.iter().map(move |t| {
+            let register = call.detail.action == "register";
+            call.detail.targets.iter().map(move |t| {
                 let target = match t.port {
                     Some(port) => format!("{}:{port}", t.instance_id),
                     None => t.instance_id.clone(),
@@ -114,10 +107,10 @@ impl crate::shared::report::JobReport for Report {
                 } else {
                     ('-', "registered", "not registered")
                 };
-                let mut resources = vec![call.target_group_arn.clone()];
+                let mut resources = vec![call.resource.clone()];
                 resources.extend(arns.ec2("instance", &t.instance_id));
                 Change {
-                    resource: call.target_group_arn.clone(),
+                    resource: call.resource.clone(),
                     arns: resources,
                     change: format!("{sign} {target} ({})", t.reason),
                     from: Some(format!("{target} {from}")),
@@ -140,15 +133,7 @@ impl crate::shared::report::JobReport for Report {
         if let Some(plan) = &self.plan {
             let _ = writeln!(out, "{plan}");
         }
-        let changes: Vec<String> =
-            self.calls.iter().map(|c| format!("{} of {} target(s)", c.action, c.targets.len())).collect();
-        render_unmade(
-            &mut out,
-            self.calls
-                .iter()
-                .zip(&changes)
-                .map(|(c, change)| (c.target_group_arn.as_str(), change.as_str(), &c.status)),
-        );
+        render_unmade(&mut out, self.calls.iter().map(|c| (c.resource.as_str(), c.change.as_str(), &c.status)));
         let verb = if self.dry_run { "Plan" } else { "Applied" };
         let _ = writeln!(
             out,
