@@ -168,17 +168,26 @@ impl<'a> Engine<'a> {
 
 /// One planned write: the resource it writes (a table, an address, ...),
 /// what it does (for people, in the report and the log), and the action
-/// the job's call carries out.
+/// the job's call carries out; where the job knows them, what the resource
+/// held before and holds after (the log line's `from` and `to`).
 #[derive(Clone, Debug)]
 pub struct Step<A> {
     pub resource: String,
     pub change: String,
     pub action: A,
+    pub from: Option<String>,
+    pub to: Option<String>,
 }
 
 impl<A> Step<A> {
     pub fn new(resource: impl Into<String>, change: impl Into<String>, action: A) -> Self {
-        Step { resource: resource.into(), change: change.into(), action }
+        Step { resource: resource.into(), change: change.into(), action, from: None, to: None }
+    }
+
+    /// What the resource held before the write and holds after it.
+    pub fn from_to(mut self, from: Option<String>, to: Option<String>) -> Self {
+        (self.from, self.to) = (from, to);
+        self
     }
 }
 
@@ -230,13 +239,23 @@ pub struct Phases<'e, 'a, D = ()> {
     job: &'static str,
     dry_run: bool,
     reach: Reach,
+    hint: fn(&AwsError) -> &'static str,
     failed: std::collections::BTreeSet<String>,
     results: Vec<WriteResult<D>>,
 }
 
 impl<'e, 'a, D> Phases<'e, 'a, D> {
     pub fn new(engine: &'e Engine<'a>, job: &'static str, dry_run: bool) -> Self {
-        Phases { engine, job, dry_run, reach: Reach::default(), failed: Default::default(), results: Vec::new() }
+        let (reach, hint) = (Reach::default(), AwsError::hint as fn(&AwsError) -> &'static str);
+        Phases { engine, job, dry_run, reach, hint, failed: Default::default(), results: Vec::new() }
+    }
+
+    /// What to tell an operator about a failed write, in its row and its
+    /// log line (by default [`AwsError::hint`]): a job that knows which of
+    /// its variables matter names them.
+    pub fn with_hint(mut self, hint: fn(&AwsError) -> &'static str) -> Self {
+        self.hint = hint;
+        self
     }
 
     /// How far a failed write reaches (by default [`Reach::Phase`]).
@@ -275,6 +294,7 @@ impl<'e, 'a, D> Phases<'e, 'a, D> {
         let mut outcome = PhaseOutcome { done: Vec::new(), failed: Vec::new() };
         if self.dry_run {
             for step in ready {
+                self.log(&step, &WriteStatus::Planned);
                 self.results.push(WriteResult::of(&step, WriteStatus::Planned));
                 outcome.done.push((step, O::default()));
             }
@@ -311,7 +331,7 @@ impl<'e, 'a, D> Phases<'e, 'a, D> {
         for item in ended {
             let (k, status, error) = match item {
                 ItemOutcome::Done(k) => (k, WriteStatus::Done, None),
-                ItemOutcome::Failed(k, err) => (k, WriteStatus::failed(&err), Some(err)),
+                ItemOutcome::Failed(k, err) => (k, WriteStatus::failed_with(&err, (self.hint)(&err)), Some(err)),
                 ItemOutcome::NotStarted(k, reason) => (k, WriteStatus::NotStarted { reason }, None),
             };
             let Some(step) = steps[k].take() else { continue };
@@ -341,12 +361,17 @@ impl<'e, 'a, D> Phases<'e, 'a, D> {
 
     fn log(&self, step: &Step<impl Sized>, status: &WriteStatus) {
         let (job, resource, change) = (self.job, step.resource.as_str(), step.change.as_str());
+        let (from, to) = (step.from.as_deref(), step.to.as_deref());
         match status {
-            WriteStatus::Done | WriteStatus::Planned => tracing::info!(job, resource, change, "change made"),
+            WriteStatus::Done => tracing::info!(job, resource, change, from, to, "change made"),
+            WriteStatus::Planned => tracing::info!(job, resource, change, from, to, dry_run = true, "change planned"),
             WriteStatus::Failed { code, message, hint, .. } => tracing::error!(
-                job, resource, change, code = code.as_deref().unwrap_or("-"), error = %message, hint, "change failed"
+                job, resource, change, from, to, code = code.as_deref().unwrap_or("-"), error = %message, hint,
+                "change failed"
             ),
-            WriteStatus::NotStarted { reason } => tracing::warn!(job, resource, change, reason, "change not started"),
+            WriteStatus::NotStarted { reason } => {
+                tracing::warn!(job, resource, change, from, to, reason, "change not started")
+            }
         }
     }
 
