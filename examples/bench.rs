@@ -478,7 +478,8 @@ async fn pacing() {
     use aws_sdk_ec2::config::retry::RetryConfig;
     use kube_rtsync::aws::ec2::AwsEc2;
     use kube_rtsync::aws::error::ThrottleCounter;
-    use kube_rtsync::jobs::routes::{Error, Reconciler, config::Config, handle_event};
+    use kube_rtsync::jobs::routes::{Error, Reconciler, config::Config};
+    use kube_rtsync::shared::job::handle_event;
     use kube_rtsync::shared::limiter::WriteLimiter;
     use support::proxy::WriteBucket;
 

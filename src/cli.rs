@@ -17,7 +17,7 @@ use crate::shared::changes::Arns;
 use crate::shared::config::ConfigError;
 use crate::shared::error::Failure;
 use crate::shared::event::Trigger;
-use crate::shared::job::{EventsTo, Job, Run, Throttles, publish_changes};
+use crate::shared::job::{EventsTo, Job, Reconcile, Run, Throttles, publish_changes};
 use crate::shared::report::{JobError, JobReport};
 
 /// Keeps the networking around a self-managed Kubernetes cluster on AWS
@@ -228,7 +228,7 @@ async fn reconcile<J: Job>(options: &Options, verb: Verb) -> Result<J::Report, F
     let limiter = throttles.ec2_limiter(&config);
     let run = Run::<J> { clients: &clients, config: &config, limiter: &limiter, deadline: None };
     let triggers = vec![Trigger::Manual { command: verb.name().to_owned() }];
-    let result = J::reconcile(run, triggers, crate::shared::clock::now_secs()).await;
+    let result = J::reconciler(run).invoke(triggers, crate::shared::clock::now_secs()).await;
     // A sync publishes its change events as the function does; `plan` and
     // `--dry-run` never do (the config says dry run).
     let report = match &result {

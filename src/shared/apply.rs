@@ -1,12 +1,14 @@
 //! The apply engine every job's writes go through: bounded concurrency,
 //! the shared write pace, the invocation deadline, and per-item results.
 //!
-//! A job hands it the planned actions of one group (a route table, a
-//! target group, ...) and the call that carries one action out, with its
-//! own idempotent fallbacks. The engine decides when each action may
-//! start: not before a permit and a limiter token, never with too little
-//! time left, and never after an error that makes further writes to the
-//! same group pointless.
+//! A job hands [`Phases`] its planned writes as ordered phases of
+//! [`Step`]s, and the call that carries one step out, with its own
+//! idempotent fallbacks. The engine decides when each step may start: not
+//! before a permit and a limiter token, never with too little time left,
+//! never after an error that makes further writes to the same resource
+//! pointless, and never after an earlier write to its resource failed
+//! (how far a failure reaches: [`Reach`]). It gives every step one row of
+//! the report ([`WriteResult`]) and one log line.
 
 use std::future::Future;
 use std::sync::Mutex;
@@ -35,7 +37,7 @@ fn deadline_error(message: String) -> AwsError {
 
 /// What became of one planned action.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ItemOutcome<A> {
+enum ItemOutcome<A> {
     Done(A),
     Failed(A, AwsError),
     /// Not attempted, and why (the deadline, or an earlier failure in the
@@ -119,8 +121,8 @@ impl<'a> Engine<'a> {
     /// order (a `noun` names the group in reasons). `run` carries one action
     /// out (through [`Engine::paced`]); after an error for which `stops` is
     /// true, no further action of the group starts. Outcomes come back in the
-    /// order they ended.
-    pub async fn run_group<A, F, Fut>(
+    /// order they ended. Jobs write through [`Phases`], which runs on this.
+    async fn run_group<A, F, Fut>(
         &self,
         noun: &str,
         waves: Vec<Vec<A>>,

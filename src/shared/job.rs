@@ -83,17 +83,11 @@ pub trait Job: Send + Sync + Sized + 'static {
     /// (change events add their own).
     fn connections(config: &Self::Config) -> Vec<(Service, usize)>;
 
-    /// The report of an event that asks for no reconcile (a test notification).
-    fn nothing_to_do(config: &Self::Config, triggers: Vec<Trigger>) -> Self::Report;
+    /// The job's invocation on its SDK clients: the same [`Reconcile`] the
+    /// tests run on the in-memory fakes.
+    type Reconciler<'a>: Reconcile<Report = Self::Report, Error = Failure<Self::Problem>>;
 
-    /// Observes, plans at `now` (epoch seconds), applies and follows up; an
-    /// error when the report means that a retry can help (or when nothing
-    /// could be done).
-    fn reconcile(
-        run: Run<'_, Self>,
-        triggers: Vec<Trigger>,
-        now: u64,
-    ) -> impl Future<Output = Result<Self::Report, Failure<Self::Problem>>> + Send;
+    fn reconciler(run: Run<'_, Self>) -> Self::Reconciler<'_>;
 
     /// The invocation's EMF record.
     fn emf(config: &Self::Config, report: &Self::Report, run: &Invocation) -> Value;
@@ -130,30 +124,40 @@ impl Throttles {
     }
 }
 
-/// One invocation of `J` for an event: decode; a test notification ends
-/// here; else reconcile at the clock's now.
-pub async fn handle<J: Job>(run: Run<'_, J>, event: &Value) -> Result<J::Report, Failure<J::Problem>> {
-    let config = run.config;
-    handle_with(event, |triggers| J::nothing_to_do(config, triggers), |triggers, now| J::reconcile(run, triggers, now))
-        .await
+/// One job's invocation on its ports, the AWS SDK's clients or the
+/// in-memory fakes alike: what [`handle_event`] runs once the event is
+/// decoded.
+pub trait Reconcile: Sync {
+    type Report;
+    type Error: From<EventError>;
+
+    /// The report of an event that asks for no reconcile (a test notification).
+    fn nothing_to_do(&self, triggers: Vec<Trigger>) -> Self::Report;
+
+    /// Observes, plans at `now` (epoch seconds), applies and follows up; an
+    /// error when the report means that a retry can help (or when nothing
+    /// could be done).
+    fn invoke(
+        &self,
+        triggers: Vec<Trigger>,
+        now: u64,
+    ) -> impl Future<Output = Result<Self::Report, Self::Error>> + Send;
 }
 
-/// [`handle`] for any reconcile: the jobs' own entry points for the
-/// in-memory services go through here too, so that decoding, the test
+/// One invocation of `J` for an event, on its SDK clients.
+pub async fn handle<J: Job>(run: Run<'_, J>, event: &Value) -> Result<J::Report, Failure<J::Problem>> {
+    handle_event(&J::reconciler(run), event).await
+}
+
+/// One invocation for an event: decode; a test notification ends here;
+/// else reconcile at the clock's now. The Lambda loop and the tests on the
+/// in-memory services go through here alike, so that decoding, the test
 /// notification and the clock are the same everywhere.
-pub async fn handle_with<R, E, Fut>(
-    event: &Value,
-    nothing_to_do: impl FnOnce(Vec<Trigger>) -> R,
-    reconcile: impl FnOnce(Vec<Trigger>, u64) -> Fut,
-) -> Result<R, E>
-where
-    E: From<EventError>,
-    Fut: Future<Output = Result<R, E>>,
-{
+pub async fn handle_event<R: Reconcile>(reconciler: &R, event: &Value) -> Result<R::Report, R::Error> {
     let triggers = event::decode(event)?;
     if !triggers.iter().any(Trigger::wants_reconcile) {
         info!(triggers = ?triggers, "nothing to do");
-        return Ok(nothing_to_do(triggers));
+        return Ok(reconciler.nothing_to_do(triggers));
     }
-    reconcile(triggers, crate::shared::clock::now_secs()).await
+    reconciler.invoke(triggers, crate::shared::clock::now_secs()).await
 }

@@ -64,19 +64,20 @@ pub struct Reconciler<'a, E> {
     pub deadline: Option<Instant>,
 }
 
-/// Handles one invocation event: decode, then reconcile unless the event
-/// asks for nothing. Any instance's state change costs one reconcile.
-pub async fn handle_event<E: RouteTables + Instances + Nats + LeavingInstances>(
-    reconciler: &Reconciler<'_, E>,
-    event: &Value,
-) -> Result<Report, Error> {
-    let config = reconciler.config;
-    crate::shared::job::handle_with(
-        event,
-        |triggers| Report::new(triggers, &config.vpc_id, &config.router_id, config.dry_run),
-        |triggers, now| reconciler.run(triggers, now),
-    )
-    .await
+/// One invocation (through [`crate::shared::job::handle_event`]). Any
+/// instance's state change costs one reconcile.
+impl<E: RouteTables + Instances + Nats + LeavingInstances> crate::shared::job::Reconcile for Reconciler<'_, E> {
+    type Report = Report;
+    type Error = Error;
+
+    fn nothing_to_do(&self, triggers: Vec<Trigger>) -> Report {
+        let config = self.config;
+        Report::new(triggers, &config.vpc_id, &config.router_id, config.dry_run)
+    }
+
+    async fn invoke(&self, triggers: Vec<Trigger>, now: u64) -> Result<Report, Error> {
+        self.run(triggers, now).await
+    }
 }
 
 /// The egress job on the AWS SDK's EC2 client.
@@ -104,18 +105,10 @@ impl crate::shared::job::Job for Egress {
         vec![(Service::Ec2, 8)]
     }
 
-    fn nothing_to_do(config: &Config, triggers: Vec<Trigger>) -> Report {
-        Report::new(triggers, &config.vpc_id, &config.router_id, config.dry_run)
-    }
+    type Reconciler<'a> = Reconciler<'a, crate::aws::ec2::AwsEc2>;
 
-    async fn reconcile(
-        run: crate::shared::job::Run<'_, Self>,
-        triggers: Vec<Trigger>,
-        now: u64,
-    ) -> Result<Report, Error> {
-        let reconciler =
-            Reconciler { ec2: run.clients, config: run.config, limiter: run.limiter, deadline: run.deadline };
-        reconciler.run(triggers, now).await
+    fn reconciler(run: crate::shared::job::Run<'_, Self>) -> Reconciler<'_, crate::aws::ec2::AwsEc2> {
+        Reconciler { ec2: run.clients, config: run.config, limiter: run.limiter, deadline: run.deadline }
     }
 
     fn emf(config: &Config, report: &Report, run: &crate::shared::metrics::Invocation) -> Value {

@@ -92,19 +92,20 @@ pub struct Reconciler<'a, E, R, B> {
 pub const ROUTE53_WRITE_RATE: crate::shared::config::WriteRate =
     crate::shared::config::WriteRate { per_second: 5.0, burst: 5 };
 
-/// Handles one invocation event: decode, then reconcile unless the event
-/// asks for nothing.
-pub async fn handle_event<E: Instances + Addresses + LeavingInstances, R: Route53, B: BindingStore>(
-    reconciler: &Reconciler<'_, E, R, B>,
-    event: &Value,
-) -> Result<Report, Error> {
-    let config = reconciler.config;
-    crate::shared::job::handle_with(
-        event,
-        |triggers| Report::new(triggers, &config.vpc_id, config.dry_run),
-        |triggers, now| async move { reconciler.reconcile(triggers, now).await.and_then(outcome) },
-    )
-    .await
+/// One invocation (through [`crate::shared::job::handle_event`]).
+impl<E: Instances + Addresses + LeavingInstances, R: Route53, B: BindingStore> crate::shared::job::Reconcile
+    for Reconciler<'_, E, R, B>
+{
+    type Report = Report;
+    type Error = Error;
+
+    fn nothing_to_do(&self, triggers: Vec<Trigger>) -> Report {
+        Report::new(triggers, &self.config.vpc_id, self.config.dry_run)
+    }
+
+    async fn invoke(&self, triggers: Vec<Trigger>, now: u64) -> Result<Report, Error> {
+        self.reconcile(triggers, now).await.and_then(outcome)
+    }
 }
 
 /// The eip job's clients on the AWS SDK, and Route 53's own pace.
@@ -156,17 +157,12 @@ impl crate::shared::job::Job for Eip {
         connections
     }
 
-    fn nothing_to_do(config: &Config, triggers: Vec<Trigger>) -> Report {
-        Report::new(triggers, &config.vpc_id, config.dry_run)
-    }
+    type Reconciler<'a> =
+        Reconciler<'a, crate::aws::ec2::AwsEc2, crate::aws::route53::AwsRoute53, crate::aws::dynamodb::AwsBindings>;
 
-    async fn reconcile(
-        run: crate::shared::job::Run<'_, Self>,
-        triggers: Vec<Trigger>,
-        now: u64,
-    ) -> Result<Report, Error> {
+    fn reconciler(run: crate::shared::job::Run<'_, Self>) -> Self::Reconciler<'_> {
         let clients = run.clients;
-        let reconciler = Reconciler {
+        Reconciler {
             ec2: &clients.ec2,
             route53: &clients.route53,
             bindings: &clients.bindings,
@@ -174,8 +170,7 @@ impl crate::shared::job::Job for Eip {
             limiter: run.limiter,
             dns_limiter: &clients.dns_limiter,
             deadline: run.deadline,
-        };
-        reconciler.reconcile(triggers, now).await.and_then(outcome)
+        }
     }
 
     fn emf(config: &Config, report: &Report, run: &crate::shared::metrics::Invocation) -> Value {

@@ -115,16 +115,19 @@ pub struct Observed {
     pub targets: Vec<RouteTable>,
 }
 
-/// Handles one invocation event: decode, then reconcile unless the event
-/// asks for nothing. An error means Lambda should retry.
-pub async fn handle_event<E: RouteTables + Instances>(reconciler: &Reconciler<'_, E>, event: &Value) -> Result<Report> {
-    let config = reconciler.config;
-    crate::shared::job::handle_with(
-        event,
-        |triggers| Report::new(triggers, &config.vpc_id, config.dry_run),
-        |triggers, _now| reconciler.run(triggers),
-    )
-    .await
+/// One invocation (through [`crate::shared::job::handle_event`]). An error
+/// means Lambda should retry.
+impl<E: RouteTables + Instances> crate::shared::job::Reconcile for Reconciler<'_, E> {
+    type Report = Report;
+    type Error = Error;
+
+    fn nothing_to_do(&self, triggers: Vec<Trigger>) -> Report {
+        Report::new(triggers, &self.config.vpc_id, self.config.dry_run)
+    }
+
+    async fn invoke(&self, triggers: Vec<Trigger>, _now: u64) -> Result<Report> {
+        self.run(triggers).await
+    }
 }
 
 /// The routes job on the AWS SDK's EC2 client.
@@ -156,14 +159,10 @@ impl crate::shared::job::Job for Routes {
         vec![(Service::Ec2, 2)]
     }
 
-    fn nothing_to_do(config: &Config, triggers: Vec<Trigger>) -> Report {
-        Report::new(triggers, &config.vpc_id, config.dry_run)
-    }
+    type Reconciler<'a> = Reconciler<'a, crate::aws::ec2::AwsEc2>;
 
-    async fn reconcile(run: crate::shared::job::Run<'_, Self>, triggers: Vec<Trigger>, _now: u64) -> Result<Report> {
-        let reconciler =
-            Reconciler { ec2: run.clients, config: run.config, limiter: run.limiter, deadline: run.deadline };
-        reconciler.run(triggers).await
+    fn reconciler(run: crate::shared::job::Run<'_, Self>) -> Self::Reconciler<'_> {
+        Reconciler { ec2: run.clients, config: run.config, limiter: run.limiter, deadline: run.deadline }
     }
 
     fn emf(config: &Config, report: &Report, run: &crate::shared::metrics::Invocation) -> Value {

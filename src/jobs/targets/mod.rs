@@ -72,19 +72,18 @@ pub struct Reconciler<'a, E, L> {
     pub deadline: Option<Instant>,
 }
 
-/// Handles one invocation event: decode, then reconcile unless the event
-/// asks for nothing.
-pub async fn handle_event<E: Instances + LeavingInstances, L: Elbv2>(
-    reconciler: &Reconciler<'_, E, L>,
-    event: &Value,
-) -> Result<Report, Error> {
-    let config = reconciler.config;
-    crate::shared::job::handle_with(
-        event,
-        |triggers| Report::new(triggers, &config.vpc_id, config.dry_run),
-        |triggers, _now| reconciler.run(triggers),
-    )
-    .await
+/// One invocation (through [`crate::shared::job::handle_event`]).
+impl<E: Instances + LeavingInstances, L: Elbv2> crate::shared::job::Reconcile for Reconciler<'_, E, L> {
+    type Report = Report;
+    type Error = Error;
+
+    fn nothing_to_do(&self, triggers: Vec<Trigger>) -> Report {
+        Report::new(triggers, &self.config.vpc_id, self.config.dry_run)
+    }
+
+    async fn invoke(&self, triggers: Vec<Trigger>, _now: u64) -> Result<Report, Error> {
+        self.run(triggers).await
+    }
 }
 
 /// The targets job's clients on the AWS SDK.
@@ -122,23 +121,16 @@ impl crate::shared::job::Job for Targets {
         vec![(Service::Ec2, 3), (Service::Elbv2, groups.div_ceil(observe::GROUPS_PER_DESCRIBE) + groups)]
     }
 
-    fn nothing_to_do(config: &Config, triggers: Vec<Trigger>) -> Report {
-        Report::new(triggers, &config.vpc_id, config.dry_run)
-    }
+    type Reconciler<'a> = Reconciler<'a, crate::aws::ec2::AwsEc2, crate::aws::elbv2::AwsElbv2>;
 
-    async fn reconcile(
-        run: crate::shared::job::Run<'_, Self>,
-        triggers: Vec<Trigger>,
-        _now: u64,
-    ) -> Result<Report, Error> {
-        let reconciler = Reconciler {
+    fn reconciler(run: crate::shared::job::Run<'_, Self>) -> Self::Reconciler<'_> {
+        Reconciler {
             ec2: &run.clients.ec2,
             elbv2: &run.clients.elbv2,
             config: run.config,
             limiter: run.limiter,
             deadline: run.deadline,
-        };
-        reconciler.run(triggers).await
+        }
     }
 
     fn emf(config: &Config, report: &Report, run: &crate::shared::metrics::Invocation) -> Value {

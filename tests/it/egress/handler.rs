@@ -7,9 +7,10 @@ use kube_rtsync::aws::ec2::model::{Destination, Instance, NatGateway, Route, Rou
 use kube_rtsync::fake::ec2::{FakeEc2, Fault, Operation};
 use kube_rtsync::jobs::egress::config::{Config, FAILBACK_CLOCK_TAG};
 use kube_rtsync::jobs::egress::report::{Outcome, Report, WriteStatus};
-use kube_rtsync::jobs::egress::{Error, Reconciler, handle_event};
+use kube_rtsync::jobs::egress::{Error, Reconciler};
 use kube_rtsync::shared::config::WriteRate;
 use kube_rtsync::shared::event::Trigger;
+use kube_rtsync::shared::job::handle_event;
 use kube_rtsync::shared::limiter::WriteLimiter;
 
 const VPC: &str = "vpc-0a00000000000001";

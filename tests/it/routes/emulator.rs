@@ -17,10 +17,11 @@ use crate::support::{Counting, LAUNCH, LambdaProcess, RUNNING, SAMPLE_INSTANCE, 
 use ipnet::IpNet;
 use kube_rtsync::aws::ec2::AwsEc2;
 use kube_rtsync::aws::error::ThrottleCounter;
+use kube_rtsync::jobs::routes::Reconciler;
 use kube_rtsync::jobs::routes::config::{Config, WriteRate};
 use kube_rtsync::jobs::routes::report::{Outcome, Report};
 use kube_rtsync::jobs::routes::{Error, Problem};
-use kube_rtsync::jobs::routes::{Reconciler, handle_event};
+use kube_rtsync::shared::job::handle_event;
 use kube_rtsync::shared::limiter::WriteLimiter;
 
 type Snapshot = BTreeMap<String, BTreeSet<RouteRow>>;

@@ -6,9 +6,10 @@ use crate::support::*;
 use kube_rtsync::aws::ec2::model::RouteTable;
 use kube_rtsync::fake::ec2::{FakeEc2, Fault, Operation};
 use kube_rtsync::jobs::routes::Error;
+use kube_rtsync::jobs::routes::Reconciler;
 use kube_rtsync::jobs::routes::config::{Config, WriteRate};
 use kube_rtsync::jobs::routes::report::{Outcome, Report};
-use kube_rtsync::jobs::routes::{Reconciler, handle_event};
+use kube_rtsync::shared::job::handle_event;
 use kube_rtsync::shared::limiter::WriteLimiter;
 
 async fn invoke(fake: &FakeEc2, config: &Config, limiter: &WriteLimiter) -> Result<Report, Error> {

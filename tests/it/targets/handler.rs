@@ -6,8 +6,9 @@ use kube_rtsync::fake::elbv2::FakeElbv2;
 use kube_rtsync::jobs::targets::config::Config;
 use kube_rtsync::jobs::targets::model::TargetGroup;
 use kube_rtsync::jobs::targets::report::{Outcome, Report};
-use kube_rtsync::jobs::targets::{Error, Problem, Reconciler, handle_event};
+use kube_rtsync::jobs::targets::{Error, Problem, Reconciler};
 use kube_rtsync::shared::config::WriteRate;
+use kube_rtsync::shared::job::handle_event;
 use kube_rtsync::shared::limiter::WriteLimiter;
 
 const VPC: &str = "vpc-0a00000000000001";
