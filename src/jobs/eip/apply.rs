@@ -29,11 +29,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::config::Config;
 use super::plan::EipPlan;
-use super::report::WriteResult;
+use super::report::Row;
 use crate::aws::dynamodb::{Binding, BindingStore};
 use crate::aws::ec2::{ASSOCIATION_NOT_FOUND, Addresses, AwsError};
 use crate::aws::route53::{RecordChange, Route53, batches};
-use crate::shared::apply::{Engine, Phases, Step, stops_further_writes};
+use crate::shared::apply::{Engine, Phases, RowDetail, Step, stops_further_writes};
 use crate::shared::limiter::WriteLimiter;
 
 /// The services the eip job writes, and Route 53's own pace.
@@ -76,13 +76,30 @@ fn describe(changes: &[RecordChange]) -> String {
     parts.join("; ")
 }
 
-fn records_step(changes: &[(String, RecordChange)]) -> Step<Write> {
+/// A record batch writes the zone; its row names the addresses (or names)
+/// whose records it carries, so that the report counts a bind, release or
+/// repair whole only once every write of its address went through, this
+/// batch included.
+fn records_step(zone: &str, changes: &[(String, RecordChange)]) -> Step<Write> {
     let plain: Vec<RecordChange> = changes.iter().map(|(_, c)| c.clone()).collect();
-    // The addresses whose records the batch writes: the report counts a bind,
-    // release or repair whole only once every write of its address went
-    // through, this batch included.
-    let resource = changes.iter().map(|(ip, _)| ip.as_str()).collect::<Vec<_>>().join(", ");
-    Step::new(resource, describe(&plain), Write::Records(changes.to_vec()))
+    Step::new(zone, describe(&plain), Write::Records(changes.to_vec()))
+}
+
+/// What an eip row keeps besides its resource: for a record batch, the
+/// addresses (or names) it carries; nothing for a write of one address.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Carried {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<String>,
+}
+
+impl RowDetail<Carried> for Write {
+    fn row_detail(&self) -> Carried {
+        match self {
+            Write::Records(changes) => Carried { addresses: changes.iter().map(|(ip, _)| ip.clone()).collect() },
+            _ => Carried::default(),
+        }
+    }
 }
 
 fn item_step(ip: &str, item: Binding, owners: Vec<String>, what: &str) -> Step<Write> {
@@ -116,7 +133,7 @@ pub async fn apply<E: Addresses, R: Route53, B: BindingStore>(
     plan: &EipPlan,
     config: &Config,
     now: u64,
-) -> Vec<WriteResult> {
+) -> Vec<Row> {
     let table = config.table.as_deref().unwrap_or_default();
     let zone = config.dns.as_ref().map(|d| d.zone_id.as_str()).unwrap_or_default();
     let run = |write: &Write| {
@@ -247,7 +264,7 @@ pub async fn apply<E: Addresses, R: Route53, B: BindingStore>(
     let mut steps: Vec<Step<Write>> = Vec::new();
     let mut next = 0;
     for batch in batches(&plain) {
-        steps.push(records_step(&changes[next..next + batch.len()]));
+        steps.push(records_step(zone, &changes[next..next + batch.len()]));
         next += batch.len();
     }
     if config.table.is_some() {

@@ -39,7 +39,7 @@ pub struct Report {
     /// interface of no instance it can see).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
-    pub writes: Vec<WriteResult>,
+    pub writes: Vec<Row>,
     pub totals: Totals,
     /// The hosted zone of the records (for the change events' ARNs).
     #[serde(skip)]
@@ -86,10 +86,13 @@ impl Report {
 }
 
 /// The writes of one address (or record name): its own, and the record
-/// batches it shares with others (whose resource lists every address).
-fn writes_of<'a>(writes: &'a [WriteResult], resource: &'a str) -> impl Iterator<Item = &'a WriteResult> {
-    writes.iter().filter(move |w| w.resource == resource || w.resource.split(", ").any(|r| r == resource))
+/// batches that carry it.
+fn writes_of<'a>(writes: &'a [Row], resource: &'a str) -> impl Iterator<Item = &'a Row> {
+    writes.iter().filter(move |w| w.resource == resource || w.detail.addresses.iter().any(|r| r == resource))
 }
+
+/// One write of the eip job and what became of it.
+pub type Row = WriteResult<super::apply::Carried>;
 
 impl Report {
     fn zone_arn(&self, arns: &crate::shared::changes::Arns) -> Vec<String> {
