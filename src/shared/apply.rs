@@ -268,9 +268,10 @@ impl<'e, 'a, D> Phases<'e, 'a, D> {
 
     /// Runs one phase. `run` makes one step's calls (through
     /// [`Engine::paced`] or [`Engine::paced_by`]); after an error for which
-    /// `stops` is true, no further step of the phase starts (the `noun`
-    /// names what the steps write, in reasons). In a dry run nothing is
-    /// called and every step is done with `O::default()`.
+    /// `stops` is true, no further step of the phase starts (of its
+    /// resource only, with [`Reach::Resource`]; the `noun` names what the
+    /// steps write, in reasons). In a dry run nothing is called and every
+    /// step is done with `O::default()`.
     pub async fn run<A, O, F, Fut>(
         &mut self,
         noun: &str,
@@ -284,67 +285,132 @@ impl<'e, 'a, D> Phases<'e, 'a, D> {
         F: Fn(&A) -> Fut,
         Fut: Future<Output = Result<O, AwsError>>,
     {
-        let mut ready = Vec::new();
-        for step in steps {
-            if self.failed.contains(&step.resource) {
-                let reason = format!("an earlier write to {} failed", step.resource);
-                self.results.push(WriteResult::of(&step, WriteStatus::NotStarted { reason }));
-            } else {
-                ready.push(step);
-            }
+        self.run_waves(noun, vec![steps], run, stops).await
+    }
+
+    /// Runs phases one after the other, as [`Phases::run`] would, except
+    /// that with [`Reach::Resource`] each resource goes on to its next
+    /// phase as soon as its own writes of this one have ended, without
+    /// waiting for the other resources' (a target group's deregistrations
+    /// do not wait for another group's throttled registrations).
+    pub async fn run_waves<A, O, F, Fut>(
+        &mut self,
+        noun: &str,
+        waves: Vec<Vec<Step<A>>>,
+        run: F,
+        stops: impl Fn(&AwsError) -> bool,
+    ) -> PhaseOutcome<A, O>
+    where
+        A: RowDetail<D>,
+        O: Default,
+        F: Fn(&A) -> Fut,
+        Fut: Future<Output = Result<O, AwsError>>,
+    {
+        if self.reach == Reach::Resource {
+            return self.execute(noun, waves, &run, &stops).await;
         }
         let mut outcome = PhaseOutcome { done: Vec::new(), failed: Vec::new() };
+        for wave in waves {
+            let PhaseOutcome { done, failed } = self.execute(noun, vec![wave], &run, &stops).await;
+            outcome.done.extend(done);
+            outcome.failed.extend(failed);
+        }
+        outcome
+    }
+
+    /// The waves as one run of the engine per resource (or one for all).
+    async fn execute<A, O, F, Fut>(
+        &mut self,
+        noun: &str,
+        waves: Vec<Vec<Step<A>>>,
+        run: &F,
+        stops: &impl Fn(&AwsError) -> bool,
+    ) -> PhaseOutcome<A, O>
+    where
+        A: RowDetail<D>,
+        O: Default,
+        F: Fn(&A) -> Fut,
+        Fut: Future<Output = Result<O, AwsError>>,
+    {
+        let mut outcome = PhaseOutcome { done: Vec::new(), failed: Vec::new() };
+        let (job, hint) = (self.job, self.hint);
+        let mut ready: Vec<Step<A>> = Vec::new();
+        let mut wave_of: Vec<usize> = Vec::new();
+        let mut not_started: Vec<(String, String, String)> = Vec::new();
+        for (w, wave) in waves.into_iter().enumerate() {
+            for step in wave {
+                if self.failed.contains(&step.resource) {
+                    let reason = format!("an earlier write to {} failed", step.resource);
+                    not_started.push((step.resource.clone(), step.change.clone(), reason.clone()));
+                    self.results.push(WriteResult::of(&step, WriteStatus::NotStarted { reason }));
+                } else {
+                    ready.push(step);
+                    wave_of.push(w);
+                }
+            }
+        }
         if self.dry_run {
             for step in ready {
-                self.log(&step, &WriteStatus::Planned);
+                log_step(job, &step, &WriteStatus::Planned);
                 self.results.push(WriteResult::of(&step, WriteStatus::Planned));
                 outcome.done.push((step, O::default()));
             }
+            log_not_started(job, &not_started);
             return outcome;
         }
         let outputs: Mutex<Vec<Option<O>>> = Mutex::new((0..ready.len()).map(|_| None).collect());
+        // Each write is logged as it ends, so that the log's times are the
+        // writes' own.
         let call = |k: &usize| {
             let k = *k;
-            let call = run(&ready[k].action);
-            let outputs = &outputs;
+            let (step, call, outputs) = (&ready[k], run(&ready[k].action), &outputs);
             async move {
-                let output = call.await?;
-                outputs.lock().unwrap_or_else(|p| p.into_inner())[k] = Some(output);
-                Ok(())
-            }
-        };
-        let ended = match self.reach {
-            Reach::Phase => self.engine.run_group(noun, vec![(0..ready.len()).collect()], &call, &stops).await,
-            Reach::Resource => {
-                // One group per resource, in the order they first appear.
-                let mut groups: Vec<(&str, Vec<usize>)> = Vec::new();
-                for (k, step) in ready.iter().enumerate() {
-                    match groups.iter_mut().find(|(resource, _)| *resource == step.resource) {
-                        Some((_, ks)) => ks.push(k),
-                        None => groups.push((step.resource.as_str(), vec![k])),
+                match call.await {
+                    Ok(output) => {
+                        log_step(job, step, &WriteStatus::Done);
+                        outputs.lock().unwrap_or_else(|p| p.into_inner())[k] = Some(output);
+                        Ok(())
+                    }
+                    Err(err) => {
+                        log_step(job, step, &WriteStatus::failed_with(&err, hint(&err)));
+                        Err(err)
                     }
                 }
-                let runs = groups.into_iter().map(|(_, ks)| self.engine.run_group(noun, vec![ks], &call, &stops));
-                futures::future::join_all(runs).await.into_iter().flatten().collect()
             }
         };
+        // The steps' indices wave by wave, per resource (or all as one).
+        let waves = wave_of.iter().copied().max().map_or(0, |w| w + 1);
+        let mut groups: Vec<Vec<Vec<usize>>> = Vec::new();
+        let mut index: std::collections::HashMap<&str, usize> = Default::default();
+        for (k, step) in ready.iter().enumerate() {
+            let key = if self.reach == Reach::Resource { step.resource.as_str() } else { "" };
+            let g = *index.entry(key).or_insert_with(|| {
+                groups.push(vec![Vec::new(); waves]);
+                groups.len() - 1
+            });
+            groups[g][wave_of[k]].push(k);
+        }
+        let runs = groups.into_iter().map(|waves| self.engine.run_group(noun, waves, &call, stops));
+        let ended: Vec<ItemOutcome<usize>> = futures::future::join_all(runs).await.into_iter().flatten().collect();
         let mut outputs = outputs.into_inner().unwrap_or_else(|p| p.into_inner());
         let mut steps: Vec<Option<Step<A>>> = ready.into_iter().map(Some).collect();
         for item in ended {
             let (k, status, error) = match item {
                 ItemOutcome::Done(k) => (k, WriteStatus::Done, None),
-                ItemOutcome::Failed(k, err) => (k, WriteStatus::failed_with(&err, (self.hint)(&err)), Some(err)),
+                ItemOutcome::Failed(k, err) => (k, WriteStatus::failed_with(&err, hint(&err)), Some(err)),
                 ItemOutcome::NotStarted(k, reason) => (k, WriteStatus::NotStarted { reason }, None),
             };
             let Some(step) = steps[k].take() else { continue };
-            self.log(&step, &status);
             self.results.push(WriteResult::of(&step, status.clone()));
             match (status, error) {
                 (WriteStatus::Done, _) => {
                     let output = outputs[k].take().unwrap_or_default();
                     outcome.done.push((step, output));
                 }
-                (_, error) => {
+                (status, error) => {
+                    if let WriteStatus::NotStarted { reason } = status {
+                        not_started.push((step.resource.clone(), step.change.clone(), reason));
+                    }
                     let withhold = match (self.reach, &error) {
                         (Reach::Resource, Some(error)) => stops(error),
                         _ => true,
@@ -358,23 +424,8 @@ impl<'e, 'a, D> Phases<'e, 'a, D> {
                 }
             }
         }
+        log_not_started(job, &not_started);
         outcome
-    }
-
-    fn log(&self, step: &Step<impl Sized>, status: &WriteStatus) {
-        let (job, resource, change) = (self.job, step.resource.as_str(), step.change.as_str());
-        let (from, to) = (step.from.as_deref(), step.to.as_deref());
-        match status {
-            WriteStatus::Done => tracing::info!(job, resource, change, from, to, "change made"),
-            WriteStatus::Planned => tracing::info!(job, resource, change, from, to, dry_run = true, "change planned"),
-            WriteStatus::Failed { code, message, hint, .. } => tracing::error!(
-                job, resource, change, from, to, code = code.as_deref().unwrap_or("-"), error = %message, hint,
-                "change failed"
-            ),
-            WriteStatus::NotStarted { reason } => {
-                tracing::warn!(job, resource, change, from, to, reason, "change not started")
-            }
-        }
     }
 
     /// The engine the phases run on, for the jobs' calls.
@@ -382,7 +433,9 @@ impl<'e, 'a, D> Phases<'e, 'a, D> {
         self.engine
     }
 
-    /// Whether a write to this resource failed or was not started.
+    /// Whether an earlier write to this resource holds back its later ones
+    /// (any failure, or with [`Reach::Resource`] an error that stops further
+    /// writes; or a write that was not started).
     pub fn has_failed(&self, resource: &str) -> bool {
         self.failed.contains(resource)
     }
@@ -390,6 +443,34 @@ impl<'e, 'a, D> Phases<'e, 'a, D> {
     /// Every step's row, in the order the steps ended.
     pub fn results(self) -> Vec<WriteResult<D>> {
         self.results
+    }
+}
+
+/// A write's one log line, as it ends (or, in a dry run, as it is planned).
+fn log_step(job: &'static str, step: &Step<impl Sized>, status: &WriteStatus) {
+    let (resource, change) = (step.resource.as_str(), step.change.as_str());
+    let (from, to) = (step.from.as_deref(), step.to.as_deref());
+    match status {
+        WriteStatus::Done => tracing::info!(job, resource, change, from, to, "change made"),
+        WriteStatus::Planned => tracing::info!(job, resource, change, from, to, dry_run = true, "change planned"),
+        WriteStatus::Failed { code, message, hint, .. } => tracing::error!(
+            job, resource, change, from, to, code = code.as_deref().unwrap_or("-"), error = %message, hint,
+            "change failed"
+        ),
+        WriteStatus::NotStarted { .. } => {}
+    }
+}
+
+/// The writes that were not started (or were held back), one line per
+/// resource and reason, since a deadline can leave thousands: how many,
+/// and the first of them.
+fn log_not_started(job: &'static str, rows: &[(String, String, String)]) {
+    let mut by: std::collections::BTreeMap<(&str, &str), (usize, &str)> = Default::default();
+    for (resource, change, reason) in rows {
+        by.entry((resource.as_str(), reason.as_str())).or_insert((0, change.as_str())).0 += 1;
+    }
+    for ((resource, reason), (count, first)) in by {
+        tracing::warn!(job, resource, not_started = count, first, reason, "changes not started");
     }
 }
 
@@ -529,6 +610,31 @@ mod tests {
         let expected =
             [("a", "a1", "failed"), ("a", "a2", "done"), ("a", "a3", "done"), ("b", "b1", "done"), ("b", "b2", "done")];
         assert_eq!(resource, rows(&expected));
+    }
+
+    /// With independent resources, `b`'s second wave does not wait for
+    /// `a`'s first: `a1` ends only once `b2` has run.
+    #[tokio::test(start_paused = true)]
+    async fn an_independent_resource_goes_on_to_its_next_wave_without_waiting_for_the_others() {
+        let limiter = unlimited();
+        let engine = Engine::new(&limiter, None, 4);
+        let b2_ran = tokio::sync::Notify::new();
+        let mut phases: Phases<'_, '_> = Phases::new(&engine, "test", false).with_reach(Reach::Resource);
+        let run = |n: &u32| {
+            let (n, b2_ran) = (*n, &b2_ran);
+            async move {
+                match n {
+                    1 => b2_ran.notified().await,
+                    3 => b2_ran.notify_one(),
+                    _ => {}
+                }
+                Ok::<(), AwsError>(())
+            }
+        };
+        let waves = vec![vec![Step::new("a", "a1", 1), Step::new("b", "b1", 2)], vec![Step::new("b", "b2", 3)]];
+        let ran = tokio::time::timeout(Duration::from_secs(60), phases.run_waves("resource", waves, run, |_| false));
+        let outcome: PhaseOutcome<u32, ()> = ran.await.expect("b2 waited for a1");
+        assert_eq!(outcome.done.len(), 3);
     }
 
     #[tokio::test]

@@ -40,9 +40,10 @@ impl<E: RouteTables> Reconciler<'_, E> {
     /// action at once (they name different destinations), with at most
     /// `APPLY_CONCURRENCY` writes in flight and the limiter's pace. The one
     /// order kept: when a table's creates would pass its route quota before
-    /// its deletes land, its creates wait for a second phase. Tables are
-    /// independent ([`Reach::Resource`]): one table's failure stops no
-    /// other. Reports come back ordered by table id.
+    /// its deletes land, its creates wait for them (a second wave of that
+    /// table). Tables are independent ([`Reach::Resource`]): one table's
+    /// failure stops no other, and none waits for another. Reports come
+    /// back ordered by table id.
     pub async fn apply(&self, plan: RoutePlan) -> Vec<TableReport> {
         let engine = Engine::new(self.limiter, self.deadline, self.config.apply_concurrency);
         let mut phases = Phases::new(&engine, "routes", self.config.dry_run)
@@ -70,8 +71,7 @@ impl<E: RouteTables> Reconciler<'_, E> {
             let (write, engine) = (write.clone(), &engine);
             async move { self.apply_action(engine, &write.table, &write.action).await }
         };
-        phases.run("table", first, run, stops_table).await;
-        phases.run("table", then, run, stops_table).await;
+        phases.run_waves("table", vec![first, then], run, stops_table).await;
         for row in phases.results() {
             let Some(report) = reports.get_mut(&row.resource) else { continue };
             let action = row.detail;
@@ -84,13 +84,7 @@ impl<E: RouteTables> Reconciler<'_, E> {
             }
         }
         let mut reports: Vec<TableReport> = reports.into_values().collect();
-        for report in &mut reports {
-            if let Some(first) = report.not_started.first() {
-                warn!(route_table_id = %report.route_table_id, not_started = report.not_started.len(),
-                      reason = %first.reason, "route changes not started; the next invocation continues");
-            }
-            report.sort();
-        }
+        reports.iter_mut().for_each(TableReport::sort);
         reports
     }
 

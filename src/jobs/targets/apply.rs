@@ -59,9 +59,8 @@ pub async fn apply<L: Elbv2>(elbv2: &L, engine: &Engine<'_>, plan: &TargetsPlan,
         async move { call(elbv2, engine, &batch).await }
     };
     let register = steps(plan, "register", |g| g.register_batches().collect());
-    phases.run("target group", register, run, stops_further_writes).await;
     let deregister = steps(plan, "deregister", |g| g.deregister_batches().collect());
-    phases.run("target group", deregister, run, stops_further_writes).await;
+    phases.run_waves("target group", vec![register, deregister], run, stops_further_writes).await;
     phases.results()
 }
 
@@ -77,34 +76,37 @@ async fn call<L: Elbv2>(elbv2: &L, engine: &Engine<'_>, batch: &Batch) -> Result
             false => engine.paced(elbv2.deregister_targets(arn, &targets)).await,
         }
     };
+    let logged = |change: &Change, result: &Result<(), AwsError>| match result {
+        Ok(()) => info!(target_group_arn = %arn, action = batch.action, instance_id = %change.instance_id,
+                        port = ?change.port, reason = %change.reason, "target changed"),
+        Err(err) => warn!(target_group_arn = %arn, action = batch.action, instance_id = %change.instance_id,
+                          port = ?change.port, code = err.code().unwrap_or("-"), "target not changed"),
+    };
+    // The batch's one line (made or failed) is the engine's; these name
+    // each target it carried, with what became of that target.
     let result = match send(refs.clone()).await {
         Err(e) if e.is_code(INVALID_TARGET) && refs.len() > 1 => {
             warn!(target_group_arn = %arn, action = batch.action, "a target was refused; retrying one at a time");
             let mut first_error = None;
-            for target in refs {
-                match send(vec![target]).await {
-                    Err(e) if e.is_code(INVALID_TARGET) && !register => {}
-                    Err(e) => {
-                        first_error.get_or_insert(e);
-                    }
-                    Ok(()) => {}
+            for (change, target) in batch.targets.iter().zip(refs) {
+                let result = match send(vec![target]).await {
+                    // Deregistering a target that is already gone is what
+                    // we wanted.
+                    Err(e) if e.is_code(INVALID_TARGET) && !register => Ok(()),
+                    other => other,
+                };
+                logged(change, &result);
+                if let Err(e) = result {
+                    first_error.get_or_insert(e);
                 }
             }
-            first_error.map_or(Ok(()), Err)
+            return first_error.map_or(Ok(()), Err);
         }
-        // Deregistering a target that is already gone is what we wanted.
         Err(e) if e.is_code(INVALID_TARGET) && !register => Ok(()),
         other => other,
     };
-    // The batch's one line (made or failed) is the engine's; these name
-    // each target it carried.
     for change in &batch.targets {
-        match &result {
-            Ok(()) => info!(target_group_arn = %arn, action = batch.action, instance_id = %change.instance_id,
-                            port = ?change.port, reason = %change.reason, "target changed"),
-            Err(err) => warn!(target_group_arn = %arn, action = batch.action, instance_id = %change.instance_id,
-                              port = ?change.port, code = err.code().unwrap_or("-"), "target not changed"),
-        }
+        logged(change, &result);
     }
     result
 }
