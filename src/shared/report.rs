@@ -87,17 +87,12 @@ pub enum WriteStatus {
 
 impl WriteStatus {
     pub fn failed(err: &AwsError) -> Self {
-        WriteStatus::failed_with(err, err.hint())
-    }
-
-    /// A failure with a job's own hint (one that names its variables).
-    pub fn failed_with(err: &AwsError, hint: &'static str) -> Self {
         WriteStatus::Failed {
             operation: err.operation,
             kind: err.kind,
             code: err.code.clone(),
             message: err.message.clone(),
-            hint,
+            hint: err.hint(),
         }
     }
 }

@@ -57,7 +57,14 @@ fn target(nat: &NatTarget) -> Target {
 
 fn step(write: EgressWrite, destination: &IpNet) -> Step<EgressWrite> {
     let (resource, change) = (write.resource().to_owned(), write.describe(destination));
-    Step::new(resource, change, write)
+    let (from, to) = match &write {
+        EgressWrite::Route { change: RouteChange::Create { nat }, .. } => (None, Some(nat.to_string())),
+        EgressWrite::Route { change: RouteChange::Replace { from, to }, .. } => {
+            (Some(from.to_string()), Some(to.to_string()))
+        }
+        _ => (None, None),
+    };
+    Step::new(resource, change, write).from_to(from, to)
 }
 
 /// Turns the source/destination check off on these NAT instances (planned
