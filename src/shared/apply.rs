@@ -566,43 +566,23 @@ mod tests {
         expected.iter().map(|(r, c, s)| (r.to_string(), c.to_string(), *s)).collect()
     }
 
+    /// A stopping error reaches its whole phase, or only its resource; any
+    /// failure withholds the resource's later phases, unless resources are
+    /// independent (then only a stopping one does).
     #[tokio::test]
-    async fn a_stopping_error_reaches_its_whole_phase_or_only_its_resource() {
-        let phase = two_phases(Reach::Phase, "AccessDenied").await;
-        let expected = [
-            ("a", "a1", "failed"),
-            ("a", "a2", "not started"),
-            ("a", "a3", "not started"),
-            ("b", "b1", "not started"),
-            ("b", "b2", "not started"),
+    async fn how_far_a_failure_reaches() {
+        let (done, failed, held) = ("done", "failed", "not started");
+        let cases = [
+            (Reach::Phase, "AccessDenied", [failed, held, held, held, held]),
+            (Reach::Resource, "AccessDenied", [failed, held, held, done, done]),
+            (Reach::Phase, "InvalidTarget", [failed, done, held, done, done]),
+            (Reach::Resource, "InvalidTarget", [failed, done, done, done, done]),
         ];
-        assert_eq!(phase, rows(&expected));
-        let resource = two_phases(Reach::Resource, "AccessDenied").await;
-        let expected = [
-            ("a", "a1", "failed"),
-            ("a", "a2", "not started"),
-            ("a", "a3", "not started"),
-            ("b", "b1", "done"),
-            ("b", "b2", "done"),
-        ];
-        assert_eq!(resource, rows(&expected));
-    }
-
-    #[tokio::test]
-    async fn any_failure_withholds_the_resources_later_phases_unless_resources_are_independent() {
-        let phase = two_phases(Reach::Phase, "InvalidTarget").await;
-        let expected = [
-            ("a", "a1", "failed"),
-            ("a", "a2", "done"),
-            ("a", "a3", "not started"),
-            ("b", "b1", "done"),
-            ("b", "b2", "done"),
-        ];
-        assert_eq!(phase, rows(&expected));
-        let resource = two_phases(Reach::Resource, "InvalidTarget").await;
-        let expected =
-            [("a", "a1", "failed"), ("a", "a2", "done"), ("a", "a3", "done"), ("b", "b1", "done"), ("b", "b2", "done")];
-        assert_eq!(resource, rows(&expected));
+        for (reach, code, statuses) in cases {
+            let steps = [("a", "a1"), ("a", "a2"), ("a", "a3"), ("b", "b1"), ("b", "b2")];
+            let expected: Vec<(&str, &str, &str)> = steps.iter().zip(statuses).map(|((r, c), s)| (*r, *c, s)).collect();
+            assert_eq!(two_phases(reach, code).await, rows(&expected), "{reach:?} {code}");
+        }
     }
 
     /// With independent resources, `b`'s second wave does not wait for
