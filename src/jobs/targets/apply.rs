@@ -1,12 +1,14 @@
-//! The targets job's writes, in two waves through the shared engine: each
-//! group's registrations in batches of `RegisterTargets`, then its
+//! The targets job's writes, in two waves through the shared engine:
+//! each group's registrations in batches of `RegisterTargets`, then its
 //! deregistrations in batches of `DeregisterTargets`. Groups are
 //! independent ([`Reach::Resource`]): none waits for another, and a
-//! throttled or denied group stops only its own later calls. Idempotent: registering a registered target
-//! changes nothing, and a batch that ELBv2 refuses with `InvalidTarget` is
-//! retried one target at a time, so that one bad target (an instance that
-//! stopped meanwhile, or one already deregistered) neither blocks the
-//! others nor withholds the group's other calls.
+//! throttled or denied group stops only its own later calls.
+//!
+//! Idempotent: registering a registered target changes nothing, and a
+//! batch that ELBv2 refuses with `InvalidTarget` is retried one target at
+//! a time, so that one bad target (an instance that stopped meanwhile, or
+//! one already deregistered) neither blocks the others nor withholds the
+//! group's other calls.
 
 use serde::Serialize;
 use tracing::{info, warn};
