@@ -197,11 +197,10 @@ impl<A> Step<A> {
 }
 
 /// What a phase gives the next: the steps that went through, with what
-/// their call returned (an association id, say), and those that failed,
-/// with the error.
+/// their call returned (an association id, say). What failed is in the
+/// rows, and in [`Phases::has_failed`].
 pub struct PhaseOutcome<A, O> {
     pub done: Vec<(Step<A>, O)>,
-    pub failed: Vec<(Step<A>, AwsError)>,
 }
 
 /// What a report row keeps of its step's action besides the resource and
@@ -302,11 +301,9 @@ impl<'e, 'a, D> Phases<'e, 'a, D> {
         if self.reach == Reach::Resource {
             return self.execute(noun, waves, &run, &stops).await;
         }
-        let mut outcome = PhaseOutcome { done: Vec::new(), failed: Vec::new() };
+        let mut outcome = PhaseOutcome { done: Vec::new() };
         for wave in waves {
-            let PhaseOutcome { done, failed } = self.execute(noun, vec![wave], &run, &stops).await;
-            outcome.done.extend(done);
-            outcome.failed.extend(failed);
+            outcome.done.extend(self.execute(noun, vec![wave], &run, &stops).await.done);
         }
         outcome
     }
@@ -325,7 +322,7 @@ impl<'e, 'a, D> Phases<'e, 'a, D> {
         F: Fn(&A) -> Fut,
         Fut: Future<Output = Result<O, AwsError>>,
     {
-        let mut outcome = PhaseOutcome { done: Vec::new(), failed: Vec::new() };
+        let mut outcome = PhaseOutcome { done: Vec::new() };
         let job = self.job;
         let mut ready: Vec<Step<A>> = Vec::new();
         let mut wave_of: Vec<usize> = Vec::new();
@@ -409,10 +406,7 @@ impl<'e, 'a, D> Phases<'e, 'a, D> {
                         _ => true,
                     };
                     if withhold {
-                        self.failed.insert(step.resource.clone());
-                    }
-                    if let Some(error) = error {
-                        outcome.failed.push((step, error));
+                        self.failed.insert(step.resource);
                     }
                 }
             }
